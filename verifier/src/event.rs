@@ -1,0 +1,303 @@
+//! Log events (leaves): one JSON object each, serialized with RFC 8785 canonical JSON.
+//!
+//! Every event has `kind` and `time` (Unix ms, enclave clock). No event type has a field for
+//! personal data: lead events carry an id, the seller's public key, the ciphertext's SHA-256,
+//! the verdict and the redacted listing, and `email_tag`, a keyed hash (HMAC-SHA-256 under an
+//! enclave-only key) that lets anyone see two accepted leads share an email without learning it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::jcs::{self, JcsError};
+
+/// Largest leaf accepted, in bytes. A `lead.accepted` event with maximal listing fields is
+/// under 2 KiB; 8 KiB bounds parsing work on untrusted leaves.
+pub const MAX_EVENT_LEN: usize = 8 * 1024;
+
+/// Errors for events. Codes: `event.*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// Over [`MAX_EVENT_LEN`].
+    #[error("event larger than {MAX_EVENT_LEN} bytes")]
+    TooLarge,
+    /// Not JSON, an unknown kind, an unknown or missing field.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// Valid JSON but not in RFC 8785 canonical form.
+    #[error("event is not canonical JSON")]
+    NotCanonical,
+    /// Contains a number JCS cannot carry.
+    #[error(transparent)]
+    Jcs(#[from] JcsError),
+}
+
+impl EventError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::TooLarge => "event.too_large",
+            EventError::Malformed(_) => "event.malformed",
+            EventError::NotCanonical | EventError::Jcs(_) => "event.not_canonical",
+        }
+    }
+}
+
+/// The redacted, public part of a lead: what buyers see before they win it. Free-text fields are
+/// the seller's own words about the company and role, capped at [`MAX_LISTING_FIELD`] chars.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    /// Industry, e.g. `HVAC`.
+    pub industry: String,
+    /// Sub-industry, e.g. `Heating Services`.
+    pub sub_industry: String,
+    /// Company region, e.g. `Austin, TX`.
+    pub region: String,
+    /// The contact's role, e.g. `General Manager`.
+    pub role: String,
+    /// `LLC`, `Corporation`, … if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_type: Option<String>,
+    /// `Private`, `Public`, … if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership_type: Option<String>,
+    /// Number of company locations, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_locations: Option<u64>,
+    /// Year the company was founded, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub founded_year: Option<u64>,
+}
+
+/// Longest listing text field, in characters.
+pub const MAX_LISTING_FIELD: usize = 120;
+
+/// `log.epoch`: the enclave (re)started. Receipts of epoch `epoch − 1` for indexes at or above
+/// `previous_size` are void: the previous epoch ended there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEpoch {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// This boot's epoch number, starting at 1.
+    pub epoch: u64,
+    /// Tree size at which the previous epoch ended (0 for the first).
+    pub previous_size: u64,
+    /// Root hash at `previous_size`, hex (64 chars).
+    pub previous_root: String,
+    /// The log origin.
+    pub origin: String,
+    /// The log key as a C2SP vkey string.
+    pub log_key: String,
+    /// HPKE X25519 intake public key, hex (64 chars).
+    pub intake_key: String,
+    /// secp256k1 anchor public key, SEC1 compressed, hex (66 chars).
+    pub anchor_key: String,
+}
+
+/// `lead.accepted`: a lead passed intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadAccepted {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Lead id: hex of the first 16 bytes of `ciphertext_sha256` (32 chars).
+    pub lead_id: String,
+    /// Seller Ed25519 public key, hex (64 chars).
+    pub seller: String,
+    /// SHA-256 of `enc || ciphertext`, hex (64 chars).
+    pub ciphertext_sha256: String,
+    /// Score 0–100.
+    pub score: u8,
+    /// Score reasons, stable codes.
+    pub reasons: Vec<String>,
+    /// Redacted listing.
+    pub listing: Listing,
+    /// HMAC-SHA-256 of the normalised email under the enclave's tag key, hex (64 chars).
+    pub email_tag: String,
+}
+
+/// `lead.rejected`: a lead failed intake; `reason` is the first rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadRejected {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Lead id, as in [`LeadAccepted::lead_id`].
+    pub lead_id: String,
+    /// Seller Ed25519 public key, hex.
+    pub seller: String,
+    /// SHA-256 of `enc || ciphertext`, hex.
+    pub ciphertext_sha256: String,
+    /// Intake rule code, e.g. `malformed_email`.
+    pub reason: String,
+}
+
+/// A log event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Event {
+    /// See [`LogEpoch`].
+    #[serde(rename = "log.epoch")]
+    LogEpoch(LogEpoch),
+    /// See [`LeadAccepted`].
+    #[serde(rename = "lead.accepted")]
+    LeadAccepted(LeadAccepted),
+    /// See [`LeadRejected`].
+    #[serde(rename = "lead.rejected")]
+    LeadRejected(LeadRejected),
+}
+
+impl Event {
+    /// The canonical leaf bytes (RFC 8785).
+    ///
+    /// # Errors
+    /// [`EventError::Jcs`] if a number is out of range.
+    pub fn to_leaf(&self) -> Result<Vec<u8>, EventError> {
+        let value = serde_json::to_value(self).map_err(|e| EventError::Malformed(e.to_string()))?;
+        Ok(jcs::to_canonical_string(&value)?.into_bytes())
+    }
+
+    /// Parses leaf bytes, requiring canonical form.
+    ///
+    /// # Errors
+    /// Any [`EventError`].
+    pub fn from_leaf(bytes: &[u8]) -> Result<Self, EventError> {
+        if bytes.len() > MAX_EVENT_LEN {
+            return Err(EventError::TooLarge);
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
+        if jcs::to_canonical_string(&value)?.as_bytes() != bytes {
+            return Err(EventError::NotCanonical);
+        }
+        serde_json::from_value(value).map_err(|e| EventError::Malformed(e.to_string()))
+    }
+
+    /// The event's `kind` string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::LogEpoch(_) => "log.epoch",
+            Event::LeadAccepted(_) => "lead.accepted",
+            Event::LeadRejected(_) => "lead.rejected",
+        }
+    }
+
+    /// The event's `time`, Unix ms.
+    pub fn time(&self) -> u64 {
+        match self {
+            Event::LogEpoch(e) => e.time,
+            Event::LeadAccepted(e) => e.time,
+            Event::LeadRejected(e) => e.time,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted() -> Event {
+        Event::LeadAccepted(LeadAccepted {
+            time: 1_700_000_000_000,
+            lead_id: "00".repeat(16),
+            seller: "11".repeat(32),
+            ciphertext_sha256: "22".repeat(32),
+            score: 87,
+            reasons: vec!["email_matches_website".into()],
+            listing: Listing {
+                industry: "HVAC".into(),
+                sub_industry: "Heating".into(),
+                region: "Austin, TX".into(),
+                role: "Owner".into(),
+                company_type: Some("LLC".into()),
+                ownership_type: None,
+                number_of_locations: Some(3),
+                founded_year: None,
+            },
+            email_tag: "33".repeat(32),
+        })
+    }
+
+    #[test]
+    fn round_trip_is_canonical_and_golden() {
+        let leaf = accepted().to_leaf().unwrap();
+        let text = String::from_utf8(leaf.clone()).unwrap();
+        assert!(text.starts_with(r#"{"ciphertext_sha256":"2222"#), "{text}");
+        assert!(text.contains(r#""kind":"lead.accepted""#));
+        assert!(text.contains(r#""listing":{"company_type":"LLC","industry":"HVAC","number_of_locations":3,"region":"Austin, TX","role":"Owner","sub_industry":"Heating"}"#));
+        assert_eq!(Event::from_leaf(&leaf).unwrap(), accepted());
+    }
+
+    #[test]
+    fn non_canonical_unknown_and_oversized_are_rejected() {
+        let leaf = String::from_utf8(accepted().to_leaf().unwrap()).unwrap();
+        let spaced = leaf.replacen(':', ": ", 1);
+        assert_eq!(
+            Event::from_leaf(spaced.as_bytes()),
+            Err(EventError::NotCanonical)
+        );
+        let extra = leaf.replacen("{", r#"{"aaa":1,"#, 1);
+        assert_eq!(
+            Event::from_leaf(extra.as_bytes()).unwrap_err().code(),
+            "event.malformed"
+        );
+        let kind = leaf.replace("lead.accepted", "lead.unknown");
+        assert_eq!(
+            Event::from_leaf(kind.as_bytes()).unwrap_err().code(),
+            "event.malformed"
+        );
+        assert_eq!(
+            Event::from_leaf(&vec![b' '; MAX_EVENT_LEN + 1]),
+            Err(EventError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn no_event_type_has_a_pii_field() {
+        let forbidden = [
+            "email",
+            "name",
+            "first",
+            "last",
+            "full_name",
+            "phone",
+            "phone_numbers",
+            "linkedin",
+            "website",
+            "business",
+        ];
+        let epoch = Event::LogEpoch(LogEpoch {
+            time: 0,
+            epoch: 1,
+            previous_size: 0,
+            previous_root: String::new(),
+            origin: "o".into(),
+            log_key: String::new(),
+            intake_key: String::new(),
+            anchor_key: String::new(),
+        });
+        let rejected = Event::LeadRejected(LeadRejected {
+            time: 0,
+            lead_id: String::new(),
+            seller: String::new(),
+            ciphertext_sha256: String::new(),
+            reason: "x".into(),
+        });
+        for e in [accepted(), epoch, rejected] {
+            fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+                if let serde_json::Value::Object(m) = v {
+                    for (k, v) in m {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+            }
+            let mut all = Vec::new();
+            keys(&serde_json::to_value(&e).unwrap(), &mut all);
+            for k in all {
+                assert!(!forbidden.contains(&k.as_str()), "{} has {k}", e.kind());
+            }
+        }
+    }
+}
