@@ -1,0 +1,449 @@
+//! The enclave as a state machine: requests in, responses (with log records to persist) out.
+//! No sockets and no clock here: the transport passes the enclave's own clock reading
+//! (`now_ms`, Unix ms) with each request, so every flow is testable in memory.
+
+use std::collections::HashMap;
+
+use leadgate_verifier::checkpoint::verify_checkpoint;
+use leadgate_verifier::event::{Event, LeadAccepted, LeadRejected, LogEpoch};
+use leadgate_verifier::intake::{open_lead, SealedLead, MAX_LEAD_BYTES};
+use leadgate_verifier::merkle::{Frontier, Hash};
+use serde_bytes::ByteBuf;
+
+use crate::attest::AttestationProvider;
+use crate::dedup::TagFilter;
+use crate::log::Log;
+use crate::protocol::{
+    Request, Response, Status, SubmitOutcome, Tip, WireError, MAX_BATCH, MAX_TAGS_PER_FRAME,
+};
+use crate::rules::{check_lead, RejectReason};
+use crate::sealing::Sealer;
+use crate::secrets::Secrets;
+
+/// Enclave options. Build with [`EnclaveConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct EnclaveConfig {
+    /// Log origin and note key name, e.g. `leadgate.dev/log`.
+    pub origin: String,
+    /// Periodic checkpoint interval, ms (default 1 hour).
+    pub checkpoint_interval_ms: u64,
+    /// How far a submission's `issued_at_ms` may be from the enclave clock, ms (default 10 min).
+    /// Replays are detected within this window; outside it a submission is stale.
+    pub replay_window_ms: u64,
+    /// Duplicate-email filter size, log2 bits (default 27 = 16 MiB).
+    pub tag_filter_bits_log2: u32,
+    /// The dev attestation root (PEM), reported to the host in dev mode.
+    pub dev_root_pem: Option<String>,
+}
+
+impl EnclaveConfig {
+    /// Defaults for `origin`.
+    pub fn new(origin: &str) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            checkpoint_interval_ms: 3_600_000,
+            replay_window_ms: 600_000,
+            tag_filter_bits_log2: crate::dedup::DEFAULT_BITS_LOG2,
+            dev_root_pem: None,
+        }
+    }
+}
+
+struct Running {
+    secrets: Secrets,
+    log: Log,
+    tags: TagFilter,
+    started: bool,
+    /// ciphertext_sha256 → issued_at_ms of submissions seen within the replay window.
+    recent: HashMap<Hash, u64>,
+    last_prune_ms: u64,
+}
+
+/// The enclave.
+pub struct Enclave {
+    config: EnclaveConfig,
+    sealer: Box<dyn Sealer>,
+    attestor: Box<dyn AttestationProvider>,
+    running: Option<Running>,
+}
+
+fn err(code: &str, message: impl Into<String>) -> Response {
+    Response::Error(WireError::new(code, message))
+}
+
+fn refuse(code: &str, message: impl Into<String>) -> SubmitOutcome {
+    SubmitOutcome::Refused(WireError::new(code, message))
+}
+
+/// Civil year of a Unix ms timestamp (for the `founded_year` plausibility check).
+fn year_of(now_ms: u64) -> u64 {
+    // Days since 1970-01-01 to civil year (Howard Hinnant's algorithm).
+    let z = (now_ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2)) as u64
+}
+
+impl Enclave {
+    /// A not-yet-booted enclave.
+    pub fn new(
+        config: EnclaveConfig,
+        sealer: Box<dyn Sealer>,
+        attestor: Box<dyn AttestationProvider>,
+    ) -> Self {
+        Self {
+            config,
+            sealer,
+            attestor,
+            running: None,
+        }
+    }
+
+    /// Handles one request at enclave time `now_ms`.
+    pub fn handle(&mut self, request: Request, now_ms: u64) -> Response {
+        match request {
+            Request::Boot {
+                sealed_secrets,
+                tip,
+            } => self.boot(sealed_secrets, tip, now_ms),
+            Request::LoadTags { tags } => self.load_tags(tags),
+            Request::Start => self.start(now_ms),
+            Request::Attest { nonce } => self.attest(nonce, now_ms),
+            Request::Submit { leads } => self.submit(leads, now_ms),
+            Request::Checkpoint { force } => self.checkpoint(force, now_ms),
+            Request::Status => self.status(),
+        }
+    }
+
+    fn boot(&mut self, sealed: Option<ByteBuf>, tip: Option<Tip>, now_ms: u64) -> Response {
+        if self.running.is_some() {
+            return err("boot.already_booted", "enclave is already booted");
+        }
+        let (secrets, sealed) = match sealed {
+            None if tip.is_some() => {
+                return err(
+                    "boot.no_secrets",
+                    "a log tip needs the sealed secrets that signed it",
+                )
+            }
+            None => {
+                let s = Secrets::generate();
+                match self.sealer.seal(&s.to_bytes()) {
+                    Ok(blob) => (s, blob),
+                    Err(e) => return err(e.code(), e.to_string()),
+                }
+            }
+            Some(blob) => {
+                let plain = match self.sealer.unseal(&blob) {
+                    Ok(p) => p,
+                    Err(e) => return err(e.code(), e.to_string()),
+                };
+                match Secrets::from_bytes(&plain) {
+                    Ok(s) => (s, blob.into_vec()),
+                    Err(e) => return err("boot.secrets_malformed", e.to_string()),
+                }
+            }
+        };
+        let origin = self.config.origin.clone();
+        let (epoch, frontier) = match tip {
+            None => (1, Frontier::new()),
+            Some(tip) => {
+                // The tip must be ours: our receipt, a frontier that hashes to its root, and a
+                // checkpoint (if any) signed by us at or below that size.
+                let receipt = match tip
+                    .receipt
+                    .verify(&secrets.log_key().verifying_key(), &origin)
+                {
+                    Ok(r) => r,
+                    Err(e) => return err("boot.tip_invalid", format!("tip receipt: {e}")),
+                };
+                let peaks: Option<Vec<Hash>> = tip
+                    .peaks
+                    .iter()
+                    .map(|p| p.as_slice().try_into().ok())
+                    .collect();
+                let frontier = match peaks.map(|p| Frontier::from_parts(receipt.index + 1, p)) {
+                    Some(Ok(f)) if f.root() == receipt.root => f,
+                    _ => {
+                        return err(
+                            "boot.tip_invalid",
+                            "frontier does not match the tip receipt's root",
+                        )
+                    }
+                };
+                if let Some(note) = &tip.checkpoint {
+                    let verifier = match secrets.public_keys(&origin).note_verifier() {
+                        Ok(v) => v,
+                        Err(e) => return err("boot.bad_origin", e.to_string()),
+                    };
+                    match verify_checkpoint(note, &verifier, &origin) {
+                        Ok(c) if c.checkpoint().size <= frontier.size() => {}
+                        Ok(_) => return err("boot.tip_invalid", "checkpoint is beyond the tip"),
+                        Err(e) => return err("boot.tip_invalid", format!("checkpoint: {e}")),
+                    }
+                }
+                (receipt.epoch + 1, frontier)
+            }
+        };
+        let keys = secrets.public_keys(&origin).to_user_data();
+        self.running = Some(Running {
+            log: Log::new(&origin, epoch, frontier, now_ms),
+            secrets,
+            tags: TagFilter::new(self.config.tag_filter_bits_log2),
+            started: false,
+            recent: HashMap::new(),
+            last_prune_ms: now_ms,
+        });
+        Response::Booted {
+            sealed_secrets: ByteBuf::from(sealed),
+            keys: ByteBuf::from(keys),
+            dev_root_pem: self.config.dev_root_pem.clone(),
+        }
+    }
+
+    fn load_tags(&mut self, tags: Vec<ByteBuf>) -> Response {
+        let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
+            return err("boot.bad_state", "tags are loaded between Boot and Start");
+        };
+        if tags.len() > MAX_TAGS_PER_FRAME {
+            return err("protocol.too_many_tags", "too many tags in one frame");
+        }
+        let parsed: Option<Vec<[u8; 32]>> =
+            tags.iter().map(|t| t.as_slice().try_into().ok()).collect();
+        let Some(parsed) = parsed else {
+            return err("protocol.malformed_tag", "tags are 32 bytes");
+        };
+        for t in &parsed {
+            r.tags.insert(t);
+        }
+        Response::Ok
+    }
+
+    fn start(&mut self, now_ms: u64) -> Response {
+        let origin = self.config.origin.clone();
+        let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
+            return err("boot.bad_state", "Start follows Boot, once");
+        };
+        let keys = r.secrets.public_keys(&origin);
+        let log_key = match keys.note_verifier() {
+            Ok(v) => v.to_vkey_string(),
+            Err(e) => return err("boot.bad_origin", e.to_string()),
+        };
+        let event = Event::LogEpoch(LogEpoch {
+            time: now_ms,
+            epoch: r.log.epoch(),
+            previous_size: r.log.size(),
+            previous_root: hex::encode(r.log.root()),
+            origin,
+            log_key,
+            intake_key: hex::encode(keys.intake_key),
+            anchor_key: hex::encode(keys.anchor_key),
+        });
+        match r.log.append(r.secrets.log_key(), &event) {
+            Ok(a) => {
+                r.started = true;
+                tracing::info!(
+                    epoch = r.log.epoch(),
+                    size = r.log.size(),
+                    "log epoch started"
+                );
+                Response::Started { appended: a.into() }
+            }
+            Err(e) => err(e.code(), e.to_string()),
+        }
+    }
+
+    fn ready(&mut self) -> Result<&mut Running, Response> {
+        self.running
+            .as_mut()
+            .filter(|r| r.started)
+            .ok_or_else(|| err("enclave.not_ready", "enclave has not finished start-up"))
+    }
+
+    fn attest(&mut self, nonce: Option<ByteBuf>, now_ms: u64) -> Response {
+        let origin = self.config.origin.clone();
+        let r = match self.ready() {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let keys = r.secrets.public_keys(&origin);
+        match self.attestor.attest(
+            now_ms,
+            nonce.as_deref().map(|n| n.as_slice()),
+            &keys.to_user_data(),
+            &keys.intake_key,
+        ) {
+            Ok(doc) => Response::Attestation {
+                document: ByteBuf::from(doc),
+            },
+            Err(e) => err(e.code(), e.to_string()),
+        }
+    }
+
+    fn submit(&mut self, leads: Vec<SealedLead>, now_ms: u64) -> Response {
+        if leads.len() > MAX_BATCH {
+            return err(
+                "protocol.batch_too_large",
+                format!("at most {MAX_BATCH} leads per batch"),
+            );
+        }
+        let origin = self.config.origin.clone();
+        let window = self.config.replay_window_ms;
+        let r = match self.ready() {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        if now_ms.saturating_sub(r.last_prune_ms) >= window / 4 {
+            r.recent
+                .retain(|_, issued| issued.saturating_add(window) >= now_ms);
+            r.last_prune_ms = now_ms;
+        }
+        let results = leads
+            .into_iter()
+            .map(|lead| Self::submit_one(r, &origin, window, lead, now_ms))
+            .collect();
+        Response::Submitted { results }
+    }
+
+    fn submit_one(
+        r: &mut Running,
+        origin: &str,
+        window: u64,
+        lead: SealedLead,
+        now_ms: u64,
+    ) -> SubmitOutcome {
+        let sub = match lead.verify(origin) {
+            Ok(s) => s,
+            Err(e) => return refuse(e.code(), e.to_string()),
+        };
+        if sub.issued_at_ms.abs_diff(now_ms) > window {
+            return refuse(
+                "submission.stale",
+                "issued_at_ms is outside the accepted window",
+            );
+        }
+        if r.recent.contains_key(&sub.ciphertext_sha256) {
+            return refuse(
+                "submission.replayed",
+                "this submission was already received",
+            );
+        }
+        let plaintext = match open_lead(r.secrets.intake_key(), origin, &sub) {
+            Ok(p) => zeroize::Zeroizing::new(p),
+            Err(e) => return refuse(e.code(), e.to_string()),
+        };
+        if plaintext.len() > MAX_LEAD_BYTES {
+            return refuse("lead.too_large", "lead is over the size limit");
+        }
+        let value: serde_json::Value = match serde_json::from_slice(&plaintext) {
+            Ok(v) => v,
+            Err(_) => return refuse("lead.malformed_json", "lead is not valid JSON"),
+        };
+        r.recent.insert(sub.ciphertext_sha256, sub.issued_at_ms);
+        let lead_id = sub.lead_id();
+        let seller = hex::encode(sub.seller);
+        let ciphertext_sha256 = hex::encode(sub.ciphertext_sha256);
+        let verdict = check_lead(&value, year_of(now_ms)).and_then(|c| {
+            let tag = r.secrets.email_tag(&c.normalised_email);
+            if r.tags.contains(&tag) {
+                Err(RejectReason::DuplicateEmail)
+            } else {
+                Ok((c, tag))
+            }
+        });
+        let (event, accepted, reason, score, email_tag) = match verdict {
+            Ok((c, tag)) => (
+                Event::LeadAccepted(LeadAccepted {
+                    time: now_ms,
+                    lead_id: lead_id.clone(),
+                    seller,
+                    ciphertext_sha256,
+                    score: c.score,
+                    reasons: c.reasons,
+                    listing: c.listing,
+                    email_tag: hex::encode(tag),
+                }),
+                true,
+                None,
+                Some(c.score),
+                Some(tag),
+            ),
+            Err(reason) => (
+                Event::LeadRejected(LeadRejected {
+                    time: now_ms,
+                    lead_id: lead_id.clone(),
+                    seller,
+                    ciphertext_sha256,
+                    reason: reason.code().to_owned(),
+                }),
+                false,
+                Some(reason.code().to_owned()),
+                None,
+                None,
+            ),
+        };
+        match r.log.append(r.secrets.log_key(), &event) {
+            Ok(appended) => {
+                if let Some(tag) = &email_tag {
+                    r.tags.insert(tag);
+                }
+                SubmitOutcome::Logged {
+                    lead_id,
+                    accepted,
+                    reason,
+                    score,
+                    email_tag: email_tag.map(|t| ByteBuf::from(t.to_vec())),
+                    appended: appended.into(),
+                }
+            }
+            Err(e) => refuse(e.code(), e.to_string()),
+        }
+    }
+
+    fn checkpoint(&mut self, force: bool, now_ms: u64) -> Response {
+        let interval = self.config.checkpoint_interval_ms;
+        let r = match self.ready() {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        if !force && !r.log.checkpoint_due(now_ms, interval) {
+            return Response::Checkpoint { note: None };
+        }
+        let note = r.log.checkpoint(r.secrets.log_key(), now_ms);
+        Response::Checkpoint {
+            note: Some(ByteBuf::from(note.to_bytes())),
+        }
+    }
+
+    fn status(&mut self) -> Response {
+        let origin = self.config.origin.clone();
+        let r = match self.ready() {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        Response::Status(Status {
+            size: r.log.size(),
+            root: ByteBuf::from(r.log.root().to_vec()),
+            epoch: r.log.epoch(),
+            keys: ByteBuf::from(r.secrets.public_keys(&origin).to_user_data()),
+            origin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_year() {
+        assert_eq!(year_of(0), 1970);
+        assert_eq!(year_of(1_700_000_000_000), 2023);
+        assert_eq!(year_of(1_798_761_599_000), 2026); // 2026-12-31T23:59:59Z
+        assert_eq!(year_of(1_798_761_600_000), 2027);
+    }
+}

@@ -1,0 +1,24 @@
+//! # leadgate-enclave
+//!
+//! The trusted half of leadgate: it holds the keys, opens sealed leads, applies the intake
+//! rules, and appends every decision to the log, signing receipts and checkpoints.
+//!
+//! * [`core`]: the enclave as a state machine (requests in, responses out; no I/O).
+//! * [`protocol`]: host ↔ enclave messages and framing.
+//! * [`transport`]: the TCP server around [`core`] (vsock comes with the Nitro work).
+//! * [`secrets`], [`sealing`]: the keys and how they are sealed at rest.
+//! * [`attest`]: attestation providers (dev provider here; NSM with the Nitro work).
+//! * [`rules`], [`dedup`]: intake rules and scoring; duplicate-email detection.
+//! * [`log`]: frontier, receipts and checkpoints.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod attest;
+pub mod core;
+pub mod dedup;
+pub mod log;
+pub mod protocol;
+pub mod rules;
+pub mod sealing;
+pub mod secrets;
+pub mod transport;

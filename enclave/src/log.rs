@@ -1,0 +1,113 @@
+//! The append-only log as the enclave holds it: the Merkle frontier (O(log n) hashes), the
+//! boot epoch, and the signing key. Appends return what the host must persist: the leaf, the
+//! new tree nodes, and a signed receipt.
+
+use ed25519_dalek::SigningKey;
+use leadgate_verifier::checkpoint::Checkpoint;
+use leadgate_verifier::event::{Event, EventError};
+use leadgate_verifier::merkle::{leaf_hash, Frontier, Hash, NewNode};
+use leadgate_verifier::note::{Note, NoteSigner};
+use leadgate_verifier::receipt::Receipt;
+
+/// Everything one append produced, for the host to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Leaf index.
+    pub index: u64,
+    /// Canonical event bytes.
+    pub leaf: Vec<u8>,
+    /// Tree nodes created (leaf hash first).
+    pub nodes: Vec<NewNode>,
+    /// Signed receipt.
+    pub receipt: Receipt,
+}
+
+/// The enclave's log state.
+pub struct Log {
+    origin: String,
+    epoch: u64,
+    frontier: Frontier,
+    last_checkpoint_size: Option<u64>,
+    last_checkpoint_ms: u64,
+}
+
+impl Log {
+    /// A log continuing from `frontier` in boot `epoch`.
+    pub fn new(origin: &str, epoch: u64, frontier: Frontier, now_ms: u64) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            epoch,
+            frontier,
+            last_checkpoint_size: None,
+            last_checkpoint_ms: now_ms,
+        }
+    }
+
+    /// Tree size.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Current root.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// Current frontier.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
+    /// Boot epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Appends `event` and signs its receipt.
+    ///
+    /// # Errors
+    /// [`EventError`] if the event cannot be canonicalized (a bug, not input).
+    pub fn append(&mut self, key: &SigningKey, event: &Event) -> Result<Appended, EventError> {
+        let leaf = event.to_leaf()?;
+        let hash = leaf_hash(&leaf);
+        let index = self.frontier.size();
+        let nodes = self.frontier.append(hash);
+        let receipt = Receipt::sign(
+            key,
+            &self.origin,
+            self.epoch,
+            index,
+            &hash,
+            &self.frontier.root(),
+            event.time(),
+        );
+        Ok(Appended {
+            index,
+            leaf,
+            nodes,
+            receipt,
+        })
+    }
+
+    /// Signs a checkpoint of the current tree.
+    pub fn checkpoint(&mut self, key: &SigningKey, now_ms: u64) -> Note {
+        let body = Checkpoint {
+            origin: self.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+            extensions: Vec::new(),
+        };
+        self.last_checkpoint_size = Some(body.size);
+        self.last_checkpoint_ms = now_ms;
+        NoteSigner::new(&self.origin, key)
+            .and_then(|s| s.sign(&body.to_text()))
+            .expect("origin is validated at start-up and checkpoint text has no controls")
+    }
+
+    /// Whether a periodic checkpoint is due: the interval has passed and the tree grew since the
+    /// last one (or none was signed in this boot).
+    pub fn checkpoint_due(&self, now_ms: u64, interval_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_checkpoint_ms) >= interval_ms
+            && self.last_checkpoint_size != Some(self.frontier.size())
+    }
+}

@@ -1,0 +1,302 @@
+//! The host ↔ enclave protocol: CBOR (RFC 8949) messages in length-prefixed frames.
+//!
+//! Frame: 4-byte big-endian body length, then the body, at most [`MAX_FRAME_LEN`] bytes. The
+//! host sends one [`Request`] and reads one [`Response`], in order. A frame that does not decode
+//! gets a [`Response::Error`] with code `protocol.malformed_frame`; the enclave never crashes on
+//! input.
+//!
+//! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadTags`* (the
+//! `email_tag`s of all accepted events, in chunks) → `Start` (appends `log.epoch`). Then any
+//! of `Attest`, `Submit`, `Checkpoint`, `Status`.
+
+use leadgate_verifier::intake::SealedLead;
+use leadgate_verifier::merkle::NewNode;
+use leadgate_verifier::receipt::Receipt;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::log::Appended;
+
+/// Largest frame body, bytes: a submit batch of 256 leads of 16 KiB is 5.6 MiB in base64.
+pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+/// Most leads in one `Submit`.
+pub const MAX_BATCH: usize = 256;
+/// Most tags in one `LoadTags` (32 bytes each; 64k tags ≈ 2.2 MiB of CBOR).
+pub const MAX_TAGS_PER_FRAME: usize = 65_536;
+
+/// The host's view of the log tip, handed to a (re)starting enclave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tip {
+    /// The receipt of the last stored leaf.
+    pub receipt: Receipt,
+    /// Frontier peaks at `receipt.index + 1`, largest subtree first, 32 bytes each.
+    pub peaks: Vec<ByteBuf>,
+    /// The latest signed checkpoint note, if any.
+    pub checkpoint: Option<ByteBuf>,
+}
+
+/// Requests from host to enclave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First message: sealed secrets (none on first start) and the log tip (none if empty).
+    Boot {
+        /// Sealed secrets blob from an earlier boot.
+        sealed_secrets: Option<ByteBuf>,
+        /// The host's log tip.
+        tip: Option<Tip>,
+    },
+    /// Email tags of accepted events, to rebuild duplicate detection (32 bytes each).
+    LoadTags {
+        /// The tags.
+        tags: Vec<ByteBuf>,
+    },
+    /// Finish start-up: append `log.epoch`.
+    Start,
+    /// An attestation document binding the enclave keys and `nonce` (≤ 1024 bytes).
+    Attest {
+        /// The requester's nonce.
+        nonce: Option<ByteBuf>,
+    },
+    /// Sealed leads to take in, in order (≤ [`MAX_BATCH`]).
+    Submit {
+        /// The leads.
+        leads: Vec<SealedLead>,
+    },
+    /// Sign a checkpoint: now if `force`, else only if one is due (host's periodic tick).
+    Checkpoint {
+        /// Sign even if not due.
+        force: bool,
+    },
+    /// Log size, epoch and root.
+    Status,
+}
+
+/// An error as sent on the wire: stable code and a message without PII.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// Stable code, e.g. `submission.bad_signature`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl WireError {
+    /// A new error.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A created tree node on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireNode {
+    /// 0 = leaf.
+    pub level: u8,
+    /// Index within the level.
+    pub index: u64,
+    /// 32-byte hash.
+    pub hash: ByteBuf,
+}
+
+/// An append on the wire: see [`Appended`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireAppended {
+    /// Leaf index.
+    pub index: u64,
+    /// Canonical event bytes.
+    pub leaf: ByteBuf,
+    /// Nodes to store.
+    pub nodes: Vec<WireNode>,
+    /// Signed receipt.
+    pub receipt: Receipt,
+}
+
+impl From<Appended> for WireAppended {
+    fn from(a: Appended) -> Self {
+        Self {
+            index: a.index,
+            leaf: ByteBuf::from(a.leaf),
+            nodes: a
+                .nodes
+                .into_iter()
+                .map(|n: NewNode| WireNode {
+                    level: n.level,
+                    index: n.index,
+                    hash: ByteBuf::from(n.hash.to_vec()),
+                })
+                .collect(),
+            receipt: a.receipt,
+        }
+    }
+}
+
+/// The outcome for one submitted lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubmitOutcome {
+    /// An event was appended (`lead.accepted` or `lead.rejected`).
+    Logged {
+        /// Lead id.
+        lead_id: String,
+        /// Accepted or rejected by the intake rules.
+        accepted: bool,
+        /// Rejection reason code.
+        reason: Option<String>,
+        /// Score for accepted leads.
+        score: Option<u8>,
+        /// `email_tag` of an accepted lead, 32 bytes (the host indexes it for restarts).
+        email_tag: Option<ByteBuf>,
+        /// The append.
+        appended: WireAppended,
+    },
+    /// The request was refused and nothing was appended (bad signature, replay, …).
+    Refused(WireError),
+}
+
+/// Public facts about the enclave and log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Tree size.
+    pub size: u64,
+    /// Root, 32 bytes.
+    pub root: ByteBuf,
+    /// Boot epoch.
+    pub epoch: u64,
+    /// Log origin.
+    pub origin: String,
+    /// `user_data` CBOR binding the public keys.
+    pub keys: ByteBuf,
+}
+
+/// Responses from enclave to host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Boot done: the (possibly new) sealed secrets to store, and the public keys.
+    Booted {
+        /// Sealed secrets blob.
+        sealed_secrets: ByteBuf,
+        /// `user_data` CBOR of the public keys.
+        keys: ByteBuf,
+        /// The dev attestation root (PEM), in dev mode.
+        dev_root_pem: Option<String>,
+    },
+    /// Generic success.
+    Ok,
+    /// Start done: the `log.epoch` append.
+    Started {
+        /// The append.
+        appended: WireAppended,
+    },
+    /// An attestation document (COSE_Sign1 bytes).
+    Attestation {
+        /// The document.
+        document: ByteBuf,
+    },
+    /// Per-lead outcomes, in request order.
+    Submitted {
+        /// Outcomes.
+        results: Vec<SubmitOutcome>,
+    },
+    /// A signed checkpoint note, or none if not due.
+    Checkpoint {
+        /// The note bytes.
+        note: Option<ByteBuf>,
+    },
+    /// Log status.
+    Status(Status),
+    /// The request failed; nothing changed.
+    Error(WireError),
+}
+
+/// Errors decoding frames. Code: `protocol.malformed_frame` or `protocol.frame_too_large`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Over [`MAX_FRAME_LEN`].
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(usize),
+    /// Not the expected CBOR message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The connection failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FrameError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge(_) => "protocol.frame_too_large",
+            FrameError::Malformed(_) => "protocol.malformed_frame",
+            FrameError::Io(_) => "protocol.io",
+        }
+    }
+}
+
+/// Encodes a message body (CBOR).
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(msg, &mut out).expect("writing CBOR to a Vec cannot fail");
+    out
+}
+
+/// Decodes a message body, rejecting trailing bytes.
+///
+/// # Errors
+/// [`FrameError::TooLarge`], [`FrameError::Malformed`].
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    if body.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    let mut rest = body;
+    let msg =
+        ciborium::de::from_reader(&mut rest).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed("trailing bytes".into()));
+    }
+    Ok(msg)
+}
+
+/// Reads one frame body. `Ok(None)` at a clean end of stream.
+///
+/// # Errors
+/// [`FrameError::Io`], [`FrameError::TooLarge`] (the stream is then unusable).
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    use tokio::io::AsyncReadExt as _;
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Writes one frame.
+///
+/// # Errors
+/// [`FrameError::Io`], [`FrameError::TooLarge`].
+pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    body: &[u8],
+) -> Result<(), FrameError> {
+    use tokio::io::AsyncWriteExt as _;
+    if body.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    w.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    w.write_all(body).await?;
+    w.flush().await?;
+    Ok(())
+}

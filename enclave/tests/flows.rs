@@ -1,0 +1,386 @@
+//! Host ↔ enclave flows in memory: the corpus verdicts, bad input that must change nothing,
+//! restart recovery, and tampered restart state.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::SigningKey;
+use leadgate_enclave::attest::DevAttestationProvider;
+use leadgate_enclave::core::{Enclave, EnclaveConfig};
+use leadgate_enclave::protocol::{
+    decode, encode, Request, Response, SubmitOutcome, Tip, WireAppended,
+};
+use leadgate_enclave::sealing::DevFileSealer;
+use leadgate_verifier::event::Event;
+use leadgate_verifier::intake::{seal_lead, SealedLead};
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle::{self, Frontier, NodeStore};
+use serde_bytes::ByteBuf;
+
+const ORIGIN: &str = "leadgate.test/log";
+const T0: u64 = 1_790_000_000_000;
+
+/// A minimal host: stores what the enclave returns.
+#[derive(Default)]
+struct Host {
+    sealed: Option<ByteBuf>,
+    nodes: HashMap<(u8, u64), [u8; 32]>,
+    leaves: Vec<Vec<u8>>,
+    last: Option<WireAppended>,
+    tags: Vec<ByteBuf>,
+    checkpoint: Option<ByteBuf>,
+}
+
+impl NodeStore for Host {
+    fn node(&self, level: u8, index: u64) -> Option<[u8; 32]> {
+        self.nodes.get(&(level, index)).copied()
+    }
+}
+
+impl Host {
+    fn store(&mut self, a: &WireAppended) {
+        assert_eq!(a.index as usize, self.leaves.len(), "appends are in order");
+        self.leaves.push(a.leaf.to_vec());
+        for n in &a.nodes {
+            self.nodes
+                .insert((n.level, n.index), n.hash.as_slice().try_into().unwrap());
+        }
+        self.last = Some(a.clone());
+    }
+
+    fn tip(&self) -> Option<Tip> {
+        let last = self.last.as_ref()?;
+        let f = Frontier::from_store(self, last.index + 1).unwrap();
+        Some(Tip {
+            receipt: last.receipt.clone(),
+            peaks: f
+                .peaks()
+                .iter()
+                .map(|p| ByteBuf::from(p.to_vec()))
+                .collect(),
+            checkpoint: self.checkpoint.clone(),
+        })
+    }
+
+    fn boot(&mut self, dir: &std::path::Path, now: u64) -> (Enclave, EnclaveKeys) {
+        let sealer = DevFileSealer::open_or_create(dir).unwrap();
+        let attestor = DevAttestationProvider::open_or_create(dir, now).unwrap();
+        let mut e = Enclave::new(
+            EnclaveConfig::new(ORIGIN),
+            Box::new(sealer),
+            Box::new(attestor),
+        );
+        let keys = match e.handle(
+            Request::Boot {
+                sealed_secrets: self.sealed.clone(),
+                tip: self.tip(),
+            },
+            now,
+        ) {
+            Response::Booted {
+                sealed_secrets,
+                keys,
+                ..
+            } => {
+                self.sealed = Some(sealed_secrets);
+                EnclaveKeys::from_attested(Some(&keys), None).unwrap()
+            }
+            other => panic!("{other:?}"),
+        };
+        for chunk in self.tags.chunks(1000) {
+            assert_eq!(
+                e.handle(
+                    Request::LoadTags {
+                        tags: chunk.to_vec()
+                    },
+                    now
+                ),
+                Response::Ok
+            );
+        }
+        match e.handle(Request::Start, now) {
+            Response::Started { appended } => self.store(&appended),
+            other => panic!("{other:?}"),
+        }
+        (e, keys)
+    }
+
+    fn submit(&mut self, e: &mut Enclave, leads: Vec<SealedLead>, now: u64) -> Vec<SubmitOutcome> {
+        let Response::Submitted { results } = e.handle(Request::Submit { leads }, now) else {
+            panic!()
+        };
+        for r in &results {
+            if let SubmitOutcome::Logged {
+                appended,
+                email_tag,
+                ..
+            } = r
+            {
+                self.store(appended);
+                if let Some(t) = email_tag {
+                    self.tags.push(t.clone());
+                }
+            }
+        }
+        results
+    }
+}
+
+fn corpus() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/leads.jsonl"
+    ))
+    .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn seal(seller: &SigningKey, keys: &EnclaveKeys, lead: &serde_json::Value, at: u64) -> SealedLead {
+    seal_lead(
+        seller,
+        &keys.intake_key,
+        ORIGIN,
+        &serde_json::to_vec(lead).unwrap(),
+        at,
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_corpus_lead_gets_its_labelled_verdict_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let seller = SigningKey::from_bytes(&[1u8; 32]);
+    let lines = corpus();
+    assert_eq!(lines.len(), 2000);
+    let mut mismatches = Vec::new();
+    // First half before a restart, second half after: duplicate state must survive.
+    let (first, second) = lines.split_at(1000);
+    let mut check = |host: &mut Host,
+                     e: &mut Enclave,
+                     keys: &EnclaveKeys,
+                     part: &[serde_json::Value],
+                     offset: usize| {
+        for (batch_no, batch) in part.chunks(100).enumerate() {
+            let sealed = batch
+                .iter()
+                .map(|l| seal(&seller, keys, &l["lead"], T0))
+                .collect();
+            let results = host.submit(e, sealed, T0 + 1);
+            for (i, (line, r)) in batch.iter().zip(results).enumerate() {
+                let SubmitOutcome::Logged {
+                    accepted, reason, ..
+                } = r
+                else {
+                    panic!("refused: {r:?}")
+                };
+                let got = if accepted {
+                    "ok".to_string()
+                } else {
+                    reason.unwrap()
+                };
+                let want = line["why"].as_str().unwrap();
+                let want_verdict = line["expect"].as_str().unwrap() == "accept";
+                if got != want || accepted != want_verdict {
+                    mismatches.push(format!(
+                        "line {}: want {want}, got {got}",
+                        offset + batch_no * 100 + i + 1
+                    ));
+                }
+            }
+        }
+    };
+    check(&mut host, &mut e, &keys, first, 0);
+    drop(e);
+    let (mut e2, keys2) = host.boot(dir.path(), T0 + 10);
+    assert_eq!(keys2, keys, "keys survive a restart");
+    check(&mut host, &mut e2, &keys2, second, 1000);
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches: {:#?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(20)]
+    );
+    // 2000 leads + two log.epoch events.
+    assert_eq!(host.leaves.len(), 2002);
+    let Event::LogEpoch(epoch) = Event::from_leaf(&host.leaves[1001]).unwrap() else {
+        panic!()
+    };
+    assert_eq!((epoch.epoch, epoch.previous_size), (2, 1001));
+    // Every receipt is in a checkpoint signed now.
+    let Response::Checkpoint { note: Some(note) } =
+        e2.handle(Request::Checkpoint { force: true }, T0 + 20)
+    else {
+        panic!()
+    };
+    let verifier = keys.note_verifier().unwrap();
+    let cp = leadgate_verifier::checkpoint::verify_checkpoint(&note, &verifier, ORIGIN).unwrap();
+    assert_eq!(cp.checkpoint().size, 2002);
+    let leaf_hashes: Vec<[u8; 32]> = host.leaves.iter().map(|l| merkle::leaf_hash(l)).collect();
+    assert_eq!(
+        merkle::root_from_leaf_hashes(&leaf_hashes),
+        cp.checkpoint().root
+    );
+    for i in [0u64, 999, 1001, 2001] {
+        let proof = merkle::inclusion_proof(&host, i, 2002).unwrap();
+        merkle::verify_inclusion(
+            &leaf_hashes[i as usize],
+            i,
+            2002,
+            &proof,
+            &cp.checkpoint().root,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let seller = SigningKey::from_bytes(&[2u8; 32]);
+    let lead = corpus()[0]["lead"].clone();
+    let good = seal(&seller, &keys, &lead, T0);
+    assert!(matches!(
+        host.submit(&mut e, vec![good.clone()], T0)[0],
+        SubmitOutcome::Logged { accepted: true, .. }
+    ));
+    let size = host.leaves.len();
+
+    let mut garbled = good.clone();
+    garbled.ciphertext = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut ct = b64.decode(&garbled.ciphertext).unwrap();
+        ct[0] ^= 1;
+        b64.encode(ct)
+    };
+    let mut truncated = good.clone();
+    truncated.ciphertext.truncate(8);
+    let mut bad_sig = seal(&seller, &keys, &lead, T0);
+    bad_sig.signature = good.signature.clone();
+    let wrong_origin = seal_lead(&seller, &keys.intake_key, "other.origin/log", b"{}", T0).unwrap();
+    let not_json = seal_lead(&seller, &keys.intake_key, ORIGIN, b"{\"business\": ", T0).unwrap();
+    let stale = seal(&seller, &keys, &lead, T0 - 3_600_000);
+    let cases: Vec<(SealedLead, &str)> = vec![
+        (garbled, "submission.bad_signature"),
+        (truncated, "submission.malformed"),
+        (bad_sig, "submission.bad_signature"),
+        (wrong_origin, "submission.bad_signature"),
+        (not_json, "lead.malformed_json"),
+        (stale, "submission.stale"),
+        (good, "submission.replayed"),
+    ];
+    for (lead, code) in cases {
+        match &host.submit(&mut e, vec![lead], T0 + 5)[0] {
+            SubmitOutcome::Refused(err) => assert_eq!(err.code, code),
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    }
+    assert_eq!(host.leaves.len(), size, "refusals append nothing");
+    let Response::Status(s) = e.handle(Request::Status, T0 + 6) else {
+        panic!()
+    };
+    assert_eq!(s.size as usize, size);
+
+    // Malformed frames decode to errors, never panics.
+    for garbage in [
+        &b""[..],
+        b"\xff\xff",
+        b"\xa1\x61x\x01",
+        &encode(&Request::Status)[..1],
+    ] {
+        assert!(decode::<Request>(garbage).is_err());
+    }
+    let mut trailing = encode(&Request::Status);
+    trailing.push(0);
+    assert!(decode::<Request>(&trailing).is_err());
+}
+
+#[test]
+fn tampered_restart_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let seller = SigningKey::from_bytes(&[3u8; 32]);
+    let sealed = corpus()[..5]
+        .iter()
+        .map(|l| seal(&seller, &keys, &l["lead"], T0))
+        .collect();
+    host.submit(&mut e, sealed, T0);
+    drop(e);
+
+    let fresh = |dir: &std::path::Path| {
+        Enclave::new(
+            EnclaveConfig::new(ORIGIN),
+            Box::new(DevFileSealer::open_or_create(dir).unwrap()),
+            Box::new(DevAttestationProvider::open_or_create(dir, T0).unwrap()),
+        )
+    };
+    // A frontier that does not hash to the receipt's root.
+    let mut tip = host.tip().unwrap();
+    tip.peaks[0] = ByteBuf::from(vec![0u8; 32]);
+    let mut e = fresh(dir.path());
+    let r = e.handle(
+        Request::Boot {
+            sealed_secrets: host.sealed.clone(),
+            tip: Some(tip),
+        },
+        T0,
+    );
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
+        "{r:?}"
+    );
+    // A receipt that was altered.
+    let mut tip = host.tip().unwrap();
+    tip.receipt.index += 1;
+    let r = fresh(dir.path()).handle(
+        Request::Boot {
+            sealed_secrets: host.sealed.clone(),
+            tip: Some(tip),
+        },
+        T0,
+    );
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
+        "{r:?}"
+    );
+    // Sealed secrets from another enclave's key file.
+    let other = tempfile::tempdir().unwrap();
+    let r = fresh(other.path()).handle(
+        Request::Boot {
+            sealed_secrets: host.sealed.clone(),
+            tip: host.tip(),
+        },
+        T0,
+    );
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "sealing.unseal_failed"),
+        "{r:?}"
+    );
+    // A tip without secrets.
+    let r = fresh(dir.path()).handle(
+        Request::Boot {
+            sealed_secrets: None,
+            tip: host.tip(),
+        },
+        T0,
+    );
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "boot.no_secrets"),
+        "{r:?}"
+    );
+    // Submitting before start-up is refused.
+    let r = fresh(dir.path()).handle(Request::Submit { leads: vec![] }, T0);
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "enclave.not_ready"),
+        "{r:?}"
+    );
+    // The genuine tip still boots.
+    let (_, keys2) = host.boot(dir.path(), T0 + 1);
+    assert_eq!(keys2, keys);
+}
