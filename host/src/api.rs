@@ -1,0 +1,328 @@
+//! The HTTP API (axum). Every error is `{"error": {"code", "message"}}` (see [`crate::error`]).
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /attest?nonce=<hex>` | `{"document": base64 COSE_Sign1, "origin"}` |
+//! | `POST /v1/leads` | sealed lead in; `{verdict, reason, score, lead_id, index, receipt}` |
+//! | `GET /v1/leads/{lead_id}` | the stored record |
+//! | `GET /v1/checkpoint` | latest signed note, `text/plain` |
+//! | `POST /v1/checkpoint` | sign one now, `text/plain` |
+//! | `GET /v1/entries/{index}` | leaf bytes (canonical JSON) |
+//! | `GET /v1/proof/inclusion?index=&size=` | `{index, size, proof: [hex]}` |
+//! | `GET /v1/proof/consistency?from=&to=` | `{from, to, proof: [hex]}` |
+//! | `GET /healthz` | `{status, size, enclave}` |
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use leadgate_enclave::protocol::SubmitOutcome;
+use leadgate_verifier::intake::SealedLead;
+use leadgate_verifier::merkle;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::gateway::{Gateway, Job};
+use crate::ratelimit::SellerLimiter;
+
+/// A job with its reply channel.
+pub type QueuedJob = (Job, oneshot::Sender<Result<SubmitOutcome, ApiError>>);
+
+/// Shared state of the API.
+pub struct AppState {
+    /// The gateway.
+    pub gateway: Arc<Gateway>,
+    /// Submission queue (bounded: a full queue answers 503).
+    pub queue: mpsc::Sender<QueuedJob>,
+    /// Per-seller limits.
+    pub limiter: SellerLimiter,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+type AppResult<T> = Result<T, ApiError>;
+
+/// The router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/attest", get(attest))
+        .route("/v1/leads", post(post_lead))
+        .route("/v1/leads/{lead_id}", get(get_lead))
+        .route("/v1/checkpoint", get(get_checkpoint).post(post_checkpoint))
+        .route("/v1/entries/{index}", get(get_entry))
+        .route("/v1/proof/inclusion", get(inclusion))
+        .route("/v1/proof/consistency", get(consistency))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::new("not_found", "no such endpoint") })
+        .with_state(state)
+}
+
+fn db(e: sqlx::Error) -> ApiError {
+    ApiError::internal("storage", e)
+}
+
+#[derive(Deserialize)]
+struct AttestQuery {
+    nonce: Option<String>,
+}
+
+async fn attest(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<AttestQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let nonce = match q.nonce {
+        Some(h) => {
+            let n = hex::decode(&h)
+                .map_err(|_| ApiError::new("attest.bad_nonce", "nonce must be hex"))?;
+            if n.is_empty() || n.len() > 512 {
+                return Err(ApiError::new(
+                    "attest.bad_nonce",
+                    "nonce must be 1 to 512 bytes",
+                ));
+            }
+            Some(n)
+        }
+        None => None,
+    };
+    let doc = s.gateway.attest(nonce).await?;
+    let origin = s
+        .gateway
+        .info()
+        .await
+        .map(|i| i.keys.origin)
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "document": base64::engine::general_purpose::STANDARD.encode(doc),
+        "origin": origin,
+    })))
+}
+
+async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
+    let bytes = axum::body::to_bytes(body, s.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                "request.too_large",
+                format!("body over {} bytes", s.max_body_bytes),
+            )
+        })?;
+    let lead: SealedLead = serde_json::from_slice(&bytes).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("unknown field") {
+            ApiError::new("request.unknown_field", msg)
+        } else {
+            ApiError::new("request.malformed_json", msg)
+        }
+    })?;
+    let info = s
+        .gateway
+        .info()
+        .await
+        .ok_or_else(|| ApiError::new("enclave.not_ready", "enclave is starting"))?;
+    // Public checks first, so garbage costs no enclave work and no rate budget. The enclave
+    // repeats all of them: the host is not trusted to.
+    let sub = lead
+        .verify(&info.keys.origin)
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    let ct_sha = hex::encode(Sha256::digest(
+        [sub.enc.as_slice(), &sub.ciphertext].concat(),
+    ));
+    if s.gateway.store.has_submission(&ct_sha).await.map_err(db)? {
+        return Err(ApiError::new(
+            "submission.replayed",
+            "this submission was already received",
+        ));
+    }
+    if !s
+        .limiter
+        .allow(&lead.seller, leadgate_enclave::transport::now_ms())
+    {
+        return Err(ApiError::new(
+            "rate.limited",
+            "seller is over its daily submission limit",
+        ));
+    }
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        lead,
+        sealed_json: String::from_utf8_lossy(&bytes).into_owned(),
+        ciphertext_sha256: ct_sha,
+    };
+    s.queue
+        .try_send((job, tx))
+        .map_err(|_| ApiError::new("overloaded", "submission queue is full; retry"))?;
+    let outcome = rx
+        .await
+        .map_err(|_| ApiError::new("enclave.unavailable", "submission was dropped; retry"))??;
+    match outcome {
+        SubmitOutcome::Logged {
+            lead_id,
+            accepted,
+            reason,
+            score,
+            appended,
+            ..
+        } => Ok(Json(json!({
+            "verdict": if accepted { "accepted" } else { "rejected" },
+            "reason": reason,
+            "score": score,
+            "lead_id": lead_id,
+            "index": appended.index,
+            "receipt": appended.receipt,
+        }))),
+        SubmitOutcome::Refused(e) => Err(ApiError::new(&e.code, e.message)),
+    }
+}
+
+async fn get_lead(
+    State(s): State<Arc<AppState>>,
+    Path(lead_id): Path<String>,
+) -> AppResult<Json<Value>> {
+    if lead_id.len() != 32 || !lead_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::new(
+            "request.bad_lead_id",
+            "lead id is 32 hex digits",
+        ));
+    }
+    let rec = s
+        .gateway
+        .store
+        .lead(&lead_id)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ApiError::new("not_found", "no such lead"))?;
+    Ok(Json(
+        serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?,
+    ))
+}
+
+fn note_response(note: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+}
+
+async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
+    let note = s
+        .gateway
+        .store
+        .latest_checkpoint()
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ApiError::new("checkpoint.none", "no checkpoint yet"))?;
+    Ok(note_response(note))
+}
+
+async fn post_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
+    let note = s
+        .gateway
+        .checkpoint(true)
+        .await?
+        .ok_or_else(|| ApiError::internal("checkpoint", "enclave signed nothing"))?;
+    Ok(note_response(note))
+}
+
+fn parse_u64(s: &str, what: &str) -> AppResult<u64> {
+    leadgate_verifier::checkpoint::parse_decimal(s).ok_or_else(|| {
+        ApiError::new(
+            "request.bad_number",
+            format!("{what} must be a decimal integer"),
+        )
+    })
+}
+
+async fn get_entry(
+    State(s): State<Arc<AppState>>,
+    Path(index): Path<String>,
+) -> AppResult<Response> {
+    let index = parse_u64(&index, "index")?;
+    let leaf = s
+        .gateway
+        .store
+        .leaf(index)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ApiError::new("not_found", "no such entry"))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], leaf).into_response())
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: String,
+    size: String,
+}
+
+fn hexes(p: &[merkle::Hash]) -> Vec<String> {
+    p.iter().map(hex::encode).collect()
+}
+
+async fn inclusion(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let (index, size) = (parse_u64(&q.index, "index")?, parse_u64(&q.size, "size")?);
+    let stored = s.gateway.store.size().await.map_err(db)?;
+    if size > stored {
+        return Err(ApiError::new(
+            "proof.size_beyond_log",
+            format!("log has {stored} entries"),
+        ));
+    }
+    let proof = s
+        .gateway
+        .store
+        .with_nodes(|st| merkle::inclusion_proof(st, index, size))
+        .await
+        .map_err(db)?;
+    let proof = proof.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    Ok(Json(
+        json!({ "index": index, "size": size, "proof": hexes(&proof) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: String,
+    to: String,
+}
+
+async fn consistency(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let (from, to) = (parse_u64(&q.from, "from")?, parse_u64(&q.to, "to")?);
+    let stored = s.gateway.store.size().await.map_err(db)?;
+    if to > stored {
+        return Err(ApiError::new(
+            "proof.size_beyond_log",
+            format!("log has {stored} entries"),
+        ));
+    }
+    let proof = s
+        .gateway
+        .store
+        .with_nodes(|st| merkle::consistency_proof(st, from, to))
+        .await
+        .map_err(db)?;
+    let proof = proof.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    Ok(Json(
+        json!({ "from": from, "to": to, "proof": hexes(&proof) }),
+    ))
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
+    let size = s.gateway.store.size().await.map_err(db)?;
+    let up = s.gateway.connected().await;
+    Ok(Json(
+        json!({ "status": if up { "ok" } else { "degraded" }, "size": size, "enclave": up }),
+    ))
+}

@@ -1,0 +1,126 @@
+//! # leadgate-host
+//!
+//! The untrusted half of leadgate: it relays requests to the enclave, stores everything
+//! durably (SQLite), serves entries and proofs, and schedules checkpoints. It sees no
+//! plaintext and signs nothing; clients verify what it serves.
+//!
+//! Layout: [`api`] (HTTP routes), [`gateway`] (enclave link, boot and the store-then-answer
+//! rule), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod error;
+pub mod gateway;
+pub mod ratelimit;
+pub mod storage;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadgate_enclave::protocol::MAX_BATCH;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::api::{AppState, QueuedJob};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::ratelimit::SellerLimiter;
+use crate::storage::Store;
+
+/// Host options.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Enclave link address (`host:port`).
+    pub enclave_addr: String,
+    /// SQLite database path.
+    pub db_path: std::path::PathBuf,
+    /// Largest request body, bytes (default 64 KiB: a 16 KiB lead sealed and base64-encoded is
+    /// about 22 KiB).
+    pub max_body_bytes: usize,
+    /// Submissions per seller per UTC day (default 1,000).
+    pub seller_daily_limit: u32,
+    /// How often to ask the enclave whether a checkpoint is due, ms (default 5 s).
+    pub tick_ms: u64,
+    /// Submission queue length before answering 503 (default 8,192).
+    pub queue_len: usize,
+}
+
+impl HostConfig {
+    /// Defaults.
+    pub fn new(enclave_addr: &str, db_path: std::path::PathBuf) -> Self {
+        Self {
+            enclave_addr: enclave_addr.to_owned(),
+            db_path,
+            max_body_bytes: 64 * 1024,
+            seller_daily_limit: 1_000,
+            tick_ms: 5_000,
+            queue_len: 8_192,
+        }
+    }
+}
+
+/// Batches queued submissions (group commit): one enclave call and one transaction per batch.
+async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match gateway.submit_batch(&jobs).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let err: ApiError = e.into();
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// Storage open errors and server errors.
+pub async fn run(
+    config: HostConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.db_path).await?;
+    let gateway = Arc::new(Gateway::new(store, config.enclave_addr.clone()));
+    tokio::spawn(gateway.clone().maintain());
+    let (tx, rx) = mpsc::channel(config.queue_len);
+    tokio::spawn(run_pipeline(gateway.clone(), rx));
+    let ticker = gateway.clone();
+    let tick = Duration::from_millis(config.tick_ms);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(tick).await;
+            if ticker.connected().await {
+                if let Err(e) = ticker.checkpoint(false).await {
+                    tracing::warn!(error = %e, "checkpoint tick failed");
+                }
+            }
+        }
+    });
+    let state = Arc::new(AppState {
+        gateway,
+        queue: tx,
+        limiter: SellerLimiter::new(config.seller_daily_limit),
+        max_body_bytes: config.max_body_bytes,
+    });
+    tracing::info!(addr = %listener.local_addr()?, "host listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! `leadgate-host`: the untrusted host service (dev mode: TCP link to the enclave).
+
+use anyhow::Context as _;
+use clap::Parser;
+use leadgate_host::HostConfig;
+
+#[derive(Parser)]
+#[command(version, about = "leadgate host: relay, storage, proofs")]
+struct Args {
+    /// HTTP listen address.
+    #[arg(long, env = "LEADGATE_HOST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Enclave link address.
+    #[arg(long, env = "LEADGATE_ENCLAVE_ADDR", default_value = "127.0.0.1:7000")]
+    enclave: String,
+    /// SQLite database file.
+    #[arg(long, env = "LEADGATE_HOST_DB", default_value = "host.db")]
+    db: std::path::PathBuf,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Submissions per seller per UTC day.
+    #[arg(long, default_value_t = 1_000)]
+    seller_daily_limit: u32,
+    /// Checkpoint tick, ms (the enclave decides whether one is due).
+    #[arg(long, default_value_t = 5_000)]
+    tick_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = HostConfig::new(&args.enclave, args.db);
+    config.max_body_bytes = args.max_body_bytes;
+    config.seller_daily_limit = args.seller_daily_limit;
+    config.tick_ms = args.tick_ms;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    leadgate_host::run(config, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}

@@ -1,0 +1,355 @@
+//! Durable storage on SQLite (WAL, `synchronous=FULL`) through sqlx.
+//!
+//! Tables: `leaves` (event bytes by index), `nodes` (every complete subtree hash, as the enclave
+//! returned them), `receipts`, `leads` (ciphertexts and verdicts; no plaintext exists here),
+//! `checkpoints` (signed notes), `sealed` (the enclave's sealed secrets). Schema migrations are
+//! numbered SQL scripts applied in order and recorded in `PRAGMA user_version`.
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
+
+use leadgate_enclave::protocol::{SubmitOutcome, WireAppended};
+use leadgate_verifier::merkle::{Frontier, Hash, NodeStore};
+use leadgate_verifier::receipt::Receipt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, SqlitePool};
+
+/// Migrations, applied in order; `PRAGMA user_version` holds how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The host database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A stored lead's public record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeadRecord {
+    /// Lead id.
+    pub lead_id: String,
+    /// Seller public key, hex.
+    pub seller: String,
+    /// `accepted` or `rejected`.
+    pub verdict: String,
+    /// Rejection reason.
+    pub reason: Option<String>,
+    /// Score, for accepted leads.
+    pub score: Option<u8>,
+    /// Leaf index.
+    pub index: u64,
+    /// The signed receipt.
+    pub receipt: Receipt,
+}
+
+/// A submission to store with its outcome.
+pub struct StoredSubmission<'a> {
+    /// Seller public key, hex.
+    pub seller: &'a str,
+    /// SHA-256(enc || ciphertext), hex.
+    pub ciphertext_sha256: &'a str,
+    /// The full sealed request as posted (JSON): ciphertext, enc, signature.
+    pub sealed_json: &'a str,
+    /// The enclave's outcome.
+    pub outcome: &'a SubmitOutcome,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    ///
+    /// # Errors
+    /// Any sqlx error.
+    pub async fn open(path: &std::path::Path) -> Result<Self, sqlx::Error> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(migration = i + 1, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// The enclave's sealed secrets, if stored.
+    pub async fn sealed_secrets(&self) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT blob FROM sealed WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Stores the sealed secrets (replacing any).
+    pub async fn put_sealed_secrets(&self, blob: &[u8]) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO sealed (id, blob) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET blob = excluded.blob")
+            .bind(blob)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Number of stored leaves.
+    pub async fn size(&self) -> Result<u64, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leaves")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// The receipt of the last stored leaf.
+    pub async fn last_receipt(&self) -> Result<Option<Receipt>, sqlx::Error> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT receipt FROM receipts ORDER BY idx DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|s| serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    }
+
+    /// Loads the given nodes into a map.
+    pub async fn nodes(&self, keys: &[(u8, u64)]) -> Result<HashMap<(u8, u64), Hash>, sqlx::Error> {
+        let mut out = HashMap::with_capacity(keys.len());
+        let mut conn = self.pool.acquire().await?;
+        for &(level, idx) in keys {
+            let h: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM nodes WHERE level = ? AND idx = ?")
+                    .bind(i64::from(level))
+                    .bind(idx as i64)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(h) = h.and_then(|h| <Hash>::try_from(h.as_slice()).ok()) {
+                out.insert((level, idx), h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The frontier at `size`.
+    pub async fn frontier(&self, size: u64) -> Result<Frontier, StoreError> {
+        let keys = record_accesses(|s| {
+            let _ = Frontier::from_store(s, size);
+        });
+        let map = MapStore(self.nodes(&keys).await?);
+        Frontier::from_store(&map, size).map_err(|e| StoreError::Inconsistent(e.to_string()))
+    }
+
+    /// Runs a proof generator against stored nodes: first records which nodes it reads, then
+    /// fetches exactly those and runs it for real.
+    pub async fn with_nodes<T>(&self, f: impl Fn(&dyn NodeStore) -> T) -> Result<T, sqlx::Error> {
+        let keys = record_accesses(|s| {
+            let _ = f(s);
+        });
+        let map = MapStore(self.nodes(&keys).await?);
+        Ok(f(&map))
+    }
+
+    /// The latest checkpoint note.
+    pub async fn latest_checkpoint(&self) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT note FROM checkpoints ORDER BY size DESC, created_ms DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Stores a checkpoint note of `size` leaves.
+    pub async fn put_checkpoint(
+        &self,
+        size: u64,
+        note: &[u8],
+        now_ms: u64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT OR IGNORE INTO checkpoints (size, note, created_ms) VALUES (?, ?, ?)")
+            .bind(size as i64)
+            .bind(note)
+            .bind(now_ms as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Email tags of all accepted leads, in log order (32 bytes each).
+    pub async fn email_tags(&self) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT email_tag FROM leads WHERE email_tag IS NOT NULL ORDER BY idx")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Leaf bytes at `index`.
+    pub async fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT leaf FROM leaves WHERE idx = ?")
+            .bind(index as i64)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Whether a submission with this ciphertext hash was stored.
+    pub async fn has_submission(&self, ciphertext_sha256: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE ciphertext_sha256 = ?")
+            .bind(ciphertext_sha256)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// A lead's record.
+    pub async fn lead(&self, lead_id: &str) -> Result<Option<LeadRecord>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT l.lead_id, l.seller, l.accepted, l.reason, l.score, l.idx, r.receipt \
+             FROM leads l JOIN receipts r ON r.idx = l.idx WHERE l.lead_id = ?",
+        )
+        .bind(lead_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let receipt: String = row.try_get("receipt")?;
+            Ok(LeadRecord {
+                lead_id: row.try_get("lead_id")?,
+                seller: row.try_get("seller")?,
+                verdict: if row.try_get::<i64, _>("accepted")? != 0 {
+                    "accepted"
+                } else {
+                    "rejected"
+                }
+                .into(),
+                reason: row.try_get("reason")?,
+                score: row.try_get::<Option<i64>, _>("score")?.map(|s| s as u8),
+                index: row.try_get::<i64, _>("idx")? as u64,
+                receipt: serde_json::from_str(&receipt)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores appends (and the submissions they answer) in one transaction. Appends must
+    /// continue the stored log exactly.
+    ///
+    /// # Errors
+    /// [`StoreError::Inconsistent`] if an index does not follow on; sqlx errors.
+    pub async fn store_appends(
+        &self,
+        appends: &[&WireAppended],
+        submissions: &[StoredSubmission<'_>],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut next: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leaves")
+            .fetch_one(&mut *tx)
+            .await?;
+        for a in appends {
+            if a.index as i64 != next {
+                return Err(StoreError::Inconsistent(format!(
+                    "append index {} but log size {next}",
+                    a.index
+                )));
+            }
+            next += 1;
+            sqlx::query("INSERT INTO leaves (idx, leaf) VALUES (?, ?)")
+                .bind(a.index as i64)
+                .bind(a.leaf.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO receipts (idx, receipt) VALUES (?, ?)")
+                .bind(a.index as i64)
+                .bind(
+                    serde_json::to_string(&a.receipt)
+                        .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                )
+                .execute(&mut *tx)
+                .await?;
+            for n in &a.nodes {
+                sqlx::query("INSERT OR IGNORE INTO nodes (level, idx, hash) VALUES (?, ?, ?)")
+                    .bind(i64::from(n.level))
+                    .bind(n.index as i64)
+                    .bind(n.hash.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for s in submissions {
+            if let SubmitOutcome::Logged {
+                lead_id,
+                accepted,
+                reason,
+                score,
+                email_tag,
+                appended,
+            } = s.outcome
+            {
+                sqlx::query(
+                    "INSERT INTO leads (lead_id, seller, ciphertext_sha256, sealed, accepted, reason, score, idx, email_tag, created_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(lead_id)
+                .bind(s.seller)
+                .bind(s.ciphertext_sha256)
+                .bind(s.sealed_json)
+                .bind(i64::from(*accepted))
+                .bind(reason.as_deref())
+                .bind(score.map(i64::from))
+                .bind(appended.index as i64)
+                .bind(email_tag.as_ref().map(|t| t.to_vec()))
+                .bind(now_ms as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// What the enclave returned does not continue what is stored.
+    #[error("storage inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// A [`NodeStore`] over a map of fetched nodes.
+pub struct MapStore(pub HashMap<(u8, u64), Hash>);
+
+impl NodeStore for MapStore {
+    fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        self.0.get(&(level, index)).copied()
+    }
+}
+
+/// Runs `f` against a store that answers every node with zeros and records what was asked.
+/// The proof algorithms' access pattern depends only on sizes and indexes, not on hashes.
+fn record_accesses(f: impl FnOnce(&dyn NodeStore)) -> Vec<(u8, u64)> {
+    struct Recorder(std::cell::RefCell<Vec<(u8, u64)>>);
+    impl NodeStore for Recorder {
+        fn node(&self, level: u8, index: u64) -> Option<Hash> {
+            self.0.borrow_mut().push((level, index));
+            Some([0u8; 32])
+        }
+    }
+    let r = Recorder(Default::default());
+    f(&r);
+    r.0.into_inner()
+}
