@@ -1,0 +1,120 @@
+//! `leadgate bench submit`: a load generator. Pre-seals synthetic, valid, unique leads (one
+//! seller key per 500 so per-seller limits do not bind), then posts them from N threads,
+//! optionally paced to a target rate, and reports accepted submissions per second and
+//! end-to-end latency percentiles (through the host, enclave and durable storage).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use leadgate_verifier::intake::seal_lead;
+use serde_json::json;
+
+use crate::http::{agent, attest_gateway, now_ms, TrustArgs};
+
+/// Options.
+pub struct BenchArgs {
+    pub gateway: String,
+    pub trust: TrustArgs,
+    pub count: usize,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub json: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark.
+pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
+    let http = agent();
+    let (_, keys) = attest_gateway(&http, &a.gateway, &a.trust)?;
+    let run = now_ms();
+    eprintln!("sealing {} synthetic leads...", a.count);
+    let sellers: Vec<SigningKey> = (0..a.count.div_ceil(500))
+        .map(|_| SigningKey::generate(&mut rand_core::OsRng))
+        .collect();
+    let bodies: Vec<Vec<u8>> = (0..a.count)
+        .map(|i| {
+            let lead = json!({
+                "business": format!("Bench Co {run}-{i}"), "full_name": "Pat Bench", "first": "Pat", "last": "Bench",
+                "email": format!("pat.bench.{run}.{i}@benchco{i}.com"), "role": "Owner",
+                "website": format!("https://benchco{i}.com"), "industry": "HVAC", "sub_industry": "Heating",
+                "region": "Austin, TX", "linkedin": "https://linkedin.com/in/patbench",
+                "phone_numbers": ["+1-512-555-0100"], "founded_year": 1999, "number_of_locations": 3,
+            });
+            let sealed = seal_lead(&sellers[i / 500], &keys.intake_key, &keys.origin, &serde_json::to_vec(&lead)?, now_ms())?;
+            Ok(serde_json::to_vec(&sealed)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let latencies = Mutex::new(Vec::with_capacity(a.count));
+    let (next, accepted, errors) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let url = format!("{}/v1/leads", a.gateway);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..a.concurrency.max(1) {
+            s.spawn(|| {
+                let mut local = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= bodies.len() {
+                        break;
+                    }
+                    if a.rate > 0.0 {
+                        let due = start + Duration::from_secs_f64(i as f64 / a.rate);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    let t = Instant::now();
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(&bodies[i][..]);
+                    match r {
+                        Ok(resp) if resp.status().is_success() => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            local.push(t.elapsed());
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(local);
+            });
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut l = latencies.into_inner().unwrap_or_default();
+    l.sort();
+    let report = json!({
+        "count": a.count, "concurrency": a.concurrency, "target_rate": a.rate,
+        "ok": accepted.load(Ordering::Relaxed), "errors": errors.load(Ordering::Relaxed),
+        "elapsed_s": elapsed, "per_second": accepted.load(Ordering::Relaxed) as f64 / elapsed,
+        "p50_ms": percentile(&l, 0.50), "p99_ms": percentile(&l, 0.99), "max_ms": percentile(&l, 1.0),
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} ok, {} errors in {:.2}s: {:.0} submissions/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            report["ok"], report["errors"], elapsed, report["per_second"].as_f64().unwrap_or(0.0),
+            report["p50_ms"].as_f64().unwrap_or(0.0), report["p99_ms"].as_f64().unwrap_or(0.0), report["max_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}

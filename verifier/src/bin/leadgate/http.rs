@@ -1,0 +1,155 @@
+//! Blocking HTTP to a gateway (ureq) and the attestation check every command starts with.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::Engine as _;
+use leadgate_verifier::attestation::{
+    root_der_from_pem, verify_attestation, AttestationPolicy, VerifiedAttestation,
+};
+use leadgate_verifier::keys::EnclaveKeys;
+use rand_core::RngCore as _;
+use serde_json::Value;
+
+/// Trust options shared by every command that talks to a gateway.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrustArgs {
+    /// Expected PCR0 (hex, 48 bytes): the measurement of the enclave image you trust.
+    #[arg(long)]
+    pub pcr0: Option<String>,
+    /// Accept debug-mode / dev enclaves (all-zero PCRs). Their memory is readable by the host.
+    #[arg(long)]
+    pub allow_debug: bool,
+    /// Trusted root certificate (PEM) instead of the AWS Nitro root G1 (e.g. the dev CA).
+    #[arg(long)]
+    pub root: Option<std::path::PathBuf>,
+}
+
+/// Unix ms now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A ureq agent that returns 4xx/5xx responses instead of errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(64)
+        .build()
+        .into()
+}
+
+/// GET `url` and parse JSON; a non-2xx answer becomes an error with the gateway's code.
+pub fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
+    let mut resp = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let v: Value = resp
+        .body_mut()
+        .read_json()
+        .with_context(|| format!("GET {url}: not JSON"))?;
+    if !status.is_success() {
+        bail!("GET {url}: {} {}", status.as_u16(), error_code(&v));
+    }
+    Ok(v)
+}
+
+/// GET `url` as bytes.
+pub fn get_bytes(agent: &ureq::Agent, url: &str) -> anyhow::Result<Vec<u8>> {
+    let mut resp = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    if !resp.status().is_success() {
+        bail!("GET {url}: {}", resp.status().as_u16());
+    }
+    Ok(resp.body_mut().with_config().limit(1 << 20).read_to_vec()?)
+}
+
+/// `code: message` of a gateway error body.
+pub fn error_code(v: &Value) -> String {
+    format!(
+        "{}: {}",
+        v["error"]["code"].as_str().unwrap_or("unknown"),
+        v["error"]["message"].as_str().unwrap_or("")
+    )
+}
+
+/// Reads the trusted root, if any.
+pub fn root_der(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    t.root
+        .as_ref()
+        .map(|p| {
+            let pem =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            root_der_from_pem(&pem).map_err(|e| anyhow!("{}: {e}", p.display()))
+        })
+        .transpose()
+}
+
+/// Checks trust options are coherent: a PCR0 or an explicit debug opt-in.
+pub fn check_trust(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    if t.allow_debug {
+        eprintln!("warning: --allow-debug accepts enclaves whose memory the host can read");
+    }
+    let pcr0 = t
+        .pcr0
+        .as_ref()
+        .map(|h| hex::decode(h).context("--pcr0 must be hex"))
+        .transpose()?;
+    if pcr0.is_none() && !t.allow_debug {
+        bail!("give --pcr0 HEX (the enclave image you trust), or --allow-debug for a dev gateway");
+    }
+    Ok(pcr0)
+}
+
+/// Fetches a fresh attestation with a random nonce from `gateway` and verifies it now.
+pub fn attest_gateway(
+    agent: &ureq::Agent,
+    gateway: &str,
+    t: &TrustArgs,
+) -> anyhow::Result<(VerifiedAttestation, EnclaveKeys)> {
+    let pcr0 = check_trust(t)?;
+    let root = root_der(t)?;
+    let mut nonce = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    // A gateway whose enclave is restarting answers 503: retry for up to ~30 s.
+    let url = format!("{gateway}/attest?nonce={}", hex::encode(nonce));
+    let mut attempt = 0;
+    let v = loop {
+        match get_json(agent, &url) {
+            Ok(v) => break v,
+            Err(e) if attempt < 30 && format!("{e}").contains(": 503 ") => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let doc = base64::engine::general_purpose::STANDARD
+        .decode(
+            v["document"]
+                .as_str()
+                .ok_or_else(|| anyhow!("attest: no document"))?,
+        )
+        .context("attest: document is not base64")?;
+    let policy = AttestationPolicy {
+        now_unix_ms: now_ms(),
+        root_der: root.as_deref(),
+        expected_pcr0: pcr0.as_deref(),
+        allow_debug: t.allow_debug,
+        expected_nonce: Some(&nonce),
+    };
+    let verified = verify_attestation(&doc, &policy)
+        .map_err(|e| anyhow!("attestation rejected: {} ({e})", e.code()))?;
+    let keys = verified
+        .enclave_keys()
+        .map_err(|e| anyhow!("attestation rejected: {} ({e})", e.code()))?;
+    Ok((verified, keys))
+}

@@ -1,0 +1,196 @@
+//! `leadgate seller`: key generation and sealed submission.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context as _};
+use ed25519_dalek::SigningKey;
+use leadgate_verifier::intake::seal_lead;
+use serde_json::{json, Value};
+
+use crate::http::{agent, attest_gateway, error_code, now_ms, TrustArgs};
+
+/// Writes a new Ed25519 seller key: JSON `{"ed25519_secret": hex, "seller": hex}`, mode 0600.
+pub fn keygen(out: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let body = json!({
+        "ed25519_secret": hex::encode(key.to_bytes()),
+        "seller": hex::encode(key.verifying_key().to_bytes()),
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+    writeln!(f, "{body}")?;
+    println!("{}", body["seller"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// Reads a key file written by [`keygen`].
+pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let secret: [u8; 32] = hex::decode(
+        v["ed25519_secret"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no ed25519_secret"))?,
+    )?
+    .try_into()
+    .map_err(|_| anyhow!("ed25519_secret must be 32 bytes"))?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
+/// Reads leads: each line a bare lead object or a corpus line `{"lead": {...}, ...}`.
+pub fn read_leads(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", i + 1))?;
+        let lead = match v.get("lead") {
+            Some(l) if l.is_object() => l.clone(),
+            _ => v,
+        };
+        out.push(serde_json::to_vec(&lead)?);
+    }
+    Ok(out)
+}
+
+/// Options for `seller submit`.
+pub struct SubmitArgs {
+    pub gateway: String,
+    pub trust: TrustArgs,
+    pub key: PathBuf,
+    pub receipts: PathBuf,
+    pub leads: PathBuf,
+    pub concurrency: usize,
+}
+
+/// Verifies the gateway's attestation, then seals and posts every lead; writes one receipt line
+/// per input lead, in input order.
+pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
+    let http = agent();
+    let (att, keys) =
+        attest_gateway(&http, &a.gateway, &a.trust).context("refusing to send leads")?;
+    eprintln!(
+        "attested: origin {} module {}{}",
+        keys.origin,
+        att.document().module_id,
+        if att.is_debug() {
+            " (DEBUG/dev enclave)"
+        } else {
+            ""
+        }
+    );
+    let seller = read_key(&a.key)?;
+    let leads = read_leads(&a.leads)?;
+    let bar = indicatif::ProgressBar::new(leads.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} leads {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let results: Vec<Mutex<Option<Value>>> = leads.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..a.concurrency.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= leads.len() {
+                    break;
+                }
+                let v = post_one(
+                    &http,
+                    &a.gateway,
+                    &seller,
+                    &keys.intake_key,
+                    &keys.origin,
+                    &leads[i],
+                );
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&a.receipts)
+            .with_context(|| format!("creating {}", a.receipts.display()))?,
+    );
+    let (mut accepted, mut rejected, mut failed) = (0, 0, 0);
+    for (i, r) in results.into_iter().enumerate() {
+        let mut v = r
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(Value::Null);
+        match v["verdict"].as_str() {
+            Some("accepted") => accepted += 1,
+            Some("rejected") => rejected += 1,
+            _ => failed += 1,
+        }
+        v["line"] = json!(i + 1);
+        writeln!(out, "{v}")?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{} leads in {:.2}s ({:.0}/s): {accepted} accepted, {rejected} rejected, {failed} failed; receipts in {}",
+        leads.len(),
+        elapsed.as_secs_f64(),
+        leads.len() as f64 / elapsed.as_secs_f64(),
+        a.receipts.display()
+    );
+    if failed > 0 {
+        bail!("{failed} submissions failed");
+    }
+    Ok(())
+}
+
+/// Seals and posts one lead, retrying while the gateway says to retry (503).
+fn post_one(
+    http: &ureq::Agent,
+    gateway: &str,
+    seller: &SigningKey,
+    intake: &[u8; 32],
+    origin: &str,
+    lead: &[u8],
+) -> Value {
+    let mut delay = std::time::Duration::from_millis(100);
+    for _attempt in 0..20 {
+        let sealed = match seal_lead(seller, intake, origin, lead, now_ms()) {
+            Ok(s) => s,
+            Err(e) => return json!({"error": {"code": e.code(), "message": e.to_string()}}),
+        };
+        let mut resp = match http.post(&format!("{gateway}/v1/leads")).send_json(&sealed) {
+            Ok(r) => r,
+            Err(e) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                let _ = e;
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        if status == 503 {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            continue;
+        }
+        if (200..300).contains(&status) {
+            return v;
+        }
+        return json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
+    }
+    json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}})
+}
