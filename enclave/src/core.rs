@@ -257,18 +257,14 @@ impl Enclave {
         }
     }
 
-    fn ready(&mut self) -> Result<&mut Running, Response> {
-        self.running
-            .as_mut()
-            .filter(|r| r.started)
-            .ok_or_else(|| err("enclave.not_ready", "enclave has not finished start-up"))
+    fn ready(&mut self) -> Option<&mut Running> {
+        self.running.as_mut().filter(|r| r.started)
     }
 
     fn attest(&mut self, nonce: Option<ByteBuf>, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
-        let r = match self.ready() {
-            Ok(r) => r,
-            Err(e) => return e,
+        let Some(r) = self.ready() else {
+            return err("enclave.not_ready", "enclave has not finished start-up");
         };
         let keys = r.secrets.public_keys(&origin);
         match self.attestor.attest(
@@ -293,9 +289,8 @@ impl Enclave {
         }
         let origin = self.config.origin.clone();
         let window = self.config.replay_window_ms;
-        let r = match self.ready() {
-            Ok(r) => r,
-            Err(e) => return e,
+        let Some(r) = self.ready() else {
+            return err("enclave.not_ready", "enclave has not finished start-up");
         };
         if now_ms.saturating_sub(r.last_prune_ms) >= window / 4 {
             r.recent
@@ -406,9 +401,8 @@ impl Enclave {
 
     fn checkpoint(&mut self, force: bool, now_ms: u64) -> Response {
         let interval = self.config.checkpoint_interval_ms;
-        let r = match self.ready() {
-            Ok(r) => r,
-            Err(e) => return e,
+        let Some(r) = self.ready() else {
+            return err("enclave.not_ready", "enclave has not finished start-up");
         };
         if !force && !r.log.checkpoint_due(now_ms, interval) {
             return Response::Checkpoint { note: None };
@@ -421,9 +415,8 @@ impl Enclave {
 
     fn status(&mut self) -> Response {
         let origin = self.config.origin.clone();
-        let r = match self.ready() {
-            Ok(r) => r,
-            Err(e) => return e,
+        let Some(r) = self.ready() else {
+            return err("enclave.not_ready", "enclave has not finished start-up");
         };
         Response::Status(Status {
             size: r.log.size(),

@@ -134,6 +134,8 @@ impl From<Appended> for WireAppended {
 }
 
 /// The outcome for one submitted lead.
+// `Logged` is the common case; boxing it would cost an allocation per lead to shrink the rare one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubmitOutcome {
     /// An event was appended (`lead.accepted` or `lead.rejected`).

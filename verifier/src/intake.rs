@@ -140,16 +140,37 @@ pub fn seal_lead(
         &mut rand_core::OsRng,
     )
     .map_err(|_| SubmissionError::Malformed("HPKE seal failed"))?;
-    let enc = enc.to_bytes();
-    let sha = ct_sha256(&enc, &ciphertext);
+    let mut enc_bytes = [0u8; ENC_LEN];
+    enc_bytes.copy_from_slice(&enc.to_bytes());
+    Ok(sign_sealed(
+        seller,
+        origin,
+        &enc_bytes,
+        &ciphertext,
+        issued_at_ms,
+    ))
+}
+
+/// Signs an already sealed lead as `seller` (the second half of [`seal_lead`]). Signing
+/// someone else's ciphertext gets the signer nothing: the AAD binds the original seller, so the
+/// enclave cannot open it.
+pub fn sign_sealed(
+    seller: &SigningKey,
+    origin: &str,
+    enc: &[u8; ENC_LEN],
+    ciphertext: &[u8],
+    issued_at_ms: u64,
+) -> SealedLead {
+    let seller_pk = seller.verifying_key().to_bytes();
+    let sha = ct_sha256(enc, ciphertext);
     let sig = seller.sign(signed_text(origin, &seller_pk, &sha, issued_at_ms).as_bytes());
-    Ok(SealedLead {
+    SealedLead {
         seller: hex::encode(seller_pk),
         enc: B64.encode(enc),
         ciphertext: B64.encode(ciphertext),
         issued_at_ms,
         signature: B64.encode(sig.to_bytes()),
-    })
+    }
 }
 
 impl SealedLead {

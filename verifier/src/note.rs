@@ -217,7 +217,8 @@ impl NoteVerifier {
     /// # Errors
     /// [`NoteError::MalformedKey`] if any part is malformed or the key ID does not match.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let mut parts = vkey.split('+');
+        // name and key ID contain no '+'; the base64 key may.
+        let mut parts = vkey.splitn(3, '+');
         let (Some(name), Some(id_hex), Some(key_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -382,6 +383,24 @@ mod tests {
             Note::parse(SIGNED.as_bytes()).unwrap().verify(&ov),
             Err(NoteError::UnverifiedNote)
         );
+    }
+
+    #[test]
+    fn vkeys_whose_base64_contains_plus_round_trip() {
+        let mut seen = 0;
+        for seed in 0u8..=255 {
+            let v = NoteVerifier::new(
+                "example.com/log",
+                SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+            )
+            .unwrap();
+            let s = v.to_vkey_string();
+            if s.splitn(3, '+').nth(2).is_some_and(|k| k.contains('+')) {
+                seen += 1;
+                assert_eq!(NoteVerifier::parse(&s).unwrap(), v, "{s}");
+            }
+        }
+        assert!(seen > 10, "the sample has keys with '+' in base64");
     }
 
     #[test]
