@@ -2,8 +2,6 @@
 //! No sockets and no clock here: the transport passes the enclave's own clock reading
 //! (`now_ms`, Unix ms) with each request, so every flow is testable in memory.
 
-use std::collections::HashMap;
-
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::{Event, LeadAccepted, LeadRejected, LogEpoch};
 use leadgate_verifier::intake::{open_lead, SealedLead, MAX_LEAD_BYTES};
@@ -11,11 +9,12 @@ use leadgate_verifier::merkle::{Frontier, Hash};
 use serde_bytes::ByteBuf;
 
 use crate::attest::AttestationProvider;
-use crate::dedup::TagFilter;
+use crate::dedup::EmailTags;
 use crate::log::Log;
 use crate::protocol::{
     Request, Response, Status, SubmitOutcome, Tip, WireError, MAX_BATCH, MAX_TAGS_PER_FRAME,
 };
+use crate::replay::{ReplayGuard, ReplayVerdict};
 use crate::rules::{check_lead, RejectReason};
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
@@ -27,9 +26,11 @@ pub struct EnclaveConfig {
     pub origin: String,
     /// Periodic checkpoint interval, ms (default 1 hour).
     pub checkpoint_interval_ms: u64,
-    /// How far a submission's `issued_at_ms` may be from the enclave clock, ms (default 10 min).
-    /// Replays are detected within this window; outside it a submission is stale.
+    /// How old a submission's `issued_at_ms` may be, ms (default 10 min). Replays are detected
+    /// within this window; outside it a submission is stale.
     pub replay_window_ms: u64,
+    /// Replay filter size per generation, log2 bits (default 26 = 8 MiB).
+    pub replay_filter_bits_log2: u32,
     /// Duplicate-email filter size, log2 bits (default 27 = 16 MiB).
     pub tag_filter_bits_log2: u32,
     /// The dev attestation root (PEM), reported to the host in dev mode.
@@ -42,7 +43,8 @@ impl EnclaveConfig {
         Self {
             origin: origin.to_owned(),
             checkpoint_interval_ms: 3_600_000,
-            replay_window_ms: 600_000,
+            replay_window_ms: crate::replay::DEFAULT_WINDOW_MS,
+            replay_filter_bits_log2: crate::replay::GENERATION_BITS_LOG2,
             tag_filter_bits_log2: crate::dedup::DEFAULT_BITS_LOG2,
             dev_root_pem: None,
         }
@@ -52,11 +54,9 @@ impl EnclaveConfig {
 struct Running {
     secrets: Secrets,
     log: Log,
-    tags: TagFilter,
+    tags: EmailTags,
     started: bool,
-    /// ciphertext_sha256 → issued_at_ms of submissions seen within the replay window.
-    recent: HashMap<Hash, u64>,
-    last_prune_ms: u64,
+    replay: ReplayGuard,
 }
 
 /// The enclave.
@@ -193,10 +193,13 @@ impl Enclave {
         self.running = Some(Running {
             log: Log::new(&origin, epoch, frontier, now_ms),
             secrets,
-            tags: TagFilter::new(self.config.tag_filter_bits_log2),
+            tags: EmailTags::new(self.config.tag_filter_bits_log2),
             started: false,
-            recent: HashMap::new(),
-            last_prune_ms: now_ms,
+            replay: ReplayGuard::new(
+                self.config.replay_window_ms,
+                self.config.replay_filter_bits_log2,
+                now_ms,
+            ),
         });
         Response::Booted {
             sealed_secrets: ByteBuf::from(sealed),
@@ -218,7 +221,7 @@ impl Enclave {
             return err("protocol.malformed_tag", "tags are 32 bytes");
         };
         for t in &parsed {
-            r.tags.insert(t);
+            r.tags.record(t);
         }
         Response::Ok
     }
@@ -288,44 +291,38 @@ impl Enclave {
             );
         }
         let origin = self.config.origin.clone();
-        let window = self.config.replay_window_ms;
         let Some(r) = self.ready() else {
             return err("enclave.not_ready", "enclave has not finished start-up");
         };
-        if now_ms.saturating_sub(r.last_prune_ms) >= window / 4 {
-            r.recent
-                .retain(|_, issued| issued.saturating_add(window) >= now_ms);
-            r.last_prune_ms = now_ms;
-        }
         let results = leads
             .into_iter()
-            .map(|lead| Self::submit_one(r, &origin, window, lead, now_ms))
+            .map(|lead| Self::submit_one(r, &origin, lead, now_ms))
             .collect();
         Response::Submitted { results }
     }
 
-    fn submit_one(
-        r: &mut Running,
-        origin: &str,
-        window: u64,
-        lead: SealedLead,
-        now_ms: u64,
-    ) -> SubmitOutcome {
+    fn submit_one(r: &mut Running, origin: &str, lead: SealedLead, now_ms: u64) -> SubmitOutcome {
         let sub = match lead.verify(origin) {
             Ok(s) => s,
             Err(e) => return refuse(e.code(), e.to_string()),
         };
-        if sub.issued_at_ms.abs_diff(now_ms) > window {
-            return refuse(
-                "submission.stale",
-                "issued_at_ms is outside the accepted window",
-            );
-        }
-        if r.recent.contains_key(&sub.ciphertext_sha256) {
-            return refuse(
-                "submission.replayed",
-                "this submission was already received",
-            );
+        match r
+            .replay
+            .check(&sub.ciphertext_sha256, sub.issued_at_ms, now_ms)
+        {
+            ReplayVerdict::Fresh => {}
+            ReplayVerdict::Stale => {
+                return refuse(
+                    "submission.stale",
+                    "issued_at_ms is outside the accepted window",
+                )
+            }
+            ReplayVerdict::Replayed => {
+                return refuse(
+                    "submission.replayed",
+                    "this submission was already received",
+                )
+            }
         }
         let plaintext = match open_lead(r.secrets.intake_key(), origin, &sub) {
             Ok(p) => zeroize::Zeroizing::new(p),
@@ -338,13 +335,13 @@ impl Enclave {
             Ok(v) => v,
             Err(_) => return refuse("lead.malformed_json", "lead is not valid JSON"),
         };
-        r.recent.insert(sub.ciphertext_sha256, sub.issued_at_ms);
+        r.replay.record(&sub.ciphertext_sha256);
         let lead_id = sub.lead_id();
         let seller = hex::encode(sub.seller);
         let ciphertext_sha256 = hex::encode(sub.ciphertext_sha256);
         let verdict = check_lead(&value, year_of(now_ms)).and_then(|c| {
             let tag = r.secrets.email_tag(&c.normalised_email);
-            if r.tags.contains(&tag) {
+            if r.tags.seen(&tag) {
                 Err(RejectReason::DuplicateEmail)
             } else {
                 Ok((c, tag))
@@ -384,7 +381,7 @@ impl Enclave {
         match r.log.append(r.secrets.log_key(), &event) {
             Ok(appended) => {
                 if let Some(tag) = &email_tag {
-                    r.tags.insert(tag);
+                    r.tags.record(tag);
                 }
                 SubmitOutcome::Logged {
                     lead_id,

@@ -8,16 +8,19 @@
 //! * [`transport`]: the TCP server around [`core`] (vsock comes with the Nitro work).
 //! * [`secrets`], [`sealing`]: the keys and how they are sealed at rest.
 //! * [`attest`]: attestation providers (dev provider here; NSM with the Nitro work).
-//! * [`rules`], [`dedup`]: intake rules and scoring; duplicate-email detection.
+//! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
+//!   detection, both in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod attest;
+pub mod bloom;
 pub mod core;
 pub mod dedup;
 pub mod log;
 pub mod protocol;
+pub mod replay;
 pub mod rules;
 pub mod sealing;
 pub mod secrets;

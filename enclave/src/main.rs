@@ -46,7 +46,7 @@ struct Args {
     /// Periodic checkpoint interval (e.g. 1h, 30s).
     #[arg(long, default_value = "1h", value_parser = parse_duration_ms)]
     checkpoint_interval: u64,
-    /// Accepted distance between a submission's issued_at_ms and the enclave clock.
+    /// How old a submission's issued_at_ms may be (replays are remembered this long).
     #[arg(long, default_value = "10m", value_parser = parse_duration_ms)]
     replay_window: u64,
     /// Attestation provider. Only `dev` exists until the Nitro work lands.
