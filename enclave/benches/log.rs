@@ -1,1 +1,105 @@
-fn main() {}
+//! Enclave-side costs: append + receipt signature per event, checkpoint signing at 1M entries,
+//! and one sealed submission end to end inside the enclave core (signature check, HPKE open,
+//! rules, append, receipt). Run: `cargo bench -p leadgate-enclave --bench log`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use ed25519_dalek::SigningKey;
+use leadgate_enclave::attest::DevAttestationProvider;
+use leadgate_enclave::core::{Enclave, EnclaveConfig};
+use leadgate_enclave::log::Log;
+use leadgate_enclave::protocol::{Request, Response};
+use leadgate_enclave::sealing::DevFileSealer;
+use leadgate_verifier::event::{Event, LeadAccepted, Listing};
+use leadgate_verifier::intake::seal_lead;
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle::{leaf_hash, Frontier};
+
+fn event(i: u64) -> Event {
+    Event::LeadAccepted(LeadAccepted {
+        time: 1_790_000_000_000 + i,
+        lead_id: format!("{i:032x}"),
+        seller: "ab".repeat(32),
+        ciphertext_sha256: "cd".repeat(32),
+        score: 85,
+        reasons: vec![
+            "email_domain_matches_website".into(),
+            "phone_present".into(),
+        ],
+        listing: Listing {
+            industry: "HVAC".into(),
+            sub_industry: "Heating Services".into(),
+            region: "Austin, TX".into(),
+            role: "General Manager".into(),
+            company_type: Some("LLC".into()),
+            ownership_type: Some("Private".into()),
+            number_of_locations: Some(4),
+            founded_year: Some(1990),
+        },
+        email_tag: "ef".repeat(32),
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let key = SigningKey::from_bytes(&[1u8; 32]);
+    let mut log = Log::new("bench.example/log", 1, Frontier::new(), 0);
+    let mut i = 0u64;
+    c.bench_function("append_with_receipt", |b| {
+        b.iter(|| {
+            i += 1;
+            log.append(&key, &event(i)).unwrap()
+        })
+    });
+
+    let mut f = Frontier::new();
+    for i in 0..1_000_000u64 {
+        f.append(leaf_hash(&i.to_be_bytes()));
+    }
+    let mut big = Log::new("bench.example/log", 1, f, 0);
+    c.bench_function("checkpoint_sign_at_1M", |b| {
+        b.iter(|| big.checkpoint(&key, 1))
+    });
+
+    // One sealed lead through the enclave core.
+    let dir = tempfile::tempdir().unwrap();
+    let now = 1_790_000_000_000u64;
+    let mut e = Enclave::new(
+        EnclaveConfig::new("bench.example/log"),
+        Box::new(DevFileSealer::open_or_create(dir.path()).unwrap()),
+        Box::new(DevAttestationProvider::open_or_create(dir.path(), now).unwrap()),
+    );
+    let Response::Booted { keys, .. } = e.handle(
+        Request::Boot {
+            sealed_secrets: None,
+            tip: None,
+        },
+        now,
+    ) else {
+        panic!()
+    };
+    let keys = EnclaveKeys::from_attested(Some(&keys), None).unwrap();
+    assert!(matches!(
+        e.handle(Request::Start, now),
+        Response::Started { .. }
+    ));
+    let seller = SigningKey::from_bytes(&[2u8; 32]);
+    let mut n = 0u64;
+    c.bench_function("enclave_submit_one_lead", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let lead = serde_json::json!({
+                    "business": "Acme", "full_name": "Jane Doe", "first": "Jane", "last": "Doe",
+                    "email": format!("jane.doe{n}@acme{n}.io"), "role": "Owner", "website": format!("https://acme{n}.io"),
+                    "industry": "HVAC", "sub_industry": "Heating", "region": "Austin, TX",
+                    "linkedin": "https://linkedin.com/in/janedoe", "phone_numbers": ["+1-512-555-0100"]
+                });
+                seal_lead(&seller, &keys.intake_key, &keys.origin, &serde_json::to_vec(&lead).unwrap(), now).unwrap()
+            },
+            |sealed| e.handle(Request::Submit { leads: vec![sealed] }, now + 1),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

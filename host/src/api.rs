@@ -136,12 +136,7 @@ async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json
     let ct_sha = hex::encode(Sha256::digest(
         [sub.enc.as_slice(), &sub.ciphertext].concat(),
     ));
-    if s.gateway.store.has_submission(&ct_sha).await.map_err(db)? {
-        return Err(ApiError::new(
-            "submission.replayed",
-            "this submission was already received",
-        ));
-    }
+    // Replays of stored submissions are refused in the pipeline, one query per batch.
     if !s
         .limiter
         .allow(&lead.seller, leadgate_enclave::transport::now_ms())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use leadgate_enclave::protocol::{
     decode, encode, read_frame, write_frame, Request, Response, SubmitOutcome, Tip, WireAppended,
-    MAX_TAGS_PER_FRAME,
+    WireError, MAX_TAGS_PER_FRAME,
 };
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::intake::SealedLead;
@@ -277,14 +277,29 @@ impl Gateway {
     }
 
     /// Submits a batch and stores every append before returning the outcomes.
+    ///
+    /// Replays (already stored, or twice in this batch) are refused here, before the enclave:
+    /// the enclave's own replay memory does not survive its restarts.
     pub async fn submit_batch(&self, jobs: &[Job]) -> Result<Vec<SubmitOutcome>, LinkError> {
         let mut guard = self.conn.lock().await;
         let stream = guard.as_mut().ok_or(LinkError::Unavailable)?;
+        let hashes: Vec<&str> = jobs.iter().map(|j| j.ciphertext_sha256.as_str()).collect();
+        let mut seen = self.store.stored_submissions(&hashes).await?;
+        let replayed: Vec<bool> = hashes
+            .iter()
+            .map(|h| !seen.insert((*h).to_owned()))
+            .collect();
         let req = Request::Submit {
-            leads: jobs.iter().map(|j| j.lead.clone()).collect(),
+            leads: jobs
+                .iter()
+                .zip(&replayed)
+                .filter(|(_, r)| !**r)
+                .map(|(j, _)| j.lead.clone())
+                .collect(),
         };
-        let results = match exchange(stream, &req).await {
-            Ok(Response::Submitted { results }) if results.len() == jobs.len() => results,
+        let fresh = replayed.iter().filter(|r| !**r).count();
+        let fresh_results = match exchange(stream, &req).await {
+            Ok(Response::Submitted { results }) if results.len() == fresh => results,
             Ok(Response::Error(e)) => return Err(enclave_err(e)),
             Ok(other) => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
             Err(e) => {
@@ -292,6 +307,17 @@ impl Gateway {
                 return Err(e);
             }
         };
+        let mut fresh_results = fresh_results.into_iter();
+        let results: Vec<SubmitOutcome> = replayed
+            .iter()
+            .map(|&r| match if r { None } else { fresh_results.next() } {
+                Some(outcome) => outcome,
+                None => SubmitOutcome::Refused(WireError::new(
+                    "submission.replayed",
+                    "this submission was already received",
+                )),
+            })
+            .collect();
         let appends: Vec<&WireAppended> = results
             .iter()
             .filter_map(|r| match r {

@@ -109,7 +109,7 @@ impl Store {
 
     /// Number of stored leaves.
     pub async fn size(&self) -> Result<u64, sqlx::Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leaves")
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves")
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
@@ -202,13 +202,24 @@ impl Store {
             .await
     }
 
-    /// Whether a submission with this ciphertext hash was stored.
-    pub async fn has_submission(&self, ciphertext_sha256: &str) -> Result<bool, sqlx::Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE ciphertext_sha256 = ?")
-            .bind(ciphertext_sha256)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n > 0)
+    /// Which of these ciphertext hashes (hex) were already stored (one query per batch).
+    pub async fn stored_submissions(
+        &self,
+        hashes: &[&str],
+    ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+        if hashes.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT ciphertext_sha256 FROM leads WHERE ciphertext_sha256 IN (",
+        );
+        let mut sep = q.separated(", ");
+        for h in hashes {
+            sep.push_bind(*h);
+        }
+        sep.push_unseparated(")");
+        let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// A lead's record.
@@ -253,7 +264,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut next: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leaves")
+        let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves")
             .fetch_one(&mut *tx)
             .await?;
         for a in appends {
@@ -264,55 +275,84 @@ impl Store {
                 )));
             }
             next += 1;
-            sqlx::query("INSERT INTO leaves (idx, leaf) VALUES (?, ?)")
-                .bind(a.index as i64)
-                .bind(a.leaf.as_slice())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO receipts (idx, receipt) VALUES (?, ?)")
-                .bind(a.index as i64)
-                .bind(
-                    serde_json::to_string(&a.receipt)
-                        .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
-                )
-                .execute(&mut *tx)
-                .await?;
-            for n in &a.nodes {
-                sqlx::query("INSERT OR IGNORE INTO nodes (level, idx, hash) VALUES (?, ?, ?)")
-                    .bind(i64::from(n.level))
-                    .bind(n.index as i64)
-                    .bind(n.hash.as_slice())
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
-        for s in submissions {
-            if let SubmitOutcome::Logged {
-                lead_id,
-                accepted,
-                reason,
-                score,
-                email_tag,
-                appended,
-            } = s.outcome
-            {
-                sqlx::query(
-                    "INSERT INTO leads (lead_id, seller, ciphertext_sha256, sealed, accepted, reason, score, idx, email_tag, created_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(lead_id)
-                .bind(s.seller)
-                .bind(s.ciphertext_sha256)
-                .bind(s.sealed_json)
-                .bind(i64::from(*accepted))
-                .bind(reason.as_deref())
-                .bind(score.map(i64::from))
-                .bind(appended.index as i64)
-                .bind(email_tag.as_ref().map(|t| t.to_vec()))
-                .bind(now_ms as i64)
+        // One multi-row INSERT per table per batch (at most 256 appends: well under SQLite's
+        // 32,766 bound variables).
+        if !appends.is_empty() {
+            let receipts = appends
+                .iter()
+                .map(|a| serde_json::to_string(&a.receipt))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+            sqlx::QueryBuilder::new("INSERT INTO leaves (idx, leaf) ")
+                .push_values(appends, |mut b, a| {
+                    b.push_bind(a.index as i64).push_bind(a.leaf.as_slice());
+                })
+                .build()
                 .execute(&mut *tx)
                 .await?;
-            }
+            sqlx::QueryBuilder::new("INSERT INTO receipts (idx, receipt) ")
+                .push_values(appends.iter().zip(&receipts), |mut b, (a, r)| {
+                    b.push_bind(a.index as i64).push_bind(r.as_str());
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+            sqlx::QueryBuilder::new("INSERT OR IGNORE INTO nodes (level, idx, hash) ")
+                .push_values(appends.iter().flat_map(|a| a.nodes.iter()), |mut b, n| {
+                    b.push_bind(i64::from(n.level))
+                        .push_bind(n.index as i64)
+                        .push_bind(n.hash.as_slice());
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        let logged: Vec<_> = submissions
+            .iter()
+            .filter_map(|s| match s.outcome {
+                SubmitOutcome::Logged {
+                    lead_id,
+                    accepted,
+                    reason,
+                    score,
+                    email_tag,
+                    appended,
+                } => Some((
+                    s,
+                    lead_id,
+                    accepted,
+                    reason,
+                    score,
+                    email_tag,
+                    appended.index,
+                )),
+                SubmitOutcome::Refused(_) => None,
+            })
+            .collect();
+        if !logged.is_empty() {
+            sqlx::QueryBuilder::new(
+                "INSERT INTO leads (lead_id, seller, ciphertext_sha256, sealed, accepted, \
+                 reason, score, idx, email_tag, created_ms) ",
+            )
+            .push_values(
+                &logged,
+                |mut b, (s, lead_id, accepted, reason, score, email_tag, idx)| {
+                    b.push_bind(lead_id.as_str())
+                        .push_bind(s.seller)
+                        .push_bind(s.ciphertext_sha256)
+                        .push_bind(s.sealed_json)
+                        .push_bind(i64::from(**accepted))
+                        .push_bind(reason.as_deref())
+                        .push_bind(score.map(i64::from))
+                        .push_bind(*idx as i64)
+                        .push_bind(email_tag.as_ref().map(|t| t.to_vec()))
+                        .push_bind(now_ms as i64);
+                },
+            )
+            .build()
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
