@@ -24,8 +24,13 @@ impl HashFilter {
     pub fn new(bits_log2: u32) -> Self {
         assert!((10..=34).contains(&bits_log2), "filter size out of range");
         let bits = 1u64 << bits_log2;
+        // Write every word now (not `vec![0; n]`, which maps lazily-zeroed pages): the filter's
+        // memory is resident from the start, so the enclave's footprint does not grow later.
+        #[allow(clippy::slow_vector_initialization)] // deliberate: see above
+        let mut words = Vec::with_capacity((bits / 64) as usize);
+        words.resize((bits / 64) as usize, 0u64);
         Self {
-            bits: vec![0u64; (bits / 64) as usize],
+            bits: words,
             mask: bits - 1,
             len: 0,
         }

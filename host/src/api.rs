@@ -254,8 +254,23 @@ struct InclusionQuery {
     size: String,
 }
 
-fn hexes(p: &[merkle::Hash]) -> Vec<String> {
-    p.iter().map(hex::encode).collect()
+/// Generates a proof over stored nodes for a tree of `size` leaves (at most the stored size);
+/// returns the hashes as hex.
+async fn proof_hex(
+    s: &AppState,
+    size: u64,
+    generate: impl Fn(&dyn merkle::NodeStore) -> Result<Vec<merkle::Hash>, merkle::ProofError>,
+) -> AppResult<Vec<String>> {
+    let stored = s.gateway.store.size().await.map_err(db)?;
+    if size > stored {
+        return Err(ApiError::new(
+            "proof.size_beyond_log",
+            format!("log has {stored} entries"),
+        ));
+    }
+    let proof = s.gateway.store.with_nodes(generate).await.map_err(db)?;
+    let proof = proof.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    Ok(proof.iter().map(hex::encode).collect())
 }
 
 async fn inclusion(
@@ -264,22 +279,9 @@ async fn inclusion(
 ) -> AppResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
     let (index, size) = (parse_u64(&q.index, "index")?, parse_u64(&q.size, "size")?);
-    let stored = s.gateway.store.size().await.map_err(db)?;
-    if size > stored {
-        return Err(ApiError::new(
-            "proof.size_beyond_log",
-            format!("log has {stored} entries"),
-        ));
-    }
-    let proof = s
-        .gateway
-        .store
-        .with_nodes(|st| merkle::inclusion_proof(st, index, size))
-        .await
-        .map_err(db)?;
-    let proof = proof.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    let proof = proof_hex(&s, size, |st| merkle::inclusion_proof(st, index, size)).await?;
     Ok(Json(
-        json!({ "index": index, "size": size, "proof": hexes(&proof) }),
+        json!({ "index": index, "size": size, "proof": proof }),
     ))
 }
 
@@ -295,23 +297,8 @@ async fn consistency(
 ) -> AppResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
     let (from, to) = (parse_u64(&q.from, "from")?, parse_u64(&q.to, "to")?);
-    let stored = s.gateway.store.size().await.map_err(db)?;
-    if to > stored {
-        return Err(ApiError::new(
-            "proof.size_beyond_log",
-            format!("log has {stored} entries"),
-        ));
-    }
-    let proof = s
-        .gateway
-        .store
-        .with_nodes(|st| merkle::consistency_proof(st, from, to))
-        .await
-        .map_err(db)?;
-    let proof = proof.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-    Ok(Json(
-        json!({ "from": from, "to": to, "proof": hexes(&proof) }),
-    ))
+    let proof = proof_hex(&s, to, |st| merkle::consistency_proof(st, from, to)).await?;
+    Ok(Json(json!({ "from": from, "to": to, "proof": proof })))
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {

@@ -123,7 +123,7 @@ fn seller_cli_submits_and_auditor_cli_verifies() {
         } else {
             "rejected"
         };
-        assert_eq!(line["verdict"], expect);
+        assert_eq!(line["verdict"], expect, "{line}");
         if expect == "rejected" {
             assert_eq!(line["reason"], want["why"]);
         }

@@ -100,6 +100,12 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let results: Vec<Mutex<Option<Value>>> = leads.iter().map(|_| Mutex::new(None)).collect();
+    // Submissions run in parallel, but a lead waits for every earlier lead with the same email
+    // to be answered: the seller's order decides which one is the original and which the
+    // duplicate. Workers take leads in input order, so the one waited for is always in flight.
+    let earlier_same_email = earlier_same_email(&leads);
+    let done: Vec<std::sync::atomic::AtomicBool> =
+        leads.iter().map(|_| Default::default()).collect();
     let next = AtomicUsize::new(0);
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
@@ -108,6 +114,11 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= leads.len() {
                     break;
+                }
+                if let Some(j) = earlier_same_email[i] {
+                    while !done[j].load(Ordering::Acquire) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                 }
                 let v = post_one(
                     &http,
@@ -118,6 +129,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                     &leads[i],
                 );
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                done[i].store(true, Ordering::Release);
                 bar.inc(1);
             });
         }
@@ -154,6 +166,21 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         bail!("{failed} submissions failed");
     }
     Ok(())
+}
+
+/// For each lead, the index of the closest earlier lead with the same email (case-insensitive).
+fn earlier_same_email(leads: &[Vec<u8>]) -> Vec<Option<usize>> {
+    let mut last: std::collections::HashMap<String, usize> = Default::default();
+    leads
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let email = serde_json::from_slice::<Value>(l)
+                .ok()
+                .and_then(|v| v["email"].as_str().map(|e| e.trim().to_lowercase()))?;
+            last.insert(email, i)
+        })
+        .collect()
 }
 
 /// Seals and posts one lead, retrying while the gateway says to retry (503).
