@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /attest?nonce=<hex>` | `{"document": base64 COSE_Sign1, "origin"}` |
 //! | `POST /v1/leads` | sealed lead in; `{verdict, reason, score, lead_id, index, receipt}` |
+//! | `POST /v1/leads/batch` | `{leads: [sealed lead]}` (≤ 256) in; `{results: [answer or {error}]}` |
 //! | `GET /v1/leads/{lead_id}` | the stored record |
 //! | `GET /v1/checkpoint` | latest signed note, `text/plain` |
 //! | `POST /v1/checkpoint` | sign one now, `text/plain` |
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/attest", get(attest))
         .route("/v1/leads", post(post_lead))
+        .route("/v1/leads/batch", post(post_leads_batch))
         .route("/v1/leads/{lead_id}", get(get_lead))
         .route("/v1/checkpoint", get(get_checkpoint).post(post_checkpoint))
         .route("/v1/entries/{index}", get(get_entry))
@@ -106,37 +108,41 @@ async fn attest(
     })))
 }
 
-async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
-    let bytes = axum::body::to_bytes(body, s.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                "request.too_large",
-                format!("body over {} bytes", s.max_body_bytes),
-            )
-        })?;
-    let lead: SealedLead = serde_json::from_slice(&bytes).map_err(|e| {
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("unknown field") {
             ApiError::new("request.unknown_field", msg)
         } else {
             ApiError::new("request.malformed_json", msg)
         }
-    })?;
-    let info = s
-        .gateway
-        .info()
+    })
+}
+
+async fn read_body(body: Body, limit: usize) -> AppResult<axum::body::Bytes> {
+    axum::body::to_bytes(body, limit)
         .await
-        .ok_or_else(|| ApiError::new("enclave.not_ready", "enclave is starting"))?;
-    // Public checks first, so garbage costs no enclave work and no rate budget. The enclave
-    // repeats all of them: the host is not trusted to.
+        .map_err(|_| ApiError::new("request.too_large", format!("body over {limit} bytes")))
+}
+
+type Pending = oneshot::Receiver<Result<SubmitOutcome, ApiError>>;
+
+/// Checks a sealed lead's public parts, counts it against the seller's limit and queues it.
+/// Garbage costs no enclave work and no rate budget; the enclave repeats every check, since
+/// the host is not trusted to make them. Replays of stored submissions are refused in the
+/// pipeline, one query per batch.
+async fn admit(
+    s: &AppState,
+    origin: &str,
+    lead: SealedLead,
+    sealed_json: String,
+) -> AppResult<Pending> {
     let sub = lead
-        .verify(&info.keys.origin)
+        .verify(origin)
         .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let ct_sha = hex::encode(Sha256::digest(
         [sub.enc.as_slice(), &sub.ciphertext].concat(),
     ));
-    // Replays of stored submissions are refused in the pipeline, one query per batch.
     if !s
         .limiter
         .allow(&lead.seller, leadgate_enclave::transport::now_ms())
@@ -149,13 +155,18 @@ async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json
     let (tx, rx) = oneshot::channel();
     let job = Job {
         lead,
-        sealed_json: String::from_utf8_lossy(&bytes).into_owned(),
+        sealed_json,
         ciphertext_sha256: ct_sha,
     };
     s.queue
         .try_send((job, tx))
         .map_err(|_| ApiError::new("overloaded", "submission queue is full; retry"))?;
-    let outcome = rx
+    Ok(rx)
+}
+
+/// Waits for a queued lead's outcome: the JSON answer for one lead.
+async fn settle(pending: Pending) -> AppResult<Value> {
+    let outcome = pending
         .await
         .map_err(|_| ApiError::new("enclave.unavailable", "submission was dropped; retry"))??;
     match outcome {
@@ -166,16 +177,79 @@ async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json
             score,
             appended,
             ..
-        } => Ok(Json(json!({
+        } => Ok(json!({
             "verdict": if accepted { "accepted" } else { "rejected" },
             "reason": reason,
             "score": score,
             "lead_id": lead_id,
             "index": appended.index,
             "receipt": appended.receipt,
-        }))),
+        })),
         SubmitOutcome::Refused(e) => Err(ApiError::new(&e.code, e.message)),
     }
+}
+
+async fn origin(s: &AppState) -> AppResult<String> {
+    s.gateway
+        .info()
+        .await
+        .map(|i| i.keys.origin)
+        .ok_or_else(|| ApiError::new("enclave.not_ready", "enclave is starting"))
+}
+
+async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
+    let bytes = read_body(body, s.max_body_bytes).await?;
+    let lead: SealedLead = parse_json(&bytes)?;
+    let origin = origin(&s).await?;
+    let pending = admit(
+        &s,
+        &origin,
+        lead,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+    .await?;
+    Ok(Json(settle(pending).await?))
+}
+
+/// Most leads in one `POST /v1/leads/batch`.
+pub const MAX_LEADS_PER_BATCH_REQUEST: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    leads: Vec<SealedLead>,
+}
+
+/// `POST /v1/leads/batch`: `{"leads": [sealed lead, …]}` (at most 256). Answers
+/// `{"results": [...]}` in request order, each the single-lead answer or `{"error": …}`.
+/// Leads are queued in order, so a later lead never overtakes an earlier one.
+async fn post_leads_batch(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
+    let limit = s.max_body_bytes.saturating_mul(MAX_LEADS_PER_BATCH_REQUEST);
+    let bytes = read_body(body, limit).await?;
+    let batch: BatchBody = parse_json(&bytes)?;
+    if batch.leads.is_empty() || batch.leads.len() > MAX_LEADS_PER_BATCH_REQUEST {
+        return Err(ApiError::new(
+            "request.batch_size",
+            format!("a batch holds 1 to {MAX_LEADS_PER_BATCH_REQUEST} leads"),
+        ));
+    }
+    let origin = origin(&s).await?;
+    let mut pending = Vec::with_capacity(batch.leads.len());
+    for lead in batch.leads {
+        let json = serde_json::to_string(&lead).map_err(|e| ApiError::internal("encode", e))?;
+        pending.push(admit(&s, &origin, lead, json).await);
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    for p in pending {
+        let r = match p {
+            Ok(rx) => settle(rx).await,
+            Err(e) => Err(e),
+        };
+        results.push(
+            r.unwrap_or_else(|e| json!({ "error": { "code": e.code, "message": e.message } })),
+        );
+    }
+    Ok(Json(json!({ "results": results })))
 }
 
 async fn get_lead(

@@ -456,3 +456,79 @@ fn no_pii_in_host_database_logs_or_responses() {
     // And the sweep can see: the sealed ciphertexts and events are there.
     assert!(hay.contains("lead.accepted") && hay.contains("ciphertext"));
 }
+
+#[test]
+fn batch_endpoint_answers_each_lead_in_order() {
+    let stack = Stack::start();
+    let keys = stack.keys();
+    let seller = SigningKey::from_bytes(&[30u8; 32]);
+    let corpus = corpus();
+    let good: Vec<_> = corpus[..5]
+        .iter()
+        .map(|l| seal(&seller, &keys, &l["lead"]))
+        .collect();
+    let mut bad_sig = seal(&seller, &keys, &corpus[5]["lead"]);
+    bad_sig.signature = good[0].signature.clone();
+    let leads = vec![
+        serde_json::to_value(&good[0]).unwrap(),
+        serde_json::to_value(&bad_sig).unwrap(),
+        serde_json::to_value(&good[1]).unwrap(),
+        serde_json::to_value(&good[0]).unwrap(), // replayed within the batch
+        serde_json::to_value(&good[2]).unwrap(),
+    ];
+    let body = serde_json::to_vec(&json!({ "leads": leads })).unwrap();
+    let mut r = stack
+        .http
+        .post(&format!("{}/v1/leads/batch", stack.gateway))
+        .header("content-type", "application/json")
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.body_mut().read_json().unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| {
+            r["verdict"]
+                .as_str()
+                .or(r["error"]["code"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "accepted",
+            "submission.bad_signature",
+            "accepted",
+            "submission.replayed",
+            "accepted"
+        ]
+    );
+    // Receipts come back in log order, matching request order.
+    let idx: Vec<u64> = [0, 2, 4]
+        .iter()
+        .map(|&i| results[i]["index"].as_u64().unwrap())
+        .collect();
+    assert!(idx[0] < idx[1] && idx[1] < idx[2]);
+    let note = stack.checkpoint();
+    for i in [0, 2, 4] {
+        let receipt: Receipt = serde_json::from_value(results[i]["receipt"].clone()).unwrap();
+        assert_included(&stack, &keys, &receipt, &note);
+    }
+    // Empty and unknown-field batches are refused as a whole.
+    for (body, code) in [
+        (json!({ "leads": [] }), "request.batch_size"),
+        (json!({ "leads": [], "x": 1 }), "request.unknown_field"),
+    ] {
+        let mut r = stack
+            .http
+            .post(&format!("{}/v1/leads/batch", stack.gateway))
+            .header("content-type", "application/json")
+            .send(&serde_json::to_vec(&body).unwrap()[..])
+            .unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        assert_eq!(v["error"]["code"], code);
+    }
+}

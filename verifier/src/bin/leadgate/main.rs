@@ -135,6 +135,9 @@ enum BenchCmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Leads per request (more than 1 uses POST /v1/leads/batch, at most 256).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
 }
 
@@ -188,6 +191,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             rate,
             json,
+            batch,
         }) => bench::submit(bench::BenchArgs {
             gateway,
             trust,
@@ -195,6 +199,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             rate,
             json,
+            batch,
         }),
     }
 }
