@@ -5,7 +5,7 @@
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::{Event, LeadAccepted, LeadRejected, LogEpoch};
 use leadgate_verifier::intake::{open_lead, SealedLead, MAX_LEAD_BYTES};
-use leadgate_verifier::merkle::{Frontier, Hash};
+use leadgate_verifier::merkle::{self, Frontier, Hash};
 use serde_bytes::ByteBuf;
 
 use crate::attest::AttestationProvider;
@@ -180,10 +180,32 @@ impl Enclave {
                         Ok(v) => v,
                         Err(e) => return err("boot.bad_origin", e.to_string()),
                     };
-                    match verify_checkpoint(note, &verifier, &origin) {
-                        Ok(c) if c.checkpoint().size <= frontier.size() => {}
+                    let cp = match verify_checkpoint(note, &verifier, &origin) {
+                        Ok(c) if c.checkpoint().size <= frontier.size() => c,
                         Ok(_) => return err("boot.tip_invalid", "checkpoint is beyond the tip"),
                         Err(e) => return err("boot.tip_invalid", format!("checkpoint: {e}")),
+                    };
+                    // The tip must extend the checkpoint we signed (RFC 9162 §2.1.4.2).
+                    let proof: Option<Vec<Hash>> = tip
+                        .checkpoint_consistency
+                        .iter()
+                        .map(|h| h.as_slice().try_into().ok())
+                        .collect();
+                    let consistent = proof.is_some_and(|p| {
+                        merkle::verify_consistency(
+                            cp.checkpoint().size,
+                            frontier.size(),
+                            &p,
+                            &cp.checkpoint().root,
+                            &frontier.root(),
+                        )
+                        .is_ok()
+                    });
+                    if !consistent {
+                        return err(
+                            "boot.tip_invalid",
+                            "tip is not consistent with the checkpoint",
+                        );
                     }
                 }
                 (receipt.epoch + 1, frontier)

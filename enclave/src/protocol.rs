@@ -33,6 +33,10 @@ pub struct Tip {
     pub peaks: Vec<ByteBuf>,
     /// The latest signed checkpoint note, if any.
     pub checkpoint: Option<ByteBuf>,
+    /// RFC 9162 consistency proof from the checkpoint's size to the tip's (32 bytes each);
+    /// empty without a checkpoint.
+    #[serde(default)]
+    pub checkpoint_consistency: Vec<ByteBuf>,
 }
 
 /// Requests from host to enclave.

@@ -50,6 +50,20 @@ impl Host {
     fn tip(&self) -> Option<Tip> {
         let last = self.last.as_ref()?;
         let f = Frontier::from_store(self, last.index + 1).unwrap();
+        let checkpoint_consistency = match &self.checkpoint {
+            Some(note) => {
+                let n = leadgate_verifier::note::Note::parse(note).unwrap();
+                let size = leadgate_verifier::checkpoint::Checkpoint::parse_text(&n.text)
+                    .unwrap()
+                    .size;
+                merkle::consistency_proof(self, size, last.index + 1)
+                    .unwrap()
+                    .iter()
+                    .map(|h| ByteBuf::from(h.to_vec()))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         Some(Tip {
             receipt: last.receipt.clone(),
             peaks: f
@@ -58,6 +72,7 @@ impl Host {
                 .map(|p| ByteBuf::from(p.to_vec()))
                 .collect(),
             checkpoint: self.checkpoint.clone(),
+            checkpoint_consistency,
         })
     }
 
@@ -311,6 +326,17 @@ fn tampered_restart_state_is_refused() {
         .map(|l| seal(&seller, &keys, &l["lead"], T0))
         .collect();
     host.submit(&mut e, sealed, T0);
+    let Response::Checkpoint { note: Some(note) } =
+        e.handle(Request::Checkpoint { force: true }, T0)
+    else {
+        panic!()
+    };
+    host.checkpoint = Some(note);
+    let sealed = corpus()[5..9]
+        .iter()
+        .map(|l| seal(&seller, &keys, &l["lead"], T0))
+        .collect();
+    host.submit(&mut e, sealed, T0);
     drop(e);
 
     let fresh = |dir: &std::path::Path| {
@@ -338,6 +364,34 @@ fn tampered_restart_state_is_refused() {
     // A receipt that was altered.
     let mut tip = host.tip().unwrap();
     tip.receipt.index += 1;
+    let r = fresh(dir.path()).handle(
+        Request::Boot {
+            sealed_secrets: host.sealed.clone(),
+            tip: Some(tip),
+        },
+        T0,
+    );
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
+        "{r:?}"
+    );
+    // A tip that does not extend the stored checkpoint (consistency proof tampered or missing).
+    let mut tip = host.tip().unwrap();
+    assert!(!tip.checkpoint_consistency.is_empty());
+    tip.checkpoint_consistency[0] = ByteBuf::from(vec![7u8; 32]);
+    let r = fresh(dir.path()).handle(
+        Request::Boot {
+            sealed_secrets: host.sealed.clone(),
+            tip: Some(tip),
+        },
+        T0,
+    );
+    assert!(
+        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
+        "{r:?}"
+    );
+    let mut tip = host.tip().unwrap();
+    tip.checkpoint_consistency.clear();
     let r = fresh(dir.path()).handle(
         Request::Boot {
             sealed_secrets: host.sealed.clone(),

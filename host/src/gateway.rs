@@ -12,6 +12,7 @@ use leadgate_enclave::protocol::{
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle;
 use leadgate_verifier::note::Note;
 use serde_bytes::ByteBuf;
 use tokio::net::TcpStream;
@@ -170,7 +171,23 @@ impl Gateway {
         let Some(receipt) = self.store.last_receipt().await? else {
             return Ok(None);
         };
-        let frontier = self.store.frontier(receipt.index + 1).await?;
+        let size = receipt.index + 1;
+        let frontier = self.store.frontier(size).await?;
+        let checkpoint = self.store.latest_checkpoint().await?;
+        let mut checkpoint_consistency = Vec::new();
+        if let Some(note) = &checkpoint {
+            let cp_size = Note::parse(note)
+                .ok()
+                .and_then(|n| Checkpoint::parse_text(&n.text).ok())
+                .map(|c| c.size)
+                .ok_or_else(|| LinkError::Protocol("stored checkpoint does not parse".into()))?;
+            let proof = self
+                .store
+                .with_nodes(|st| merkle::consistency_proof(st, cp_size, size))
+                .await?
+                .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
+            checkpoint_consistency = proof.iter().map(|h| ByteBuf::from(h.to_vec())).collect();
+        }
         Ok(Some(Tip {
             receipt,
             peaks: frontier
@@ -178,7 +195,8 @@ impl Gateway {
                 .iter()
                 .map(|p| ByteBuf::from(p.to_vec()))
                 .collect(),
-            checkpoint: self.store.latest_checkpoint().await?.map(ByteBuf::from),
+            checkpoint: checkpoint.map(ByteBuf::from),
+            checkpoint_consistency,
         }))
     }
 
