@@ -346,88 +346,55 @@ fn tampered_restart_state_is_refused() {
             Box::new(DevAttestationProvider::open_or_create(dir, T0).unwrap()),
         )
     };
+    // The error code a freshly started enclave (key file in `dir`) answers `Boot` with.
+    let boot_error =
+        |dir: &std::path::Path, sealed: Option<ByteBuf>, tip: Option<Tip>| match fresh(dir).handle(
+            Request::Boot {
+                sealed_secrets: sealed,
+                tip,
+            },
+            T0,
+        ) {
+            Response::Error(err) => err.code,
+            other => panic!("booted: {other:?}"),
+        };
+    let d = dir.path();
     // A frontier that does not hash to the receipt's root.
     let mut tip = host.tip().unwrap();
     tip.peaks[0] = ByteBuf::from(vec![0u8; 32]);
-    let mut e = fresh(dir.path());
-    let r = e.handle(
-        Request::Boot {
-            sealed_secrets: host.sealed.clone(),
-            tip: Some(tip),
-        },
-        T0,
-    );
-    assert!(
-        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
-        "{r:?}"
+    assert_eq!(
+        boot_error(d, host.sealed.clone(), Some(tip)),
+        "boot.tip_invalid"
     );
     // A receipt that was altered.
     let mut tip = host.tip().unwrap();
     tip.receipt.index += 1;
-    let r = fresh(dir.path()).handle(
-        Request::Boot {
-            sealed_secrets: host.sealed.clone(),
-            tip: Some(tip),
-        },
-        T0,
-    );
-    assert!(
-        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
-        "{r:?}"
+    assert_eq!(
+        boot_error(d, host.sealed.clone(), Some(tip)),
+        "boot.tip_invalid"
     );
     // A tip that does not extend the stored checkpoint (consistency proof tampered or missing).
     let mut tip = host.tip().unwrap();
     assert!(!tip.checkpoint_consistency.is_empty());
     tip.checkpoint_consistency[0] = ByteBuf::from(vec![7u8; 32]);
-    let r = fresh(dir.path()).handle(
-        Request::Boot {
-            sealed_secrets: host.sealed.clone(),
-            tip: Some(tip),
-        },
-        T0,
-    );
-    assert!(
-        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
-        "{r:?}"
+    assert_eq!(
+        boot_error(d, host.sealed.clone(), Some(tip)),
+        "boot.tip_invalid"
     );
     let mut tip = host.tip().unwrap();
     tip.checkpoint_consistency.clear();
-    let r = fresh(dir.path()).handle(
-        Request::Boot {
-            sealed_secrets: host.sealed.clone(),
-            tip: Some(tip),
-        },
-        T0,
-    );
-    assert!(
-        matches!(r, Response::Error(ref err) if err.code == "boot.tip_invalid"),
-        "{r:?}"
+    assert_eq!(
+        boot_error(d, host.sealed.clone(), Some(tip)),
+        "boot.tip_invalid"
     );
     // Sealed secrets from another enclave's key file.
     let other = tempfile::tempdir().unwrap();
-    let r = fresh(other.path()).handle(
-        Request::Boot {
-            sealed_secrets: host.sealed.clone(),
-            tip: host.tip(),
-        },
-        T0,
-    );
-    assert!(
-        matches!(r, Response::Error(ref err) if err.code == "sealing.unseal_failed"),
-        "{r:?}"
+    assert_eq!(
+        boot_error(other.path(), host.sealed.clone(), host.tip()),
+        "sealing.unseal_failed"
     );
     // A tip without secrets.
-    let r = fresh(dir.path()).handle(
-        Request::Boot {
-            sealed_secrets: None,
-            tip: host.tip(),
-        },
-        T0,
-    );
-    assert!(
-        matches!(r, Response::Error(ref err) if err.code == "boot.no_secrets"),
-        "{r:?}"
-    );
+    assert_eq!(boot_error(d, None, host.tip()), "boot.no_secrets");
     // Submitting before start-up is refused.
     let r = fresh(dir.path()).handle(Request::Submit { leads: vec![] }, T0);
     assert!(

@@ -103,6 +103,17 @@ async fn exchange(stream: &mut TcpStream, req: &Request) -> Result<Response, Lin
     decode(&body).map_err(|e| LinkError::Protocol(e.to_string()))
 }
 
+/// Exchanges on the held connection. Any link failure drops the connection (the stream may
+/// be out of step), so that [`Gateway::maintain`] reconnects and re-boots the enclave.
+async fn exchange_held(conn: &mut Option<TcpStream>, req: &Request) -> Result<Response, LinkError> {
+    let stream = conn.as_mut().ok_or(LinkError::Unavailable)?;
+    let result = exchange(stream, req).await;
+    if result.is_err() {
+        *conn = None;
+    }
+    result
+}
+
 fn enclave_err(e: leadgate_enclave::protocol::WireError) -> LinkError {
     LinkError::Enclave {
         code: e.code,
@@ -269,15 +280,7 @@ impl Gateway {
 
     /// Sends one request that does not change the log.
     async fn call(&self, req: &Request) -> Result<Response, LinkError> {
-        let mut guard = self.conn.lock().await;
-        let stream = guard.as_mut().ok_or(LinkError::Unavailable)?;
-        match exchange(stream, req).await {
-            Err(LinkError::Unavailable) => {
-                *guard = None;
-                Err(LinkError::Unavailable)
-            }
-            other => other,
-        }
+        exchange_held(&mut *self.conn.lock().await, req).await
     }
 
     /// An attestation document for `nonce`.
@@ -300,7 +303,9 @@ impl Gateway {
     /// the enclave's own replay memory does not survive its restarts.
     pub async fn submit_batch(&self, jobs: &[Job]) -> Result<Vec<SubmitOutcome>, LinkError> {
         let mut guard = self.conn.lock().await;
-        let stream = guard.as_mut().ok_or(LinkError::Unavailable)?;
+        if guard.is_none() {
+            return Err(LinkError::Unavailable);
+        }
         let hashes: Vec<&str> = jobs.iter().map(|j| j.ciphertext_sha256.as_str()).collect();
         let mut seen = self.store.stored_submissions(&hashes).await?;
         let replayed: Vec<bool> = hashes
@@ -316,14 +321,10 @@ impl Gateway {
                 .collect(),
         };
         let fresh = replayed.iter().filter(|r| !**r).count();
-        let fresh_results = match exchange(stream, &req).await {
-            Ok(Response::Submitted { results }) if results.len() == fresh => results,
-            Ok(Response::Error(e)) => return Err(enclave_err(e)),
-            Ok(other) => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
-            Err(e) => {
-                *guard = None;
-                return Err(e);
-            }
+        let fresh_results = match exchange_held(&mut guard, &req).await? {
+            Response::Submitted { results } if results.len() == fresh => results,
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
         let mut fresh_results = fresh_results.into_iter();
         let results: Vec<SubmitOutcome> = replayed
@@ -364,16 +365,12 @@ impl Gateway {
 
     /// Asks for a checkpoint (now if `force`) and stores it. Returns the note if one was signed.
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
+        // The lock is held until the note is stored, like a submission batch.
         let mut guard = self.conn.lock().await;
-        let stream = guard.as_mut().ok_or(LinkError::Unavailable)?;
-        let note = match exchange(stream, &Request::Checkpoint { force }).await {
-            Ok(Response::Checkpoint { note }) => note,
-            Ok(Response::Error(e)) => return Err(enclave_err(e)),
-            Ok(other) => return Err(LinkError::Protocol(format!("{other:?}"))),
-            Err(e) => {
-                *guard = None;
-                return Err(e);
-            }
+        let note = match exchange_held(&mut guard, &Request::Checkpoint { force }).await? {
+            Response::Checkpoint { note } => note,
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("{other:?}"))),
         };
         let Some(note) = note else { return Ok(None) };
         let parsed = Note::parse(&note).map_err(|e| LinkError::Protocol(e.to_string()))?;

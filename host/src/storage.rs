@@ -125,19 +125,24 @@ impl Store {
             .transpose()
     }
 
-    /// Loads the given nodes into a map.
+    /// Loads the given nodes into a map, in one query.
     pub async fn nodes(&self, keys: &[(u8, u64)]) -> Result<HashMap<(u8, u64), Hash>, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut q = sqlx::QueryBuilder::new("WITH k(level, idx) AS (");
+        q.push_values(keys, |mut b, &(level, idx)| {
+            b.push_bind(i64::from(level)).push_bind(idx as i64);
+        });
+        q.push(") SELECT n.level, n.idx, n.hash FROM nodes n JOIN k ON n.level = k.level AND n.idx = k.idx");
+        let rows = q.build().fetch_all(&self.pool).await?;
         let mut out = HashMap::with_capacity(keys.len());
-        let mut conn = self.pool.acquire().await?;
-        for &(level, idx) in keys {
-            let h: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT hash FROM nodes WHERE level = ? AND idx = ?")
-                    .bind(i64::from(level))
-                    .bind(idx as i64)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if let Some(h) = h.and_then(|h| <Hash>::try_from(h.as_slice()).ok()) {
-                out.insert((level, idx), h);
+        for row in rows {
+            let level: i64 = row.try_get(0)?;
+            let idx: i64 = row.try_get(1)?;
+            let hash: Vec<u8> = row.try_get(2)?;
+            if let Ok(h) = <Hash>::try_from(hash.as_slice()) {
+                out.insert((level as u8, idx as u64), h);
             }
         }
         Ok(out)

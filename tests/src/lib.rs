@@ -164,26 +164,25 @@ impl Stack {
             .expect("keys")
     }
 
-    /// GET a JSON path; panics on non-2xx.
-    pub fn get_json(&self, path: &str) -> Value {
-        let mut r = self
+    /// GET a path; panics on transport errors and non-2xx answers.
+    fn get(&self, path: &str) -> ureq::http::Response<ureq::Body> {
+        let r = self
             .http
             .get(&format!("{}{path}", self.gateway))
             .call()
             .expect("GET");
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.body_mut().read_json().expect("json")
+        r
+    }
+
+    /// GET a JSON path; panics on non-2xx.
+    pub fn get_json(&self, path: &str) -> Value {
+        self.get(path).body_mut().read_json().expect("json")
     }
 
     /// GET raw bytes; panics on non-2xx.
     pub fn get_bytes(&self, path: &str) -> Vec<u8> {
-        let mut r = self
-            .http
-            .get(&format!("{}{path}", self.gateway))
-            .call()
-            .expect("GET");
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.body_mut().read_to_vec().expect("body")
+        self.get(path).body_mut().read_to_vec().expect("body")
     }
 
     /// POST raw bytes to `/v1/leads`: (status, JSON body).

@@ -43,19 +43,25 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// GET `url` and parse JSON; a non-2xx answer becomes an error with the gateway's code.
-pub fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
+/// GET `url`: the HTTP status and the JSON body (the gateway's error body for non-2xx).
+pub fn get_json_status(agent: &ureq::Agent, url: &str) -> anyhow::Result<(u16, Value)> {
     let mut resp = agent
         .get(url)
         .call()
         .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
+    let status = resp.status().as_u16();
     let v: Value = resp
         .body_mut()
         .read_json()
         .with_context(|| format!("GET {url}: not JSON"))?;
-    if !status.is_success() {
-        bail!("GET {url}: {} {}", status.as_u16(), error_code(&v));
+    Ok((status, v))
+}
+
+/// GET `url` and parse JSON; a non-2xx answer becomes an error with the gateway's code.
+pub fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
+    let (status, v) = get_json_status(agent, url)?;
+    if !(200..300).contains(&status) {
+        bail!("GET {url}: {status} {}", error_code(&v));
     }
     Ok(v)
 }
@@ -123,13 +129,13 @@ pub fn attest_gateway(
     let url = format!("{gateway}/attest?nonce={}", hex::encode(nonce));
     let mut attempt = 0;
     let v = loop {
-        match get_json(agent, &url) {
-            Ok(v) => break v,
-            Err(e) if attempt < 30 && format!("{e}").contains(": 503 ") => {
+        match get_json_status(agent, &url)? {
+            (200..=299, v) => break v,
+            (503, _) if attempt < 30 => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_secs(1));
             }
-            Err(e) => return Err(e),
+            (status, v) => bail!("GET {url}: {status} {}", error_code(&v)),
         }
     };
     let doc = base64::engine::general_purpose::STANDARD
