@@ -4,18 +4,21 @@
 
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::{Event, LeadAccepted, LeadRejected, LogEpoch};
-use leadgate_verifier::intake::{open_lead, SealedLead, MAX_LEAD_BYTES};
+use leadgate_verifier::intake::{
+    open_lead, SealedLead, SubmissionError, VerifiedSubmission, MAX_LEAD_BYTES,
+};
 use leadgate_verifier::merkle::{self, Frontier, Hash};
 use serde_bytes::ByteBuf;
 
 use crate::attest::AttestationProvider;
 use crate::dedup::EmailTags;
-use crate::log::Log;
+use crate::log::{Log, UnsignedAppend};
+use crate::parallel::par_map;
 use crate::protocol::{
     Request, Response, Status, SubmitOutcome, Tip, WireError, MAX_BATCH, MAX_TAGS_PER_FRAME,
 };
 use crate::replay::{ReplayGuard, ReplayVerdict};
-use crate::rules::{check_lead, RejectReason};
+use crate::rules::{check_lead, CheckedLead, RejectReason};
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
 
@@ -35,6 +38,9 @@ pub struct EnclaveConfig {
     pub tag_filter_bits_log2: u32,
     /// The dev attestation root (PEM), reported to the host in dev mode.
     pub dev_root_pem: Option<String>,
+    /// Threads that verify and open the leads of one batch (default: the available CPUs, at
+    /// most 8). Appending stays on one thread, in order.
+    pub workers: usize,
 }
 
 impl EnclaveConfig {
@@ -47,6 +53,9 @@ impl EnclaveConfig {
             replay_filter_bits_log2: crate::replay::GENERATION_BITS_LOG2,
             tag_filter_bits_log2: crate::dedup::DEFAULT_BITS_LOG2,
             dev_root_pem: None,
+            workers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
         }
     }
 }
@@ -57,6 +66,88 @@ struct Running {
     tags: EmailTags,
     started: bool,
     replay: ReplayGuard,
+}
+
+/// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
+type RuleVerdict = Result<(CheckedLead, [u8; 32]), RejectReason>;
+
+/// Stage 1's result for one lead.
+enum Opened {
+    /// Not decodable or not signed by its seller: refused before anything else.
+    BadSubmission(SubmissionError),
+    /// Signed by its seller. `verdict` is the rules' verdict, or the refusal if the ciphertext
+    /// did not open to JSON (given only after the replay check, as for one lead at a time).
+    Signed(Box<SignedLead>),
+}
+
+/// Stage 2's result for one lead.
+enum Logged {
+    /// Refused; nothing appended.
+    Refused(WireError),
+    /// Appended; the receipt is signed in stage 3.
+    Appended(Box<PendingOutcome>),
+}
+
+/// An appended lead waiting for its receipt signature.
+struct PendingOutcome {
+    lead_id: String,
+    accepted: bool,
+    reason: Option<String>,
+    score: Option<u8>,
+    email_tag: Option<[u8; 32]>,
+    unsigned: UnsignedAppend,
+}
+
+impl PendingOutcome {
+    fn finish(self, receipt: leadgate_verifier::receipt::Receipt) -> SubmitOutcome {
+        SubmitOutcome::Logged {
+            lead_id: self.lead_id,
+            accepted: self.accepted,
+            reason: self.reason,
+            score: self.score,
+            email_tag: self.email_tag.map(|t| ByteBuf::from(t.to_vec())),
+            appended: self.unsigned.with_receipt(receipt).into(),
+        }
+    }
+}
+
+/// A lead with a valid seller signature, opened and checked.
+struct SignedLead {
+    sub: VerifiedSubmission,
+    /// The rules' verdict, or the refusal if the ciphertext did not open to JSON.
+    verdict: Result<RuleVerdict, WireError>,
+}
+
+/// Verifies, opens and checks one lead. Touches no mutable state.
+fn open_one(secrets: &Secrets, origin: &str, lead: &SealedLead, year: u64) -> Opened {
+    let sub = match lead.verify(origin) {
+        Ok(s) => s,
+        Err(e) => return Opened::BadSubmission(e),
+    };
+    let verdict = match open_lead(secrets.intake_key(), origin, &sub) {
+        Err(e) => Err(WireError::new(e.code(), e.to_string())),
+        Ok(p) if p.len() > MAX_LEAD_BYTES => {
+            drop(zeroize::Zeroizing::new(p));
+            Err(WireError::new(
+                "lead.too_large",
+                "lead is over the size limit",
+            ))
+        }
+        Ok(p) => {
+            let plaintext = zeroize::Zeroizing::new(p);
+            match serde_json::from_slice::<serde_json::Value>(&plaintext) {
+                Err(_) => Err(WireError::new(
+                    "lead.malformed_json",
+                    "lead is not valid JSON",
+                )),
+                Ok(value) => Ok(check_lead(&value, year).map(|c| {
+                    let tag = secrets.email_tag(&c.normalised_email);
+                    (c, tag)
+                })),
+            }
+        }
+    };
+    Opened::Signed(Box::new(SignedLead { sub, verdict }))
 }
 
 /// The enclave.
@@ -313,20 +404,45 @@ impl Enclave {
             );
         }
         let origin = self.config.origin.clone();
+        let workers = self.config.workers;
         let Some(r) = self.ready() else {
             return err("enclave.not_ready", "enclave has not finished start-up");
         };
-        let results = leads
+        // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
+        // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
+        let year = year_of(now_ms);
+        let opened = par_map(&leads, workers, |l| open_one(&r.secrets, &origin, l, year));
+        let logged: Vec<Logged> = opened
             .into_iter()
-            .map(|lead| Self::submit_one(r, &origin, lead, now_ms))
+            .map(|o| Self::log_one(r, o, now_ms))
+            .collect();
+        // Stage 3, in parallel: the receipts' signatures (the tree is already final).
+        let key = r.secrets.log_key();
+        let mut receipts = par_map(&logged, workers, |l| match l {
+            Logged::Appended(p) => Some(p.unsigned.receipt(key)),
+            Logged::Refused(_) => None,
+        })
+        .into_iter();
+        let results = logged
+            .into_iter()
+            .map(|l| match (l, receipts.next().flatten()) {
+                (Logged::Appended(p), Some(receipt)) => p.finish(receipt),
+                (Logged::Refused(e), _) => SubmitOutcome::Refused(e),
+                (Logged::Appended(_), None) => refuse("enclave.internal", "receipt missing"),
+            })
             .collect();
         Response::Submitted { results }
     }
 
-    fn submit_one(r: &mut Running, origin: &str, lead: SealedLead, now_ms: u64) -> SubmitOutcome {
-        let sub = match lead.verify(origin) {
-            Ok(s) => s,
-            Err(e) => return refuse(e.code(), e.to_string()),
+    fn log_one(r: &mut Running, opened: Opened, now_ms: u64) -> Logged {
+        Self::log_one_inner(r, opened, now_ms).unwrap_or_else(Logged::Refused)
+    }
+
+    /// Stage 2 for one lead: replay memory, duplicate emails, the tree. `Err` is a refusal.
+    fn log_one_inner(r: &mut Running, opened: Opened, now_ms: u64) -> Result<Logged, WireError> {
+        let (sub, verdict) = match opened {
+            Opened::BadSubmission(e) => return Err(WireError::new(e.code(), e.to_string())),
+            Opened::Signed(signed) => (signed.sub, signed.verdict),
         };
         match r
             .replay
@@ -334,35 +450,24 @@ impl Enclave {
         {
             ReplayVerdict::Fresh => {}
             ReplayVerdict::Stale => {
-                return refuse(
+                return Err(WireError::new(
                     "submission.stale",
                     "issued_at_ms is outside the accepted window",
-                )
+                ))
             }
             ReplayVerdict::Replayed => {
-                return refuse(
+                return Err(WireError::new(
                     "submission.replayed",
                     "this submission was already received",
-                )
+                ))
             }
         }
-        let plaintext = match open_lead(r.secrets.intake_key(), origin, &sub) {
-            Ok(p) => zeroize::Zeroizing::new(p),
-            Err(e) => return refuse(e.code(), e.to_string()),
-        };
-        if plaintext.len() > MAX_LEAD_BYTES {
-            return refuse("lead.too_large", "lead is over the size limit");
-        }
-        let value: serde_json::Value = match serde_json::from_slice(&plaintext) {
-            Ok(v) => v,
-            Err(_) => return refuse("lead.malformed_json", "lead is not valid JSON"),
-        };
+        let verdict = verdict?;
         r.replay.record(&sub.ciphertext_sha256);
         let lead_id = sub.lead_id();
         let seller = hex::encode(sub.seller);
         let ciphertext_sha256 = hex::encode(sub.ciphertext_sha256);
-        let verdict = check_lead(&value, year_of(now_ms)).and_then(|c| {
-            let tag = r.secrets.email_tag(&c.normalised_email);
+        let verdict = verdict.and_then(|(c, tag)| {
             if r.tags.seen(&tag) {
                 Err(RejectReason::DuplicateEmail)
             } else {
@@ -400,22 +505,21 @@ impl Enclave {
                 None,
             ),
         };
-        match r.log.append(r.secrets.log_key(), &event) {
-            Ok(appended) => {
-                if let Some(tag) = &email_tag {
-                    r.tags.record(tag);
-                }
-                SubmitOutcome::Logged {
-                    lead_id,
-                    accepted,
-                    reason,
-                    score,
-                    email_tag: email_tag.map(|t| ByteBuf::from(t.to_vec())),
-                    appended: appended.into(),
-                }
-            }
-            Err(e) => refuse(e.code(), e.to_string()),
+        let unsigned = r
+            .log
+            .append_unsigned(&event)
+            .map_err(|e| WireError::new(e.code(), e.to_string()))?;
+        if let Some(tag) = &email_tag {
+            r.tags.record(tag);
         }
+        Ok(Logged::Appended(Box::new(PendingOutcome {
+            lead_id,
+            accepted,
+            reason,
+            score,
+            email_tag,
+            unsigned,
+        })))
     }
 
     fn checkpoint(&mut self, force: bool, now_ms: u64) -> Response {

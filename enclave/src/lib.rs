@@ -11,6 +11,7 @@
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
 //!   detection, both in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
+//! * [`parallel`]: the order-preserving parallel map used for per-lead crypto in a batch.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod bloom;
 pub mod core;
 pub mod dedup;
 pub mod log;
+pub mod parallel;
 pub mod protocol;
 pub mod replay;
 pub mod rules;

@@ -22,6 +22,50 @@ pub struct Appended {
     pub receipt: Receipt,
 }
 
+/// An append whose receipt is not signed yet (see [`Log::append_unsigned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsignedAppend {
+    origin: String,
+    epoch: u64,
+    index: u64,
+    leaf: Vec<u8>,
+    nodes: Vec<NewNode>,
+    leaf_hash: Hash,
+    root: Hash,
+    time: u64,
+}
+
+impl UnsignedAppend {
+    /// Signs the receipt for the tree of size `index + 1`.
+    pub fn receipt(&self, key: &SigningKey) -> Receipt {
+        Receipt::sign(
+            key,
+            &self.origin,
+            self.epoch,
+            self.index,
+            &self.leaf_hash,
+            &self.root,
+            self.time,
+        )
+    }
+
+    /// The append with its receipt from [`UnsignedAppend::receipt`].
+    pub fn with_receipt(self, receipt: Receipt) -> Appended {
+        Appended {
+            index: self.index,
+            leaf: self.leaf,
+            nodes: self.nodes,
+            receipt,
+        }
+    }
+
+    /// Signs and completes the append.
+    pub fn sign(self, key: &SigningKey) -> Appended {
+        let receipt = self.receipt(key);
+        self.with_receipt(receipt)
+    }
+}
+
 /// The enclave's log state.
 pub struct Log {
     origin: String,
@@ -68,24 +112,28 @@ impl Log {
     /// # Errors
     /// [`EventError`] if the event cannot be canonicalized (a bug, not input).
     pub fn append(&mut self, key: &SigningKey, event: &Event) -> Result<Appended, EventError> {
+        Ok(self.append_unsigned(event)?.sign(key))
+    }
+
+    /// Appends `event`; its receipt is signed later with [`UnsignedAppend::sign`] (on any
+    /// thread: the tree has already moved on). Nothing may leave the enclave unsigned.
+    ///
+    /// # Errors
+    /// [`EventError`] if the event cannot be canonicalized (a bug, not input).
+    pub fn append_unsigned(&mut self, event: &Event) -> Result<UnsignedAppend, EventError> {
         let leaf = event.to_leaf()?;
-        let hash = leaf_hash(&leaf);
+        let leaf_hash = leaf_hash(&leaf);
         let index = self.frontier.size();
-        let nodes = self.frontier.append(hash);
-        let receipt = Receipt::sign(
-            key,
-            &self.origin,
-            self.epoch,
-            index,
-            &hash,
-            &self.frontier.root(),
-            event.time(),
-        );
-        Ok(Appended {
+        let nodes = self.frontier.append(leaf_hash);
+        Ok(UnsignedAppend {
+            origin: self.origin.clone(),
+            epoch: self.epoch,
             index,
             leaf,
             nodes,
-            receipt,
+            leaf_hash,
+            root: self.frontier.root(),
+            time: event.time(),
         })
     }
 

@@ -49,6 +49,9 @@ struct Args {
     /// How old a submission's issued_at_ms may be (replays are remembered this long).
     #[arg(long, default_value = "10m", value_parser = parse_duration_ms)]
     replay_window: u64,
+    /// Threads that verify and open the leads of a batch (default: available CPUs, at most 8).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Attestation provider. Only `dev` exists until the Nitro work lands.
     #[arg(long, default_value = "dev", value_parser = ["dev"])]
     attestation: String,
@@ -77,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
     config.checkpoint_interval_ms = args.checkpoint_interval;
     config.replay_window_ms = args.replay_window;
     config.dev_root_pem = Some(attestor.root_pem());
+    if let Some(w) = args.workers {
+        config.workers = w.max(1);
+    }
     let enclave = Enclave::new(config, Box::new(sealer), Box::new(attestor));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

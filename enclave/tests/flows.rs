@@ -77,13 +77,18 @@ impl Host {
     }
 
     fn boot(&mut self, dir: &std::path::Path, now: u64) -> (Enclave, EnclaveKeys) {
+        self.boot_with(dir, now, EnclaveConfig::new(ORIGIN))
+    }
+
+    fn boot_with(
+        &mut self,
+        dir: &std::path::Path,
+        now: u64,
+        config: EnclaveConfig,
+    ) -> (Enclave, EnclaveKeys) {
         let sealer = DevFileSealer::open_or_create(dir).unwrap();
         let attestor = DevAttestationProvider::open_or_create(dir, now).unwrap();
-        let mut e = Enclave::new(
-            EnclaveConfig::new(ORIGIN),
-            Box::new(sealer),
-            Box::new(attestor),
-        );
+        let mut e = Enclave::new(config, Box::new(sealer), Box::new(attestor));
         let keys = match e.handle(
             Request::Boot {
                 sealed_secrets: self.sealed.clone(),
@@ -404,4 +409,92 @@ fn tampered_restart_state_is_refused() {
     // The genuine tip still boots.
     let (_, keys2) = host.boot(dir.path(), T0 + 1);
     assert_eq!(keys2, keys);
+}
+
+/// What a submitter learns from one outcome.
+fn summary(r: &SubmitOutcome) -> String {
+    match r {
+        SubmitOutcome::Logged {
+            lead_id,
+            accepted,
+            reason,
+            score,
+            appended,
+            ..
+        } => format!(
+            "{lead_id} {accepted} {reason:?} {score:?} {}",
+            appended.index
+        ),
+        SubmitOutcome::Refused(e) => e.code.clone(),
+    }
+}
+
+#[test]
+fn parallel_batches_give_the_same_outcomes_as_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut one = Host::default();
+    let mut config = EnclaveConfig::new(ORIGIN);
+    config.workers = 1;
+    let (mut e1, keys) = one.boot_with(dir.path(), T0, config);
+    // The same keys and an empty log for the parallel enclave.
+    let mut many = Host {
+        sealed: one.sealed.clone(),
+        ..Host::default()
+    };
+    let mut config = EnclaveConfig::new(ORIGIN);
+    config.workers = 3;
+    let (mut e3, keys3) = many.boot_with(dir.path(), T0, config);
+    assert_eq!(keys, keys3);
+
+    let seller = SigningKey::from_bytes(&[3u8; 32]);
+    let lines = corpus();
+    let mut batch: Vec<SealedLead> = lines[..80]
+        .iter()
+        .map(|l| seal(&seller, &keys, &l["lead"], T0))
+        .collect();
+    let accepted = lines[..80]
+        .iter()
+        .position(|l| l["expect"] == "accept")
+        .unwrap();
+    // Order-dependent cases inside one batch: the same email sealed again (a duplicate only
+    // after the first), the same submission twice (a replay only the second time), an
+    // unsigned copy placed before its genuine submission, and a stale one.
+    batch.push(seal(&seller, &keys, &lines[accepted]["lead"], T0));
+    batch.push(batch[accepted + 1].clone());
+    let genuine = seal(&seller, &keys, &lines[100]["lead"], T0);
+    let mut forged = genuine.clone();
+    forged.signature = batch[0].signature.clone();
+    batch.push(forged);
+    batch.push(genuine);
+    batch.push(seal(&seller, &keys, &lines[101]["lead"], T0 - 3_600_000));
+
+    let r1 = one.submit(&mut e1, batch.clone(), T0 + 1);
+    let r3 = many.submit(&mut e3, batch, T0 + 1);
+    let (s1, s3): (Vec<String>, Vec<String>) = (
+        r1.iter().map(summary).collect(),
+        r3.iter().map(summary).collect(),
+    );
+    assert_eq!(s1, s3);
+    let n = s1.len();
+    assert!(
+        s1[n - 5].contains("Some(\"duplicate_email\")"),
+        "{}",
+        s1[n - 5]
+    );
+    assert_eq!(s1[n - 4], "submission.replayed");
+    assert_eq!(s1[n - 3], "submission.bad_signature");
+    assert!(
+        matches!(r1[n - 2], SubmitOutcome::Logged { .. }),
+        "the genuine submission behind its unsigned copy is logged: {}",
+        s1[n - 2]
+    );
+    assert_eq!(s1[n - 1], "submission.stale");
+    // Both logs are the same shape and every receipt is signed over its own tree.
+    assert_eq!(one.leaves.len(), many.leaves.len());
+    let vk = keys.log_key;
+    for r in &r3 {
+        if let SubmitOutcome::Logged { appended, .. } = r {
+            appended.receipt.verify(&vk, ORIGIN).unwrap();
+        }
+    }
 }

@@ -27,7 +27,6 @@ use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::merkle;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -125,68 +124,79 @@ async fn read_body(body: Body, limit: usize) -> AppResult<axum::body::Bytes> {
         .map_err(|_| ApiError::new("request.too_large", format!("body over {limit} bytes")))
 }
 
-type Pending = oneshot::Receiver<Result<SubmitOutcome, ApiError>>;
-
-/// Checks a sealed lead's public parts, counts it against the seller's limit and queues it.
-/// Garbage costs no enclave work and no rate budget; the enclave repeats every check, since
-/// the host is not trusted to make them. Replays of stored submissions are refused in the
-/// pipeline, one query per batch.
-async fn admit(
-    s: &AppState,
-    origin: &str,
-    lead: SealedLead,
-    sealed_json: String,
-) -> AppResult<Pending> {
+/// Checks a sealed lead's encoding, reserves one of the seller's daily submissions and queues
+/// it. Garbage costs no enclave work. The host does not verify the seller's signature: the
+/// enclave must (the host is not trusted to), and checking twice would double the largest cost
+/// of a submission. So a reservation is only kept for a submission the enclave logged; any
+/// refusal (a forged signature among them) gives it back, and nobody can spend another
+/// seller's budget. Replays of stored submissions are refused in the pipeline, one query per
+/// batch.
+fn admit(s: &AppState, lead: SealedLead, sealed_json: String) -> AppResult<Pending> {
     let sub = lead
-        .verify(origin)
+        .decode()
         .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-    let ct_sha = hex::encode(Sha256::digest(
-        [sub.enc.as_slice(), &sub.ciphertext].concat(),
-    ));
-    if !s
-        .limiter
-        .allow(&lead.seller, leadgate_enclave::transport::now_ms())
-    {
+    let now = leadgate_enclave::transport::now_ms();
+    if !s.limiter.reserve(&lead.seller, now) {
         return Err(ApiError::new(
             "rate.limited",
             "seller is over its daily submission limit",
         ));
     }
+    let seller = lead.seller.clone();
     let (tx, rx) = oneshot::channel();
     let job = Job {
         lead,
         sealed_json,
-        ciphertext_sha256: ct_sha,
+        ciphertext_sha256: hex::encode(sub.ciphertext_sha256),
     };
-    s.queue
-        .try_send((job, tx))
-        .map_err(|_| ApiError::new("overloaded", "submission queue is full; retry"))?;
-    Ok(rx)
+    if s.queue.try_send((job, tx)).is_err() {
+        s.limiter.release(&seller, now);
+        return Err(ApiError::new(
+            "overloaded",
+            "submission queue is full; retry",
+        ));
+    }
+    Ok(Pending {
+        rx,
+        seller,
+        reserved_ms: now,
+    })
 }
 
-/// Waits for a queued lead's outcome: the JSON answer for one lead.
-async fn settle(pending: Pending) -> AppResult<Value> {
-    let outcome = pending
-        .await
-        .map_err(|_| ApiError::new("enclave.unavailable", "submission was dropped; retry"))??;
-    match outcome {
-        SubmitOutcome::Logged {
+/// A queued lead: the reply channel and the seller reservation to give back on refusal.
+struct Pending {
+    rx: oneshot::Receiver<Result<SubmitOutcome, ApiError>>,
+    seller: String,
+    reserved_ms: u64,
+}
+
+/// Waits for a queued lead's outcome: the JSON answer for one lead. Releases the seller's
+/// reservation unless the enclave logged the lead.
+async fn settle(s: &AppState, pending: Pending) -> AppResult<Value> {
+    let outcome = match pending.rx.await {
+        Ok(Ok(SubmitOutcome::Logged {
             lead_id,
             accepted,
             reason,
             score,
             appended,
             ..
-        } => Ok(json!({
-            "verdict": if accepted { "accepted" } else { "rejected" },
-            "reason": reason,
-            "score": score,
-            "lead_id": lead_id,
-            "index": appended.index,
-            "receipt": appended.receipt,
-        })),
-        SubmitOutcome::Refused(e) => Err(ApiError::new(&e.code, e.message)),
-    }
+        })) => {
+            return Ok(json!({
+                "verdict": if accepted { "accepted" } else { "rejected" },
+                "reason": reason,
+                "score": score,
+                "lead_id": lead_id,
+                "index": appended.index,
+                "receipt": appended.receipt,
+            }))
+        }
+        Ok(Ok(SubmitOutcome::Refused(e))) => ApiError::new(&e.code, e.message),
+        Ok(Err(e)) => e,
+        Err(_) => ApiError::new("enclave.unavailable", "submission was dropped; retry"),
+    };
+    s.limiter.release(&pending.seller, pending.reserved_ms);
+    Err(outcome)
 }
 
 async fn origin(s: &AppState) -> AppResult<String> {
@@ -200,15 +210,9 @@ async fn origin(s: &AppState) -> AppResult<String> {
 async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
     let bytes = read_body(body, s.max_body_bytes).await?;
     let lead: SealedLead = parse_json(&bytes)?;
-    let origin = origin(&s).await?;
-    let pending = admit(
-        &s,
-        &origin,
-        lead,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-    .await?;
-    Ok(Json(settle(pending).await?))
+    origin(&s).await?;
+    let pending = admit(&s, lead, String::from_utf8_lossy(&bytes).into_owned())?;
+    Ok(Json(settle(&s, pending).await?))
 }
 
 /// Most leads in one `POST /v1/leads/batch`.
@@ -233,16 +237,16 @@ async fn post_leads_batch(State(s): State<Arc<AppState>>, body: Body) -> AppResu
             format!("a batch holds 1 to {MAX_LEADS_PER_BATCH_REQUEST} leads"),
         ));
     }
-    let origin = origin(&s).await?;
+    origin(&s).await?;
     let mut pending = Vec::with_capacity(batch.leads.len());
     for lead in batch.leads {
         let json = serde_json::to_string(&lead).map_err(|e| ApiError::internal("encode", e))?;
-        pending.push(admit(&s, &origin, lead, json).await);
+        pending.push(admit(&s, lead, json));
     }
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
         let r = match p {
-            Ok(rx) => settle(rx).await,
+            Ok(p) => settle(&s, p).await,
             Err(e) => Err(e),
         };
         results.push(

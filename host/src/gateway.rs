@@ -1,7 +1,15 @@
 //! The host's side of the enclave link: connecting, booting the enclave from stored state,
-//! and every exchange that changes the log. One lock covers an enclave call *and* the storing
-//! of its result, so what the enclave appended is stored, in order, before anything else is
-//! asked of it.
+//! and every exchange that changes the log.
+//!
+//! Submissions run as a two-stage pipeline so that the enclave works on one batch while the
+//! previous one is being committed: [`Gateway::send_batch`] (under the link lock) writes a
+//! batch to the enclave without waiting ([`crate::link`] pipelines requests), and
+//! [`Gateway::store_batch`] waits for its answer and stores its appends, in the same order,
+//! before anyone is answered. Whatever reads the store to talk to the enclave (boot, a
+//! checkpoint) first waits until every exchanged batch is stored ([`Gateway`]'s flush), so the
+//! enclave never signs a checkpoint over entries that are not stored and never boots from a
+//! stale tip. If storing fails, every later batch of that link is discarded unstored (the log
+//! would have a gap) and the link is dropped, so the enclave is re-booted from the store.
 
 use std::time::Duration;
 
@@ -15,10 +23,13 @@ use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle;
 use leadgate_verifier::note::Note;
 use serde_bytes::ByteBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
 
 use crate::error::ApiError;
+use crate::link::{self, Answer, EnclaveConn};
 use crate::storage::{Store, StoreError, StoredSubmission};
 
 /// A submission queued for the enclave.
@@ -79,13 +90,34 @@ pub struct EnclaveInfo {
     pub keys: EnclaveKeys,
 }
 
+/// The enclave connection and the boot it belongs to.
+struct Link {
+    conn: Option<EnclaveConn>,
+    /// Incremented at every boot (first boot: 1).
+    epoch: u64,
+    /// Batches sent so far (all epochs).
+    exchanged: u64,
+}
+
+/// A batch sent to the enclave, to be finished by [`Gateway::store_batch`].
+pub struct SentBatch {
+    answer: Answer,
+    /// Per job: refused as a replay of a stored submission (not sent).
+    is_replay: Vec<bool>,
+    epoch: u64,
+}
+
 /// The gateway: store + enclave connection.
 pub struct Gateway {
     /// Storage.
     pub store: Store,
     addr: String,
-    conn: Mutex<Option<TcpStream>>,
+    conn: Mutex<Link>,
     info: RwLock<Option<EnclaveInfo>>,
+    /// Batches stored (or discarded) so far; the flush barrier waits on it.
+    stored: watch::Sender<u64>,
+    /// The link epoch whose batch failed to store (0: none).
+    failed_epoch: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -105,13 +137,26 @@ async fn exchange(stream: &mut TcpStream, req: &Request) -> Result<Response, Lin
 
 /// Exchanges on the held connection. Any link failure drops the connection (the stream may
 /// be out of step), so that [`Gateway::maintain`] reconnects and re-boots the enclave.
-async fn exchange_held(conn: &mut Option<TcpStream>, req: &Request) -> Result<Response, LinkError> {
-    let stream = conn.as_mut().ok_or(LinkError::Unavailable)?;
-    let result = exchange(stream, req).await;
+async fn exchange_held(
+    conn: &mut Option<EnclaveConn>,
+    req: &Request,
+) -> Result<Response, LinkError> {
+    let c = conn.as_mut().ok_or(LinkError::Unavailable)?;
+    let result = match c.send(req).await {
+        Ok(rx) => link::answer(rx).await,
+        Err(e) => Err(e),
+    };
     if result.is_err() {
         *conn = None;
     }
     result
+}
+
+fn replayed() -> SubmitOutcome {
+    SubmitOutcome::Refused(WireError::new(
+        "submission.replayed",
+        "this submission was already received",
+    ))
 }
 
 fn enclave_err(e: leadgate_enclave::protocol::WireError) -> LinkError {
@@ -127,9 +172,38 @@ impl Gateway {
         Self {
             store,
             addr,
-            conn: Mutex::new(None),
+            conn: Mutex::new(Link {
+                conn: None,
+                epoch: 0,
+                exchanged: 0,
+            }),
             info: RwLock::new(None),
+            stored: watch::channel(0).0,
+            failed_epoch: AtomicU64::new(0),
         }
+    }
+
+    /// Locks the link, dropping the connection if it closed or a batch of its epoch failed
+    /// to store.
+    async fn link(&self) -> MutexGuard<'_, Link> {
+        let mut link = self.conn.lock().await;
+        if let Some(c) = &link.conn {
+            if !c.is_alive() {
+                tracing::warn!("enclave link closed");
+                link.conn = None;
+            } else if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
+                tracing::error!("a batch failed to store; dropping the enclave link");
+                link.conn = None;
+            }
+        }
+        link
+    }
+
+    /// Waits until every batch exchanged on `link` is stored or discarded. Called with the link
+    /// locked, so no new batch can be exchanged meanwhile.
+    async fn flush(&self, link: &Link) {
+        let mut rx = self.stored.subscribe();
+        let _ = rx.wait_for(|stored| *stored >= link.exchanged).await;
     }
 
     /// The enclave's keys, once booted.
@@ -139,15 +213,17 @@ impl Gateway {
 
     /// Whether the link is up.
     pub async fn connected(&self) -> bool {
-        self.conn.lock().await.is_some()
+        self.link().await.conn.is_some()
     }
 
     /// Keeps the link up: connects and boots whenever it is down. Runs forever.
     pub async fn maintain(self: std::sync::Arc<Self>) {
         let mut last_beat = tokio::time::Instant::now();
         loop {
-            let mut guard = self.conn.lock().await;
-            if guard.is_none() {
+            let mut guard = self.link().await;
+            if guard.conn.is_none() {
+                // Boot reads the tip from the store: everything exchanged must be in it.
+                self.flush(&guard).await;
                 match TcpStream::connect(&self.addr).await {
                     Ok(mut stream) => {
                         let _ = stream.set_nodelay(true);
@@ -155,7 +231,8 @@ impl Gateway {
                             Ok(info) => {
                                 tracing::info!(origin = %info.keys.origin, "enclave booted");
                                 *self.info.write().await = Some(info);
-                                *guard = Some(stream);
+                                guard.conn = Some(EnclaveConn::new(stream));
+                                guard.epoch += 1;
                             }
                             Err(e) => tracing::error!(error = %e, "enclave boot failed"),
                         }
@@ -280,7 +357,7 @@ impl Gateway {
 
     /// Sends one request that does not change the log.
     async fn call(&self, req: &Request) -> Result<Response, LinkError> {
-        exchange_held(&mut *self.conn.lock().await, req).await
+        exchange_held(&mut self.link().await.conn, req).await
     }
 
     /// An attestation document for `nonce`.
@@ -297,47 +374,104 @@ impl Gateway {
         }
     }
 
-    /// Submits a batch and stores every append before returning the outcomes.
+    /// Stage 1 of a submission batch: writes it to the enclave and returns at once. The batch
+    /// must then go to [`Gateway::store_batch`] (in the order batches were sent), which waits
+    /// for the answer and stores it before anyone is answered.
     ///
-    /// Replays (already stored, or twice in this batch) are refused here, before the enclave:
-    /// the enclave's own replay memory does not survive its restarts.
-    pub async fn submit_batch(&self, jobs: &[Job]) -> Result<Vec<SubmitOutcome>, LinkError> {
-        let mut guard = self.conn.lock().await;
-        if guard.is_none() {
+    /// Replays of stored (so logged, so signature-checked) submissions are refused here,
+    /// before the enclave: the enclave's own replay memory does not survive its restarts.
+    /// Repeats within the batch, or of a batch not yet stored, go to the enclave, which checks
+    /// each signature before its replay memory: an unsigned copy sent first must not shadow
+    /// the genuine submission.
+    ///
+    /// # Errors
+    /// [`LinkError::Unavailable`] (nothing was sent), storage errors.
+    pub async fn send_batch(&self, jobs: &[Job]) -> Result<SentBatch, LinkError> {
+        let mut link = self.link().await;
+        if link.conn.is_none() {
             return Err(LinkError::Unavailable);
         }
         let hashes: Vec<&str> = jobs.iter().map(|j| j.ciphertext_sha256.as_str()).collect();
-        let mut seen = self.store.stored_submissions(&hashes).await?;
-        let replayed: Vec<bool> = hashes
-            .iter()
-            .map(|h| !seen.insert((*h).to_owned()))
-            .collect();
+        let stored = self.store.stored_submissions(&hashes).await?;
+        let is_replay: Vec<bool> = hashes.iter().map(|h| stored.contains(*h)).collect();
         let req = Request::Submit {
             leads: jobs
                 .iter()
-                .zip(&replayed)
+                .zip(&is_replay)
                 .filter(|(_, r)| !**r)
                 .map(|(j, _)| j.lead.clone())
                 .collect(),
         };
-        let fresh = replayed.iter().filter(|r| !**r).count();
-        let fresh_results = match exchange_held(&mut guard, &req).await? {
+        let sent = match link.conn.as_mut() {
+            Some(c) => c.send(&req).await,
+            None => Err(LinkError::Unavailable),
+        };
+        let answer = match sent {
+            Ok(a) => a,
+            Err(e) => {
+                link.conn = None;
+                return Err(e);
+            }
+        };
+        link.exchanged += 1;
+        Ok(SentBatch {
+            answer,
+            is_replay,
+            epoch: link.epoch,
+        })
+    }
+
+    /// Stage 2: waits for a sent batch's answer, stores every append (one transaction) and
+    /// returns the outcomes to answer with, one per job. Batches must be stored in the order
+    /// they were sent.
+    ///
+    /// # Errors
+    /// The enclave's refusal of the whole batch; [`LinkError::Unavailable`] if the link
+    /// closed before the answer, or for a batch sent after one that failed on the same link
+    /// (it is discarded: storing it would leave a gap); protocol and storage errors (these
+    /// fail the link: it is dropped and the enclave re-booted).
+    pub async fn store_batch(
+        &self,
+        jobs: &[Job],
+        batch: SentBatch,
+    ) -> Result<Vec<SubmitOutcome>, LinkError> {
+        let epoch = batch.epoch;
+        let result = self.store_batch_inner(jobs, batch).await;
+        if matches!(result, Err(LinkError::Protocol(_) | LinkError::Store(_))) {
+            self.failed_epoch.store(epoch, Ordering::Release);
+        }
+        self.stored.send_modify(|n| *n += 1);
+        result
+    }
+
+    async fn store_batch_inner(
+        &self,
+        jobs: &[Job],
+        batch: SentBatch,
+    ) -> Result<Vec<SubmitOutcome>, LinkError> {
+        let response = link::answer(batch.answer).await;
+        if self.failed_epoch.load(Ordering::Acquire) == batch.epoch {
+            return Err(LinkError::Unavailable);
+        }
+        let fresh = batch.is_replay.iter().filter(|r| !**r).count();
+        let fresh_results = match response? {
             Response::Submitted { results } if results.len() == fresh => results,
             Response::Error(e) => return Err(enclave_err(e)),
             other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
         let mut fresh_results = fresh_results.into_iter();
-        let results: Vec<SubmitOutcome> = replayed
+        let outcomes: Vec<SubmitOutcome> = batch
+            .is_replay
             .iter()
-            .map(|&r| match if r { None } else { fresh_results.next() } {
-                Some(outcome) => outcome,
-                None => SubmitOutcome::Refused(WireError::new(
-                    "submission.replayed",
-                    "this submission was already received",
-                )),
+            .map(|&r| {
+                if r {
+                    replayed()
+                } else {
+                    fresh_results.next().unwrap_or_else(replayed)
+                }
             })
             .collect();
-        let appends: Vec<&WireAppended> = results
+        let appends: Vec<&WireAppended> = outcomes
             .iter()
             .filter_map(|r| match r {
                 SubmitOutcome::Logged { appended, .. } => Some(appended),
@@ -346,7 +480,7 @@ impl Gateway {
             .collect();
         let subs: Vec<StoredSubmission<'_>> = jobs
             .iter()
-            .zip(&results)
+            .zip(&outcomes)
             .map(|(j, outcome)| StoredSubmission {
                 seller: &j.lead.seller,
                 ciphertext_sha256: &j.ciphertext_sha256,
@@ -354,20 +488,24 @@ impl Gateway {
                 outcome,
             })
             .collect();
-        if let Err(e) = self.store.store_appends(&appends, &subs, now_ms()).await {
-            // The enclave's log moved on but the store did not: drop the link. Re-boot will
-            // find the enclave ahead of the store and refuse until an operator acts.
-            *guard = None;
-            return Err(e.into());
-        }
-        Ok(results)
+        self.store.store_appends(&appends, &subs, now_ms()).await?;
+        Ok(outcomes)
     }
 
     /// Asks for a checkpoint (now if `force`) and stores it. Returns the note if one was signed.
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
-        // The lock is held until the note is stored, like a submission batch.
-        let mut guard = self.conn.lock().await;
-        let note = match exchange_held(&mut guard, &Request::Checkpoint { force }).await? {
+        // The lock is held until the note is stored, and the checkpoint is asked for only once
+        // every exchanged batch is stored: a stored checkpoint never covers unstored entries.
+        let mut link = self.link().await;
+        if link.conn.is_none() {
+            return Err(LinkError::Unavailable);
+        }
+        self.flush(&link).await;
+        if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
+            link.conn = None;
+            return Err(LinkError::Unavailable);
+        }
+        let note = match exchange_held(&mut link.conn, &Request::Checkpoint { force }).await? {
             Response::Checkpoint { note } => note,
             Response::Error(e) => return Err(enclave_err(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),

@@ -5,25 +5,26 @@
 //! plaintext and signs nothing; clients verify what it serves.
 //!
 //! Layout: [`api`] (HTTP routes), [`gateway`] (enclave link, boot and the store-then-answer
-//! rule), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
+//! rule), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod error;
 pub mod gateway;
+pub mod link;
 pub mod ratelimit;
 pub mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadgate_enclave::protocol::MAX_BATCH;
+use leadgate_enclave::protocol::{SubmitOutcome, MAX_BATCH};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::api::{AppState, QueuedJob};
 use crate::error::ApiError;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Job, SentBatch};
 use crate::ratelimit::SellerLimiter;
 use crate::storage::Store;
 
@@ -59,8 +60,22 @@ impl HostConfig {
     }
 }
 
-/// Batches queued submissions (group commit): one enclave call and one transaction per batch.
+type Replies = Vec<tokio::sync::oneshot::Sender<Result<SubmitOutcome, ApiError>>>;
+
+/// Batches queued submissions (group commit: one enclave call and one transaction per batch)
+/// and runs them through the two stages of [`Gateway`]: this task sends batches to the
+/// enclave, a second one waits for each answer, stores it and answers the submitters, in
+/// order. Up to three batches are in flight (one being stored, one queued, one being sent),
+/// so the enclave works while earlier batches commit.
 async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) {
+    let (to_store, mut sent) = mpsc::channel::<(Vec<Job>, Replies, SentBatch)>(1);
+    let storer = gateway.clone();
+    tokio::spawn(async move {
+        while let Some((jobs, replies, batch)) = sent.recv().await {
+            let result = storer.store_batch(&jobs, batch).await;
+            answer(replies, result);
+        }
+    });
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -70,17 +85,30 @@ async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) 
             }
         }
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match gateway.submit_batch(&jobs).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        match gateway.send_batch(&jobs).await {
+            Ok(batch) => {
+                if let Err(mpsc::error::SendError((_, replies, _))) =
+                    to_store.send((jobs, replies, batch)).await
+                {
+                    answer(replies, Err(gateway::LinkError::Unavailable));
                 }
             }
-            Err(e) => {
-                let err: ApiError = e.into();
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
+            Err(e) => answer(replies, Err(e)),
+        }
+    }
+}
+
+fn answer(replies: Replies, result: Result<Vec<SubmitOutcome>, gateway::LinkError>) {
+    match result {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            let err: ApiError = e.into();
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
             }
         }
     }

@@ -20,8 +20,9 @@ impl SellerLimiter {
         }
     }
 
-    /// Counts one submission by `seller` at `now_ms`; false if over the limit.
-    pub fn allow(&self, seller: &str, now_ms: u64) -> bool {
+    /// Reserves one submission by `seller` at `now_ms`; false if the seller's count for that UTC
+    /// day has reached the limit.
+    pub fn reserve(&self, seller: &str, now_ms: u64) -> bool {
         let day = now_ms / 86_400_000;
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() > 100_000 {
@@ -37,6 +38,18 @@ impl SellerLimiter {
         entry.1 += 1;
         true
     }
+
+    /// Gives back a reservation made at `reserved_ms` (the submission was refused). A
+    /// reservation from an earlier UTC day is already forgotten.
+    pub fn release(&self, seller: &str, reserved_ms: u64) {
+        let day = reserved_ms / 86_400_000;
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = counts.get_mut(seller) {
+            if entry.0 == day {
+                entry.1 = entry.1.saturating_sub(1);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -44,9 +57,16 @@ mod tests {
     #[test]
     fn limits_per_seller_per_day() {
         let l = super::SellerLimiter::new(2);
-        assert!(l.allow("a", 0) && l.allow("a", 1));
-        assert!(!l.allow("a", 2));
-        assert!(l.allow("b", 2));
-        assert!(l.allow("a", 86_400_000));
+        assert!(l.reserve("a", 0) && l.reserve("a", 1));
+        assert!(!l.reserve("a", 2));
+        assert!(l.reserve("b", 2));
+        // A refused submission gives its reservation back, on the same day only.
+        l.release("a", 1);
+        assert!(l.reserve("a", 3));
+        assert!(!l.reserve("a", 4));
+        assert!(l.reserve("a", 86_400_000));
+        l.release("a", 5);
+        assert!(l.reserve("a", 86_400_001));
+        assert!(!l.reserve("a", 86_400_002));
     }
 }

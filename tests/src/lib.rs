@@ -60,6 +60,11 @@ pub struct Stack {
 impl Stack {
     /// Starts enclave and host and waits until the gateway attests.
     pub fn start() -> Self {
+        Self::start_with_limit(100_000)
+    }
+
+    /// [`Stack::start`] with the host's per-seller daily limit set to `seller_daily_limit`.
+    pub fn start_with_limit(seller_daily_limit: u32) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let enclave_port = free_port();
         let host_port = free_port();
@@ -73,7 +78,8 @@ impl Stack {
             ])
             .arg("--db")
             .arg(dir.path().join("host.db"))
-            .args(["--seller-daily-limit", "100000", "--tick-ms", "500"])
+            .args(["--seller-daily-limit", &seller_daily_limit.to_string()])
+            .args(["--tick-ms", "500"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("host.log")).expect("log"))
             .spawn()

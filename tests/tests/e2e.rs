@@ -463,18 +463,26 @@ fn batch_endpoint_answers_each_lead_in_order() {
     let keys = stack.keys();
     let seller = SigningKey::from_bytes(&[30u8; 32]);
     let corpus = corpus();
-    let good: Vec<_> = corpus[..5]
+    let good: Vec<_> = corpus
         .iter()
+        .filter(|l| l["expect"] == "accept")
+        .take(4)
         .map(|l| seal(&seller, &keys, &l["lead"]))
         .collect();
     let mut bad_sig = seal(&seller, &keys, &corpus[5]["lead"]);
     bad_sig.signature = good[0].signature.clone();
+    // An unsigned copy of good[3] (anyone who saw its ciphertext could send one) goes first:
+    // it must be refused without shadowing the genuine submission behind it.
+    let mut shadow = good[3].clone();
+    shadow.signature = good[0].signature.clone();
     let leads = vec![
         serde_json::to_value(&good[0]).unwrap(),
         serde_json::to_value(&bad_sig).unwrap(),
         serde_json::to_value(&good[1]).unwrap(),
         serde_json::to_value(&good[0]).unwrap(), // replayed within the batch
         serde_json::to_value(&good[2]).unwrap(),
+        serde_json::to_value(&shadow).unwrap(),
+        serde_json::to_value(&good[3]).unwrap(),
     ];
     let body = serde_json::to_vec(&json!({ "leads": leads })).unwrap();
     let mut r = stack
@@ -486,7 +494,7 @@ fn batch_endpoint_answers_each_lead_in_order() {
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.body_mut().read_json().unwrap();
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 5);
+    assert_eq!(results.len(), 7);
     let codes: Vec<&str> = results
         .iter()
         .map(|r| {
@@ -503,17 +511,19 @@ fn batch_endpoint_answers_each_lead_in_order() {
             "submission.bad_signature",
             "accepted",
             "submission.replayed",
+            "accepted",
+            "submission.bad_signature",
             "accepted"
         ]
     );
     // Receipts come back in log order, matching request order.
-    let idx: Vec<u64> = [0, 2, 4]
+    let idx: Vec<u64> = [0, 2, 4, 6]
         .iter()
         .map(|&i| results[i]["index"].as_u64().unwrap())
         .collect();
-    assert!(idx[0] < idx[1] && idx[1] < idx[2]);
+    assert!(idx.windows(2).all(|w| w[0] < w[1]));
     let note = stack.checkpoint();
-    for i in [0, 2, 4] {
+    for i in [0, 2, 4, 6] {
         let receipt: Receipt = serde_json::from_value(results[i]["receipt"].clone()).unwrap();
         assert_included(&stack, &keys, &receipt, &note);
     }
@@ -531,4 +541,39 @@ fn batch_endpoint_answers_each_lead_in_order() {
         let v: Value = r.body_mut().read_json().unwrap();
         assert_eq!(v["error"]["code"], code);
     }
+}
+
+#[test]
+fn forged_submissions_do_not_spend_a_sellers_daily_limit() {
+    let stack = Stack::start_with_limit(2);
+    let keys = stack.keys();
+    let victim = SigningKey::from_bytes(&[40u8; 32]);
+    let corpus = corpus();
+    let accepted: Vec<&Value> = corpus
+        .iter()
+        .filter(|l| l["expect"] == "accept")
+        .map(|l| &l["lead"])
+        .collect();
+    let donor = seal(&victim, &keys, accepted[0]);
+    // Five submissions in the victim's name with signatures the victim never made.
+    for lead in &accepted[1..6] {
+        let mut forged = seal(&victim, &keys, lead);
+        forged.signature = donor.signature.clone();
+        let (status, v) = stack.post(&forged);
+        assert_eq!(
+            (status, &v["error"]["code"]),
+            (422, &json!("submission.bad_signature"))
+        );
+    }
+    // The victim's own two submissions still fit in its limit; the third does not.
+    for lead in &accepted[6..8] {
+        let (status, v) = stack.post(&seal(&victim, &keys, lead));
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = stack.post(&seal(&victim, &keys, accepted[8]));
+    assert_eq!((status, &v["error"]["code"]), (429, &json!("rate.limited")));
+    // Another seller is unaffected.
+    let other = SigningKey::from_bytes(&[41u8; 32]);
+    let (status, v) = stack.post(&seal(&other, &keys, accepted[9]));
+    assert_eq!(status, 200, "{v}");
 }

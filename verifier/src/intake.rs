@@ -173,20 +173,37 @@ pub fn sign_sealed(
     }
 }
 
+/// A [`SealedLead`] decoded into bytes, its signature not yet checked: what an untrusted relay
+/// (the host) may learn from a submission without any key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedSubmission {
+    /// Seller public key.
+    pub seller: [u8; 32],
+    /// HPKE encapsulated key.
+    pub enc: [u8; ENC_LEN],
+    /// HPKE ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// Unix ms.
+    pub issued_at_ms: u64,
+    /// SHA-256(enc || ciphertext).
+    pub ciphertext_sha256: [u8; 32],
+    signature: ed25519_dalek::Signature,
+}
+
 impl SealedLead {
-    /// Decodes the fields and verifies the seller's signature for `origin`.
+    /// Decodes the fields (hex, base64, sizes) without checking the signature or whether the
+    /// seller key is a valid Ed25519 point (both cost a curve operation; [`DecodedSubmission::verify`]
+    /// does them).
     ///
     /// # Errors
-    /// [`SubmissionError::Malformed`], [`SubmissionError::BadSignature`].
-    pub fn verify(&self, origin: &str) -> Result<VerifiedSubmission, SubmissionError> {
+    /// [`SubmissionError::Malformed`].
+    pub fn decode(&self) -> Result<DecodedSubmission, SubmissionError> {
         let mut seller = [0u8; 32];
         if self.seller.len() != 64 {
             return Err(SubmissionError::Malformed("seller must be 64 hex digits"));
         }
         hex::decode_to_slice(&self.seller, &mut seller)
             .map_err(|_| SubmissionError::Malformed("seller is not hex"))?;
-        let seller_key = VerifyingKey::from_bytes(&seller)
-            .map_err(|_| SubmissionError::Malformed("seller is not an Ed25519 key"))?;
         let enc: [u8; ENC_LEN] = B64
             .decode(&self.enc)
             .ok()
@@ -210,19 +227,50 @@ impl SealedLead {
             .ok_or(SubmissionError::Malformed(
                 "signature must be base64 of 64 bytes",
             ))?;
-        let sha = ct_sha256(&enc, &ciphertext);
-        seller_key
-            .verify_strict(
-                signed_text(origin, &seller, &sha, self.issued_at_ms).as_bytes(),
-                &ed25519_dalek::Signature::from_bytes(&sig),
-            )
-            .map_err(|_| SubmissionError::BadSignature)?;
-        Ok(VerifiedSubmission {
+        Ok(DecodedSubmission {
             seller,
+            ciphertext_sha256: ct_sha256(&enc, &ciphertext),
             enc,
             ciphertext,
             issued_at_ms: self.issued_at_ms,
-            ciphertext_sha256: sha,
+            signature: ed25519_dalek::Signature::from_bytes(&sig),
+        })
+    }
+
+    /// Decodes the fields and verifies the seller's signature for `origin`.
+    ///
+    /// # Errors
+    /// [`SubmissionError::Malformed`], [`SubmissionError::BadSignature`].
+    pub fn verify(&self, origin: &str) -> Result<VerifiedSubmission, SubmissionError> {
+        self.decode()?.verify(origin)
+    }
+}
+
+impl DecodedSubmission {
+    /// Verifies the seller's Ed25519 signature (RFC 8032, `verify_strict`: no small-order keys
+    /// or R, canonical S) over the submission text for `origin`.
+    ///
+    /// # Errors
+    /// [`SubmissionError::Malformed`] if the seller key is not an Ed25519 point,
+    /// [`SubmissionError::BadSignature`].
+    pub fn verify(self, origin: &str) -> Result<VerifiedSubmission, SubmissionError> {
+        let seller_key = VerifyingKey::from_bytes(&self.seller)
+            .map_err(|_| SubmissionError::Malformed("seller is not an Ed25519 key"))?;
+        let text = signed_text(
+            origin,
+            &self.seller,
+            &self.ciphertext_sha256,
+            self.issued_at_ms,
+        );
+        seller_key
+            .verify_strict(text.as_bytes(), &self.signature)
+            .map_err(|_| SubmissionError::BadSignature)?;
+        Ok(VerifiedSubmission {
+            seller: self.seller,
+            enc: self.enc,
+            ciphertext: self.ciphertext,
+            issued_at_ms: self.issued_at_ms,
+            ciphertext_sha256: self.ciphertext_sha256,
         })
     }
 }
