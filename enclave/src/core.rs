@@ -21,6 +21,7 @@ use crate::replay::{ReplayGuard, ReplayVerdict};
 use crate::rules::{check_lead, CheckedLead, RejectReason};
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
+use crate::sellers::SellerKeys;
 
 /// Enclave options. Build with [`EnclaveConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -66,6 +67,7 @@ struct Running {
     tags: EmailTags,
     started: bool,
     replay: ReplayGuard,
+    sellers: SellerKeys,
 }
 
 /// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
@@ -119,8 +121,18 @@ struct SignedLead {
 }
 
 /// Verifies, opens and checks one lead. Touches no mutable state.
-fn open_one(secrets: &Secrets, origin: &str, lead: &SealedLead, year: u64) -> Opened {
-    let sub = match lead.verify(origin) {
+fn open_one(
+    secrets: &Secrets,
+    sellers: &SellerKeys,
+    origin: &str,
+    lead: &SealedLead,
+    year: u64,
+) -> Opened {
+    let verified = lead.decode().and_then(|d| match sellers.get(&d.seller) {
+        Some(key) => d.verify_with_key(origin, key),
+        None => d.verify(origin),
+    });
+    let sub = match verified {
         Ok(s) => s,
         Err(e) => return Opened::BadSubmission(e),
     };
@@ -308,6 +320,7 @@ impl Enclave {
             secrets,
             tags: EmailTags::new(self.config.tag_filter_bits_log2),
             started: false,
+            sellers: SellerKeys::new(crate::sellers::DEFAULT_CAPACITY),
             replay: ReplayGuard::new(
                 self.config.replay_window_ms,
                 self.config.replay_filter_bits_log2,
@@ -411,7 +424,10 @@ impl Enclave {
         // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
         // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
         let year = year_of(now_ms);
-        let opened = par_map(&leads, workers, |l| open_one(&r.secrets, &origin, l, year));
+        r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
+        let opened = par_map(&leads, workers, |l| {
+            open_one(&r.secrets, &r.sellers, &origin, l, year)
+        });
         let logged: Vec<Logged> = opened
             .into_iter()
             .map(|o| Self::log_one(r, o, now_ms))

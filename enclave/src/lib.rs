@@ -11,6 +11,7 @@
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
 //!   detection, both in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
+//! * [`sellers`]: decompressed keys of recent sellers.
 //! * [`parallel`]: the order-preserving parallel map used for per-lead crypto in a batch.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,4 +27,5 @@ pub mod replay;
 pub mod rules;
 pub mod sealing;
 pub mod secrets;
+pub mod sellers;
 pub mod transport;

@@ -256,6 +256,21 @@ impl DecodedSubmission {
     pub fn verify(self, origin: &str) -> Result<VerifiedSubmission, SubmissionError> {
         let seller_key = VerifyingKey::from_bytes(&self.seller)
             .map_err(|_| SubmissionError::Malformed("seller is not an Ed25519 key"))?;
+        self.verify_with_key(origin, &seller_key)
+    }
+
+    /// [`DecodedSubmission::verify`] with the seller key already decompressed (from a cache).
+    ///
+    /// # Errors
+    /// [`SubmissionError::BadSignature`], also if `seller_key` is not this submission's seller.
+    pub fn verify_with_key(
+        self,
+        origin: &str,
+        seller_key: &VerifyingKey,
+    ) -> Result<VerifiedSubmission, SubmissionError> {
+        if seller_key.as_bytes() != &self.seller {
+            return Err(SubmissionError::BadSignature);
+        }
         let text = signed_text(
             origin,
             &self.seller,
@@ -321,6 +336,20 @@ mod tests {
         assert_eq!(open_lead(&sk, "o", &sub).unwrap(), lead);
         assert_eq!(sub.lead_id().len(), 32);
 
+        // A cached key must be the submission's own seller key.
+        let other_key = SigningKey::from_bytes(&[4u8; 32]).verifying_key();
+        assert_eq!(
+            sealed.decode().unwrap().verify_with_key("o", &other_key),
+            Err(SubmissionError::BadSignature)
+        );
+        assert_eq!(
+            sealed
+                .decode()
+                .unwrap()
+                .verify_with_key("o", &seller.verifying_key())
+                .unwrap(),
+            sub
+        );
         // Wrong origin: the signature covers it.
         assert_eq!(sealed.verify("p"), Err(SubmissionError::BadSignature));
         // Re-attributed to another seller: signature fails.
