@@ -38,7 +38,10 @@ pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .http_status_as_error(false)
-        .max_idle_connections_per_host(64)
+        // ureq keeps 10 idle connections by default: more parallel requests than that would
+        // reconnect (and zero two 128 KiB buffers) on most requests.
+        .max_idle_connections(256)
+        .max_idle_connections_per_host(256)
         .build()
         .into()
 }
