@@ -60,6 +60,9 @@ enum SellerCmd {
         /// Parallel requests.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Leads per request (1 posts to /v1/leads; more use /v1/leads/batch, at most 256).
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
         /// Leads file: JSON lines, bare lead objects or corpus lines {"lead": …}.
         leads: PathBuf,
     },
@@ -150,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             key,
             receipts,
             concurrency,
+            batch,
             leads,
         }) => seller::submit(seller::SubmitArgs {
             gateway,
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             receipts,
             leads,
             concurrency,
+            batch,
         }),
         Cmd::Verify(VerifyCmd::Attestation {
             file,

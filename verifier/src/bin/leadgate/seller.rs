@@ -74,6 +74,8 @@ pub struct SubmitArgs {
     pub receipts: PathBuf,
     pub leads: PathBuf,
     pub concurrency: usize,
+    /// Leads per request: 1 uses `POST /v1/leads`, more `POST /v1/leads/batch`.
+    pub batch: usize,
 }
 
 /// Verifies the gateway's attestation, then seals and posts every lead; writes one receipt line
@@ -100,10 +102,12 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let results: Vec<Mutex<Option<Value>>> = leads.iter().map(|_| Mutex::new(None)).collect();
-    // Submissions run in parallel, but a lead waits for every earlier lead with the same email
+    // Requests run in parallel, but a lead waits for every earlier lead with the same email
     // to be answered: the seller's order decides which one is the original and which the
-    // duplicate. Workers take leads in input order, so the one waited for is always in flight.
+    // duplicate. A request never holds two leads with the same email, and workers take
+    // requests in input order, so the lead waited for is always in flight or done.
     let earlier_same_email = earlier_same_email(&leads);
+    let chunks = request_chunks(&earlier_same_email, a.batch.clamp(1, 256));
     let done: Vec<std::sync::atomic::AtomicBool> =
         leads.iter().map(|_| Default::default()).collect();
     let next = AtomicUsize::new(0);
@@ -111,26 +115,28 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     std::thread::scope(|s| {
         for _ in 0..a.concurrency.max(1) {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= leads.len() {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                let Some(range) = chunks.get(c).cloned() else {
                     break;
-                }
-                if let Some(j) = earlier_same_email[i] {
+                };
+                for j in range.clone().filter_map(|i| earlier_same_email[i]) {
                     while !done[j].load(Ordering::Acquire) {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                 }
-                let v = post_one(
+                let answers = post_leads(
                     &http,
                     &a.gateway,
                     &seller,
                     &keys.intake_key,
                     &keys.origin,
-                    &leads[i],
+                    &leads[range.clone()],
                 );
-                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
-                done[i].store(true, Ordering::Release);
-                bar.inc(1);
+                for (i, v) in range.zip(answers) {
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                    done[i].store(true, Ordering::Release);
+                    bar.inc(1);
+                }
             });
         }
     });
@@ -183,6 +189,105 @@ fn earlier_same_email(leads: &[Vec<u8>]) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Splits leads into consecutive requests of at most `batch` leads, cutting before a lead
+/// whose email already appears in the current request.
+fn request_chunks(
+    earlier_same_email: &[Option<usize>],
+    batch: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for (i, earlier) in earlier_same_email.iter().enumerate() {
+        let repeats_in_chunk = earlier.is_some_and(|j| j >= start);
+        if i > start && (i - start == batch || repeats_in_chunk) {
+            chunks.push(start..i);
+            start = i;
+        }
+    }
+    if start < earlier_same_email.len() {
+        chunks.push(start..earlier_same_email.len());
+    }
+    chunks
+}
+
+/// Seals and posts `leads` (one request, or a batch request for several), retrying each lead
+/// while the gateway says to retry (503, or `overloaded`/`enclave.unavailable` in a batch
+/// answer). One answer per lead, in order.
+fn post_leads(
+    http: &ureq::Agent,
+    gateway: &str,
+    seller: &SigningKey,
+    intake: &[u8; 32],
+    origin: &str,
+    leads: &[Vec<u8>],
+) -> Vec<Value> {
+    if leads.len() == 1 {
+        return vec![post_one(http, gateway, seller, intake, origin, &leads[0])];
+    }
+    let mut answers: Vec<Option<Value>> = vec![None; leads.len()];
+    let mut delay = std::time::Duration::from_millis(100);
+    for _attempt in 0..20 {
+        let pending: Vec<usize> = (0..leads.len()).filter(|&i| answers[i].is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let mut sealed = Vec::with_capacity(pending.len());
+        for &i in &pending {
+            match seal_lead(seller, intake, origin, &leads[i], now_ms()) {
+                Ok(s) => sealed.push(s),
+                Err(e) => {
+                    answers[i] =
+                        Some(json!({"error": {"code": e.code(), "message": e.to_string()}}));
+                }
+            }
+        }
+        let pending: Vec<usize> = pending
+            .into_iter()
+            .filter(|&i| answers[i].is_none())
+            .collect();
+        let url = format!("{gateway}/v1/leads/batch");
+        let results = match http.post(&url).send_json(json!({ "leads": sealed })) {
+            Ok(mut resp) if resp.status().as_u16() != 503 => {
+                let status = resp.status().as_u16();
+                let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+                match v["results"].as_array() {
+                    Some(r) if r.len() == pending.len() => r.clone(),
+                    _ => {
+                        let e = json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
+                        for &i in &pending {
+                            answers[i] = Some(e.clone());
+                        }
+                        break;
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        for (&i, r) in pending.iter().zip(results) {
+            let retry = matches!(
+                r["error"]["code"].as_str(),
+                Some("overloaded" | "enclave.unavailable")
+            );
+            if !retry {
+                answers[i] = Some(r);
+            }
+        }
+        if answers.iter().all(Option::is_some) {
+            break;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(
+                || json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}}),
+            )
+        })
+        .collect()
+}
+
 /// Seals and posts one lead, retrying while the gateway says to retry (503).
 fn post_one(
     http: &ureq::Agent,
@@ -220,4 +325,21 @@ fn post_one(
         return json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
     }
     json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_chunks;
+
+    #[test]
+    fn requests_never_hold_two_leads_with_one_email() {
+        // Leads 2 and 5 repeat the emails of 0 and 3.
+        let earlier = [None, None, Some(0), None, None, Some(3), None];
+        assert_eq!(request_chunks(&earlier, 32), vec![0..2, 2..5, 5..7]);
+        assert_eq!(request_chunks(&earlier, 2), vec![0..2, 2..4, 4..6, 6..7]);
+        assert_eq!(request_chunks(&earlier, 1).len(), 7);
+        // A repeat of a lead in an earlier request does not cut.
+        assert_eq!(request_chunks(&[None, None, Some(0)], 2), vec![0..2, 2..3]);
+        assert!(request_chunks(&[], 8).is_empty());
+    }
 }
