@@ -6,7 +6,8 @@
 //! **In scope:** RFC 6962/9162 Merkle trees and proofs ([`merkle`]), C2SP signed notes and
 //! checkpoints ([`note`], [`checkpoint`]), log events in RFC 8785 canonical JSON ([`event`],
 //! [`jcs`]), receipts ([`receipt`]), the sealed lead submission (RFC 9180 HPKE, [`intake`]),
-//! AWS Nitro attestation documents ([`attestation`]) and the keys they bind ([`keys`]).
+//! AWS Nitro attestation documents ([`attestation`]) and the keys they bind ([`keys`]), and the
+//! sealed-bid auction rules that bidders recheck ([`auction`]).
 //!
 //! **Out of scope:** network and disk I/O, clocks and randomness sources other than those
 //! passed in. Every function takes bytes and an explicit `now` and returns values; the `leadgate`
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod attestation;
+pub mod auction;
 pub mod checkpoint;
 pub mod event;
 pub mod intake;
