@@ -6,11 +6,12 @@
 //! batch to the enclave without waiting ([`crate::link`] pipelines requests), and
 //! [`Gateway::store_batch`] waits for its answer and stores its appends, in the same order,
 //! before anyone is answered. Whatever reads the store to talk to the enclave (boot, a
-//! checkpoint) first waits until every exchanged batch is stored ([`Gateway`]'s flush), so the
+//! checkpoint) first waits until every sent batch is stored ([`Gateway`]'s flush), so the
 //! enclave never signs a checkpoint over entries that are not stored and never boots from a
 //! stale tip. If storing fails, every later batch of that link is discarded unstored (the log
 //! would have a gap) and the link is dropped, so the enclave is re-booted from the store.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use leadgate_enclave::protocol::{
@@ -23,8 +24,6 @@ use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle;
 use leadgate_verifier::note::Note;
 use serde_bytes::ByteBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
 
@@ -96,7 +95,7 @@ struct Link {
     /// Incremented at every boot (first boot: 1).
     epoch: u64,
     /// Batches sent so far (all epochs).
-    exchanged: u64,
+    sent: u64,
 }
 
 /// A batch sent to the enclave, to be finished by [`Gateway::store_batch`].
@@ -175,7 +174,7 @@ impl Gateway {
             conn: Mutex::new(Link {
                 conn: None,
                 epoch: 0,
-                exchanged: 0,
+                sent: 0,
             }),
             info: RwLock::new(None),
             stored: watch::channel(0).0,
@@ -199,11 +198,11 @@ impl Gateway {
         link
     }
 
-    /// Waits until every batch exchanged on `link` is stored or discarded. Called with the link
-    /// locked, so no new batch can be exchanged meanwhile.
+    /// Waits until every batch sent on `link` is stored or discarded. Called with the link
+    /// locked, so no new batch can be sent meanwhile.
     async fn flush(&self, link: &Link) {
         let mut rx = self.stored.subscribe();
-        let _ = rx.wait_for(|stored| *stored >= link.exchanged).await;
+        let _ = rx.wait_for(|stored| *stored >= link.sent).await;
     }
 
     /// The enclave's keys, once booted.
@@ -222,7 +221,7 @@ impl Gateway {
         loop {
             let mut guard = self.link().await;
             if guard.conn.is_none() {
-                // Boot reads the tip from the store: everything exchanged must be in it.
+                // Boot reads the tip from the store: everything sent must be in it.
                 self.flush(&guard).await;
                 match TcpStream::connect(&self.addr).await {
                     Ok(mut stream) => {
@@ -413,7 +412,7 @@ impl Gateway {
                 return Err(e);
             }
         };
-        link.exchanged += 1;
+        link.sent += 1;
         Ok(SentBatch {
             answer,
             is_replay,
@@ -495,7 +494,7 @@ impl Gateway {
     /// Asks for a checkpoint (now if `force`) and stores it. Returns the note if one was signed.
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
         // The lock is held until the note is stored, and the checkpoint is asked for only once
-        // every exchanged batch is stored: a stored checkpoint never covers unstored entries.
+        // every sent batch is stored: a stored checkpoint never covers unstored entries.
         let mut link = self.link().await;
         if link.conn.is_none() {
             return Err(LinkError::Unavailable);
