@@ -101,14 +101,15 @@ struct PendingOutcome {
 }
 
 impl PendingOutcome {
-    fn finish(self, receipt: leadgate_verifier::receipt::Receipt) -> SubmitOutcome {
+    /// Signs the receipt.
+    fn finish(self, log_key: &ed25519_dalek::SigningKey) -> SubmitOutcome {
         SubmitOutcome::Logged {
             lead_id: self.lead_id,
             accepted: self.accepted,
             reason: self.reason,
             score: self.score,
             email_tag: self.email_tag.map(|t| ByteBuf::from(t.to_vec())),
-            appended: self.unsigned.with_receipt(receipt).into(),
+            appended: self.unsigned.sign(log_key).into(),
         }
     }
 }
@@ -174,8 +175,9 @@ fn err(code: &str, message: impl Into<String>) -> Response {
     Response::Error(WireError::new(code, message))
 }
 
-fn refuse(code: &str, message: impl Into<String>) -> SubmitOutcome {
-    SubmitOutcome::Refused(WireError::new(code, message))
+/// 32-byte hashes from the wire; `None` if any is another length.
+fn hashes(bufs: &[ByteBuf]) -> Option<Vec<Hash>> {
+    bufs.iter().map(|b| b.as_slice().try_into().ok()).collect()
 }
 
 /// Civil year of a Unix ms timestamp (for the `founded_year` plausibility check).
@@ -264,20 +266,16 @@ impl Enclave {
                     Ok(r) => r,
                     Err(e) => return err("boot.tip_invalid", format!("tip receipt: {e}")),
                 };
-                let peaks: Option<Vec<Hash>> = tip
-                    .peaks
-                    .iter()
-                    .map(|p| p.as_slice().try_into().ok())
-                    .collect();
-                let frontier = match peaks.map(|p| Frontier::from_parts(receipt.index + 1, p)) {
-                    Some(Ok(f)) if f.root() == receipt.root => f,
-                    _ => {
-                        return err(
-                            "boot.tip_invalid",
-                            "frontier does not match the tip receipt's root",
-                        )
-                    }
-                };
+                let frontier =
+                    match hashes(&tip.peaks).map(|p| Frontier::from_parts(receipt.index + 1, p)) {
+                        Some(Ok(f)) if f.root() == receipt.root => f,
+                        _ => {
+                            return err(
+                                "boot.tip_invalid",
+                                "frontier does not match the tip receipt's root",
+                            )
+                        }
+                    };
                 if let Some(note) = &tip.checkpoint {
                     let verifier = match secrets.public_keys(&origin).note_verifier() {
                         Ok(v) => v,
@@ -289,12 +287,7 @@ impl Enclave {
                         Err(e) => return err("boot.tip_invalid", format!("checkpoint: {e}")),
                     };
                     // The tip must extend the checkpoint we signed (RFC 9162 §2.1.4.2).
-                    let proof: Option<Vec<Hash>> = tip
-                        .checkpoint_consistency
-                        .iter()
-                        .map(|h| h.as_slice().try_into().ok())
-                        .collect();
-                    let consistent = proof.is_some_and(|p| {
+                    let consistent = hashes(&tip.checkpoint_consistency).is_some_and(|p| {
                         merkle::verify_consistency(
                             cp.checkpoint().size,
                             frontier.size(),
@@ -425,8 +418,8 @@ impl Enclave {
         // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
         let year = year_of(now_ms);
         r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
-        let opened = par_map(&leads, workers, |l| {
-            open_one(&r.secrets, &r.sellers, &origin, l, year)
+        let opened = par_map(leads, workers, |l| {
+            open_one(&r.secrets, &r.sellers, &origin, &l, year)
         });
         let logged: Vec<Logged> = opened
             .into_iter()
@@ -434,19 +427,10 @@ impl Enclave {
             .collect();
         // Stage 3, in parallel: the receipts' signatures (the tree is already final).
         let key = r.secrets.log_key();
-        let mut receipts = par_map(&logged, workers, |l| match l {
-            Logged::Appended(p) => Some(p.unsigned.receipt(key)),
-            Logged::Refused(_) => None,
-        })
-        .into_iter();
-        let results = logged
-            .into_iter()
-            .map(|l| match (l, receipts.next().flatten()) {
-                (Logged::Appended(p), Some(receipt)) => p.finish(receipt),
-                (Logged::Refused(e), _) => SubmitOutcome::Refused(e),
-                (Logged::Appended(_), None) => refuse("enclave.internal", "receipt missing"),
-            })
-            .collect();
+        let results = par_map(logged, workers, |l| match l {
+            Logged::Appended(p) => p.finish(key),
+            Logged::Refused(e) => SubmitOutcome::Refused(e),
+        });
         Response::Submitted { results }
     }
 

@@ -37,8 +37,8 @@ pub struct UnsignedAppend {
 
 impl UnsignedAppend {
     /// Signs the receipt for the tree of size `index + 1`.
-    pub fn receipt(&self, key: &SigningKey) -> Receipt {
-        Receipt::sign(
+    pub fn sign(self, key: &SigningKey) -> Appended {
+        let receipt = Receipt::sign(
             key,
             &self.origin,
             self.epoch,
@@ -46,23 +46,13 @@ impl UnsignedAppend {
             &self.leaf_hash,
             &self.root,
             self.time,
-        )
-    }
-
-    /// The append with its receipt from [`UnsignedAppend::receipt`].
-    pub fn with_receipt(self, receipt: Receipt) -> Appended {
+        );
         Appended {
             index: self.index,
             leaf: self.leaf,
             nodes: self.nodes,
             receipt,
         }
-    }
-
-    /// Signs and completes the append.
-    pub fn sign(self, key: &SigningKey) -> Appended {
-        let receipt = self.receipt(key);
-        self.with_receipt(receipt)
     }
 }
 

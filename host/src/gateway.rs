@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use leadgate_enclave::protocol::{
-    decode, encode, read_frame, write_frame, Request, Response, SubmitOutcome, Tip, WireAppended,
-    WireError, MAX_TAGS_PER_FRAME,
+    Request, Response, SubmitOutcome, Tip, WireAppended, WireError, MAX_TAGS_PER_FRAME,
 };
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::intake::SealedLead;
@@ -123,28 +122,13 @@ fn now_ms() -> u64 {
     leadgate_enclave::transport::now_ms()
 }
 
-async fn exchange(stream: &mut TcpStream, req: &Request) -> Result<Response, LinkError> {
-    write_frame(stream, &encode(req))
-        .await
-        .map_err(|_| LinkError::Unavailable)?;
-    let body = read_frame(stream)
-        .await
-        .map_err(|_| LinkError::Unavailable)?
-        .ok_or(LinkError::Unavailable)?;
-    decode(&body).map_err(|e| LinkError::Protocol(e.to_string()))
-}
-
 /// Exchanges on the held connection. Any link failure drops the connection (the stream may
 /// be out of step), so that [`Gateway::maintain`] reconnects and re-boots the enclave.
 async fn exchange_held(
     conn: &mut Option<EnclaveConn>,
     req: &Request,
 ) -> Result<Response, LinkError> {
-    let c = conn.as_mut().ok_or(LinkError::Unavailable)?;
-    let result = match c.send(req).await {
-        Ok(rx) => link::answer(rx).await,
-        Err(e) => Err(e),
-    };
+    let result = conn.as_mut().ok_or(LinkError::Unavailable)?.call(req).await;
     if result.is_err() {
         *conn = None;
     }
@@ -224,13 +208,14 @@ impl Gateway {
                 // Boot reads the tip from the store: everything sent must be in it.
                 self.flush(&guard).await;
                 match TcpStream::connect(&self.addr).await {
-                    Ok(mut stream) => {
+                    Ok(stream) => {
                         let _ = stream.set_nodelay(true);
-                        match self.boot(&mut stream).await {
+                        let mut conn = EnclaveConn::new(stream);
+                        match self.boot(&mut conn).await {
                             Ok(info) => {
                                 tracing::info!(origin = %info.keys.origin, "enclave booted");
                                 *self.info.write().await = Some(info);
-                                guard.conn = Some(EnclaveConn::new(stream));
+                                guard.conn = Some(conn);
                                 guard.epoch += 1;
                             }
                             Err(e) => tracing::error!(error = %e, "enclave boot failed"),
@@ -289,17 +274,15 @@ impl Gateway {
 
     /// The start-up sequence (see `leadgate_enclave::protocol`). An enclave that is already
     /// running (host restarted) is accepted only if its log equals what is stored.
-    async fn boot(&self, stream: &mut TcpStream) -> Result<EnclaveInfo, LinkError> {
+    async fn boot(&self, conn: &mut EnclaveConn) -> Result<EnclaveInfo, LinkError> {
         let sealed = self.store.sealed_secrets().await?;
         let tip = self.tip().await?;
-        let resp = exchange(
-            stream,
-            &Request::Boot {
+        let resp = conn
+            .call(&Request::Boot {
                 sealed_secrets: sealed.clone().map(ByteBuf::from),
                 tip,
-            },
-        )
-        .await?;
+            })
+            .await?;
         let keys = match resp {
             Response::Booted {
                 sealed_secrets,
@@ -312,13 +295,13 @@ impl Gateway {
                 let tags = self.store.email_tags().await?;
                 for chunk in tags.chunks(MAX_TAGS_PER_FRAME) {
                     let tags = chunk.iter().cloned().map(ByteBuf::from).collect();
-                    match exchange(stream, &Request::LoadTags { tags }).await? {
+                    match conn.call(&Request::LoadTags { tags }).await? {
                         Response::Ok => {}
                         Response::Error(e) => return Err(enclave_err(e)),
                         other => return Err(LinkError::Protocol(format!("{other:?}"))),
                     }
                 }
-                match exchange(stream, &Request::Start).await? {
+                match conn.call(&Request::Start).await? {
                     Response::Started { appended } => {
                         self.store
                             .store_appends(&[&appended], &[], now_ms())
@@ -330,7 +313,7 @@ impl Gateway {
                 keys
             }
             Response::Error(e) if e.code == "boot.already_booted" => {
-                let Response::Status(status) = exchange(stream, &Request::Status).await? else {
+                let Response::Status(status) = conn.call(&Request::Status).await? else {
                     return Err(LinkError::Protocol("expected status".into()));
                 };
                 let size = self.store.size().await?;

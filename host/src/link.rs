@@ -88,6 +88,16 @@ impl EnclaveConn {
     }
 }
 
+impl EnclaveConn {
+    /// Sends `req` and waits for its answer.
+    ///
+    /// # Errors
+    /// As [`EnclaveConn::send`] and [`answer`].
+    pub async fn call(&mut self, req: &Request) -> Result<Response, LinkError> {
+        answer(self.send(req).await?).await
+    }
+}
+
 impl Drop for EnclaveConn {
     fn drop(&mut self) {
         self.reader.abort();

@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 use leadgate_e2e::{bin, corpus, seal, Stack};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::Event;
-use leadgate_verifier::intake::sign_sealed;
+use leadgate_verifier::intake::{sign_sealed, SealedLead};
 use leadgate_verifier::merkle;
 use leadgate_verifier::receipt::Receipt;
 use serde_json::{json, Value};
@@ -250,32 +250,15 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
     )
     .unwrap();
 
+    let sealed = |lead: &SealedLead, status: u16, code: &'static str| {
+        (serde_json::to_vec(lead).unwrap(), status, code)
+    };
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
-        (
-            serde_json::to_vec(&garbled).unwrap(),
-            422,
-            "submission.decrypt_failed",
-        ),
-        (
-            serde_json::to_vec(&truncated).unwrap(),
-            422,
-            "submission.decrypt_failed",
-        ),
-        (
-            serde_json::to_vec(&wrong_aad).unwrap(),
-            422,
-            "submission.decrypt_failed",
-        ),
-        (
-            serde_json::to_vec(&bad_sig).unwrap(),
-            422,
-            "submission.bad_signature",
-        ),
-        (
-            serde_json::to_vec(&not_json).unwrap(),
-            422,
-            "lead.malformed_json",
-        ),
+        sealed(&garbled, 422, "submission.decrypt_failed"),
+        sealed(&truncated, 422, "submission.decrypt_failed"),
+        sealed(&wrong_aad, 422, "submission.decrypt_failed"),
+        sealed(&bad_sig, 422, "submission.bad_signature"),
+        sealed(&not_json, 422, "lead.malformed_json"),
         (b"{\"seller\": ".to_vec(), 400, "request.malformed_json"),
         (b"[1,2,3]".to_vec(), 400, "request.malformed_json"),
         (
@@ -288,11 +271,7 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
             "request.unknown_field",
         ),
         (vec![b' '; 70 * 1024], 413, "request.too_large"),
-        (
-            serde_json::to_vec(&good).unwrap(),
-            409,
-            "submission.replayed",
-        ),
+        sealed(&good, 409, "submission.replayed"),
     ];
     for (body, want_status, want_code) in cases {
         let (status, v) = stack.post_raw(&body);

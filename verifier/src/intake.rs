@@ -72,19 +72,16 @@ pub struct SealedLead {
     pub signature: String,
 }
 
-/// A [`SealedLead`] decoded into bytes and with its signature checked.
+/// A [`DecodedSubmission`] whose seller signature has been checked; only
+/// [`DecodedSubmission::verify`] makes one. Dereferences to the decoded fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedSubmission {
-    /// Seller public key.
-    pub seller: [u8; 32],
-    /// HPKE encapsulated key.
-    pub enc: [u8; ENC_LEN],
-    /// HPKE ciphertext.
-    pub ciphertext: Vec<u8>,
-    /// Unix ms.
-    pub issued_at_ms: u64,
-    /// SHA-256(enc || ciphertext).
-    pub ciphertext_sha256: [u8; 32],
+pub struct VerifiedSubmission(DecodedSubmission);
+
+impl std::ops::Deref for VerifiedSubmission {
+    type Target = DecodedSubmission;
+    fn deref(&self) -> &DecodedSubmission {
+        &self.0
+    }
 }
 
 impl VerifiedSubmission {
@@ -280,13 +277,7 @@ impl DecodedSubmission {
         seller_key
             .verify_strict(text.as_bytes(), &self.signature)
             .map_err(|_| SubmissionError::BadSignature)?;
-        Ok(VerifiedSubmission {
-            seller: self.seller,
-            enc: self.enc,
-            ciphertext: self.ciphertext,
-            issued_at_ms: self.issued_at_ms,
-            ciphertext_sha256: self.ciphertext_sha256,
-        })
+        Ok(VerifiedSubmission(self))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
 use ed25519_dalek::SigningKey;
-use leadgate_verifier::intake::seal_lead;
+use leadgate_verifier::intake::{seal_lead, SealedLead};
 use serde_json::{json, Value};
 
 use crate::http::{agent, attest_gateway, error_code, now_ms, TrustArgs};
@@ -111,6 +111,13 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let done: Vec<std::sync::atomic::AtomicBool> =
         leads.iter().map(|_| Default::default()).collect();
     let next = AtomicUsize::new(0);
+    let submitter = Submitter {
+        http: &http,
+        gateway: &a.gateway,
+        seller: &seller,
+        intake: &keys.intake_key,
+        origin: &keys.origin,
+    };
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         for _ in 0..a.concurrency.max(1) {
@@ -124,14 +131,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                 }
-                let answers = post_leads(
-                    &http,
-                    &a.gateway,
-                    &seller,
-                    &keys.intake_key,
-                    &keys.origin,
-                    &leads[range.clone()],
-                );
+                let answers = submitter.post_leads(&leads[range.clone()]);
                 for (i, v) in range.zip(answers) {
                     *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
                     done[i].store(true, Ordering::Release);
@@ -210,75 +210,81 @@ fn request_chunks(
     chunks
 }
 
-/// Seals and posts `leads` (one request, or a batch request for several), retrying each lead
-/// while the gateway says to retry (503, or `overloaded`/`enclave.unavailable` in a batch
-/// answer). One answer per lead, in order.
-fn post_leads(
-    http: &ureq::Agent,
-    gateway: &str,
-    seller: &SigningKey,
-    intake: &[u8; 32],
-    origin: &str,
-    leads: &[Vec<u8>],
-) -> Vec<Value> {
-    if leads.len() == 1 {
-        return vec![post_one(http, gateway, seller, intake, origin, &leads[0])];
+/// Who sends leads where: the seller key, the gateway and the attested intake key and origin.
+struct Submitter<'a> {
+    http: &'a ureq::Agent,
+    gateway: &'a str,
+    seller: &'a SigningKey,
+    intake: &'a [u8; 32],
+    origin: &'a str,
+}
+
+impl Submitter<'_> {
+    /// Seals and signs `lead` now; a refusal to seal comes back as the lead's error answer.
+    fn seal(&self, lead: &[u8]) -> Result<SealedLead, Value> {
+        seal_lead(self.seller, self.intake, self.origin, lead, now_ms())
+            .map_err(|e| json!({"error": {"code": e.code(), "message": e.to_string()}}))
     }
-    let mut answers: Vec<Option<Value>> = vec![None; leads.len()];
-    let mut delay = std::time::Duration::from_millis(100);
-    for _attempt in 0..20 {
-        let pending: Vec<usize> = (0..leads.len()).filter(|&i| answers[i].is_none()).collect();
-        if pending.is_empty() {
-            break;
+
+    /// Seals and posts `leads` (one request, or a batch request for several), retrying each lead
+    /// while the gateway says to retry (503, or `overloaded`/`enclave.unavailable` in a batch
+    /// answer). One answer per lead, in order.
+    fn post_leads(&self, leads: &[Vec<u8>]) -> Vec<Value> {
+        if leads.len() == 1 {
+            return vec![self.post_one(&leads[0])];
         }
-        let mut sealed = Vec::with_capacity(pending.len());
-        for &i in &pending {
-            match seal_lead(seller, intake, origin, &leads[i], now_ms()) {
-                Ok(s) => sealed.push(s),
-                Err(e) => {
-                    answers[i] =
-                        Some(json!({"error": {"code": e.code(), "message": e.to_string()}}));
+        let mut answers: Vec<Option<Value>> = vec![None; leads.len()];
+        let mut delay = std::time::Duration::from_millis(100);
+        for _attempt in 0..20 {
+            let pending: Vec<usize> = (0..leads.len()).filter(|&i| answers[i].is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            let mut sealed = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                match self.seal(&leads[i]) {
+                    Ok(s) => sealed.push(s),
+                    Err(e) => answers[i] = Some(e),
                 }
             }
-        }
-        let pending: Vec<usize> = pending
-            .into_iter()
-            .filter(|&i| answers[i].is_none())
-            .collect();
-        let url = format!("{gateway}/v1/leads/batch");
-        let results = match http.post(&url).send_json(json!({ "leads": sealed })) {
-            Ok(mut resp) if resp.status().as_u16() != 503 => {
-                let status = resp.status().as_u16();
-                let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-                match v["results"].as_array() {
-                    Some(r) if r.len() == pending.len() => r.clone(),
-                    _ => {
-                        let e = json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
-                        for &i in &pending {
-                            answers[i] = Some(e.clone());
+            let pending: Vec<usize> = pending
+                .into_iter()
+                .filter(|&i| answers[i].is_none())
+                .collect();
+            let url = format!("{}/v1/leads/batch", self.gateway);
+            let results = match self.http.post(&url).send_json(json!({ "leads": sealed })) {
+                Ok(mut resp) if resp.status().as_u16() != 503 => {
+                    let status = resp.status().as_u16();
+                    let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+                    match v["results"].as_array() {
+                        Some(r) if r.len() == pending.len() => r.clone(),
+                        _ => {
+                            let e = json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
+                            for &i in &pending {
+                                answers[i] = Some(e.clone());
+                            }
+                            break;
                         }
-                        break;
                     }
                 }
+                _ => Vec::new(),
+            };
+            for (&i, r) in pending.iter().zip(results) {
+                let retry = matches!(
+                    r["error"]["code"].as_str(),
+                    Some("overloaded" | "enclave.unavailable")
+                );
+                if !retry {
+                    answers[i] = Some(r);
+                }
             }
-            _ => Vec::new(),
-        };
-        for (&i, r) in pending.iter().zip(results) {
-            let retry = matches!(
-                r["error"]["code"].as_str(),
-                Some("overloaded" | "enclave.unavailable")
-            );
-            if !retry {
-                answers[i] = Some(r);
+            if answers.iter().all(Option::is_some) {
+                break;
             }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
-        if answers.iter().all(Option::is_some) {
-            break;
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(std::time::Duration::from_secs(2));
-    }
-    answers
+        answers
         .into_iter()
         .map(|a| {
             a.unwrap_or_else(
@@ -286,45 +292,40 @@ fn post_leads(
             )
         })
         .collect()
-}
+    }
 
-/// Seals and posts one lead, retrying while the gateway says to retry (503).
-fn post_one(
-    http: &ureq::Agent,
-    gateway: &str,
-    seller: &SigningKey,
-    intake: &[u8; 32],
-    origin: &str,
-    lead: &[u8],
-) -> Value {
-    let mut delay = std::time::Duration::from_millis(100);
-    for _attempt in 0..20 {
-        let sealed = match seal_lead(seller, intake, origin, lead, now_ms()) {
-            Ok(s) => s,
-            Err(e) => return json!({"error": {"code": e.code(), "message": e.to_string()}}),
-        };
-        let mut resp = match http.post(&format!("{gateway}/v1/leads")).send_json(&sealed) {
-            Ok(r) => r,
-            Err(e) => {
+    /// Seals and posts one lead, retrying while the gateway says to retry (503).
+    fn post_one(&self, lead: &[u8]) -> Value {
+        let mut delay = std::time::Duration::from_millis(100);
+        for _attempt in 0..20 {
+            let sealed = match self.seal(lead) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+            let url = format!("{}/v1/leads", self.gateway);
+            let mut resp = match self.http.post(&url).send_json(&sealed) {
+                Ok(r) => r,
+                Err(e) => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                    let _ = e;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+            if status == 503 {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(std::time::Duration::from_secs(2));
-                let _ = e;
                 continue;
             }
-        };
-        let status = resp.status().as_u16();
-        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-        if status == 503 {
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(std::time::Duration::from_secs(2));
-            continue;
+            if (200..300).contains(&status) {
+                return v;
+            }
+            return json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
         }
-        if (200..300).contains(&status) {
-            return v;
-        }
-        return json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
+        json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}})
     }
-    json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}})
 }
 
 #[cfg(test)]
