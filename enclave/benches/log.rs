@@ -9,7 +9,8 @@ use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::log::Log;
 use leadgate_enclave::protocol::{Request, Response};
 use leadgate_enclave::sealing::DevFileSealer;
-use leadgate_verifier::event::{Event, LeadAccepted, Listing};
+use leadgate_verifier::auction::{Pricing, TokenAmount};
+use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, Listing};
 use leadgate_verifier::intake::seal_lead;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::{leaf_hash, Frontier};
@@ -36,6 +37,11 @@ fn event(i: u64) -> Event {
             founded_year: Some(1990),
         },
         email_tag: "ef".repeat(32),
+        auction: AuctionTerms {
+            reserve: TokenAmount::new(1_000_000).expect("amount"),
+            closes_at: 1_790_003_600_000 + i,
+            pricing: Pricing::FirstPrice,
+        },
     })
 }
 

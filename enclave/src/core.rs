@@ -2,22 +2,28 @@
 //! No sockets and no clock here: the transport passes the enclave's own clock reading
 //! (`now_ms`, Unix ms) with each request, so every flow is testable in memory.
 
+mod market;
+
+use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::checkpoint::verify_checkpoint;
-use leadgate_verifier::event::{Event, LeadAccepted, LeadRejected, LogEpoch};
+use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, LeadRejected, LogEpoch};
 use leadgate_verifier::intake::{
-    open_lead, SealedLead, SubmissionError, VerifiedSubmission, MAX_LEAD_BYTES,
+    open_lead, AuctionRequest, SealedLead, VerifiedSubmission, MAX_LEAD_BYTES,
 };
 use leadgate_verifier::merkle::{self, Frontier, Hash};
 use serde_bytes::ByteBuf;
 
 use crate::attest::AttestationProvider;
+use crate::auctions::AuctionBook;
 use crate::dedup::EmailTags;
 use crate::log::{Log, UnsignedAppend};
 use crate::parallel::par_map;
 use crate::protocol::{
-    Request, Response, Status, SubmitOutcome, Tip, WireError, MAX_BATCH, MAX_TAGS_PER_FRAME,
+    ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip, WireError, MAX_BATCH,
+    MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 use crate::replay::{ReplayGuard, ReplayVerdict};
+use crate::restore::Restore;
 use crate::rules::{check_lead, CheckedLead, RejectReason};
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
@@ -42,6 +48,17 @@ pub struct EnclaveConfig {
     /// Threads that verify and open the leads of one batch (default: the available CPUs, at
     /// most 8). Appending stays on one thread, in order.
     pub workers: usize,
+    /// Reserve of an auction whose seller names none, smallest token units (default 0).
+    pub default_reserve: TokenAmount,
+    /// Auction duration when the seller names none, ms (default 1 hour).
+    pub default_duration_ms: u64,
+    /// Shortest auction a seller may ask for, ms (default 1 s).
+    pub min_duration_ms: u64,
+    /// Longest auction a seller may ask for, ms (default 7 days).
+    pub max_duration_ms: u64,
+    /// How long after close a winner may ask for its lead, ms (default 7 days). Restarts
+    /// replay the log back to the oldest sale still in this window.
+    pub release_window_ms: u64,
 }
 
 impl EnclaveConfig {
@@ -57,7 +74,27 @@ impl EnclaveConfig {
             workers: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(8),
+            default_reserve: TokenAmount::default(),
+            default_duration_ms: 3_600_000,
+            min_duration_ms: 1_000,
+            max_duration_ms: 7 * 86_400_000,
+            release_window_ms: 7 * 86_400_000,
         }
+    }
+
+    /// The auction a lead accepted at `now_ms` opens, from the seller's request and the
+    /// defaults; `None` if the request is out of bounds.
+    fn auction_terms(&self, asked: Option<&AuctionRequest>, now_ms: u64) -> Option<AuctionTerms> {
+        let asked = asked.copied().unwrap_or_default();
+        let duration = asked.duration_ms.unwrap_or(self.default_duration_ms);
+        if !(self.min_duration_ms..=self.max_duration_ms).contains(&duration) {
+            return None;
+        }
+        Some(AuctionTerms {
+            reserve: asked.reserve.unwrap_or(self.default_reserve),
+            closes_at: now_ms.checked_add(duration)?,
+            pricing: asked.pricing.unwrap_or(Pricing::FirstPrice),
+        })
     }
 }
 
@@ -68,6 +105,9 @@ struct Running {
     started: bool,
     replay: ReplayGuard,
     sellers: SellerKeys,
+    book: AuctionBook,
+    /// The boot replay in progress (between Boot and Start).
+    restore: Option<Restore>,
 }
 
 /// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
@@ -75,8 +115,9 @@ type RuleVerdict = Result<(CheckedLead, [u8; 32]), RejectReason>;
 
 /// Stage 1's result for one lead.
 enum Opened {
-    /// Not decodable or not signed by its seller: refused before anything else.
-    BadSubmission(SubmissionError),
+    /// Not decodable, not signed by its seller, or asking for terms out of bounds: refused
+    /// before anything else.
+    BadSubmission(WireError),
     /// Signed by its seller. `verdict` is the rules' verdict, or the refusal if the ciphertext
     /// did not open to JSON (given only after the replay check, as for one lead at a time).
     Signed(Box<SignedLead>),
@@ -117,25 +158,38 @@ impl PendingOutcome {
 /// A lead with a valid seller signature, opened and checked.
 struct SignedLead {
     sub: VerifiedSubmission,
+    /// The auction it opens if accepted.
+    terms: AuctionTerms,
     /// The rules' verdict, or the refusal if the ciphertext did not open to JSON.
     verdict: Result<RuleVerdict, WireError>,
 }
 
 /// Verifies, opens and checks one lead. Touches no mutable state.
 fn open_one(
+    config: &EnclaveConfig,
     secrets: &Secrets,
     sellers: &SellerKeys,
-    origin: &str,
     lead: &SealedLead,
-    year: u64,
+    now_ms: u64,
 ) -> Opened {
+    let origin = config.origin.as_str();
+    let year = year_of(now_ms);
     let verified = lead.decode().and_then(|d| match sellers.get(&d.seller) {
         Some(key) => d.verify_with_key(origin, key),
         None => d.verify(origin),
     });
     let sub = match verified {
         Ok(s) => s,
-        Err(e) => return Opened::BadSubmission(e),
+        Err(e) => return Opened::BadSubmission(WireError::new(e.code(), e.to_string())),
+    };
+    let Some(terms) = config.auction_terms(sub.auction.as_ref(), now_ms) else {
+        return Opened::BadSubmission(WireError::new(
+            "submission.bad_terms",
+            format!(
+                "auction duration must be {} to {} ms",
+                config.min_duration_ms, config.max_duration_ms
+            ),
+        ));
     };
     let verdict = match open_lead(secrets.intake_key(), origin, &sub) {
         Err(e) => Err(WireError::new(e.code(), e.to_string())),
@@ -160,7 +214,11 @@ fn open_one(
             }
         }
     };
-    Opened::Signed(Box::new(SignedLead { sub, verdict }))
+    Opened::Signed(Box::new(SignedLead {
+        sub,
+        terms,
+        verdict,
+    }))
 }
 
 /// The enclave.
@@ -216,9 +274,17 @@ impl Enclave {
                 tip,
             } => self.boot(sealed_secrets, tip, now_ms),
             Request::LoadTags { tags } => self.load_tags(tags),
+            Request::Replay {
+                from,
+                base,
+                entries,
+            } => self.replay(from, base, entries),
             Request::Start => self.start(now_ms),
             Request::Attest { nonce } => self.attest(nonce, now_ms),
             Request::Submit { leads } => self.submit(leads, now_ms),
+            Request::Bid { bids } => self.bid(bids, now_ms),
+            Request::Tick => self.tick(now_ms),
+            Request::Release { request, lead } => self.release(request, lead, now_ms),
             Request::Checkpoint { force } => self.checkpoint(force, now_ms),
             Request::Status => self.status(),
         }
@@ -314,6 +380,8 @@ impl Enclave {
             tags: EmailTags::new(self.config.tag_filter_bits_log2),
             started: false,
             sellers: SellerKeys::new(crate::sellers::DEFAULT_CAPACITY),
+            book: AuctionBook::default(),
+            restore: None,
             replay: ReplayGuard::new(
                 self.config.replay_window_ms,
                 self.config.replay_filter_bits_log2,
@@ -345,11 +413,68 @@ impl Enclave {
         Response::Ok
     }
 
+    /// Rebuilds the auction book from replayed leaves (see [`crate::restore`]).
+    fn replay(
+        &mut self,
+        from: u64,
+        base: Option<ReplayBase>,
+        entries: Vec<ReplayEntry>,
+    ) -> Response {
+        let origin = self.config.origin.clone();
+        let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
+            return err(
+                "boot.bad_state",
+                "leaves are replayed between Boot and Start",
+            );
+        };
+        if entries.len() > MAX_REPLAY_ENTRIES {
+            return err("protocol.too_many_entries", "too many entries in one frame");
+        }
+        let mut restore = match r.restore.take() {
+            Some(rs) if rs.next_index() == from && base.is_none() => rs,
+            Some(_) => {
+                self.running = None;
+                return err(
+                    "boot.replay_invalid",
+                    "replay chunks must follow on; boot again",
+                );
+            }
+            None => match Restore::begin(from, base, &r.secrets.log_key().verifying_key(), &origin)
+            {
+                Ok(rs) => rs,
+                Err(e) => return Response::Error(e),
+            },
+        };
+        if let Err(e) = restore.apply(&entries, &mut r.book, r.secrets.intake_key(), &origin) {
+            // The book may be half-built: only a new boot may continue.
+            self.running = None;
+            return Response::Error(e);
+        }
+        r.restore = Some(restore);
+        Response::Ok
+    }
+
     fn start(&mut self, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
+        let release_window_ms = self.config.release_window_ms;
         let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
             return err("boot.bad_state", "Start follows Boot, once");
         };
+        // With a tip, the auction book must have been rebuilt from a complete replay.
+        if r.log.size() > 0 {
+            let checked = match r.restore.take() {
+                Some(rs) => rs.finish(r.log.frontier()),
+                None => Err(WireError::new(
+                    "boot.replay_invalid",
+                    "a log with a tip must be replayed before Start",
+                )),
+            };
+            if let Err(e) = checked {
+                self.running = None;
+                return Response::Error(e);
+            }
+        }
+        r.book.expire_sales(now_ms, release_window_ms);
         let keys = r.secrets.public_keys(&origin);
         let log_key = match keys.note_verifier() {
             Ok(v) => v.to_vkey_string(),
@@ -364,6 +489,7 @@ impl Enclave {
             log_key,
             intake_key: hex::encode(keys.intake_key),
             anchor_key: hex::encode(keys.anchor_key),
+            replay_from: r.book.replay_from(r.log.size()),
         });
         match r.log.append(r.secrets.log_key(), &event) {
             Ok(a) => {
@@ -409,17 +535,16 @@ impl Enclave {
                 format!("at most {MAX_BATCH} leads per batch"),
             );
         }
-        let origin = self.config.origin.clone();
         let workers = self.config.workers;
-        let Some(r) = self.ready() else {
+        let config = &self.config;
+        let Some(r) = self.running.as_mut().filter(|r| r.started) else {
             return err("enclave.not_ready", "enclave has not finished start-up");
         };
         // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
         // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
-        let year = year_of(now_ms);
         r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
         let opened = par_map(leads, workers, |l| {
-            open_one(&r.secrets, &r.sellers, &origin, &l, year)
+            open_one(config, &r.secrets, &r.sellers, &l, now_ms)
         });
         let logged: Vec<Logged> = opened
             .into_iter()
@@ -440,9 +565,9 @@ impl Enclave {
 
     /// Stage 2 for one lead: replay memory, duplicate emails, the tree. `Err` is a refusal.
     fn log_one_inner(r: &mut Running, opened: Opened, now_ms: u64) -> Result<Logged, WireError> {
-        let (sub, verdict) = match opened {
-            Opened::BadSubmission(e) => return Err(WireError::new(e.code(), e.to_string())),
-            Opened::Signed(signed) => (signed.sub, signed.verdict),
+        let (sub, terms, verdict) = match opened {
+            Opened::BadSubmission(e) => return Err(e),
+            Opened::Signed(signed) => (signed.sub, signed.terms, signed.verdict),
         };
         match r
             .replay
@@ -485,6 +610,7 @@ impl Enclave {
                     reasons: c.reasons,
                     listing: c.listing,
                     email_tag: hex::encode(tag),
+                    auction: terms,
                 }),
                 true,
                 None,
@@ -511,6 +637,12 @@ impl Enclave {
             .map_err(|e| WireError::new(e.code(), e.to_string()))?;
         if let Some(tag) = &email_tag {
             r.tags.record(tag);
+            r.book.open(
+                lead_id.clone(),
+                unsigned.index(),
+                sub.ciphertext_sha256,
+                terms,
+            );
         }
         Ok(Logged::Appended(Box::new(PendingOutcome {
             lead_id,

@@ -11,12 +11,16 @@
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
 //!   detection, both in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
+//! * [`auctions`]: the auction book (open auctions with their opened bids, recent sales);
+//!   the bid, close and release flows are in `core/market.rs`.
+//! * [`restore`]: rebuilding the book at boot from a replay the enclave checks against its tip.
 //! * [`sellers`]: decompressed keys of recent sellers.
 //! * [`parallel`]: the order-preserving parallel map used for per-lead crypto in a batch.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod attest;
+pub mod auctions;
 pub mod bloom;
 pub mod core;
 pub mod dedup;
@@ -24,6 +28,7 @@ pub mod log;
 pub mod parallel;
 pub mod protocol;
 pub mod replay;
+pub mod restore;
 pub mod rules;
 pub mod sealing;
 pub mod secrets;

@@ -36,6 +36,11 @@ pub struct UnsignedAppend {
 }
 
 impl UnsignedAppend {
+    /// The leaf index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
     /// Signs the receipt for the tree of size `index + 1`.
     pub fn sign(self, key: &SigningKey) -> Appended {
         let receipt = Receipt::sign(

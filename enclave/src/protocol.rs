@@ -6,12 +6,16 @@
 //! input.
 //!
 //! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadTags`* (the
-//! `email_tag`s of all accepted events, in chunks) → `Start` (appends `log.epoch`). Then any
-//! of `Attest`, `Submit`, `Checkpoint`, `Status`.
+//! `email_tag`s of all accepted events, in chunks) → `Replay`* (the leaves from the last
+//! `log.epoch`'s `replay_from` to the tip, with the sealed bid of each `bid.sealed`; required
+//! when there is a tip) → `Start` (appends `log.epoch`). Then any of `Attest`, `Submit`,
+//! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`.
 
+use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::merkle::NewNode;
 use leadgate_verifier::receipt::Receipt;
+use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -23,6 +27,30 @@ pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 pub const MAX_BATCH: usize = 256;
 /// Most tags in one `LoadTags` (32 bytes each; 64k tags ≈ 2.2 MiB of CBOR).
 pub const MAX_TAGS_PER_FRAME: usize = 65_536;
+/// Most entries in one `Replay` (a leaf is at most 8 KiB, a sealed bid under 1 KiB; leaves
+/// average under 1 KiB, so 2,048 entries stay far below [`MAX_FRAME_LEN`]).
+pub const MAX_REPLAY_ENTRIES: usize = 2_048;
+/// Most bids in one `Bid`.
+pub const MAX_BIDS: usize = 256;
+
+/// Where a `Replay` starts when it does not start at leaf 0: the receipt of leaf `from − 1`
+/// (its root is the tree of `from` leaves) and the frontier of that tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayBase {
+    /// The receipt of leaf `from − 1`.
+    pub receipt: Receipt,
+    /// Frontier peaks at `from`, largest subtree first, 32 bytes each.
+    pub peaks: Vec<ByteBuf>,
+}
+
+/// One replayed leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayEntry {
+    /// Canonical event bytes.
+    pub leaf: ByteBuf,
+    /// For a `bid.sealed` leaf: the sealed bid whose SHA-256 is its commitment.
+    pub bid: Option<SealedBid>,
+}
 
 /// The host's view of the log tip, handed to a (re)starting enclave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +82,15 @@ pub enum Request {
         /// The tags.
         tags: Vec<ByteBuf>,
     },
+    /// Leaves `from ..` to rebuild the auction book; chunks follow on (see the module doc).
+    Replay {
+        /// Index of the first entry.
+        from: u64,
+        /// Required in the first chunk when `from > 0`.
+        base: Option<ReplayBase>,
+        /// The leaves, in order (≤ [`MAX_REPLAY_ENTRIES`]).
+        entries: Vec<ReplayEntry>,
+    },
     /// Finish start-up: append `log.epoch`.
     Start,
     /// An attestation document binding the enclave keys and `nonce` (≤ 1024 bytes).
@@ -65,6 +102,21 @@ pub enum Request {
     Submit {
         /// The leads.
         leads: Vec<SealedLead>,
+    },
+    /// Sealed bids, in order (≤ [`MAX_BIDS`]).
+    Bid {
+        /// The bids.
+        bids: Vec<SealedBid>,
+    },
+    /// The host's periodic nudge: close every auction whose close time has passed by the
+    /// enclave's clock (the host's clock is never consulted).
+    Tick,
+    /// A buyer's request for a lead, with the sealed lead as stored by the host.
+    Release {
+        /// The signed request.
+        request: ReleaseRequest,
+        /// The seller's sealed submission of that lead.
+        lead: SealedLead,
     },
     /// Sign a checkpoint: now if `force`, else only if one is due (host's periodic tick).
     Checkpoint {
@@ -161,6 +213,23 @@ pub enum SubmitOutcome {
     Refused(WireError),
 }
 
+/// The outcome for one sealed bid.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BidOutcome {
+    /// `bid.sealed` was appended.
+    Logged {
+        /// Auction id.
+        auction_id: String,
+        /// Commitment, 32 bytes.
+        commitment: ByteBuf,
+        /// The append.
+        appended: WireAppended,
+    },
+    /// Refused; nothing appended.
+    Refused(WireError),
+}
+
 /// Public facts about the enclave and log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -204,6 +273,23 @@ pub enum Response {
     Submitted {
         /// Outcomes.
         results: Vec<SubmitOutcome>,
+    },
+    /// Per-bid outcomes, in request order.
+    Bids {
+        /// Outcomes.
+        results: Vec<BidOutcome>,
+    },
+    /// The `auction.closed` / `auction.unsold` appends of this tick, in order.
+    Ticked {
+        /// The appends.
+        closed: Vec<WireAppended>,
+    },
+    /// The lead sealed to its winner, and the `lead.released` append.
+    Released {
+        /// The envelope.
+        released: ReleasedLead,
+        /// The append.
+        appended: WireAppended,
     },
     /// A signed checkpoint note, or none if not due.
     Checkpoint {

@@ -1,171 +1,19 @@
 //! Host ↔ enclave flows in memory: the corpus verdicts, bad input that must change nothing,
 //! restart recovery, and tampered restart state.
 
-use std::collections::HashMap;
+mod common;
 
+use common::{corpus, seal, Host, ORIGIN, T0};
 use ed25519_dalek::SigningKey;
 use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_enclave::protocol::{
-    decode, encode, Request, Response, SubmitOutcome, Tip, WireAppended,
-};
+use leadgate_enclave::protocol::{decode, encode, Request, Response, SubmitOutcome, Tip};
 use leadgate_enclave::sealing::DevFileSealer;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{seal_lead, SealedLead};
 use leadgate_verifier::keys::EnclaveKeys;
-use leadgate_verifier::merkle::{self, Frontier, NodeStore};
+use leadgate_verifier::merkle;
 use serde_bytes::ByteBuf;
-
-const ORIGIN: &str = "leadgate.test/log";
-const T0: u64 = 1_790_000_000_000;
-
-/// A minimal host: stores what the enclave returns.
-#[derive(Default)]
-struct Host {
-    sealed: Option<ByteBuf>,
-    nodes: HashMap<(u8, u64), [u8; 32]>,
-    leaves: Vec<Vec<u8>>,
-    last: Option<WireAppended>,
-    tags: Vec<ByteBuf>,
-    checkpoint: Option<ByteBuf>,
-}
-
-impl NodeStore for Host {
-    fn node(&self, level: u8, index: u64) -> Option<[u8; 32]> {
-        self.nodes.get(&(level, index)).copied()
-    }
-}
-
-impl Host {
-    fn store(&mut self, a: &WireAppended) {
-        assert_eq!(a.index as usize, self.leaves.len(), "appends are in order");
-        self.leaves.push(a.leaf.to_vec());
-        for n in &a.nodes {
-            self.nodes
-                .insert((n.level, n.index), n.hash.as_slice().try_into().unwrap());
-        }
-        self.last = Some(a.clone());
-    }
-
-    fn tip(&self) -> Option<Tip> {
-        let last = self.last.as_ref()?;
-        let f = Frontier::from_store(self, last.index + 1).unwrap();
-        let checkpoint_consistency = match &self.checkpoint {
-            Some(note) => {
-                let n = leadgate_verifier::note::Note::parse(note).unwrap();
-                let size = leadgate_verifier::checkpoint::Checkpoint::parse_text(&n.text)
-                    .unwrap()
-                    .size;
-                merkle::consistency_proof(self, size, last.index + 1)
-                    .unwrap()
-                    .iter()
-                    .map(|h| ByteBuf::from(h.to_vec()))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        Some(Tip {
-            receipt: last.receipt.clone(),
-            peaks: f
-                .peaks()
-                .iter()
-                .map(|p| ByteBuf::from(p.to_vec()))
-                .collect(),
-            checkpoint: self.checkpoint.clone(),
-            checkpoint_consistency,
-        })
-    }
-
-    fn boot(&mut self, dir: &std::path::Path, now: u64) -> (Enclave, EnclaveKeys) {
-        self.boot_with(dir, now, EnclaveConfig::new(ORIGIN))
-    }
-
-    fn boot_with(
-        &mut self,
-        dir: &std::path::Path,
-        now: u64,
-        config: EnclaveConfig,
-    ) -> (Enclave, EnclaveKeys) {
-        let sealer = DevFileSealer::open_or_create(dir).unwrap();
-        let attestor = DevAttestationProvider::open_or_create(dir, now).unwrap();
-        let mut e = Enclave::new(config, Box::new(sealer), Box::new(attestor));
-        let keys = match e.handle(
-            Request::Boot {
-                sealed_secrets: self.sealed.clone(),
-                tip: self.tip(),
-            },
-            now,
-        ) {
-            Response::Booted {
-                sealed_secrets,
-                keys,
-                ..
-            } => {
-                self.sealed = Some(sealed_secrets);
-                EnclaveKeys::from_attested(Some(&keys), None).unwrap()
-            }
-            other => panic!("{other:?}"),
-        };
-        for chunk in self.tags.chunks(1000) {
-            assert_eq!(
-                e.handle(
-                    Request::LoadTags {
-                        tags: chunk.to_vec()
-                    },
-                    now
-                ),
-                Response::Ok
-            );
-        }
-        match e.handle(Request::Start, now) {
-            Response::Started { appended } => self.store(&appended),
-            other => panic!("{other:?}"),
-        }
-        (e, keys)
-    }
-
-    fn submit(&mut self, e: &mut Enclave, leads: Vec<SealedLead>, now: u64) -> Vec<SubmitOutcome> {
-        let Response::Submitted { results } = e.handle(Request::Submit { leads }, now) else {
-            panic!()
-        };
-        for r in &results {
-            if let SubmitOutcome::Logged {
-                appended,
-                email_tag,
-                ..
-            } = r
-            {
-                self.store(appended);
-                if let Some(t) = email_tag {
-                    self.tags.push(t.clone());
-                }
-            }
-        }
-        results
-    }
-}
-
-fn corpus() -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/leads.jsonl"
-    ))
-    .unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn seal(seller: &SigningKey, keys: &EnclaveKeys, lead: &serde_json::Value, at: u64) -> SealedLead {
-    seal_lead(
-        seller,
-        &keys.intake_key,
-        ORIGIN,
-        &serde_json::to_vec(lead).unwrap(),
-        at,
-    )
-    .unwrap()
-}
 
 #[test]
 fn every_corpus_lead_gets_its_labelled_verdict_and_survives_restart() {

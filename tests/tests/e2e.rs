@@ -217,6 +217,7 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
         &enc,
         &garbled_ct,
         leadgate_e2e::now_ms(),
+        None,
     );
     // Truncated ciphertext.
     let truncated = sign_sealed(
@@ -225,6 +226,7 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
         &enc,
         &ct[..ct.len() - 20],
         leadgate_e2e::now_ms(),
+        None,
     );
     // Wrong AAD: another seller signs the first seller's ciphertext.
     let thief = SigningKey::from_bytes(&[6u8; 32]);
@@ -236,6 +238,7 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
         &fresh_enc,
         &b64.decode(&fresh.ciphertext).unwrap(),
         leadgate_e2e::now_ms(),
+        None,
     );
     // Bad signature.
     let mut bad_sig = seal(&seller, &keys, &lead);

@@ -26,7 +26,9 @@ pub const MAX_AMOUNT: u64 = (1 << 53) - 1;
 
 /// An amount in the settlement token's smallest unit (USDC: 10^-6 USDC). Serialized as a JSON
 /// integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct TokenAmount(u64);
 
@@ -69,6 +71,16 @@ pub enum Pricing {
     FirstPrice,
     /// The winner pays the highest other eligible amount, at least the reserve.
     SecondPrice,
+}
+
+impl Pricing {
+    /// `first_price` or `second_price` (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pricing::FirstPrice => "first_price",
+            Pricing::SecondPrice => "second_price",
+        }
+    }
 }
 
 /// Errors. Codes: `auction.*`.

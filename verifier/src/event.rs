@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auction::{Pricing, TokenAmount};
 use crate::jcs::{self, JcsError};
 
 /// Largest leaf accepted, in bytes. A `lead.accepted` event with maximal listing fields is
@@ -93,6 +94,23 @@ pub struct LogEpoch {
     pub intake_key: String,
     /// secp256k1 anchor public key, SEC1 compressed, hex (66 chars).
     pub anchor_key: String,
+    /// The first leaf index a restarting enclave must replay: every auction still open, and
+    /// every sale whose winner may still ask for the lead, began at or after it. The next boot
+    /// replays from here to the tip and checks the leaves hash to the tip's root, so the host
+    /// cannot hide a bid or a close.
+    pub replay_from: u64,
+}
+
+/// The auction a `lead.accepted` opens. The auction id is the lead id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionTerms {
+    /// Lowest amount that can win, in the settlement token's smallest unit (USDC: 6 decimals).
+    pub reserve: TokenAmount,
+    /// When bidding closes, Unix ms, enclave clock.
+    pub closes_at: u64,
+    /// `first_price` or `second_price`.
+    pub pricing: Pricing,
 }
 
 /// `lead.accepted`: a lead passed intake.
@@ -115,6 +133,8 @@ pub struct LeadAccepted {
     pub listing: Listing,
     /// HMAC-SHA-256 of the normalised email under the enclave's tag key, hex (64 chars).
     pub email_tag: String,
+    /// The auction this acceptance opens.
+    pub auction: AuctionTerms,
 }
 
 /// `lead.rejected`: a lead failed intake; `reason` is the first rule it broke.
@@ -133,6 +153,81 @@ pub struct LeadRejected {
     pub reason: String,
 }
 
+/// `bid.sealed`: the enclave took a sealed bid. Only its commitment is public; a buyer's later
+/// bid in the same auction replaces its earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BidSealed {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Auction (lead) id, 32 hex chars.
+    pub auction_id: String,
+    /// Buyer id (Ed25519 public key), hex (64 chars).
+    pub buyer: String,
+    /// SHA-256 of the sealed bid (enc ‖ ciphertext), hex (64 chars).
+    pub commitment: String,
+}
+
+/// `auction.closed`: the auction was sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionClosed {
+    /// Unix ms, enclave clock (at or after `closes_at`).
+    pub time: u64,
+    /// Auction (lead) id.
+    pub auction_id: String,
+    /// Winning buyer id, hex (64 chars).
+    pub winner: String,
+    /// The winning bid's commitment, hex (64 chars).
+    pub winning_commitment: String,
+    /// The winner's HPKE public key from its bid, hex (64 chars): where the lead is sealed.
+    pub winner_hpke: String,
+    /// What the winner pays, smallest token units.
+    pub price: TokenAmount,
+    /// The auction's reserve.
+    pub reserve: TokenAmount,
+    /// The auction's pricing rule.
+    pub pricing: Pricing,
+    /// Number of bids considered (the last of each buyer).
+    pub bids: u64,
+    /// RFC 6962 root over the considered commitments, sorted ([`crate::auction::commitments_root`]), hex.
+    pub commitments_root: String,
+    /// Tie-break seed: the log key's Ed25519 signature over the auction's seed message, hex (128 chars).
+    pub seed: String,
+}
+
+/// `auction.unsold`: no considered bid reached the reserve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionUnsold {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Auction (lead) id.
+    pub auction_id: String,
+    /// The auction's reserve.
+    pub reserve: TokenAmount,
+    /// Number of bids considered.
+    pub bids: u64,
+    /// RFC 6962 root over the considered commitments, hex.
+    pub commitments_root: String,
+    /// Tie-break seed, hex (128 chars).
+    pub seed: String,
+}
+
+/// `lead.released`: the lead was sealed to its winner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadReleased {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Lead id.
+    pub lead_id: String,
+    /// The winning buyer id, hex.
+    pub buyer: String,
+    /// SHA-256(enc ‖ ciphertext) of the envelope handed to the buyer, hex.
+    pub sealed_sha256: String,
+}
+
 /// A log event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
@@ -146,6 +241,18 @@ pub enum Event {
     /// See [`LeadRejected`].
     #[serde(rename = "lead.rejected")]
     LeadRejected(LeadRejected),
+    /// See [`BidSealed`].
+    #[serde(rename = "bid.sealed")]
+    BidSealed(BidSealed),
+    /// See [`AuctionClosed`].
+    #[serde(rename = "auction.closed")]
+    AuctionClosed(AuctionClosed),
+    /// See [`AuctionUnsold`].
+    #[serde(rename = "auction.unsold")]
+    AuctionUnsold(AuctionUnsold),
+    /// See [`LeadReleased`].
+    #[serde(rename = "lead.released")]
+    LeadReleased(LeadReleased),
 }
 
 impl Event {
@@ -180,6 +287,10 @@ impl Event {
             Event::LogEpoch(_) => "log.epoch",
             Event::LeadAccepted(_) => "lead.accepted",
             Event::LeadRejected(_) => "lead.rejected",
+            Event::BidSealed(_) => "bid.sealed",
+            Event::AuctionClosed(_) => "auction.closed",
+            Event::AuctionUnsold(_) => "auction.unsold",
+            Event::LeadReleased(_) => "lead.released",
         }
     }
 
@@ -189,6 +300,10 @@ impl Event {
             Event::LogEpoch(e) => e.time,
             Event::LeadAccepted(e) => e.time,
             Event::LeadRejected(e) => e.time,
+            Event::BidSealed(e) => e.time,
+            Event::AuctionClosed(e) => e.time,
+            Event::AuctionUnsold(e) => e.time,
+            Event::LeadReleased(e) => e.time,
         }
     }
 }
@@ -216,6 +331,11 @@ mod tests {
                 founded_year: None,
             },
             email_tag: "33".repeat(32),
+            auction: AuctionTerms {
+                reserve: TokenAmount::new(1_000_000).unwrap(),
+                closes_at: 1_700_000_060_000,
+                pricing: Pricing::SecondPrice,
+            },
         })
     }
 
@@ -223,7 +343,7 @@ mod tests {
     fn round_trip_is_canonical_and_golden() {
         let leaf = accepted().to_leaf().unwrap();
         let text = String::from_utf8(leaf.clone()).unwrap();
-        assert!(text.starts_with(r#"{"ciphertext_sha256":"2222"#), "{text}");
+        assert!(text.starts_with(r#"{"auction":{"closes_at":1700000060000,"pricing":"second_price","reserve":1000000},"ciphertext_sha256":"2222"#), "{text}");
         assert!(text.contains(r#""kind":"lead.accepted""#));
         assert!(text.contains(r#""listing":{"company_type":"LLC","industry":"HVAC","number_of_locations":3,"region":"Austin, TX","role":"Owner","sub_industry":"Heating"}"#));
         assert_eq!(Event::from_leaf(&leaf).unwrap(), accepted());
@@ -266,6 +386,9 @@ mod tests {
             "linkedin",
             "website",
             "business",
+            "amount",
+            "bid_amount",
+            "nonce",
         ];
         let epoch = Event::LogEpoch(LogEpoch {
             time: 0,
@@ -276,6 +399,7 @@ mod tests {
             log_key: String::new(),
             intake_key: String::new(),
             anchor_key: String::new(),
+            replay_from: 0,
         });
         let rejected = Event::LeadRejected(LeadRejected {
             time: 0,
@@ -284,7 +408,48 @@ mod tests {
             ciphertext_sha256: String::new(),
             reason: "x".into(),
         });
-        for e in [accepted(), epoch, rejected] {
+        let amount = TokenAmount::new(1).unwrap();
+        let bid = Event::BidSealed(BidSealed {
+            time: 0,
+            auction_id: String::new(),
+            buyer: String::new(),
+            commitment: String::new(),
+        });
+        let closed = Event::AuctionClosed(AuctionClosed {
+            time: 0,
+            auction_id: String::new(),
+            winner: String::new(),
+            winning_commitment: String::new(),
+            winner_hpke: String::new(),
+            price: amount,
+            reserve: amount,
+            pricing: Pricing::FirstPrice,
+            bids: 1,
+            commitments_root: String::new(),
+            seed: String::new(),
+        });
+        let unsold = Event::AuctionUnsold(AuctionUnsold {
+            time: 0,
+            auction_id: String::new(),
+            reserve: amount,
+            bids: 0,
+            commitments_root: String::new(),
+            seed: String::new(),
+        });
+        let released = Event::LeadReleased(LeadReleased {
+            time: 0,
+            lead_id: String::new(),
+            buyer: String::new(),
+            sealed_sha256: String::new(),
+        });
+        for e in [accepted(), epoch, rejected, bid, closed, unsold, released] {
+            let leaf = e.to_leaf().unwrap();
+            assert_eq!(
+                Event::from_leaf(&leaf).unwrap(),
+                e,
+                "{} round trip",
+                e.kind()
+            );
             fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
                 if let serde_json::Value::Object(m) = v {
                     for (k, v) in m {

@@ -6,16 +6,16 @@
 //!   so it cannot be replayed to another gateway or re-attributed to another seller.
 //! * The seller signs, with Ed25519, `leadgate.submit.v1\n{origin}\n{seller hex}\n
 //!   {ciphertext_sha256 hex}\n{issued_at_ms}\n`, where `ciphertext_sha256 = SHA-256(enc ||
-//!   ciphertext)`.
+//!   ciphertext)`. A submission that asks for auction terms ([`AuctionRequest`]) signs three
+//!   more lines: `{reserve}\n{duration_ms}\n{pricing}\n`, each `default` when not given.
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use hpke::{
-    aead::AesGcm256, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem as _, OpModeR,
-    OpModeS, Serializable,
-};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::auction::{Pricing, TokenAmount};
+use crate::envelope::{self, HpkeSecret};
+pub use crate::envelope::{ENC_LEN, TAG_LEN};
 
 /// HPKE `info` string.
 pub const HPKE_INFO: &[u8] = b"leadgate intake v1";
@@ -23,12 +23,6 @@ pub const HPKE_INFO: &[u8] = b"leadgate intake v1";
 /// Largest lead plaintext accepted, in bytes. Leadpoet leads are under 2 KiB; 16 KiB leaves room
 /// for long descriptions without letting one request cost much enclave work.
 pub const MAX_LEAD_BYTES: usize = 16 * 1024;
-
-/// HPKE encapsulated key size for X25519: 32 bytes.
-pub const ENC_LEN: usize = 32;
-
-/// AES-256-GCM tag size: 16 bytes.
-pub const TAG_LEN: usize = 16;
 
 /// Errors for submissions. Codes: `submission.*`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +64,38 @@ pub struct SealedLead {
     pub issued_at_ms: u64,
     /// Ed25519 signature, base64 (64 bytes).
     pub signature: String,
+    /// The auction the seller asks for; the enclave's defaults fill what is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auction: Option<AuctionRequest>,
+}
+
+/// Auction terms a seller asks for in its signed submission. Absent fields take the enclave's
+/// configured defaults; the enclave refuses values outside its bounds (`submission.bad_terms`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionRequest {
+    /// Reserve price in the settlement token's smallest unit (USDC: 6 decimals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<TokenAmount>,
+    /// How long the auction stays open after acceptance, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// First price (default) or second price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+}
+
+impl AuctionRequest {
+    /// The three signed lines.
+    fn signed_lines(&self) -> String {
+        let d = |v: Option<String>| v.unwrap_or_else(|| "default".into());
+        format!(
+            "{}\n{}\n{}\n",
+            d(self.reserve.map(|r| r.units().to_string())),
+            d(self.duration_ms.map(|v| v.to_string())),
+            d(self.pricing.map(|p| p.as_str().to_owned())),
+        )
+    }
 }
 
 /// A [`DecodedSubmission`] whose seller signature has been checked; only
@@ -96,19 +122,23 @@ pub fn lead_aad(origin: &str, seller: &[u8; 32]) -> Vec<u8> {
     format!("leadgate.lead.v1\n{origin}\n{}", hex::encode(seller)).into_bytes()
 }
 
-fn signed_text(origin: &str, seller: &[u8; 32], ct_sha: &[u8; 32], issued_at_ms: u64) -> String {
+fn signed_text(
+    origin: &str,
+    seller: &[u8; 32],
+    ct_sha: &[u8; 32],
+    issued_at_ms: u64,
+    terms: Option<&AuctionRequest>,
+) -> String {
     format!(
-        "leadgate.submit.v1\n{origin}\n{}\n{}\n{issued_at_ms}\n",
+        "leadgate.submit.v1\n{origin}\n{}\n{}\n{issued_at_ms}\n{}",
         hex::encode(seller),
-        hex::encode(ct_sha)
+        hex::encode(ct_sha),
+        terms.map(AuctionRequest::signed_lines).unwrap_or_default()
     )
 }
 
 fn ct_sha256(enc: &[u8], ciphertext: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(enc);
-    h.update(ciphertext);
-    h.finalize().into()
+    envelope::fingerprint(enc, ciphertext)
 }
 
 /// Seals and signs a lead (the seller's side).
@@ -122,30 +152,38 @@ pub fn seal_lead(
     lead_json: &[u8],
     issued_at_ms: u64,
 ) -> Result<SealedLead, SubmissionError> {
+    seal_lead_with_terms(seller, intake_key, origin, lead_json, issued_at_ms, None)
+}
+
+/// [`seal_lead`] asking for auction terms (signed with the submission).
+///
+/// # Errors
+/// As [`seal_lead`].
+pub fn seal_lead_with_terms(
+    seller: &SigningKey,
+    intake_key: &[u8; 32],
+    origin: &str,
+    lead_json: &[u8],
+    issued_at_ms: u64,
+    terms: Option<AuctionRequest>,
+) -> Result<SealedLead, SubmissionError> {
     if lead_json.len() > MAX_LEAD_BYTES {
         return Err(SubmissionError::Malformed("lead too large"));
     }
-    let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(intake_key)
-        .map_err(|_| SubmissionError::Malformed("intake key"))?;
     let seller_pk = seller.verifying_key().to_bytes();
-    let (enc, ciphertext) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
-        &OpModeS::Base,
-        &pk,
+    let (enc, ciphertext) = envelope::seal(
+        intake_key,
         HPKE_INFO,
-        lead_json,
         &lead_aad(origin, &seller_pk),
-        &mut rand_core::OsRng,
+        lead_json,
     )
-    .map_err(|_| SubmissionError::Malformed("HPKE seal failed"))?;
-    let mut enc_bytes = [0u8; ENC_LEN];
-    enc_bytes.copy_from_slice(&enc.to_bytes());
-    Ok(sign_sealed(
-        seller,
-        origin,
-        &enc_bytes,
-        &ciphertext,
-        issued_at_ms,
-    ))
+    .map_err(|e| match e {
+        envelope::EnvelopeError::BadKey => SubmissionError::Malformed("intake key"),
+        _ => SubmissionError::Malformed("HPKE seal failed"),
+    })?;
+    let mut sealed = sign_sealed(seller, origin, &enc, &ciphertext, issued_at_ms, terms);
+    sealed.auction = terms;
+    Ok(sealed)
 }
 
 /// Signs an already sealed lead as `seller` (the second half of [`seal_lead`]). Signing
@@ -157,16 +195,19 @@ pub fn sign_sealed(
     enc: &[u8; ENC_LEN],
     ciphertext: &[u8],
     issued_at_ms: u64,
+    terms: Option<AuctionRequest>,
 ) -> SealedLead {
     let seller_pk = seller.verifying_key().to_bytes();
     let sha = ct_sha256(enc, ciphertext);
-    let sig = seller.sign(signed_text(origin, &seller_pk, &sha, issued_at_ms).as_bytes());
+    let text = signed_text(origin, &seller_pk, &sha, issued_at_ms, terms.as_ref());
+    let sig = seller.sign(text.as_bytes());
     SealedLead {
         seller: hex::encode(seller_pk),
         enc: B64.encode(enc),
         ciphertext: B64.encode(ciphertext),
         issued_at_ms,
         signature: B64.encode(sig.to_bytes()),
+        auction: terms,
     }
 }
 
@@ -184,6 +225,8 @@ pub struct DecodedSubmission {
     pub issued_at_ms: u64,
     /// SHA-256(enc || ciphertext).
     pub ciphertext_sha256: [u8; 32],
+    /// The auction terms asked for.
+    pub auction: Option<AuctionRequest>,
     signature: ed25519_dalek::Signature,
 }
 
@@ -230,6 +273,7 @@ impl SealedLead {
             enc,
             ciphertext,
             issued_at_ms: self.issued_at_ms,
+            auction: self.auction,
             signature: ed25519_dalek::Signature::from_bytes(&sig),
         })
     }
@@ -273,6 +317,7 @@ impl DecodedSubmission {
             &self.seller,
             &self.ciphertext_sha256,
             self.issued_at_ms,
+            self.auction.as_ref(),
         );
         seller_key
             .verify_strict(text.as_bytes(), &self.signature)
@@ -286,31 +331,23 @@ impl DecodedSubmission {
 /// # Errors
 /// [`SubmissionError::Decrypt`] if the ciphertext, key or AAD is wrong.
 pub fn open_lead(
-    intake_secret: &<X25519HkdfSha256 as hpke::Kem>::PrivateKey,
+    intake_secret: &HpkeSecret,
     origin: &str,
     sub: &VerifiedSubmission,
 ) -> Result<Vec<u8>, SubmissionError> {
-    let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&sub.enc)
-        .map_err(|_| SubmissionError::Decrypt)?;
-    hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(
-        &OpModeR::Base,
+    envelope::open(
         intake_secret,
-        &enc,
+        &sub.enc,
         HPKE_INFO,
-        &sub.ciphertext,
         &lead_aad(origin, &sub.seller),
+        &sub.ciphertext,
     )
     .map_err(|_| SubmissionError::Decrypt)
 }
 
 /// Derives an X25519 intake key pair from 32 secret bytes (RFC 9180 §7.1.3 DeriveKeyPair).
-pub fn intake_keypair_from_seed(
-    seed: &[u8; 32],
-) -> (<X25519HkdfSha256 as hpke::Kem>::PrivateKey, [u8; 32]) {
-    let (sk, pk) = X25519HkdfSha256::derive_keypair(seed);
-    let mut pk_bytes = [0u8; 32];
-    pk_bytes.copy_from_slice(&pk.to_bytes());
-    (sk, pk_bytes)
+pub fn intake_keypair_from_seed(seed: &[u8; 32]) -> (HpkeSecret, [u8; 32]) {
+    envelope::keypair_from_seed(seed)
 }
 
 #[cfg(test)]
@@ -367,7 +404,7 @@ mod tests {
             seller: hex::encode(thief_pk),
             signature: B64.encode(
                 thief
-                    .sign(signed_text("o", &thief_pk, &sha, 1000).as_bytes())
+                    .sign(signed_text("o", &thief_pk, &sha, 1000, None).as_bytes())
                     .to_bytes(),
             ),
             ..sealed.clone()
@@ -381,8 +418,28 @@ mod tests {
             short.verify("o").unwrap_err().code(),
             "submission.malformed"
         );
-        let mut bad = sealed;
+        let mut bad = sealed.clone();
         bad.enc = "!!".into();
         assert_eq!(bad.verify("o").unwrap_err().code(), "submission.malformed");
+        // Terms are signed: adding, removing or changing them breaks the signature.
+        let terms = AuctionRequest {
+            reserve: Some(TokenAmount::new(5).unwrap()),
+            duration_ms: None,
+            pricing: Some(Pricing::SecondPrice),
+        };
+        let mut added = sealed.clone();
+        added.auction = Some(terms);
+        assert_eq!(added.verify("o"), Err(SubmissionError::BadSignature));
+        let with = seal_lead_with_terms(&seller, &pk, "o", lead, 1000, Some(terms)).unwrap();
+        assert_eq!(with.verify("o").unwrap().auction, Some(terms));
+        let mut stripped = with.clone();
+        stripped.auction = None;
+        assert_eq!(stripped.verify("o"), Err(SubmissionError::BadSignature));
+        let mut raised = with;
+        raised.auction = Some(AuctionRequest {
+            reserve: Some(TokenAmount::new(6).unwrap()),
+            ..terms
+        });
+        assert_eq!(raised.verify("o"), Err(SubmissionError::BadSignature));
     }
 }

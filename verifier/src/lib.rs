@@ -7,7 +7,8 @@
 //! checkpoints ([`note`], [`checkpoint`]), log events in RFC 8785 canonical JSON ([`event`],
 //! [`jcs`]), receipts ([`receipt`]), the sealed lead submission (RFC 9180 HPKE, [`intake`]),
 //! AWS Nitro attestation documents ([`attestation`]) and the keys they bind ([`keys`]), and the
-//! sealed-bid auction rules that bidders recheck ([`auction`]).
+//! sealed-bid auction rules that bidders recheck ([`auction`]), sealed bids ([`bid`]) and the
+//! winner-only release of a lead ([`release`]), all on one HPKE suite ([`envelope`]).
 //!
 //! **Out of scope:** network and disk I/O, clocks and randomness sources other than those
 //! passed in. Every function takes bytes and an explicit `now` and returns values; the `leadgate`
@@ -21,7 +22,9 @@
 
 pub mod attestation;
 pub mod auction;
+pub mod bid;
 pub mod checkpoint;
+pub mod envelope;
 pub mod event;
 pub mod intake;
 pub mod jcs;
@@ -29,3 +32,4 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
+pub mod release;

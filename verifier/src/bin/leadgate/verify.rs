@@ -335,7 +335,10 @@ fn check_receipt(
     let (lead_id, verdict) = match &event {
         Event::LeadAccepted(e) => (e.lead_id.as_str(), "accepted"),
         Event::LeadRejected(e) => (e.lead_id.as_str(), "rejected"),
-        Event::LogEpoch(_) => bail!("receipt points at a log.epoch event"),
+        other => bail!(
+            "receipt points at a {} event, not a lead verdict",
+            other.kind()
+        ),
     };
     if line
         .get("lead_id")
