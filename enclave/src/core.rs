@@ -4,6 +4,8 @@
 
 mod market;
 
+pub use market::MAX_CLOSES_PER_TICK;
+
 use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, LeadRejected, LogEpoch};

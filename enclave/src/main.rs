@@ -21,7 +21,8 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
+        "d" => 86_400_000,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h, d)")),
     };
     n.checked_mul(mult)
         .ok_or_else(|| "duration too large".into())
@@ -52,6 +53,16 @@ struct Args {
     /// Threads that verify and open the leads of a batch (default: available CPUs, at most 8).
     #[arg(long)]
     workers: Option<usize>,
+    /// Reserve of an auction whose seller names none, in the settlement token's smallest unit
+    /// (USDC: 6 decimals, so 1000000 = 1 USDC).
+    #[arg(long, default_value_t = 0)]
+    default_reserve: u64,
+    /// Auction duration when the seller names none (e.g. 1h, 30s).
+    #[arg(long, default_value = "1h", value_parser = parse_duration_ms)]
+    default_auction_duration: u64,
+    /// How long after close a winner may ask for its lead.
+    #[arg(long, default_value = "7d", value_parser = parse_duration_ms)]
+    release_window: u64,
     /// Attestation provider. Only `dev` exists until the Nitro work lands.
     #[arg(long, default_value = "dev", value_parser = ["dev"])]
     attestation: String,
@@ -80,6 +91,10 @@ async fn main() -> anyhow::Result<()> {
     config.checkpoint_interval_ms = args.checkpoint_interval;
     config.replay_window_ms = args.replay_window;
     config.dev_root_pem = Some(attestor.root_pem());
+    config.default_reserve = leadgate_verifier::auction::TokenAmount::new(args.default_reserve)
+        .context("--default-reserve is at most 2^53 - 1")?;
+    config.default_duration_ms = args.default_auction_duration;
+    config.release_window_ms = args.release_window;
     if let Some(w) = args.workers {
         config.workers = w.max(1);
     }

@@ -6,6 +6,10 @@
 //! | `POST /v1/leads` | sealed lead in; `{verdict, reason, score, lead_id, index, receipt}` |
 //! | `POST /v1/leads/batch` | `{leads: [sealed lead]}` (≤ 256) in; `{results: [answer or {error}]}` |
 //! | `GET /v1/leads/{lead_id}` | the stored record |
+//! | `GET /v1/auctions?status=&industry=&region=&min_score=&winner=&limit=&offset=` | `{auctions: [auction]}`, soonest close first; `status` defaults to `open` (`all` for every status) |
+//! | `GET /v1/auctions/{id}` | the auction and `bids: [{index, buyer, commitment}]` (never amounts) |
+//! | `POST /v1/bids` | sealed bid in; `{auction_id, commitment, index, receipt}` |
+//! | `POST /v1/leads/{lead_id}/release` | signed release request in; `{lead_id, index, receipt, released}` (winner only) |
 //! | `GET /v1/checkpoint` | latest signed note, `text/plain` |
 //! | `POST /v1/checkpoint` | sign one now, `text/plain` |
 //! | `GET /v1/entries/{index}` | leaf bytes (canonical JSON) |
@@ -22,9 +26,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use leadgate_enclave::protocol::SubmitOutcome;
+use leadgate_enclave::protocol::{BidOutcome, SubmitOutcome};
+use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::merkle;
+use leadgate_verifier::release::ReleaseRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -32,9 +38,17 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, Job};
 use crate::ratelimit::SellerLimiter;
+use crate::storage::AuctionFilter;
 
 /// A job with its reply channel.
 pub type QueuedJob = (Job, oneshot::Sender<Result<SubmitOutcome, ApiError>>);
+
+/// A sealed bid (and its JSON as stored) with its reply channel.
+pub type QueuedBid = (
+    SealedBid,
+    String,
+    oneshot::Sender<Result<BidOutcome, ApiError>>,
+);
 
 /// Shared state of the API.
 pub struct AppState {
@@ -42,6 +56,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Submission queue (bounded: a full queue answers 503).
     pub queue: mpsc::Sender<QueuedJob>,
+    /// Bid queue (bounded: a full queue answers 503).
+    pub bids: mpsc::Sender<QueuedBid>,
     /// Per-seller limits.
     pub limiter: SellerLimiter,
     /// Largest request body, bytes.
@@ -57,6 +73,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/leads", post(post_lead))
         .route("/v1/leads/batch", post(post_leads_batch))
         .route("/v1/leads/{lead_id}", get(get_lead))
+        .route("/v1/leads/{lead_id}/release", post(post_release))
+        .route("/v1/auctions", get(list_auctions))
+        .route("/v1/auctions/{id}", get(get_auction))
+        .route("/v1/bids", post(post_bid))
         .route("/v1/checkpoint", get(get_checkpoint).post(post_checkpoint))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/proof/inclusion", get(inclusion))
@@ -276,6 +296,140 @@ async fn get_lead(
     Ok(Json(
         serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?,
     ))
+}
+
+fn check_id(id: &str) -> AppResult<()> {
+    if leadgate_verifier::bid::is_auction_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "request.bad_id",
+            "lead and auction ids are 32 lowercase hex digits",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuctionQuery {
+    status: Option<String>,
+    industry: Option<String>,
+    region: Option<String>,
+    min_score: Option<u8>,
+    winner: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// Most auctions in one page.
+pub const MAX_AUCTIONS_PAGE: u32 = 1_000;
+
+async fn list_auctions(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<AuctionQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let status = match q.status.as_deref() {
+        None | Some("open") => Some("open".to_owned()),
+        Some("all") => None,
+        Some(st @ ("sold" | "unsold")) => Some(st.to_owned()),
+        Some(_) => {
+            return Err(ApiError::new(
+                "request.bad_query",
+                "status is open, sold, unsold or all",
+            ))
+        }
+    };
+    let filter = AuctionFilter {
+        status,
+        industry: q.industry,
+        region: q.region,
+        min_score: q.min_score,
+        winner: q.winner,
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_AUCTIONS_PAGE),
+        offset: q.offset.unwrap_or(0),
+    };
+    let auctions = s.gateway.store.auctions(&filter).await.map_err(db)?;
+    Ok(Json(json!({ "auctions": auctions })))
+}
+
+async fn get_auction(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    check_id(&id)?;
+    let (rec, bids) = s
+        .gateway
+        .store
+        .auction(&id)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ApiError::new("auction.unknown", "no such auction"))?;
+    let mut v = serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?;
+    v["bid_entries"] = bids
+        .into_iter()
+        .map(|(index, buyer, commitment)| json!({"index": index, "buyer": buyer, "commitment": commitment}))
+        .collect();
+    Ok(Json(v))
+}
+
+/// `POST /v1/bids`: a sealed bid. The host checks only its encoding; the enclave checks the
+/// signature, opens it, and decides.
+async fn post_bid(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
+    let bytes = read_body(body, s.max_body_bytes).await?;
+    let bid: SealedBid = parse_json(&bytes)?;
+    bid.decode()
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    origin(&s).await?;
+    let json = serde_json::to_string(&bid).map_err(|e| ApiError::internal("encode", e))?;
+    let (tx, rx) = oneshot::channel();
+    s.bids
+        .try_send((bid, json, tx))
+        .map_err(|_| ApiError::new("overloaded", "bid queue is full; retry"))?;
+    match rx.await {
+        Ok(Ok(BidOutcome::Logged {
+            auction_id,
+            commitment,
+            appended,
+        })) => Ok(Json(json!({
+            "auction_id": auction_id,
+            "commitment": hex::encode(commitment),
+            "index": appended.index,
+            "receipt": appended.receipt,
+        }))),
+        Ok(Ok(BidOutcome::Refused(e))) => Err(ApiError::new(&e.code, e.message)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ApiError::new(
+            "enclave.unavailable",
+            "bid was dropped; retry",
+        )),
+    }
+}
+
+/// `POST /v1/leads/{lead_id}/release`: a buyer's signed request; only the winner gets the lead
+/// (sealed to its HPKE key).
+async fn post_release(
+    State(s): State<Arc<AppState>>,
+    Path(lead_id): Path<String>,
+    body: Body,
+) -> AppResult<Json<Value>> {
+    check_id(&lead_id)?;
+    let bytes = read_body(body, s.max_body_bytes).await?;
+    let req: ReleaseRequest = parse_json(&bytes)?;
+    if req.lead_id != lead_id {
+        return Err(ApiError::new(
+            "request.bad_id",
+            "the request is for another lead",
+        ));
+    }
+    origin(&s).await?;
+    let (released, appended) = s.gateway.release(req).await?;
+    Ok(Json(json!({
+        "lead_id": lead_id,
+        "index": appended.index,
+        "receipt": appended.receipt,
+        "released": released,
+    })))
 }
 
 fn note_response(note: Vec<u8>) -> Response {

@@ -38,13 +38,19 @@ pub fn status_for(code: &str) -> StatusCode {
     match code {
         "request.too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "rate.limited" => StatusCode::TOO_MANY_REQUESTS,
-        "submission.replayed" => StatusCode::CONFLICT,
-        "not_found" | "checkpoint.none" => StatusCode::NOT_FOUND,
+        "submission.replayed" | "bid.replayed" => StatusCode::CONFLICT,
+        "not_found" | "checkpoint.none" | "auction.unknown" => StatusCode::NOT_FOUND,
+        "release.not_winner" | "release.not_sold" => StatusCode::FORBIDDEN,
+        "auction.closed" | "release.not_closed" => StatusCode::CONFLICT,
         "enclave.unavailable" | "enclave.not_ready" | "overloaded" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         "internal" | "enclave.protocol" => StatusCode::INTERNAL_SERVER_ERROR,
-        c if c.starts_with("submission.") || c.starts_with("lead.") => {
+        c if c.starts_with("submission.")
+            || c.starts_with("lead.")
+            || c.starts_with("bid.")
+            || c.starts_with("release.") =>
+        {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         _ => StatusCode::BAD_REQUEST,

@@ -14,21 +14,25 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use leadgate_enclave::core::MAX_CLOSES_PER_TICK;
 use leadgate_enclave::protocol::{
-    Request, Response, SubmitOutcome, Tip, WireAppended, WireError, MAX_TAGS_PER_FRAME,
+    BidOutcome, ReplayBase, ReplayEntry, Request, Response, SubmitOutcome, Tip, WireAppended,
+    WireError, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
+use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle;
 use leadgate_verifier::note::Note;
+use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use serde_bytes::ByteBuf;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
 
 use crate::error::ApiError;
 use crate::link::{self, Answer, EnclaveConn};
-use crate::storage::{Store, StoreError, StoredSubmission};
+use crate::storage::{Store, StoreError, StoredBid, StoredSubmission};
 
 /// A submission queued for the enclave.
 pub struct Job {
@@ -140,6 +144,14 @@ fn replayed() -> SubmitOutcome {
         "submission.replayed",
         "this submission was already received",
     ))
+}
+
+fn expect_ok(resp: Response) -> Result<(), LinkError> {
+    match resp {
+        Response::Ok => Ok(()),
+        Response::Error(e) => Err(enclave_err(e)),
+        other => Err(LinkError::Protocol(format!("{other:?}"))),
+    }
 }
 
 fn enclave_err(e: leadgate_enclave::protocol::WireError) -> LinkError {
@@ -295,12 +307,9 @@ impl Gateway {
                 let tags = self.store.email_tags().await?;
                 for chunk in tags.chunks(MAX_TAGS_PER_FRAME) {
                     let tags = chunk.iter().cloned().map(ByteBuf::from).collect();
-                    match conn.call(&Request::LoadTags { tags }).await? {
-                        Response::Ok => {}
-                        Response::Error(e) => return Err(enclave_err(e)),
-                        other => return Err(LinkError::Protocol(format!("{other:?}"))),
-                    }
+                    expect_ok(conn.call(&Request::LoadTags { tags }).await?)?;
                 }
+                self.replay(conn).await?;
                 match conn.call(&Request::Start).await? {
                     Response::Started { appended } => {
                         self.store
@@ -335,6 +344,202 @@ impl Gateway {
         let keys = EnclaveKeys::from_attested(Some(&keys), None)
             .map_err(|e| LinkError::Protocol(e.to_string()))?;
         Ok(EnclaveInfo { keys })
+    }
+
+    /// Replays the leaves from the last `log.epoch`'s `replay_from` to the tip, each
+    /// `bid.sealed` with its sealed bid, so the enclave rebuilds its auction book (it checks
+    /// the replay against the tip; see `leadgate_enclave::restore`).
+    async fn replay(&self, conn: &mut EnclaveConn) -> Result<(), LinkError> {
+        let size = self.store.size().await?;
+        if size == 0 {
+            return Ok(());
+        }
+        let from = self.store.last_replay_from().await?.unwrap_or(0).min(size);
+        let mut base = if from > 0 {
+            let receipt = self.store.receipt(from - 1).await?.ok_or_else(|| {
+                LinkError::Store(StoreError::Inconsistent(format!("no receipt {}", from - 1)))
+            })?;
+            let peaks = self
+                .store
+                .frontier(from)
+                .await?
+                .peaks()
+                .iter()
+                .map(|p| ByteBuf::from(p.to_vec()))
+                .collect();
+            Some(ReplayBase { receipt, peaks })
+        } else {
+            None
+        };
+        let mut at = from;
+        while at < size {
+            let rows = self
+                .store
+                .replay_entries(at, MAX_REPLAY_ENTRIES as u64)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let n = rows.len() as u64;
+            let entries = rows
+                .into_iter()
+                .map(|(leaf, bid)| {
+                    let bid = bid
+                        .map(|j| serde_json::from_str::<SealedBid>(&j))
+                        .transpose()
+                        .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
+                    Ok(ReplayEntry {
+                        leaf: ByteBuf::from(leaf),
+                        bid,
+                    })
+                })
+                .collect::<Result<Vec<_>, LinkError>>()?;
+            expect_ok(
+                conn.call(&Request::Replay {
+                    from: at,
+                    base: base.take(),
+                    entries,
+                })
+                .await?,
+            )?;
+            at += n;
+        }
+        tracing::info!(from, to = size, "replayed the log for the auction book");
+        Ok(())
+    }
+
+    /// Locks the link for an exchange that appends to the log outside the submission
+    /// pipeline: waits until every sent batch is stored, then exchanges `req`. The caller
+    /// stores the answer while holding the guard (and drops the connection if that fails).
+    async fn exchange_appending(
+        &self,
+        req: &Request,
+    ) -> Result<(MutexGuard<'_, Link>, Response), LinkError> {
+        let mut link = self.link().await;
+        if link.conn.is_none() {
+            return Err(LinkError::Unavailable);
+        }
+        self.flush(&link).await;
+        if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
+            link.conn = None;
+            return Err(LinkError::Unavailable);
+        }
+        let resp = exchange_held(&mut link.conn, req).await?;
+        Ok((link, resp))
+    }
+
+    /// Sends sealed bids (with their JSON as received) to the enclave and stores every
+    /// `bid.sealed` with its sealed bid before anyone is answered.
+    ///
+    /// # Errors
+    /// [`LinkError`]s; a storage failure also drops the link.
+    pub async fn place_bids(
+        &self,
+        bids: &[(SealedBid, String)],
+    ) -> Result<Vec<BidOutcome>, LinkError> {
+        let req = Request::Bid {
+            bids: bids.iter().map(|(b, _)| b.clone()).collect(),
+        };
+        let (mut link, resp) = self.exchange_appending(&req).await?;
+        let results = match resp {
+            Response::Bids { results } if results.len() == bids.len() => results,
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
+        };
+        let mut appends = Vec::new();
+        let mut stored = Vec::new();
+        let hexes: Vec<String> = results
+            .iter()
+            .map(|r| match r {
+                BidOutcome::Logged { commitment, .. } => hex::encode(commitment),
+                BidOutcome::Refused(_) => String::new(),
+            })
+            .collect();
+        for ((r, (bid, json)), commitment) in results.iter().zip(bids).zip(&hexes) {
+            if let BidOutcome::Logged { appended, .. } = r {
+                appends.push(appended);
+                stored.push(StoredBid {
+                    index: appended.index,
+                    auction_id: &bid.auction_id,
+                    buyer: &bid.buyer,
+                    commitment,
+                    sealed_json: json,
+                });
+            }
+        }
+        if let Err(e) = self.store.store_bids(&appends, &stored).await {
+            link.conn = None;
+            return Err(e.into());
+        }
+        Ok(results)
+    }
+
+    /// Asks the enclave to close every auction due by its clock, and stores the closes.
+    /// Returns how many closed.
+    ///
+    /// # Errors
+    /// [`LinkError`]s; a storage failure also drops the link.
+    pub async fn tick(&self) -> Result<usize, LinkError> {
+        let mut total = 0;
+        loop {
+            let (mut link, resp) = self.exchange_appending(&Request::Tick).await?;
+            let closed = match resp {
+                Response::Ticked { closed } => closed,
+                Response::Error(e) => return Err(enclave_err(e)),
+                other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
+            };
+            let appends: Vec<&WireAppended> = closed.iter().collect();
+            if let Err(e) = self.store.store_closes(&appends).await {
+                link.conn = None;
+                return Err(e.into());
+            }
+            total += closed.len();
+            if closed.len() < MAX_CLOSES_PER_TICK {
+                if total > 0 {
+                    tracing::info!(closed = total, "auctions closed");
+                }
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Forwards a buyer's release request with the stored sealed lead; stores the
+    /// `lead.released` append and the envelope before answering.
+    ///
+    /// # Errors
+    /// The enclave's refusal (`release.*`), [`LinkError`]s.
+    pub async fn release(
+        &self,
+        request: ReleaseRequest,
+    ) -> Result<(ReleasedLead, WireAppended), LinkError> {
+        let Some(sealed) = self.store.sealed_lead(&request.lead_id).await? else {
+            return Err(LinkError::Enclave {
+                code: "release.not_sold".into(),
+                message: "no accepted lead with this id".into(),
+            });
+        };
+        let lead = serde_json::from_str(&sealed)
+            .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
+        let (lead_id, buyer) = (request.lead_id.clone(), request.buyer.clone());
+        let (mut link, resp) = self
+            .exchange_appending(&Request::Release { request, lead })
+            .await?;
+        let (released, appended) = match resp {
+            Response::Released { released, appended } => (released, appended),
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
+        };
+        let json =
+            serde_json::to_string(&released).map_err(|e| LinkError::Protocol(e.to_string()))?;
+        if let Err(e) = self
+            .store
+            .store_release(&appended, &lead_id, &buyer, &json)
+            .await
+        {
+            link.conn = None;
+            return Err(e.into());
+        }
+        Ok((released, appended))
     }
 
     /// Sends one request that does not change the log.

@@ -18,11 +18,11 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadgate_enclave::protocol::{SubmitOutcome, MAX_BATCH};
+use leadgate_enclave::protocol::{SubmitOutcome, MAX_BATCH, MAX_BIDS};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::api::{AppState, QueuedJob};
+use crate::api::{AppState, QueuedBid, QueuedJob};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, Job, SentBatch};
 use crate::ratelimit::SellerLimiter;
@@ -40,7 +40,8 @@ pub struct HostConfig {
     pub max_body_bytes: usize,
     /// Submissions per seller per UTC day (default 1,000).
     pub seller_daily_limit: u32,
-    /// How often to ask the enclave whether a checkpoint is due, ms (default 5 s).
+    /// How often to ask the enclave to close due auctions and whether a checkpoint is due,
+    /// ms (default 5 s). The enclave decides by its own clock; this only bounds the lag.
     pub tick_ms: u64,
     /// Submission queue length before answering 503 (default 8,192).
     pub queue_len: usize,
@@ -114,6 +115,35 @@ fn answer(replies: Replies, result: Result<Vec<SubmitOutcome>, gateway::LinkErro
     }
 }
 
+/// Batches queued bids: one enclave exchange and one transaction per batch of up to
+/// [`MAX_BIDS`].
+async fn run_bids(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedBid>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BIDS {
+            match rx.try_recv() {
+                Ok(b) => batch.push(b),
+                Err(_) => break,
+            }
+        }
+        let (bids, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|(b, j, r)| ((b, j), r)).unzip();
+        match gateway.place_bids(&bids).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let err: ApiError = e.into();
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -134,15 +164,21 @@ pub async fn run(
         loop {
             tokio::time::sleep(tick).await;
             if ticker.connected().await {
+                if let Err(e) = ticker.tick().await {
+                    tracing::warn!(error = %e, "auction tick failed");
+                }
                 if let Err(e) = ticker.checkpoint(false).await {
                     tracing::warn!(error = %e, "checkpoint tick failed");
                 }
             }
         }
     });
+    let (bid_tx, bid_rx) = mpsc::channel(config.queue_len);
+    tokio::spawn(run_bids(gateway.clone(), bid_rx));
     let state = Arc::new(AppState {
         gateway,
         queue: tx,
+        bids: bid_tx,
         limiter: SellerLimiter::new(config.seller_daily_limit),
         max_body_bytes: config.max_body_bytes,
     });

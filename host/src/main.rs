@@ -22,8 +22,9 @@ struct Args {
     /// Submissions per seller per UTC day.
     #[arg(long, default_value_t = 1_000)]
     seller_daily_limit: u32,
-    /// Checkpoint tick, ms (the enclave decides whether one is due).
-    #[arg(long, default_value_t = 5_000)]
+    /// Tick, ms: closes due auctions and signs a checkpoint when one is due (the enclave
+    /// decides both by its own clock; the tick bounds how late a close is logged).
+    #[arg(long, default_value_t = 1_000)]
     tick_ms: u64,
 }
 

@@ -9,13 +9,17 @@ use std::collections::HashMap;
 use std::str::FromStr as _;
 
 use leadgate_enclave::protocol::{SubmitOutcome, WireAppended};
+use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{Frontier, Hash, NodeStore};
 use leadgate_verifier::receipt::Receipt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
 /// Migrations, applied in order; `PRAGMA user_version` holds how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_auctions.sql"),
+];
 
 /// The host database.
 #[derive(Clone)]
@@ -40,6 +44,89 @@ pub struct LeadRecord {
     pub index: u64,
     /// The signed receipt.
     pub receipt: Receipt,
+}
+
+/// A sealed bid to store with its `bid.sealed` leaf index.
+pub struct StoredBid<'a> {
+    /// Leaf index of its `bid.sealed`.
+    pub index: u64,
+    /// Auction id.
+    pub auction_id: &'a str,
+    /// Buyer id, hex.
+    pub buyer: &'a str,
+    /// Commitment, hex.
+    pub commitment: &'a str,
+    /// The sealed bid JSON.
+    pub sealed_json: &'a str,
+}
+
+/// Filters for [`Store::auctions`].
+#[derive(Debug, Clone, Default)]
+pub struct AuctionFilter {
+    /// `open`, `sold` or `unsold`; all if `None`.
+    pub status: Option<String>,
+    /// Exact industry.
+    pub industry: Option<String>,
+    /// Exact region.
+    pub region: Option<String>,
+    /// Lowest score.
+    pub min_score: Option<u8>,
+    /// Winning buyer id.
+    pub winner: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// An auction as served: every field comes from public log events.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuctionRecord {
+    /// Auction (lead) id.
+    pub auction_id: String,
+    /// Leaf index of its `lead.accepted`.
+    pub open_index: u64,
+    /// The redacted listing.
+    pub listing: serde_json::Value,
+    /// Score 0–100.
+    pub score: u8,
+    /// Reserve, smallest token units.
+    pub reserve: u64,
+    /// Close time, Unix ms (enclave clock).
+    pub closes_at: u64,
+    /// `first_price` or `second_price`.
+    pub pricing: String,
+    /// `open`, `sold` or `unsold`.
+    pub status: String,
+    /// Leaf index of its `auction.closed` / `auction.unsold`.
+    pub close_index: Option<u64>,
+    /// Winning buyer id.
+    pub winner: Option<String>,
+    /// The winner's price, smallest token units.
+    pub price: Option<u64>,
+    /// Bids considered at close.
+    pub bids: Option<u64>,
+}
+
+const AUCTION_COLUMNS: &str = "auction_id, open_idx, listing, score, reserve, closes_at, pricing, \
+    status, close_idx, winner, price, bids";
+
+fn auction_record(r: &sqlx::sqlite::SqliteRow) -> Result<AuctionRecord, sqlx::Error> {
+    let listing: String = r.try_get(2)?;
+    Ok(AuctionRecord {
+        auction_id: r.try_get(0)?,
+        open_index: r.try_get::<i64, _>(1)? as u64,
+        listing: serde_json::from_str(&listing).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        score: r.try_get::<i64, _>(3)? as u8,
+        reserve: r.try_get::<i64, _>(4)? as u64,
+        closes_at: r.try_get::<i64, _>(5)? as u64,
+        pricing: r.try_get(6)?,
+        status: r.try_get(7)?,
+        close_index: r.try_get::<Option<i64>, _>(8)?.map(|v| v as u64),
+        winner: r.try_get(9)?,
+        price: r.try_get::<Option<i64>, _>(10)?.map(|v| v as u64),
+        bids: r.try_get::<Option<i64>, _>(11)?.map(|v| v as u64),
+    })
 }
 
 /// A submission to store with its outcome.
@@ -264,6 +351,173 @@ impl Store {
         .transpose()
     }
 
+    /// Stores `bid.sealed` appends with their sealed bids (same order), in one transaction.
+    ///
+    /// # Errors
+    /// As [`Store::store_appends`].
+    pub async fn store_bids(
+        &self,
+        appends: &[&WireAppended],
+        bids: &[StoredBid<'_>],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_appends(&mut tx, appends).await?;
+        if !bids.is_empty() {
+            sqlx::QueryBuilder::new(
+                "INSERT INTO bids (idx, auction_id, buyer, commitment, sealed) ",
+            )
+            .push_values(bids, |mut b, bid| {
+                b.push_bind(bid.index as i64)
+                    .push_bind(bid.auction_id)
+                    .push_bind(bid.buyer)
+                    .push_bind(bid.commitment)
+                    .push_bind(bid.sealed_json);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores close events (the auctions table follows them).
+    ///
+    /// # Errors
+    /// As [`Store::store_appends`].
+    pub async fn store_closes(&self, appends: &[&WireAppended]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_appends(&mut tx, appends).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a `lead.released` append with the envelope handed to the buyer.
+    ///
+    /// # Errors
+    /// As [`Store::store_appends`].
+    pub async fn store_release(
+        &self,
+        append: &WireAppended,
+        lead_id: &str,
+        buyer: &str,
+        released_json: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_appends(&mut tx, &[append]).await?;
+        sqlx::query("INSERT INTO releases (idx, lead_id, buyer, released) VALUES (?, ?, ?, ?)")
+            .bind(append.index as i64)
+            .bind(lead_id)
+            .bind(buyer)
+            .bind(released_json)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The sealed submission (JSON) of an accepted lead.
+    pub async fn sealed_lead(&self, lead_id: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT sealed FROM leads WHERE lead_id = ? AND accepted = 1")
+            .bind(lead_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// `replay_from` of the last stored `log.epoch`.
+    pub async fn last_replay_from(&self) -> Result<Option<u64>, sqlx::Error> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT replay_from FROM epochs ORDER BY idx DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    /// The receipt of leaf `index`.
+    pub async fn receipt(&self, index: u64) -> Result<Option<Receipt>, sqlx::Error> {
+        let row: Option<String> = sqlx::query_scalar("SELECT receipt FROM receipts WHERE idx = ?")
+            .bind(index as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|s| serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    }
+
+    /// Up to `limit` leaves from `from`, each with the sealed bid JSON of a `bid.sealed`.
+    pub async fn replay_entries(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<(Vec<u8>, Option<String>)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT l.leaf, b.sealed FROM leaves l LEFT JOIN bids b ON b.idx = l.idx \
+             WHERE l.idx >= ? ORDER BY l.idx LIMIT ?",
+        )
+        .bind(from as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Auctions matching `filter`, soonest close first.
+    pub async fn auctions(
+        &self,
+        filter: &AuctionFilter,
+    ) -> Result<Vec<AuctionRecord>, sqlx::Error> {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions WHERE 1 = 1"
+        ));
+        if let Some(st) = &filter.status {
+            q.push(" AND status = ").push_bind(st.clone());
+        }
+        if let Some(v) = &filter.industry {
+            q.push(" AND industry = ").push_bind(v.clone());
+        }
+        if let Some(v) = &filter.region {
+            q.push(" AND region = ").push_bind(v.clone());
+        }
+        if let Some(v) = filter.min_score {
+            q.push(" AND score >= ").push_bind(i64::from(v));
+        }
+        if let Some(v) = &filter.winner {
+            q.push(" AND winner = ").push_bind(v.clone());
+        }
+        q.push(" ORDER BY closes_at, auction_id LIMIT ")
+            .push_bind(filter.limit as i64)
+            .push(" OFFSET ")
+            .push_bind(filter.offset as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(auction_record).collect()
+    }
+
+    /// One auction and its `bid.sealed` entries (index, buyer, commitment) in log order.
+    pub async fn auction(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AuctionRecord, Vec<(u64, String, String)>)>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions WHERE auction_id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let rec = auction_record(&row)?;
+        let bids = sqlx::query(
+            "SELECT idx, buyer, commitment FROM bids WHERE auction_id = ? ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some((rec, bids)))
+    }
+
     /// Stores appends (and the submissions they answer) in one transaction. Appends must
     /// continue the stored log exactly.
     ///
@@ -276,50 +530,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves")
-            .fetch_one(&mut *tx)
-            .await?;
-        for a in appends {
-            if a.index as i64 != next {
-                return Err(StoreError::Inconsistent(format!(
-                    "append index {} but log size {next}",
-                    a.index
-                )));
-            }
-            next += 1;
-        }
-        // One multi-row INSERT per table per batch (at most 256 appends: well under SQLite's
-        // 32,766 bound variables).
-        if !appends.is_empty() {
-            let receipts = appends
-                .iter()
-                .map(|a| serde_json::to_string(&a.receipt))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-            sqlx::QueryBuilder::new("INSERT INTO leaves (idx, leaf) ")
-                .push_values(appends, |mut b, a| {
-                    b.push_bind(a.index as i64).push_bind(a.leaf.as_slice());
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-            sqlx::QueryBuilder::new("INSERT INTO receipts (idx, receipt) ")
-                .push_values(appends.iter().zip(&receipts), |mut b, (a, r)| {
-                    b.push_bind(a.index as i64).push_bind(r.as_str());
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-            sqlx::QueryBuilder::new("INSERT OR IGNORE INTO nodes (level, idx, hash) ")
-                .push_values(appends.iter().flat_map(|a| a.nodes.iter()), |mut b, n| {
-                    b.push_bind(i64::from(n.level))
-                        .push_bind(n.index as i64)
-                        .push_bind(n.hash.as_slice());
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_appends(&mut tx, appends).await?;
         let logged: Vec<_> = submissions
             .iter()
             .filter_map(|s| match s.outcome {
@@ -369,6 +580,129 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inserts appends (leaves, receipts, nodes) that must continue the stored log exactly, and
+/// indexes the events the API serves from tables (auctions, epochs).
+async fn insert_appends(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    appends: &[&WireAppended],
+) -> Result<(), StoreError> {
+    let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves")
+        .fetch_one(&mut **tx)
+        .await?;
+    for a in appends {
+        if a.index as i64 != next {
+            return Err(StoreError::Inconsistent(format!(
+                "append index {} but log size {next}",
+                a.index
+            )));
+        }
+        next += 1;
+    }
+    // One multi-row INSERT per table per batch (at most 256 appends: well under SQLite's
+    // 32,766 bound variables).
+    if !appends.is_empty() {
+        let receipts = appends
+            .iter()
+            .map(|a| serde_json::to_string(&a.receipt))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+        sqlx::QueryBuilder::new("INSERT INTO leaves (idx, leaf) ")
+            .push_values(appends, |mut b, a| {
+                b.push_bind(a.index as i64).push_bind(a.leaf.as_slice());
+            })
+            .build()
+            .execute(&mut **tx)
+            .await?;
+        sqlx::QueryBuilder::new("INSERT INTO receipts (idx, receipt) ")
+            .push_values(appends.iter().zip(&receipts), |mut b, (a, r)| {
+                b.push_bind(a.index as i64).push_bind(r.as_str());
+            })
+            .build()
+            .execute(&mut **tx)
+            .await?;
+        sqlx::QueryBuilder::new("INSERT OR IGNORE INTO nodes (level, idx, hash) ")
+            .push_values(appends.iter().flat_map(|a| a.nodes.iter()), |mut b, n| {
+                b.push_bind(i64::from(n.level))
+                    .push_bind(n.index as i64)
+                    .push_bind(n.hash.as_slice());
+            })
+            .build()
+            .execute(&mut **tx)
+            .await?;
+    }
+    for a in appends {
+        index_event(tx, a).await?;
+    }
+    Ok(())
+}
+
+/// Copies the public facts of auction and epoch events into their tables.
+async fn index_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    a: &WireAppended,
+) -> Result<(), StoreError> {
+    // lead.rejected and bid.sealed carry nothing to index here; skip parsing them.
+    if a.leaf.starts_with(b"{\"ciphertext_sha256\"") {
+        return Ok(());
+    }
+    let event: Event = serde_json::from_slice(&a.leaf)
+        .map_err(|e| StoreError::Inconsistent(format!("leaf {}: {e}", a.index)))?;
+    let idx = a.index as i64;
+    match event {
+        Event::LeadAccepted(e) => {
+            let listing = serde_json::to_string(&e.listing)
+                .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO auctions (auction_id, open_idx, listing, industry, region, score, \
+                 reserve, closes_at, pricing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.lead_id)
+            .bind(idx)
+            .bind(listing)
+            .bind(&e.listing.industry)
+            .bind(&e.listing.region)
+            .bind(i64::from(e.score))
+            .bind(e.auction.reserve.units() as i64)
+            .bind(e.auction.closes_at as i64)
+            .bind(e.auction.pricing.as_str())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Event::LogEpoch(e) => {
+            sqlx::query("INSERT INTO epochs (idx, replay_from) VALUES (?, ?)")
+                .bind(idx)
+                .bind(e.replay_from as i64)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Event::AuctionClosed(e) => {
+            sqlx::query(
+                "UPDATE auctions SET status = 'sold', close_idx = ?, winner = ?, price = ?, \
+                 bids = ? WHERE auction_id = ?",
+            )
+            .bind(idx)
+            .bind(&e.winner)
+            .bind(e.price.units() as i64)
+            .bind(e.bids as i64)
+            .bind(&e.auction_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Event::AuctionUnsold(e) => {
+            sqlx::query(
+                "UPDATE auctions SET status = 'unsold', close_idx = ?, bids = ? WHERE auction_id = ?",
+            )
+            .bind(idx)
+            .bind(e.bids as i64)
+            .bind(&e.auction_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Event::LeadRejected(_) | Event::BidSealed(_) | Event::LeadReleased(_) => {}
+    }
+    Ok(())
 }
 
 /// Storage errors.

@@ -1,8 +1,9 @@
-//! `leadgate`: the seller, auditor and benchmark CLI. Every command that talks to a gateway
+//! `leadgate`: the seller, buyer, auditor and benchmark CLI. Every command that talks to a gateway
 //! first verifies a fresh attestation (random nonce) and takes the log key from it.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod buyer;
 mod http;
 mod seller;
 mod verify;
@@ -28,6 +29,9 @@ enum Cmd {
     /// Seller commands.
     #[command(subcommand)]
     Seller(SellerCmd),
+    /// Buyer commands.
+    #[command(subcommand)]
+    Buyer(BuyerCmd),
     /// Verification commands (exit status 0 only when everything holds).
     #[command(subcommand)]
     Verify(VerifyCmd),
@@ -63,8 +67,127 @@ enum SellerCmd {
         /// Leads per request (1 posts to /v1/leads; more use /v1/leads/batch, at most 256).
         #[arg(long, default_value_t = 32)]
         batch: usize,
-        /// Leads file: JSON lines, bare lead objects or corpus lines {"lead": …}.
+        #[command(flatten)]
+        auction: AuctionArgs,
+        /// Leads file: JSON lines, bare lead objects or corpus lines {"lead": …, "auction": {…}}.
         leads: PathBuf,
+    },
+}
+
+/// Auction terms a seller asks for (the enclave's defaults fill the rest).
+#[derive(clap::Args)]
+struct AuctionArgs {
+    /// Reserve price in the settlement token's smallest unit (USDC: 6 decimals).
+    #[arg(long)]
+    reserve: Option<u64>,
+    /// Auction duration, ms.
+    #[arg(long)]
+    duration_ms: Option<u64>,
+    /// Pricing rule.
+    #[arg(long, value_parser = ["first_price", "second_price"])]
+    pricing: Option<String>,
+}
+
+impl AuctionArgs {
+    fn terms(&self) -> anyhow::Result<Option<leadgate_verifier::intake::AuctionRequest>> {
+        use leadgate_verifier::auction::{Pricing, TokenAmount};
+        if self.reserve.is_none() && self.duration_ms.is_none() && self.pricing.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(leadgate_verifier::intake::AuctionRequest {
+            reserve: self.reserve.map(TokenAmount::new).transpose()?,
+            duration_ms: self.duration_ms,
+            pricing: self.pricing.as_deref().map(|p| {
+                if p == "second_price" {
+                    Pricing::SecondPrice
+                } else {
+                    Pricing::FirstPrice
+                }
+            }),
+        }))
+    }
+}
+
+#[derive(Subcommand)]
+enum BuyerCmd {
+    /// Create a buyer key file: Ed25519 (buyer id, signatures) and X25519 (HPKE, where won
+    /// leads are sealed). Prints the buyer id.
+    Keygen {
+        /// Where to write the key (must not exist).
+        #[arg(long, default_value = "buyer.key")]
+        out: PathBuf,
+    },
+    /// List auctions (JSON lines): listing, score, reserve, close time, status.
+    Auctions {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// open, sold, unsold or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+        /// Only this industry.
+        #[arg(long)]
+        industry: Option<String>,
+        /// Only this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Lowest score.
+        #[arg(long)]
+        min_score: Option<u8>,
+        /// Most auctions listed (≤ 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Seal, sign and place bids (one, or a plan file); append your bid records to --out.
+    Bid {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Buyer key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Auction id.
+        #[arg(long)]
+        auction: Option<String>,
+        /// Amount in the settlement token's smallest unit (USDC: 6 decimals).
+        #[arg(long)]
+        amount: Option<u64>,
+        /// JSON lines {"auction": ID, "amount": N}, instead of --auction/--amount.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Your bid records (JSON lines, appended): keep them to verify the outcome.
+        #[arg(long, default_value = "my-bids.jsonl")]
+        out: PathBuf,
+        /// Parallel requests.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Ask for won leads, prove each lead.released in a checkpoint, then decrypt.
+    Decrypt {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Buyer key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Lead id.
+        #[arg(long)]
+        lead: Option<String>,
+        /// Where to write the lead JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Every lead you won, instead of --lead.
+        #[arg(long)]
+        won: bool,
+        /// Directory for --won (one {lead_id}.json each).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -115,6 +238,23 @@ enum VerifyCmd {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Verify a closed auction (or every auction in --my-bid): events in a checkpoint, the
+    /// tie-break seed, the considered set, and your own bid against the outcome.
+    Auction {
+        /// Auction id (default: every auction in --my-bid).
+        id: Option<String>,
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Your bid records from `buyer bid --out`.
+        #[arg(long)]
+        my_bid: Option<PathBuf>,
+        /// Parallel requests.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +294,7 @@ fn main() -> anyhow::Result<()> {
             receipts,
             concurrency,
             batch,
+            auction,
             leads,
         }) => seller::submit(seller::SubmitArgs {
             gateway,
@@ -163,7 +304,75 @@ fn main() -> anyhow::Result<()> {
             leads,
             concurrency,
             batch,
+            terms: auction.terms()?,
         }),
+        Cmd::Buyer(BuyerCmd::Keygen { out }) => buyer::keygen(&out),
+        Cmd::Buyer(BuyerCmd::Auctions {
+            gateway,
+            trust,
+            status,
+            industry,
+            region,
+            min_score,
+            limit,
+        }) => buyer::auctions(buyer::AuctionsArgs {
+            gateway,
+            trust,
+            status,
+            industry,
+            region,
+            min_score,
+            limit,
+        }),
+        Cmd::Buyer(BuyerCmd::Bid {
+            gateway,
+            trust,
+            key,
+            auction,
+            amount,
+            plan,
+            out,
+            concurrency,
+        }) => buyer::bid(buyer::BidArgs {
+            gateway,
+            trust,
+            key,
+            auction,
+            amount,
+            plan,
+            out,
+            concurrency,
+        }),
+        Cmd::Buyer(BuyerCmd::Decrypt {
+            gateway,
+            trust,
+            key,
+            lead,
+            out,
+            won,
+            out_dir,
+        }) => buyer::decrypt(buyer::DecryptArgs {
+            gateway,
+            trust,
+            key,
+            lead,
+            out,
+            won,
+            out_dir,
+        }),
+        Cmd::Verify(VerifyCmd::Auction {
+            id,
+            gateway,
+            trust,
+            my_bid,
+            concurrency,
+        }) => verify::auction(
+            id.as_deref(),
+            &gateway,
+            &trust,
+            my_bid.as_deref(),
+            concurrency,
+        ),
         Cmd::Verify(VerifyCmd::Attestation {
             file,
             gateway,

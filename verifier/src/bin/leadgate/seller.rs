@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
 use ed25519_dalek::SigningKey;
-use leadgate_verifier::intake::{seal_lead, SealedLead};
+use leadgate_verifier::intake::{seal_lead_with_terms, AuctionRequest, SealedLead};
 use serde_json::{json, Value};
 
 use crate::http::{agent, attest_gateway, error_code, now_ms, TrustArgs};
@@ -66,6 +66,40 @@ pub fn read_leads(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// The auction terms of each line: a corpus line's `"auction"` object (`reserve`,
+/// `duration_ms`, `pricing`) over `default`, field by field.
+pub fn read_line_terms(
+    path: &Path,
+    default: Option<AuctionRequest>,
+) -> anyhow::Result<Vec<Option<AuctionRequest>>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", i + 1))?;
+        let own: Option<AuctionRequest> = match v.get("auction") {
+            Some(a) if v.get("lead").is_some() => Some(
+                serde_json::from_value(a.clone())
+                    .with_context(|| format!("line {}: auction terms", i + 1))?,
+            ),
+            _ => None,
+        };
+        out.push(match (own, default) {
+            (Some(o), Some(d)) => Some(AuctionRequest {
+                reserve: o.reserve.or(d.reserve),
+                duration_ms: o.duration_ms.or(d.duration_ms),
+                pricing: o.pricing.or(d.pricing),
+            }),
+            (o, d) => o.or(d),
+        });
+    }
+    Ok(out)
+}
+
 /// Options for `seller submit`.
 pub struct SubmitArgs {
     pub gateway: String,
@@ -76,6 +110,8 @@ pub struct SubmitArgs {
     pub concurrency: usize,
     /// Leads per request: 1 uses `POST /v1/leads`, more `POST /v1/leads/batch`.
     pub batch: usize,
+    /// Auction terms for every lead (a line's own `"auction"` overrides them).
+    pub terms: Option<AuctionRequest>,
 }
 
 /// Verifies the gateway's attestation, then seals and posts every lead; writes one receipt line
@@ -96,6 +132,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     );
     let seller = read_key(&a.key)?;
     let leads = read_leads(&a.leads)?;
+    let terms = read_line_terms(&a.leads, a.terms)?;
     let bar = indicatif::ProgressBar::new(leads.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} leads {per_sec} eta {eta}")
@@ -117,6 +154,8 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         seller: &seller,
         intake: &keys.intake_key,
         origin: &keys.origin,
+        leads: &leads,
+        terms: &terms,
     };
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
@@ -131,7 +170,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                 }
-                let answers = submitter.post_leads(&leads[range.clone()]);
+                let answers = submitter.post_leads(range.clone());
                 for (i, v) in range.zip(answers) {
                     *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
                     done[i].store(true, Ordering::Release);
@@ -217,22 +256,33 @@ struct Submitter<'a> {
     seller: &'a SigningKey,
     intake: &'a [u8; 32],
     origin: &'a str,
+    leads: &'a [Vec<u8>],
+    terms: &'a [Option<AuctionRequest>],
 }
 
 impl Submitter<'_> {
-    /// Seals and signs `lead` now; a refusal to seal comes back as the lead's error answer.
-    fn seal(&self, lead: &[u8]) -> Result<SealedLead, Value> {
-        seal_lead(self.seller, self.intake, self.origin, lead, now_ms())
-            .map_err(|e| json!({"error": {"code": e.code(), "message": e.to_string()}}))
+    /// Seals and signs lead `i` now; a refusal to seal comes back as the lead's error answer.
+    fn seal(&self, i: usize) -> Result<SealedLead, Value> {
+        let terms = self.terms.get(i).copied().flatten();
+        seal_lead_with_terms(
+            self.seller,
+            self.intake,
+            self.origin,
+            &self.leads[i],
+            now_ms(),
+            terms,
+        )
+        .map_err(|e| json!({"error": {"code": e.code(), "message": e.to_string()}}))
     }
 
     /// Seals and posts `leads` (one request, or a batch request for several), retrying each lead
     /// while the gateway says to retry (503, or `overloaded`/`enclave.unavailable` in a batch
     /// answer). One answer per lead, in order.
-    fn post_leads(&self, leads: &[Vec<u8>]) -> Vec<Value> {
-        if leads.len() == 1 {
-            return vec![self.post_one(&leads[0])];
+    fn post_leads(&self, range: std::ops::Range<usize>) -> Vec<Value> {
+        if range.len() == 1 {
+            return vec![self.post_one(range.start)];
         }
+        let leads: Vec<usize> = range.collect();
         let mut answers: Vec<Option<Value>> = vec![None; leads.len()];
         let mut delay = std::time::Duration::from_millis(100);
         for _attempt in 0..20 {
@@ -242,7 +292,7 @@ impl Submitter<'_> {
             }
             let mut sealed = Vec::with_capacity(pending.len());
             for &i in &pending {
-                match self.seal(&leads[i]) {
+                match self.seal(leads[i]) {
                     Ok(s) => sealed.push(s),
                     Err(e) => answers[i] = Some(e),
                 }
@@ -295,7 +345,7 @@ impl Submitter<'_> {
     }
 
     /// Seals and posts one lead, retrying while the gateway says to retry (503).
-    fn post_one(&self, lead: &[u8]) -> Value {
+    fn post_one(&self, lead: usize) -> Value {
         let mut delay = std::time::Duration::from_millis(100);
         for _attempt in 0..20 {
             let sealed = match self.seal(lead) {

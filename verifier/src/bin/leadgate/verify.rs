@@ -306,32 +306,7 @@ fn check_receipt(
 ) -> anyhow::Result<()> {
     let receipt: Receipt =
         serde_json::from_value(line["receipt"].clone()).context("receipt JSON")?;
-    let r = receipt
-        .verify(&keys.log_key, &keys.origin)
-        .map_err(|e| anyhow!("{}", e.code()))?;
-    if r.index >= size {
-        bail!("index {} not yet in checkpoint of size {size}", r.index);
-    }
-    let p = get_json(
-        http,
-        &format!("{gateway}/v1/proof/inclusion?index={}&size={size}", r.index),
-    )?;
-    merkle::verify_inclusion(&r.leaf_hash, r.index, size, &hashes(&p)?, root)
-        .map_err(|e| anyhow!("inclusion: {}", e.code()))?;
-    let p = get_json(
-        http,
-        &format!(
-            "{gateway}/v1/proof/consistency?from={}&to={size}",
-            r.index + 1
-        ),
-    )?;
-    merkle::verify_consistency(r.index + 1, size, &hashes(&p)?, &r.root, root)
-        .map_err(|e| anyhow!("receipt root consistency: {}", e.code()))?;
-    let leaf = get_bytes(http, &format!("{gateway}/v1/entries/{}", r.index))?;
-    if merkle::leaf_hash(&leaf) != r.leaf_hash {
-        bail!("served entry does not match the receipt");
-    }
-    let event = Event::from_leaf(&leaf).map_err(|e| anyhow!("entry: {}", e.code()))?;
+    let event = receipt_entry(http, gateway, keys, size, root, &receipt)?;
     let (lead_id, verdict) = match &event {
         Event::LeadAccepted(e) => (e.lead_id.as_str(), "accepted"),
         Event::LeadRejected(e) => (e.lead_id.as_str(), "rejected"),
@@ -354,7 +329,318 @@ fn check_receipt(
     Ok(())
 }
 
+/// The event a receipt promises, checked: signature by the attested log key; the leaf is in
+/// the checkpoint (`size`, `root`) (inclusion); the checkpoint extends the tree the receipt
+/// committed to (consistency); the served leaf hashes to the receipt's.
+pub fn receipt_entry(
+    http: &ureq::Agent,
+    gateway: &str,
+    keys: &leadgate_verifier::keys::EnclaveKeys,
+    size: u64,
+    root: &Hash,
+    receipt: &Receipt,
+) -> anyhow::Result<Event> {
+    let r = receipt
+        .verify(&keys.log_key, &keys.origin)
+        .map_err(|e| anyhow!("{}", e.code()))?;
+    if r.index >= size {
+        bail!("index {} not yet in checkpoint of size {size}", r.index);
+    }
+    let event = included_entry(http, gateway, r.index, size, root)?;
+    if merkle::leaf_hash(&event.1) != r.leaf_hash {
+        bail!("served entry does not match the receipt");
+    }
+    let p = get_json(
+        http,
+        &format!(
+            "{gateway}/v1/proof/consistency?from={}&to={size}",
+            r.index + 1
+        ),
+    )?;
+    merkle::verify_consistency(r.index + 1, size, &hashes(&p)?, &r.root, root)
+        .map_err(|e| anyhow!("receipt root consistency: {}", e.code()))?;
+    Ok(event.0)
+}
+
+/// Fetches entry `index` and proves it is in the checkpoint (`size`, `root`); returns the
+/// event and its leaf bytes.
+pub fn included_entry(
+    http: &ureq::Agent,
+    gateway: &str,
+    index: u64,
+    size: u64,
+    root: &Hash,
+) -> anyhow::Result<(Event, Vec<u8>)> {
+    if index >= size {
+        bail!("entry {index} is not in the checkpoint of size {size}");
+    }
+    let leaf = get_bytes(http, &format!("{gateway}/v1/entries/{index}"))?;
+    let p = get_json(
+        http,
+        &format!("{gateway}/v1/proof/inclusion?index={index}&size={size}"),
+    )?;
+    merkle::verify_inclusion(&merkle::leaf_hash(&leaf), index, size, &hashes(&p)?, root)
+        .map_err(|e| anyhow!("entry {index} inclusion: {}", e.code()))?;
+    let event = Event::from_leaf(&leaf).map_err(|e| anyhow!("entry {index}: {}", e.code()))?;
+    Ok((event, leaf))
+}
+
+/// The gateway's checkpoint, verified; if it does not cover `min_size` entries, asks the
+/// gateway to sign one now.
+pub fn checkpoint_covering(
+    http: &ureq::Agent,
+    gateway: &str,
+    keys: &leadgate_verifier::keys::EnclaveKeys,
+    min_size: u64,
+) -> anyhow::Result<VerifiedCheckpoint> {
+    let verifier = keys.note_verifier()?;
+    let cp = fetch_checkpoint(http, gateway, &verifier, &keys.origin);
+    if let Ok(cp) = &cp {
+        if cp.checkpoint().size >= min_size {
+            return Ok(cp.clone());
+        }
+    }
+    let mut resp = http
+        .post(&format!("{gateway}/v1/checkpoint"))
+        .send_empty()
+        .context("POST /v1/checkpoint")?;
+    if !resp.status().is_success() {
+        bail!("POST /v1/checkpoint: {}", resp.status().as_u16());
+    }
+    let note = resp.body_mut().read_to_vec()?;
+    let cp = verify_checkpoint(&note, &verifier, &keys.origin)
+        .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
+    if cp.checkpoint().size < min_size {
+        bail!(
+            "the gateway's new checkpoint does not cover entry {}",
+            min_size - 1
+        );
+    }
+    Ok(cp)
+}
+
 /// Default verifier state file.
 pub fn default_state() -> PathBuf {
     PathBuf::from(".leadgate-seen.json")
+}
+
+/// `verify auction`: for each auction (ID, or every auction in the bids file), checks that its
+/// `lead.accepted` and close events are in a checkpoint signed by the attested log key, that
+/// the tie-break seed is the log key's signature, that the served `bid.sealed` entries give
+/// exactly the committed set of considered bids, and, for the caller's own bids (`buyer bid`'s
+/// output), that the last one is in that set and the outcome is consistent with its amount.
+pub fn auction(
+    id: Option<&str>,
+    gateway: &str,
+    trust: &TrustArgs,
+    my_bids: Option<&Path>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let http = agent();
+    let (_, keys) = attest_gateway(&http, gateway, trust)?;
+    let mut own: Vec<Value> = Vec::new();
+    if let Some(p) = my_bids {
+        for line in std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            own.push(serde_json::from_str(line).context("bids file line")?);
+        }
+    }
+    let mut ids: Vec<String> = match id {
+        Some(i) => vec![i.to_owned()],
+        None => own
+            .iter()
+            .filter_map(|b| b["auction_id"].as_str().map(str::to_owned))
+            .collect(),
+    };
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        bail!("give an auction ID or --my-bid FILE");
+    }
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = ids.get(i) else { break };
+                let mine: Vec<&Value> = own.iter().filter(|b| b["auction_id"] == **id).collect();
+                match check_auction(&http, gateway, &keys, id, &mine) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("auction {id}: {e:#}")),
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_default();
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    eprintln!(
+        "{} auctions verified, {} failed",
+        ids.len() - failures.len(),
+        failures.len()
+    );
+    if !failures.is_empty() {
+        bail!("{} auctions failed verification", failures.len());
+    }
+    Ok(())
+}
+
+fn check_auction(
+    http: &ureq::Agent,
+    gateway: &str,
+    keys: &leadgate_verifier::keys::EnclaveKeys,
+    id: &str,
+    mine: &[&Value],
+) -> anyhow::Result<String> {
+    use leadgate_verifier::auction::{
+        check_own_bid, commitments_root, verify_seed, OpenedBid, Outcome, TokenAmount,
+    };
+    let a = get_json(http, &format!("{gateway}/v1/auctions/{id}"))?;
+    let close_index = a["close_index"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("not closed yet (status {})", a["status"]))?;
+    let open_index = a["open_index"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no open index"))?;
+    let cp = checkpoint_covering(http, gateway, keys, close_index + 1)?;
+    let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+    let Event::LeadAccepted(opened) = included_entry(http, gateway, open_index, size, &root)?.0
+    else {
+        bail!("entry {open_index} is not a lead.accepted");
+    };
+    if opened.lead_id != id {
+        bail!("entry {open_index} is another lead's acceptance");
+    }
+    let terms = opened.auction;
+    let close = included_entry(http, gateway, close_index, size, &root)?.0;
+    let (time, reserve, bids, croot, seed_hex, outcome, winner) = match &close {
+        Event::AuctionClosed(c) => {
+            if c.pricing != terms.pricing {
+                bail!("closed with another pricing rule than the seller's");
+            }
+            let w: Hash = hex::decode(&c.winning_commitment)?
+                .try_into()
+                .map_err(|_| anyhow!("bad winning commitment"))?;
+            (
+                c.time,
+                c.reserve,
+                c.bids,
+                &c.commitments_root,
+                &c.seed,
+                Outcome::Sold {
+                    winner: w,
+                    price: c.price,
+                },
+                Some(c.winner.clone()),
+            )
+        }
+        Event::AuctionUnsold(u) => (
+            u.time,
+            u.reserve,
+            u.bids,
+            &u.commitments_root,
+            &u.seed,
+            Outcome::Unsold,
+            None,
+        ),
+        other => bail!("entry {close_index} is a {}, not a close", other.kind()),
+    };
+    match &close {
+        Event::AuctionClosed(c) if c.auction_id != id => bail!("the close is another auction's"),
+        Event::AuctionUnsold(u) if u.auction_id != id => bail!("the close is another auction's"),
+        _ => {}
+    }
+    if time < terms.closes_at {
+        bail!(
+            "closed at {time}, before its close time {}",
+            terms.closes_at
+        );
+    }
+    if reserve != terms.reserve {
+        bail!("closed with another reserve than the seller's");
+    }
+    let seed: [u8; 64] = hex::decode(seed_hex)?
+        .try_into()
+        .map_err(|_| anyhow!("seed is not 64 bytes"))?;
+    verify_seed(&keys.log_key, &keys.origin, id, &seed).map_err(|e| anyhow!("{}", e.code()))?;
+    // The considered set: the last bid.sealed of each buyer between open and close.
+    let mut last: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+    for b in a["bid_entries"].as_array().into_iter().flatten() {
+        let (Some(i), Some(buyer), Some(c)) = (
+            b["index"].as_u64(),
+            b["buyer"].as_str(),
+            b["commitment"].as_str(),
+        ) else {
+            bail!("malformed bid entry");
+        };
+        if i > open_index && i < close_index {
+            let e = last.entry(buyer.to_owned()).or_insert((i, c.to_owned()));
+            if i >= e.0 {
+                *e = (i, c.to_owned());
+            }
+        }
+    }
+    let considered: Vec<Hash> = last
+        .values()
+        .map(|(_, c)| {
+            hex::decode(c)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| anyhow!("bad commitment"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if hex::encode(commitments_root(&considered)) != *croot || considered.len() as u64 != bids {
+        bail!("the served bid entries are not the set the enclave committed to");
+    }
+    let mut verdict = match (&outcome, &winner) {
+        (Outcome::Sold { price, .. }, Some(w)) => {
+            format!(
+                "auction {id}: sold to {w} at {} ({bids} bids)",
+                price.units()
+            )
+        }
+        _ => format!("auction {id}: unsold ({bids} bids)"),
+    };
+    // The caller's last bid.
+    if let Some(b) = mine.iter().max_by_key(|b| b["index"].as_u64().unwrap_or(0)) {
+        let receipt: Receipt = serde_json::from_value(b["receipt"].clone())?;
+        let Event::BidSealed(ev) = receipt_entry(http, gateway, keys, size, &root, &receipt)?
+        else {
+            bail!("my bid's receipt is not for a bid.sealed");
+        };
+        let commitment: Hash = hex::decode(b["commitment"].as_str().unwrap_or_default())?
+            .try_into()
+            .map_err(|_| anyhow!("bad commitment in my bid file"))?;
+        if ev.commitment != hex::encode(commitment) || ev.auction_id != id {
+            bail!("my bid's logged entry is for another bid");
+        }
+        if !considered.contains(&commitment) {
+            bail!("my last bid is not among the bids the enclave considered");
+        }
+        let own = OpenedBid {
+            commitment,
+            amount: TokenAmount::new(b["amount"].as_u64().unwrap_or(u64::MAX))?,
+        };
+        check_own_bid(&own, &outcome, terms.reserve, terms.pricing, &seed)
+            .map_err(|e| anyhow!("{}: {e}", e.code()))?;
+        if winner.as_deref() == Some(ev.buyer.as_str())
+            && !matches!(outcome, Outcome::Sold { winner, .. } if winner == commitment)
+        {
+            bail!("I won with a bid that is not my last one");
+        }
+        verdict.push_str(if winner.as_deref() == Some(ev.buyer.as_str()) {
+            "; my bid won, consistent"
+        } else {
+            "; my bid lost, consistent"
+        });
+    }
+    Ok(verdict)
 }
