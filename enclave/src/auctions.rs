@@ -76,6 +76,8 @@ impl BidRefusal {
 /// An auction's decision at close.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// The auction's terms.
+    pub terms: AuctionTerms,
     /// Winner and price, or unsold.
     pub outcome: Outcome,
     /// Winning buyer and its HPKE key (sold only).
@@ -181,6 +183,7 @@ impl AuctionBook {
             Outcome::Unsold => None,
         };
         Some(Decision {
+            terms: a.terms,
             outcome,
             winner,
             considered: opened.len() as u64,
@@ -241,11 +244,6 @@ impl AuctionBook {
             .min()
             .unwrap_or(size)
             .min(size)
-    }
-
-    /// The terms of an open auction.
-    pub fn terms(&self, id: &str) -> Option<AuctionTerms> {
-        self.open.get(id).map(|a| a.terms)
     }
 
     /// Open auctions.

@@ -107,21 +107,13 @@ impl Restore {
                         invalid(format!("leaf {index}: the sealed bid is missing"))
                     })?;
                     let buyer = hex32(&e.buyer)?;
-                    let opened = sealed
+                    let commitment = hex32(&e.commitment)?;
+                    let content = sealed
                         .decode()
                         .and_then(|d| {
-                            open_logged_bid(
-                                intake,
-                                origin,
-                                &d,
-                                &hex32(&e.commitment).unwrap_or_default(),
-                                &e.auction_id,
-                                &buyer,
-                            )
-                            .map(|c| (d.commitment, c))
+                            open_logged_bid(intake, origin, &d, &commitment, &e.auction_id, &buyer)
                         })
                         .map_err(|err| invalid(format!("leaf {index}: sealed bid: {err}")))?;
-                    let (commitment, content) = opened;
                     book.record_bid(
                         &e.auction_id,
                         buyer,

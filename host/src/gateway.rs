@@ -408,9 +408,10 @@ impl Gateway {
         Ok(())
     }
 
-    /// Locks the link for an exchange that appends to the log outside the submission
-    /// pipeline: waits until every sent batch is stored, then exchanges `req`. The caller
-    /// stores the answer while holding the guard (and drops the connection if that fails).
+    /// Locks the link for an exchange that appends to (or signs over) the log outside the
+    /// submission pipeline: waits until every sent batch is stored, then exchanges `req`. The
+    /// caller stores the answer while holding the guard (and drops the connection if that
+    /// fails), so nothing is signed over unstored entries.
     async fn exchange_appending(
         &self,
         req: &Request,
@@ -683,16 +684,10 @@ impl Gateway {
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
         // The lock is held until the note is stored, and the checkpoint is asked for only once
         // every sent batch is stored: a stored checkpoint never covers unstored entries.
-        let mut link = self.link().await;
-        if link.conn.is_none() {
-            return Err(LinkError::Unavailable);
-        }
-        self.flush(&link).await;
-        if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
-            link.conn = None;
-            return Err(LinkError::Unavailable);
-        }
-        let note = match exchange_held(&mut link.conn, &Request::Checkpoint { force }).await? {
+        let (_link, resp) = self
+            .exchange_appending(&Request::Checkpoint { force })
+            .await?;
+        let note = match resp {
             Response::Checkpoint { note } => note,
             Response::Error(e) => return Err(enclave_err(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),

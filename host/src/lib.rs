@@ -78,14 +78,8 @@ async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) 
         }
     });
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let (jobs, replies): (Vec<_>, Vec<_>) =
+            drain_batch(&mut rx, first, MAX_BATCH).into_iter().unzip();
         match gateway.send_batch(&jobs).await {
             Ok(batch) => {
                 if let Err(mpsc::error::SendError((_, replies, _))) =
@@ -99,7 +93,11 @@ async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) 
     }
 }
 
-fn answer(replies: Replies, result: Result<Vec<SubmitOutcome>, gateway::LinkError>) {
+/// Sends each reply its outcome, or every reply the batch's error.
+fn answer<T>(
+    replies: Vec<tokio::sync::oneshot::Sender<Result<T, ApiError>>>,
+    result: Result<Vec<T>, gateway::LinkError>,
+) {
     match result {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -115,32 +113,27 @@ fn answer(replies: Replies, result: Result<Vec<SubmitOutcome>, gateway::LinkErro
     }
 }
 
+/// `first` and whatever else is already queued, up to `max` items.
+fn drain_batch<T>(rx: &mut mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// Batches queued bids: one enclave exchange and one transaction per batch of up to
 /// [`MAX_BIDS`].
 async fn run_bids(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedBid>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BIDS {
-            match rx.try_recv() {
-                Ok(b) => batch.push(b),
-                Err(_) => break,
-            }
-        }
-        let (bids, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|(b, j, r)| ((b, j), r)).unzip();
-        match gateway.place_bids(&bids).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                let err: ApiError = e.into();
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
-            }
-        }
+        let (bids, replies): (Vec<_>, Vec<_>) = drain_batch(&mut rx, first, MAX_BIDS)
+            .into_iter()
+            .map(|(b, j, r)| ((b, j), r))
+            .unzip();
+        answer(replies, gateway.place_bids(&bids).await);
     }
 }
 

@@ -127,8 +127,7 @@ impl Enclave {
             let Some(d) = r.book.decide(&id, &seed) else {
                 continue;
             };
-            let terms = r.book.terms(&id);
-            let Some(terms) = terms else { continue };
+            let terms = d.terms;
             let event = match (d.outcome, d.winner) {
                 (Outcome::Sold { winner, price }, Some((buyer, hpke))) => {
                     Event::AuctionClosed(AuctionClosed {

@@ -18,7 +18,7 @@ use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use rand_core::RngCore as _;
 use serde_json::{json, Value};
 
-use crate::http::{agent, attest_gateway, error_code, get_json, now_ms, TrustArgs};
+use crate::http::{agent, attest_gateway, error_code, get_json, now_ms, write_key_file, TrustArgs};
 use crate::verify::{checkpoint_covering, receipt_entry};
 
 /// A buyer's keys: Ed25519 (its id and signatures) and X25519 (HPKE, where won leads go).
@@ -38,7 +38,6 @@ impl BuyerKeys {
 /// Writes a new buyer key file: JSON `{"ed25519_secret", "x25519_seed", "buyer",
 /// "hpke_public"}` (hex), mode 0600. Prints the buyer id.
 pub fn keygen(out: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let signing = SigningKey::generate(&mut rand_core::OsRng);
     let mut seed = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut seed);
@@ -49,13 +48,7 @@ pub fn keygen(out: &Path) -> anyhow::Result<()> {
         "buyer": hex::encode(signing.verifying_key().to_bytes()),
         "hpke_public": hex::encode(hpke_public),
     });
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
-    writeln!(f, "{body}")?;
+    write_key_file(out, &body)?;
     println!("{}", body["buyer"].as_str().unwrap_or_default());
     Ok(())
 }

@@ -90,6 +90,20 @@ pub fn error_code(v: &Value) -> String {
     )
 }
 
+/// Creates a secret key file (must not exist), mode 0600, holding `body` as one JSON line.
+pub fn write_key_file(out: &std::path::Path, body: &Value) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+    writeln!(f, "{body}")?;
+    Ok(())
+}
+
 /// Reads the trusted root, if any.
 pub fn root_der(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
     t.root

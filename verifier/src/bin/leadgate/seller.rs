@@ -10,23 +10,16 @@ use ed25519_dalek::SigningKey;
 use leadgate_verifier::intake::{seal_lead_with_terms, AuctionRequest, SealedLead};
 use serde_json::{json, Value};
 
-use crate::http::{agent, attest_gateway, error_code, now_ms, TrustArgs};
+use crate::http::{agent, attest_gateway, error_code, now_ms, write_key_file, TrustArgs};
 
 /// Writes a new Ed25519 seller key: JSON `{"ed25519_secret": hex, "seller": hex}`, mode 0600.
 pub fn keygen(out: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let key = SigningKey::generate(&mut rand_core::OsRng);
     let body = json!({
         "ed25519_secret": hex::encode(key.to_bytes()),
         "seller": hex::encode(key.verifying_key().to_bytes()),
     });
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
-    writeln!(f, "{body}")?;
+    write_key_file(out, &body)?;
     println!("{}", body["seller"].as_str().unwrap_or_default());
     Ok(())
 }
@@ -46,32 +39,13 @@ pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&secret))
 }
 
-/// Reads leads: each line a bare lead object or a corpus line `{"lead": {...}, ...}`.
-pub fn read_leads(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value =
-            serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", i + 1))?;
-        let lead = match v.get("lead") {
-            Some(l) if l.is_object() => l.clone(),
-            _ => v,
-        };
-        out.push(serde_json::to_vec(&lead)?);
-    }
-    Ok(out)
-}
-
-/// The auction terms of each line: a corpus line's `"auction"` object (`reserve`,
-/// `duration_ms`, `pricing`) over `default`, field by field.
-pub fn read_line_terms(
+/// Reads leads: each line a bare lead object or a corpus line `{"lead": {...}, ...}`, whose
+/// optional `"auction"` object (`reserve`, `duration_ms`, `pricing`) overrides `default` field
+/// by field. Returns the lead JSON and its auction terms, per line.
+pub fn read_leads(
     path: &Path,
     default: Option<AuctionRequest>,
-) -> anyhow::Result<Vec<Option<AuctionRequest>>> {
+) -> anyhow::Result<Vec<(Vec<u8>, Option<AuctionRequest>)>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -81,21 +55,26 @@ pub fn read_line_terms(
         }
         let v: Value =
             serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", i + 1))?;
-        let own: Option<AuctionRequest> = match v.get("auction") {
-            Some(a) if v.get("lead").is_some() => Some(
-                serde_json::from_value(a.clone())
-                    .with_context(|| format!("line {}: auction terms", i + 1))?,
-            ),
-            _ => None,
+        let (lead, own) = match v.get("lead") {
+            Some(l) if l.is_object() => {
+                let own: Option<AuctionRequest> = v
+                    .get("auction")
+                    .map(|a| serde_json::from_value(a.clone()))
+                    .transpose()
+                    .with_context(|| format!("line {}: auction terms", i + 1))?;
+                (l.clone(), own)
+            }
+            _ => (v, None),
         };
-        out.push(match (own, default) {
+        let terms = match (own, default) {
             (Some(o), Some(d)) => Some(AuctionRequest {
                 reserve: o.reserve.or(d.reserve),
                 duration_ms: o.duration_ms.or(d.duration_ms),
                 pricing: o.pricing.or(d.pricing),
             }),
             (o, d) => o.or(d),
-        });
+        };
+        out.push((serde_json::to_vec(&lead)?, terms));
     }
     Ok(out)
 }
@@ -131,8 +110,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         }
     );
     let seller = read_key(&a.key)?;
-    let leads = read_leads(&a.leads)?;
-    let terms = read_line_terms(&a.leads, a.terms)?;
+    let (leads, terms): (Vec<_>, Vec<_>) = read_leads(&a.leads, a.terms)?.into_iter().unzip();
     let bar = indicatif::ProgressBar::new(leads.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} leads {per_sec} eta {eta}")

@@ -521,7 +521,7 @@ fn check_auction(
     }
     let terms = opened.auction;
     let close = included_entry(http, gateway, close_index, size, &root)?.0;
-    let (time, reserve, bids, croot, seed_hex, outcome, winner) = match &close {
+    let (auction_id, time, reserve, bids, croot, seed_hex, outcome, winner) = match &close {
         Event::AuctionClosed(c) => {
             if c.pricing != terms.pricing {
                 bail!("closed with another pricing rule than the seller's");
@@ -530,6 +530,7 @@ fn check_auction(
                 .try_into()
                 .map_err(|_| anyhow!("bad winning commitment"))?;
             (
+                &c.auction_id,
                 c.time,
                 c.reserve,
                 c.bids,
@@ -543,6 +544,7 @@ fn check_auction(
             )
         }
         Event::AuctionUnsold(u) => (
+            &u.auction_id,
             u.time,
             u.reserve,
             u.bids,
@@ -553,10 +555,8 @@ fn check_auction(
         ),
         other => bail!("entry {close_index} is a {}, not a close", other.kind()),
     };
-    match &close {
-        Event::AuctionClosed(c) if c.auction_id != id => bail!("the close is another auction's"),
-        Event::AuctionUnsold(u) if u.auction_id != id => bail!("the close is another auction's"),
-        _ => {}
+    if auction_id != id {
+        bail!("the close is another auction's");
     }
     if time < terms.closes_at {
         bail!(
