@@ -308,11 +308,14 @@ pub fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
         _ => bail!("give --lead ID --out FILE, or --won --out-dir DIR"),
     };
     let mut released = Vec::new();
+    let mut latencies = Vec::with_capacity(targets.len());
     for (lead, out) in &targets {
         let req = ReleaseRequest::sign(&buyer.signing, &keys.origin, lead, now_ms());
+        let started = std::time::Instant::now();
         let mut resp = http
             .post(&format!("{}/v1/leads/{lead}/release", a.gateway))
             .send_json(&req)?;
+        latencies.push(started.elapsed());
         let status = resp.status().as_u16();
         let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
         if !(200..300).contains(&status) {
@@ -345,9 +348,18 @@ pub fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
         );
         std::fs::write(out, &*plaintext).with_context(|| format!("writing {}", out.display()))?;
     }
+    latencies.sort_unstable();
+    let ms = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     eprintln!(
-        "{} leads released, their lead.released events proven in checkpoint {size}, decrypted",
-        released.len()
+        "{} leads released (release round trip p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms), their lead.released events proven in checkpoint {size}, decrypted",
+        released.len(),
+        ms(0.5),
+        ms(0.99),
+        ms(1.0)
     );
     Ok(())
 }
