@@ -8,7 +8,8 @@
 //! [`jcs`]), receipts ([`receipt`]), the sealed lead submission (RFC 9180 HPKE, [`intake`]),
 //! AWS Nitro attestation documents ([`attestation`]) and the keys they bind ([`keys`]), and the
 //! sealed-bid auction rules that bidders recheck ([`auction`]), sealed bids ([`bid`]) and the
-//! winner-only release of a lead ([`release`]), all on one HPKE suite ([`envelope`]).
+//! winner-only release of a lead ([`release`]), all on one HPKE suite ([`envelope`]), and the
+//! EIP-712 statement the enclave signs to anchor a checkpoint on chain ([`anchor`]).
 //!
 //! **Out of scope:** network and disk I/O, clocks and randomness sources other than those
 //! passed in. Every function takes bytes and an explicit `now` and returns values; the `leadgate`
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod anchor;
 pub mod attestation;
 pub mod auction;
 pub mod bid;

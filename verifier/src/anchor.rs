@@ -1,0 +1,260 @@
+//! On-chain anchors: the EIP-712 statement the enclave signs for each checkpoint, and its
+//! recovery, exactly as `contracts/src/CheckpointAnchor.sol` checks it.
+//!
+//! The signed struct is `Checkpoint(string origin,uint64 size,bytes32 root)` (EIP-712
+//! <https://eips.ethereum.org/EIPS/eip-712>) under the domain
+//! `EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)` with
+//! name [`DOMAIN_NAME`] and version [`DOMAIN_VERSION`]. The chain id and the contract address
+//! bind a signature to one deployment, so it cannot be replayed on another chain or contract.
+//! Signatures are 65 bytes `r ‖ s ‖ v` with `v` ∈ {27, 28} and low `s` (EIP-2), the form
+//! `ecrecover` takes.
+
+use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use sha3::{Digest as _, Keccak256};
+
+use crate::merkle::Hash;
+
+/// EIP-712 domain name of `CheckpointAnchor`.
+pub const DOMAIN_NAME: &str = "leadgate CheckpointAnchor";
+/// EIP-712 domain version of `CheckpointAnchor`.
+pub const DOMAIN_VERSION: &str = "1";
+
+/// A 20-byte Ethereum address.
+pub type Address = [u8; 20];
+
+/// Errors for anchor signatures. Code: `anchor.bad_signature`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorError {
+    /// Not 65 bytes, `v` not 27/28, high `s`, or no key recovers.
+    #[error("anchor signature is malformed or does not recover: {0}")]
+    BadSignature(&'static str),
+}
+
+impl AnchorError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        "anchor.bad_signature"
+    }
+}
+
+/// One `CheckpointAnchor` deployment: the EIP-712 domain's chain id and verifying contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorDomain {
+    /// EIP-155 chain id (31337 for a local anvil).
+    pub chain_id: u64,
+    /// The contract's address.
+    pub contract: Address,
+}
+
+/// keccak256 (the original Keccak padding, as the EVM computes it), 32 bytes.
+pub fn keccak256(data: &[u8]) -> [u8; 32] {
+    Keccak256::digest(data).into()
+}
+
+/// `abi.encode` of a `uint256` holding `v`: 32 bytes big-endian.
+fn word_u64(v: u64) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[24..].copy_from_slice(&v.to_be_bytes());
+    w
+}
+
+impl AnchorDomain {
+    /// The EIP-712 domain separator, 32 bytes (`CheckpointAnchor.domainSeparator()`).
+    pub fn separator(&self) -> [u8; 32] {
+        let mut contract = [0u8; 32];
+        contract[12..].copy_from_slice(&self.contract);
+        let mut enc = Vec::with_capacity(5 * 32);
+        enc.extend_from_slice(&keccak256(
+            b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)",
+        ));
+        enc.extend_from_slice(&keccak256(DOMAIN_NAME.as_bytes()));
+        enc.extend_from_slice(&keccak256(DOMAIN_VERSION.as_bytes()));
+        enc.extend_from_slice(&word_u64(self.chain_id));
+        enc.extend_from_slice(&contract);
+        keccak256(&enc)
+    }
+
+    /// The EIP-712 digest signed for checkpoint (`size`, `root`) of the log `origin`, 32 bytes
+    /// (`CheckpointAnchor.checkpointDigest(size, root)`).
+    pub fn checkpoint_digest(&self, origin: &str, size: u64, root: &Hash) -> [u8; 32] {
+        let mut enc = Vec::with_capacity(4 * 32);
+        enc.extend_from_slice(&keccak256(
+            b"Checkpoint(string origin,uint64 size,bytes32 root)",
+        ));
+        enc.extend_from_slice(&keccak256(origin.as_bytes()));
+        enc.extend_from_slice(&word_u64(size));
+        enc.extend_from_slice(root);
+        let struct_hash = keccak256(&enc);
+        let mut msg = Vec::with_capacity(66);
+        msg.extend_from_slice(b"\x19\x01");
+        msg.extend_from_slice(&self.separator());
+        msg.extend_from_slice(&struct_hash);
+        keccak256(&msg)
+    }
+}
+
+/// The Ethereum address of a secp256k1 public key: the last 20 bytes of the keccak256 of its
+/// 64-byte uncompressed encoding (without the 0x04 prefix).
+pub fn address_of(key: &VerifyingKey) -> Address {
+    let point = key.to_encoded_point(false);
+    let hash = keccak256(&point.as_bytes()[1..]);
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&hash[12..]);
+    a
+}
+
+/// The address of a 33-byte SEC1-compressed anchor key (as bound in the attestation); `None`
+/// if the bytes are not a secp256k1 point.
+pub fn address_of_sec1(sec1: &[u8]) -> Option<Address> {
+    VerifyingKey::from_sec1_bytes(sec1)
+        .ok()
+        .map(|k| address_of(&k))
+}
+
+/// Signs a 32-byte digest: 65 bytes `r ‖ s ‖ v`, `v` = 27 + recovery id, low `s` (RFC 6979
+/// deterministic nonce).
+///
+/// # Errors
+/// [`AnchorError::BadSignature`] if signing fails (it does not for a valid key).
+pub fn sign_digest(key: &SigningKey, digest: &[u8; 32]) -> Result<[u8; 65], AnchorError> {
+    let (sig, recid) = key
+        .sign_prehash_recoverable(digest)
+        .map_err(|_| AnchorError::BadSignature("signing failed"))?;
+    // k256 normalizes s to the low half and adjusts the recovery id to match.
+    let mut out = [0u8; 65];
+    out[..64].copy_from_slice(&sig.to_bytes());
+    out[64] = 27 + recid.to_byte();
+    Ok(out)
+}
+
+/// Recovers the signer's address from a 65-byte `r ‖ s ‖ v` signature over `digest`, with the
+/// contract's checks: `v` ∈ {27, 28}, low `s`.
+///
+/// # Errors
+/// [`AnchorError::BadSignature`].
+pub fn recover_signer(digest: &[u8; 32], signature: &[u8]) -> Result<Address, AnchorError> {
+    let sig: &[u8; 65] = signature
+        .try_into()
+        .map_err(|_| AnchorError::BadSignature("not 65 bytes"))?;
+    let v = sig[64];
+    if v != 27 && v != 28 {
+        return Err(AnchorError::BadSignature("v is not 27 or 28"));
+    }
+    let s = Signature::from_slice(&sig[..64])
+        .map_err(|_| AnchorError::BadSignature("r or s out of range"))?;
+    if s.normalize_s().is_some() {
+        return Err(AnchorError::BadSignature("high s"));
+    }
+    let recid = RecoveryId::from_byte(v - 27).ok_or(AnchorError::BadSignature("bad v"))?;
+    let key = VerifyingKey::recover_from_prehash(digest, &s, recid)
+        .map_err(|_| AnchorError::BadSignature("no key recovers"))?;
+    Ok(address_of(&key))
+}
+
+/// `0x`-prefixed lowercase hex of an address, 42 chars.
+pub fn address_hex(a: &Address) -> String {
+    format!("0x{}", hex::encode(a))
+}
+
+/// Parses a `0x`-prefixed (or bare) 40-hex-digit address, any case.
+pub fn parse_address(s: &str) -> Option<Address> {
+    let h = s.strip_prefix("0x").unwrap_or(s);
+    let mut a = [0u8; 20];
+    hex::decode_to_slice(h, &mut a).ok()?;
+    Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_slice(&[seed; 32]).unwrap()
+    }
+
+    #[test]
+    fn keccak_known_vector() {
+        // keccak256("") from the Keccak team's test vectors, as the EVM returns it.
+        assert_eq!(
+            hex::encode(keccak256(b"")),
+            "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+    }
+
+    #[test]
+    fn address_of_known_key() {
+        // Private key 1: the generator point's address (widely published).
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let k = SigningKey::from_slice(&one).unwrap();
+        assert_eq!(
+            address_hex(&address_of(k.verifying_key())),
+            "0x7e5f4552091a69125d5dfcb7b8c2659029395bdf"
+        );
+    }
+
+    #[test]
+    fn digest_binds_every_field() {
+        let d = AnchorDomain {
+            chain_id: 31337,
+            contract: [0x11; 20],
+        };
+        let base = d.checkpoint_digest("leadgate.dev/log", 10, &[7; 32]);
+        for other in [
+            AnchorDomain { chain_id: 1, ..d }.checkpoint_digest("leadgate.dev/log", 10, &[7; 32]),
+            AnchorDomain {
+                contract: [0x12; 20],
+                ..d
+            }
+            .checkpoint_digest("leadgate.dev/log", 10, &[7; 32]),
+            d.checkpoint_digest("other/log", 10, &[7; 32]),
+            d.checkpoint_digest("leadgate.dev/log", 11, &[7; 32]),
+            d.checkpoint_digest("leadgate.dev/log", 10, &[8; 32]),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn sign_recover_round_trip_and_malleability() {
+        let k = key(9);
+        let d = [0x42; 32];
+        let sig = sign_digest(&k, &d).unwrap();
+        assert_eq!(
+            recover_signer(&d, &sig).unwrap(),
+            address_of(k.verifying_key())
+        );
+        // Another digest recovers someone else (or nothing).
+        assert_ne!(
+            recover_signer(&[0x43; 32], &sig).ok(),
+            Some(address_of(k.verifying_key()))
+        );
+        // The high-s twin of a valid signature is refused, as the contract refuses it.
+        let s = Signature::from_slice(&sig[..64]).unwrap();
+        let (r, s_) = s.split_scalars();
+        let high = Signature::from_scalars(r.to_bytes(), (-*s_).to_bytes()).unwrap();
+        let mut twin = [0u8; 65];
+        twin[..64].copy_from_slice(&high.to_bytes());
+        twin[64] = if sig[64] == 27 { 28 } else { 27 };
+        assert_eq!(
+            recover_signer(&d, &twin),
+            Err(AnchorError::BadSignature("high s"))
+        );
+        let mut bad_v = sig;
+        bad_v[64] = 1;
+        assert!(recover_signer(&d, &bad_v).is_err());
+        assert!(recover_signer(&d, &sig[..64]).is_err());
+    }
+
+    #[test]
+    fn addresses_parse_and_print() {
+        let a = [0xab; 20];
+        assert_eq!(parse_address(&address_hex(&a)), Some(a));
+        assert_eq!(
+            parse_address("0xABABABABABABABABABABABABABABABABABABABAB"),
+            Some(a)
+        );
+        assert_eq!(parse_address("0x1234"), None);
+    }
+}
