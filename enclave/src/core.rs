@@ -6,6 +6,7 @@ mod market;
 
 pub use market::MAX_CLOSES_PER_TICK;
 
+use leadgate_verifier::anchor;
 use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, LeadRejected, LogEpoch};
@@ -21,8 +22,8 @@ use crate::dedup::EmailTags;
 use crate::log::{Log, UnsignedAppend};
 use crate::parallel::par_map;
 use crate::protocol::{
-    ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip, WireError, MAX_BATCH,
-    MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+    AnchorTarget, ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip,
+    WireError, MAX_BATCH, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 use crate::replay::{ReplayGuard, ReplayVerdict};
 use crate::restore::Restore;
@@ -287,7 +288,7 @@ impl Enclave {
             Request::Bid { bids } => self.bid(bids, now_ms),
             Request::Tick => self.tick(now_ms),
             Request::Release { request, lead } => self.release(request, lead, now_ms),
-            Request::Checkpoint { force } => self.checkpoint(force, now_ms),
+            Request::Checkpoint { force, anchor } => self.checkpoint(force, anchor, now_ms),
             Request::Status => self.status(),
         }
     }
@@ -656,17 +657,42 @@ impl Enclave {
         })))
     }
 
-    fn checkpoint(&mut self, force: bool, now_ms: u64) -> Response {
+    fn checkpoint(&mut self, force: bool, anchor: Option<AnchorTarget>, now_ms: u64) -> Response {
         let interval = self.config.checkpoint_interval_ms;
+        let origin = self.config.origin.clone();
+        let domain = match anchor.map(|t| anchor_domain(&t)).transpose() {
+            Ok(d) => d,
+            Err(()) => {
+                return err(
+                    "request.bad_anchor_target",
+                    "contract address is not 20 bytes",
+                )
+            }
+        };
         let Some(r) = self.ready() else {
             return err("enclave.not_ready", "enclave has not finished start-up");
         };
         if !force && !r.log.checkpoint_due(now_ms, interval) {
-            return Response::Checkpoint { note: None };
+            return Response::Checkpoint {
+                note: None,
+                anchor_signature: None,
+            };
         }
         let note = r.log.checkpoint(r.secrets.log_key(), now_ms);
+        let anchor_signature = match domain {
+            None => None,
+            Some(d) => {
+                let digest = d.checkpoint_digest(&origin, r.log.size(), &r.log.root());
+                let key = k256::ecdsa::SigningKey::from(r.secrets.anchor_key());
+                match anchor::sign_digest(&key, &digest) {
+                    Ok(sig) => Some(ByteBuf::from(sig.to_vec())),
+                    Err(e) => return err(e.code(), e.to_string()),
+                }
+            }
+        };
         Response::Checkpoint {
             note: Some(ByteBuf::from(note.to_bytes())),
+            anchor_signature,
         }
     }
 
@@ -683,6 +709,15 @@ impl Enclave {
             origin,
         })
     }
+}
+
+/// The EIP-712 domain of an anchor target; an error unless the contract is 20 bytes.
+fn anchor_domain(t: &AnchorTarget) -> Result<anchor::AnchorDomain, ()> {
+    let contract: [u8; 20] = t.contract.as_slice().try_into().map_err(|_| ())?;
+    Ok(anchor::AnchorDomain {
+        chain_id: t.chain_id,
+        contract,
+    })
 }
 
 #[cfg(test)]

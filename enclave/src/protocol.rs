@@ -122,9 +122,23 @@ pub enum Request {
     Checkpoint {
         /// Sign even if not due.
         force: bool,
+        /// Also sign the checkpoint for this `CheckpointAnchor` deployment (EIP-712).
+        #[serde(default)]
+        anchor: Option<AnchorTarget>,
     },
     /// Log size, epoch and root.
     Status,
+}
+
+/// A `CheckpointAnchor` deployment the host anchors to: the EIP-712 domain's chain id and
+/// contract. The enclave signs only statements about its own log, so any target is safe to
+/// sign for; the domain stops a signature from counting on another chain or contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AnchorTarget {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// The contract address, 20 bytes.
+    pub contract: ByteBuf,
 }
 
 /// An error as sent on the wire: stable code and a message without PII.
@@ -295,6 +309,10 @@ pub enum Response {
     Checkpoint {
         /// The note bytes.
         note: Option<ByteBuf>,
+        /// With a note and an anchor target: the anchor key's 65-byte `r ‖ s ‖ v` signature over
+        /// the checkpoint's EIP-712 digest ([`leadgate_verifier::anchor`]).
+        #[serde(default)]
+        anchor_signature: Option<ByteBuf>,
     },
     /// Log status.
     Status(Status),

@@ -78,8 +78,15 @@ fn every_corpus_lead_gets_its_labelled_verdict_and_survives_restart() {
     };
     assert_eq!((epoch.epoch, epoch.previous_size), (2, 1001));
     // Every receipt is in a checkpoint signed now.
-    let Response::Checkpoint { note: Some(note) } =
-        e2.handle(Request::Checkpoint { force: true }, T0 + 20)
+    let Response::Checkpoint {
+        note: Some(note), ..
+    } = e2.handle(
+        Request::Checkpoint {
+            force: true,
+            anchor: None,
+        },
+        T0 + 20,
+    )
     else {
         panic!()
     };
@@ -179,8 +186,15 @@ fn tampered_restart_state_is_refused() {
         .map(|l| seal(&seller, &keys, &l["lead"], T0))
         .collect();
     host.submit(&mut e, sealed, T0);
-    let Response::Checkpoint { note: Some(note) } =
-        e.handle(Request::Checkpoint { force: true }, T0)
+    let Response::Checkpoint {
+        note: Some(note), ..
+    } = e.handle(
+        Request::Checkpoint {
+            force: true,
+            anchor: None,
+        },
+        T0,
+    )
     else {
         panic!()
     };
@@ -345,4 +359,73 @@ fn parallel_batches_give_the_same_outcomes_as_one_thread() {
             appended.receipt.verify(&vk, ORIGIN).unwrap();
         }
     }
+}
+
+/// A checkpoint asked for with an anchor target carries the anchor key's EIP-712 signature over
+/// exactly that checkpoint and deployment; a bad target is refused and signs nothing.
+#[test]
+fn checkpoint_anchor_signature_binds_the_attested_key() {
+    use leadgate_enclave::protocol::AnchorTarget;
+    use leadgate_verifier::anchor::{address_of_sec1, recover_signer, AnchorDomain};
+    use leadgate_verifier::checkpoint::Checkpoint;
+    use leadgate_verifier::note::Note;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let seller = SigningKey::from_bytes(&[3u8; 32]);
+    let sealed = corpus()[..4]
+        .iter()
+        .map(|l| seal(&seller, &keys, &l["lead"], T0))
+        .collect();
+    host.submit(&mut e, sealed, T0);
+    let domain = AnchorDomain {
+        chain_id: 31337,
+        contract: [0x5f; 20],
+    };
+    let target = AnchorTarget {
+        chain_id: domain.chain_id,
+        contract: serde_bytes::ByteBuf::from(domain.contract.to_vec()),
+    };
+    let Response::Checkpoint {
+        note: Some(note),
+        anchor_signature: Some(sig),
+    } = e.handle(
+        Request::Checkpoint {
+            force: true,
+            anchor: Some(target),
+        },
+        T0,
+    )
+    else {
+        panic!("no anchor signature")
+    };
+    let cp = Checkpoint::parse_text(&Note::parse(&note).unwrap().text).unwrap();
+    let digest = domain.checkpoint_digest(ORIGIN, cp.size, &cp.root);
+    let attested = address_of_sec1(&keys.anchor_key).unwrap();
+    assert_eq!(recover_signer(&digest, &sig).unwrap(), attested);
+    // Over another deployment or checkpoint, the same signature names someone else.
+    let other = AnchorDomain {
+        chain_id: 1,
+        ..domain
+    };
+    let elsewhere = other.checkpoint_digest(ORIGIN, cp.size, &cp.root);
+    assert_ne!(recover_signer(&elsewhere, &sig).ok(), Some(attested));
+    let bigger = domain.checkpoint_digest(ORIGIN, cp.size + 1, &cp.root);
+    assert_ne!(recover_signer(&bigger, &sig).ok(), Some(attested));
+
+    let bad = AnchorTarget {
+        chain_id: 1,
+        contract: serde_bytes::ByteBuf::from(vec![1u8; 19]),
+    };
+    let Response::Error(err) = e.handle(
+        Request::Checkpoint {
+            force: true,
+            anchor: Some(bad),
+        },
+        T0,
+    ) else {
+        panic!("a 19-byte contract was accepted")
+    };
+    assert_eq!(err.code, "request.bad_anchor_target");
 }

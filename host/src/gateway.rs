@@ -120,6 +120,8 @@ pub struct Gateway {
     stored: watch::Sender<u64>,
     /// The link epoch whose batch failed to store (0: none).
     failed_epoch: AtomicU64,
+    /// The anchoring worker, when anchoring is configured.
+    pub anchorer: std::sync::OnceLock<std::sync::Arc<crate::anchor::Anchorer>>,
 }
 
 fn now_ms() -> u64 {
@@ -175,6 +177,7 @@ impl Gateway {
             info: RwLock::new(None),
             stored: watch::channel(0).0,
             failed_epoch: AtomicU64::new(0),
+            anchorer: std::sync::OnceLock::new(),
         }
     }
 
@@ -680,15 +683,20 @@ impl Gateway {
         Ok(outcomes)
     }
 
-    /// Asks for a checkpoint (now if `force`) and stores it. Returns the note if one was signed.
+    /// Asks for a checkpoint (now if `force`) and stores it, with the enclave's anchor
+    /// signature when anchoring is on. Returns the note if one was signed.
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
         // The lock is held until the note is stored, and the checkpoint is asked for only once
         // every sent batch is stored: a stored checkpoint never covers unstored entries.
+        let anchor = self.anchorer.get().map(|a| a.target());
         let (_link, resp) = self
-            .exchange_appending(&Request::Checkpoint { force })
+            .exchange_appending(&Request::Checkpoint { force, anchor })
             .await?;
-        let note = match resp {
-            Response::Checkpoint { note } => note,
+        let (note, anchor_signature) = match resp {
+            Response::Checkpoint {
+                note,
+                anchor_signature,
+            } => (note, anchor_signature),
             Response::Error(e) => return Err(enclave_err(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),
         };
@@ -698,6 +706,9 @@ impl Gateway {
             Checkpoint::parse_text(&parsed.text).map_err(|e| LinkError::Protocol(e.to_string()))?;
         self.store.put_checkpoint(cp.size, &note, now_ms()).await?;
         tracing::info!(size = cp.size, "checkpoint stored");
+        if let (Some(a), Some(sig)) = (self.anchorer.get(), anchor_signature) {
+            a.enqueue(cp.size, &cp.root, &sig, now_ms()).await?;
+        }
         Ok(Some(note.into_vec()))
     }
 }

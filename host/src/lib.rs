@@ -4,10 +4,11 @@
 //! durably (SQLite), serves entries and proofs, and schedules checkpoints. It sees no
 //! plaintext and signs nothing; clients verify what it serves.
 //!
-//! Layout: [`api`] (HTTP routes), [`gateway`] (enclave link, boot and the store-then-answer
+//! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`gateway`] (enclave link, boot and the store-then-answer
 //! rule), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod api;
 pub mod error;
 pub mod gateway;
@@ -45,6 +46,8 @@ pub struct HostConfig {
     pub tick_ms: u64,
     /// Submission queue length before answering 503 (default 8,192).
     pub queue_len: usize,
+    /// On-chain anchoring; off when `None` (no RPC configured).
+    pub anchor: Option<anchor::AnchorConfig>,
 }
 
 impl HostConfig {
@@ -57,6 +60,7 @@ impl HostConfig {
             seller_daily_limit: 1_000,
             tick_ms: 5_000,
             queue_len: 8_192,
+            anchor: None,
         }
     }
 }
@@ -147,7 +151,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.db_path).await?;
-    let gateway = Arc::new(Gateway::new(store, config.enclave_addr.clone()));
+    let gateway = Arc::new(Gateway::new(store.clone(), config.enclave_addr.clone()));
+    if let Some(anchor) = config.anchor.clone() {
+        tracing::info!(?anchor, "anchoring checkpoints");
+        let anchorer = anchor::Anchorer::new(store, anchor)?;
+        let _ = gateway.anchorer.set(anchorer.clone());
+        tokio::spawn(anchorer.run());
+    }
     tokio::spawn(gateway.clone().maintain());
     let (tx, rx) = mpsc::channel(config.queue_len);
     tokio::spawn(run_pipeline(gateway.clone(), rx));

@@ -26,6 +26,19 @@ struct Args {
     /// decides both by its own clock; the tick bounds how late a close is logged).
     #[arg(long, default_value_t = 1_000)]
     tick_ms: u64,
+    /// JSON-RPC URL of the chain to anchor checkpoints on; anchoring is off without it.
+    #[arg(long, env = "LEADGATE_ANCHOR_RPC", requires_all = ["anchor_contract", "anchor_chain_id", "anchor_account_key_file"])]
+    anchor_rpc: Option<String>,
+    /// The CheckpointAnchor contract address (0x-prefixed hex, 20 bytes).
+    #[arg(long, env = "LEADGATE_ANCHOR_CONTRACT")]
+    anchor_contract: Option<String>,
+    /// The chain's EIP-155 id (31337 for a local anvil); anchoring pauses if the RPC differs.
+    #[arg(long, env = "LEADGATE_ANCHOR_CHAIN_ID")]
+    anchor_chain_id: Option<u64>,
+    /// File holding the anchoring account's secp256k1 private key (hex, 32 bytes): the host's
+    /// account that pays for anchors. The enclave's anchor key signs; this one only pays.
+    #[arg(long, env = "LEADGATE_ANCHOR_ACCOUNT_KEY_FILE")]
+    anchor_account_key_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -40,6 +53,27 @@ async fn main() -> anyhow::Result<()> {
     config.max_body_bytes = args.max_body_bytes;
     config.seller_daily_limit = args.seller_daily_limit;
     config.tick_ms = args.tick_ms;
+    if let (Some(rpc_url), Some(contract), Some(chain_id), Some(key_file)) = (
+        args.anchor_rpc,
+        args.anchor_contract,
+        args.anchor_chain_id,
+        args.anchor_account_key_file,
+    ) {
+        let contract = leadgate_verifier::anchor::parse_address(&contract)
+            .context("--anchor-contract must be a 0x-prefixed 20-byte hex address")?;
+        let key_hex = std::fs::read_to_string(&key_file)
+            .with_context(|| format!("reading {}", key_file.display()))?;
+        let mut account_key = [0u8; 32];
+        hex::decode_to_slice(key_hex.trim().trim_start_matches("0x"), &mut account_key)
+            .with_context(|| format!("{}: not a 32-byte hex key", key_file.display()))?;
+        config.anchor = Some(leadgate_host::anchor::AnchorConfig {
+            rpc_url,
+            contract,
+            chain_id,
+            account_key,
+            receipt_timeout: std::time::Duration::from_secs(60),
+        });
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -2,6 +2,7 @@
 //! first verifies a fresh attestation (random nonce) and takes the log key from it.
 #![forbid(unsafe_code)]
 
+mod anchor;
 mod bench;
 mod buyer;
 mod http;
@@ -238,6 +239,27 @@ enum VerifyCmd {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Check the chain's anchored checkpoints: the history only grows, the active enclave key is
+    /// the gateway's attested one (same PCR0), and the served checkpoint (the gateway's, or
+    /// CHECKPOINT) is anchored or consistent with the latest anchor. A fork exits with 1.
+    Anchor {
+        /// A checkpoint note file to check instead of the gateway's current one.
+        checkpoint: Option<PathBuf>,
+        /// JSON-RPC URL of the chain.
+        #[arg(long)]
+        rpc: String,
+        /// CheckpointAnchor contract address.
+        #[arg(long)]
+        contract: String,
+        /// Gateway base URL (attestation, checkpoint, consistency proofs).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The registered attestation document, checked against its on-chain SHA-256.
+        #[arg(long)]
+        registration: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
     /// Verify a closed auction (or every auction in --my-bid): events in a checkpoint, the
     /// tie-break seed, the considered set, and your own bid against the outcome.
     Auction {
@@ -373,6 +395,21 @@ fn main() -> anyhow::Result<()> {
             my_bid.as_deref(),
             concurrency,
         ),
+        Cmd::Verify(VerifyCmd::Anchor {
+            checkpoint,
+            rpc,
+            contract,
+            gateway,
+            registration,
+            trust,
+        }) => anchor::verify_anchor(&anchor::AnchorArgs {
+            rpc: &rpc,
+            contract: &contract,
+            gateway: gateway.as_deref(),
+            checkpoint: checkpoint.as_deref(),
+            registration: registration.as_deref(),
+            trust: &trust,
+        }),
         Cmd::Verify(VerifyCmd::Attestation {
             file,
             gateway,

@@ -1,0 +1,320 @@
+//! On-chain anchoring: submits each checkpoint the enclave signed for the configured
+//! `CheckpointAnchor` deployment (`contracts/src/CheckpointAnchor.sol`) through alloy.
+//!
+//! The anchoring account (which pays gas) is the host's; the enclave's anchor key only signs
+//! (EIP-712, [`leadgate_verifier::anchor`]), so the host can delay anchors but not forge them.
+//!
+//! Each checkpoint moves `pending → sent → anchored` in the `anchors` table, strictly in size
+//! order. A checkpoint is never submitted twice: once a transaction is recorded as `sent`, a
+//! later pass waits for that transaction's receipt, and resubmits only if the node no longer
+//! knows the transaction (dropped, or the chain was reset) *and* the chain does not already hold
+//! the checkpoint. Before every submission the worker reads the chain: a size the chain already
+//! holds with our root is marked `anchored`; one skipped by a later anchor is `superseded`; one
+//! the chain holds with another root is a `conflict` (a fork) and is never retried. RPC failures
+//! are retried with exponential backoff (0.5 s doubling to 30 s), so anchoring resumes once the
+//! RPC is back. With no RPC configured none of this runs and nothing else changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, Bytes, FixedBytes, B256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use leadgate_enclave::protocol::AnchorTarget;
+use leadgate_verifier::merkle::{self, Hash};
+use serde_bytes::ByteBuf;
+use tokio::sync::Notify;
+
+use crate::storage::{AnchorRecord, Store};
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[allow(missing_docs)]
+    CheckpointAnchor,
+    "../contracts/artifacts/CheckpointAnchor.json"
+);
+
+/// Where and as whom to anchor.
+#[derive(Clone)]
+pub struct AnchorConfig {
+    /// JSON-RPC URL (`http://` or `https://`).
+    pub rpc_url: String,
+    /// The `CheckpointAnchor` contract, 20 bytes.
+    pub contract: [u8; 20],
+    /// The chain's EIP-155 id; the worker refuses to send if the RPC reports another.
+    pub chain_id: u64,
+    /// The anchoring account's secp256k1 private key, 32 bytes (pays gas; signs nothing else).
+    pub account_key: [u8; 32],
+    /// How long to wait for a receipt before treating the attempt as failed (default 60 s).
+    pub receipt_timeout: Duration,
+}
+
+impl std::fmt::Debug for AnchorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnchorConfig")
+            .field("rpc_url", &self.rpc_url)
+            .field("contract", &hex::encode(self.contract))
+            .field("chain_id", &self.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Anchoring failures; each is logged and retried (except a conflict, which is recorded).
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    /// The RPC failed or the contract call reverted.
+    #[error("rpc: {0}")]
+    Rpc(String),
+    /// The RPC serves another chain than configured.
+    #[error("rpc reports chain id {found}, configured {expected}")]
+    WrongChain {
+        /// Configured.
+        expected: u64,
+        /// Reported.
+        found: u64,
+    },
+    /// A sent transaction is still waiting to be mined.
+    #[error("transaction {0} is not mined yet")]
+    Pending(String),
+    /// The anchoring transaction was mined but reverted.
+    #[error("transaction {0} reverted")]
+    Reverted(String),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] sqlx::Error),
+    /// The log lacks nodes for a proof.
+    #[error("proof: {0}")]
+    Proof(#[from] merkle::ProofError),
+}
+
+fn rpc(e: impl std::fmt::Display) -> AnchorError {
+    AnchorError::Rpc(e.to_string())
+}
+
+/// The anchoring worker.
+pub struct Anchorer {
+    store: Store,
+    config: AnchorConfig,
+    contract: CheckpointAnchor::CheckpointAnchorInstance<DynProvider>,
+    provider: DynProvider,
+    wake: Notify,
+}
+
+impl Anchorer {
+    /// A worker for `config` over `store`.
+    ///
+    /// # Errors
+    /// A bad RPC URL or account key.
+    pub fn new(store: Store, config: AnchorConfig) -> anyhow::Result<Arc<Self>> {
+        let signer = PrivateKeySigner::from_bytes(&B256::from(config.account_key))
+            .map_err(|e| anyhow::anyhow!("anchoring account key: {e}"))?;
+        let url = config
+            .rpc_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("anchor RPC URL {:?}: {e}", config.rpc_url))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        let contract = CheckpointAnchor::new(Address::from(config.contract), provider.clone());
+        Ok(Arc::new(Self {
+            store,
+            config,
+            contract,
+            provider,
+            wake: Notify::new(),
+        }))
+    }
+
+    /// What the enclave signs checkpoints for.
+    pub fn target(&self) -> AnchorTarget {
+        AnchorTarget {
+            chain_id: self.config.chain_id,
+            contract: ByteBuf::from(self.config.contract.to_vec()),
+        }
+    }
+
+    /// Records a checkpoint the enclave signed for [`Self::target`] and wakes the worker.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn enqueue(
+        &self,
+        size: u64,
+        root: &Hash,
+        signature: &[u8],
+        now_ms: u64,
+    ) -> Result<(), sqlx::Error> {
+        let target = (self.config.chain_id, &self.config.contract);
+        self.store
+            .put_anchor(size, root, signature, target, now_ms)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Runs forever: anchors what is pending, then waits for a new checkpoint (or 5 s); on
+    /// failure, retries with backoff.
+    pub async fn run(self: Arc<Self>) {
+        const FIRST: Duration = Duration::from_millis(500);
+        const MAX: Duration = Duration::from_secs(30);
+        let mut backoff = FIRST;
+        loop {
+            match self.anchor_pending().await {
+                Ok(()) => {
+                    backoff = FIRST;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "anchoring failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX);
+                }
+            }
+        }
+    }
+
+    /// Anchors every pending checkpoint in size order; stops at the first failure.
+    ///
+    /// # Errors
+    /// The failure, after recording it on the checkpoint.
+    pub async fn anchor_pending(&self) -> Result<(), AnchorError> {
+        let rows = self
+            .store
+            .unanchored(self.config.chain_id, &self.config.contract)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let found = self.provider.get_chain_id().await.map_err(rpc)?;
+        if found != self.config.chain_id {
+            return Err(AnchorError::WrongChain {
+                expected: self.config.chain_id,
+                found,
+            });
+        }
+        for row in rows {
+            if let Err(e) = self.anchor_one(&row).await {
+                self.store.anchor_failed(row.size, &e.to_string()).await?;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn anchor_one(&self, row: &AnchorRecord) -> Result<(), AnchorError> {
+        let now = leadgate_enclave::transport::now_ms();
+        // A transaction already sent: follow it rather than send another.
+        if let Some(tx) = row.tx_hash {
+            let hash = B256::from(tx);
+            match self
+                .provider
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(rpc)?
+            {
+                Some(r) if r.status() => {
+                    let mined = (r.block_number.unwrap_or_default(), r.gas_used);
+                    return self.mark_anchored(row, Some(&tx), Some(mined)).await;
+                }
+                Some(_) => {} // reverted: the chain check below decides
+                None => {
+                    let known = self
+                        .provider
+                        .get_transaction_by_hash(hash)
+                        .await
+                        .map_err(rpc)?;
+                    if known.is_some() {
+                        return Err(AnchorError::Pending(format!("{hash}")));
+                    }
+                    tracing::warn!(size = row.size, tx = %hash, "anchoring transaction is gone from the node; checking the chain");
+                }
+            }
+        }
+        let latest = self.contract.latest().call().await.map_err(rpc)?;
+        let (chain_size, chain_root) = (latest.size, latest.root);
+        if chain_size >= row.size {
+            let on_chain = self.contract.rootAt(row.size).call().await.map_err(rpc)?;
+            let state = if on_chain.0 == row.root {
+                "anchored"
+            } else if on_chain == FixedBytes::ZERO {
+                "superseded"
+            } else {
+                tracing::error!(size = row.size, chain = %on_chain, "the chain holds another root for this size: fork");
+                "conflict"
+            };
+            self.store
+                .set_anchor_state(row.size, state, row.tx_hash.as_ref(), None, now)
+                .await?;
+            return Ok(());
+        }
+        // Our log must extend the chain's latest anchor; the proof shows it to the contract.
+        let proof = if chain_size == 0 {
+            Vec::new()
+        } else {
+            let (ours, proof) = self
+                .store
+                .with_nodes(|s| {
+                    Ok::<_, merkle::ProofError>((
+                        merkle::subtree_root(s, 0, chain_size)?,
+                        merkle::consistency_proof(s, chain_size, row.size)?,
+                    ))
+                })
+                .await??;
+            if ours != chain_root.0 {
+                tracing::error!(
+                    chain_size,
+                    "the chain's latest anchor is not on this log: fork"
+                );
+                self.store
+                    .set_anchor_state(row.size, "conflict", None, None, now)
+                    .await?;
+                return Ok(());
+            }
+            proof
+        };
+        let call = self.contract.anchor(
+            row.size,
+            FixedBytes(row.root),
+            proof.into_iter().map(FixedBytes).collect(),
+            Bytes::from(row.signature.clone()),
+        );
+        let pending = call.send().await.map_err(rpc)?;
+        let tx = pending.tx_hash().0;
+        self.store
+            .set_anchor_state(row.size, "sent", Some(&tx), None, now)
+            .await?;
+        tracing::info!(size = row.size, tx = %B256::from(tx), "anchor sent");
+        let receipt = pending
+            .with_timeout(Some(self.config.receipt_timeout))
+            .get_receipt()
+            .await
+            .map_err(rpc)?;
+        if !receipt.status() {
+            return Err(AnchorError::Reverted(format!("{}", B256::from(tx))));
+        }
+        let mined = (receipt.block_number.unwrap_or_default(), receipt.gas_used);
+        self.mark_anchored(row, Some(&tx), Some(mined)).await
+    }
+
+    async fn mark_anchored(
+        &self,
+        row: &AnchorRecord,
+        tx: Option<&[u8; 32]>,
+        mined: Option<(u64, u64)>,
+    ) -> Result<(), AnchorError> {
+        let now = leadgate_enclave::transport::now_ms();
+        self.store
+            .set_anchor_state(row.size, "anchored", tx, mined, now)
+            .await?;
+        tracing::info!(
+            size = row.size,
+            block = mined.map(|m| m.0),
+            gas_used = mined.map(|m| m.1),
+            "checkpoint anchored"
+        );
+        Ok(())
+    }
+}

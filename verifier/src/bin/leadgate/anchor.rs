@@ -1,0 +1,273 @@
+//! `verify anchor`: compares what a gateway serves with what is anchored on chain.
+//!
+//! Reads the contract over plain JSON-RPC (`eth_chainId`, `eth_call`, `eth_getLogs`), with
+//! the ABI from `alloy-sol-types`; no chain client or async runtime.
+
+use alloy_primitives::{Address, B256};
+use alloy_sol_types::{sol, SolCall, SolEvent};
+use anyhow::{anyhow, bail, Context as _};
+use leadgate_verifier::anchor::{address_hex, address_of_sec1, parse_address};
+use leadgate_verifier::checkpoint::verify_checkpoint;
+use leadgate_verifier::merkle::{self, Hash};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::http::{agent, attest_gateway, get_bytes, get_json, TrustArgs};
+
+sol! {
+    function latest() external view returns (uint64 size, bytes32 root);
+    function rootAt(uint64 size) external view returns (bytes32 root);
+    function enclaveKey() external view returns (address key);
+    function origin() external view returns (string origin);
+    event EnclaveKeyRegistered(address indexed key, bytes32 indexed attestationSha256, bytes pcr0);
+    event CheckpointAnchored(uint64 indexed size, bytes32 root, address signer);
+}
+
+/// A JSON-RPC endpoint.
+struct Rpc {
+    http: ureq::Agent,
+    url: String,
+}
+
+impl Rpc {
+    fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let mut resp = self
+            .http
+            .post(&self.url)
+            .send_json(&body)
+            .with_context(|| format!("{method} at {}", self.url))?;
+        let v: Value = resp
+            .body_mut()
+            .read_json()
+            .context("RPC answer is not JSON")?;
+        if let Some(e) = v.get("error") {
+            bail!("{method}: {e}");
+        }
+        Ok(v["result"].clone())
+    }
+
+    fn eth_call<C: SolCall>(&self, to: &Address, call: &C) -> anyhow::Result<C::Return> {
+        let data = format!("0x{}", hex::encode(call.abi_encode()));
+        let out = self.call(
+            "eth_call",
+            json!([{ "to": to.to_string(), "data": data }, "latest"]),
+        )?;
+        let bytes = hex_bytes(&out)?;
+        C::abi_decode_returns(&bytes).map_err(|e| anyhow!("{}: {e}", C::SIGNATURE))
+    }
+
+    fn logs(&self, to: &Address, topic0: B256) -> anyhow::Result<Vec<(Vec<B256>, Vec<u8>)>> {
+        let out = self.call(
+            "eth_getLogs",
+            json!([{ "address": to.to_string(), "fromBlock": "0x0", "toBlock": "latest",
+                     "topics": [topic0.to_string()] }]),
+        )?;
+        out.as_array()
+            .ok_or_else(|| anyhow!("eth_getLogs: not a list"))?
+            .iter()
+            .map(|l| {
+                let topics = l["topics"]
+                    .as_array()
+                    .ok_or_else(|| anyhow!("log without topics"))?
+                    .iter()
+                    .map(|t| {
+                        let b = hex_bytes(t)?;
+                        Ok(B256::from_slice(
+                            b.get(..32).ok_or_else(|| anyhow!("short topic"))?,
+                        ))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok((topics, hex_bytes(&l["data"])?))
+            })
+            .collect()
+    }
+}
+
+fn hex_bytes(v: &Value) -> anyhow::Result<Vec<u8>> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| anyhow!("RPC: expected a hex string"))?;
+    hex::decode(s.trim_start_matches("0x")).context("RPC: bad hex")
+}
+
+fn proof(v: &Value) -> anyhow::Result<Vec<Hash>> {
+    v["proof"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no proof"))?
+        .iter()
+        .map(|h| {
+            let b = hex::decode(h.as_str().unwrap_or_default())?;
+            b.try_into()
+                .map_err(|_| anyhow!("proof hash is not 32 bytes"))
+        })
+        .collect()
+}
+
+/// Options of `verify anchor`.
+pub struct AnchorArgs<'a> {
+    /// JSON-RPC URL.
+    pub rpc: &'a str,
+    /// Contract address.
+    pub contract: &'a str,
+    /// Gateway: attestation, the served checkpoint and consistency proofs.
+    pub gateway: Option<&'a str>,
+    /// A checkpoint note file to check instead of the gateway's current one.
+    pub checkpoint: Option<&'a std::path::Path>,
+    /// The registered attestation document, to check against its registered SHA-256.
+    pub registration: Option<&'a std::path::Path>,
+    /// Trust options for the attestation.
+    pub trust: &'a TrustArgs,
+}
+
+/// `verify anchor`: the anchored history, the key registration against the attestation, and
+/// the served checkpoint against the latest anchor. A served checkpoint inconsistent with the
+/// chain is reported as `FORK` (an error: exit status 1).
+pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
+    let http = agent();
+    let rpc = Rpc {
+        http: http.clone(),
+        url: a.rpc.to_owned(),
+    };
+    let contract = Address::from(parse_address(a.contract).context("--contract")?);
+    let chain_id = u64::from_str_radix(
+        rpc.call("eth_chainId", json!([]))?
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .context("eth_chainId")?;
+    let origin = rpc.eth_call(&contract, &originCall {})?;
+    println!("contract {contract} on chain {chain_id}: log {origin:?}");
+
+    // The anchored history, from the events, each checked against storage.
+    let mut history: Vec<(u64, Hash)> = Vec::new();
+    for (topics, data) in rpc.logs(&contract, CheckpointAnchored::SIGNATURE_HASH)? {
+        let e = CheckpointAnchored::decode_raw_log(topics, &data)
+            .map_err(|e| anyhow!("CheckpointAnchored: {e}"))?;
+        if history.last().is_some_and(|(s, _)| *s >= e.size) {
+            bail!("anchored sizes do not grow at {}", e.size);
+        }
+        history.push((e.size, e.root.0));
+    }
+    let latest = rpc.eth_call(&contract, &latestCall {})?;
+    match history.last() {
+        Some((s, r)) if *s == latest.size && *r == latest.root.0 => {}
+        None if latest.size == 0 => {}
+        _ => bail!("the contract's latest() does not match its CheckpointAnchored events"),
+    }
+    for (size, root) in &history {
+        let stored = rpc.eth_call(&contract, &rootAtCall { size: *size })?;
+        if stored.0 != *root {
+            bail!("rootAt({size}) differs from its CheckpointAnchored event");
+        }
+    }
+    println!(
+        "anchored history: {} checkpoints, latest size {} root {}",
+        history.len(),
+        latest.size,
+        hex::encode(latest.root)
+    );
+
+    // Registrations.
+    let mut registered = Vec::new();
+    for (topics, data) in rpc.logs(&contract, EnclaveKeyRegistered::SIGNATURE_HASH)? {
+        let e = EnclaveKeyRegistered::decode_raw_log(topics, &data)
+            .map_err(|e| anyhow!("EnclaveKeyRegistered: {e}"))?;
+        registered.push(e);
+    }
+    let active = rpc.eth_call(&contract, &enclaveKeyCall {})?;
+    let reg = registered
+        .iter()
+        .rev()
+        .find(|r| r.key == active)
+        .ok_or_else(|| anyhow!("no active enclave key registered"))?;
+    println!(
+        "active enclave key {active}: attestation sha256 {}, pcr0 {}",
+        hex::encode(reg.attestationSha256),
+        hex::encode(&reg.pcr0)
+    );
+    if let Some(path) = a.registration {
+        let doc = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let digest: [u8; 32] = Sha256::digest(&doc).into();
+        if digest != reg.attestationSha256.0 {
+            bail!(
+                "{}: SHA-256 is not the registered attestation's",
+                path.display()
+            );
+        }
+        println!("registration document matches the registered SHA-256");
+    }
+
+    let Some(gateway) = a.gateway else {
+        if a.checkpoint.is_some() {
+            bail!("checking a CHECKPOINT needs --gateway (its key and proofs come from there)");
+        }
+        return Ok(());
+    };
+    let (attested, keys) = attest_gateway(&http, gateway, a.trust)?;
+    let attested_key = address_of_sec1(&keys.anchor_key)
+        .ok_or_else(|| anyhow!("attested anchor key is not a point"))?;
+    if attested_key != active.0 .0 {
+        bail!(
+            "the gateway's attested anchor key {} is not the contract's active key {active}",
+            address_hex(&attested_key)
+        );
+    }
+    if attested.pcr(0) != Some(&reg.pcr0[..]) {
+        bail!("the gateway's PCR0 is not the registered PCR0");
+    }
+    if keys.origin != origin {
+        bail!(
+            "the gateway's log {:?} is not the contract's {origin:?}",
+            keys.origin
+        );
+    }
+    println!("registration matches the gateway's attestation (anchor key, PCR0, origin)");
+
+    let note = match a.checkpoint {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => get_bytes(&http, &format!("{gateway}/v1/checkpoint"))?,
+    };
+    let cp = verify_checkpoint(&note, &keys.note_verifier()?, &keys.origin)
+        .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
+    let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+    if let Some((_, anchored)) = history.iter().find(|(s, _)| *s == size) {
+        if *anchored != root {
+            bail!(
+                "FORK: the served checkpoint of size {size} has root {}, the chain anchored {}",
+                hex::encode(root),
+                hex::encode(anchored)
+            );
+        }
+        println!("served checkpoint (size {size}) is anchored");
+        return Ok(());
+    }
+    if latest.size == 0 {
+        println!("nothing anchored yet; served checkpoint size {size} not compared");
+        return Ok(());
+    }
+    let (m, n, rm, rn) = if latest.size < size {
+        (latest.size, size, latest.root.0, root)
+    } else {
+        (size, latest.size, root, latest.root.0)
+    };
+    let p = get_json(
+        &http,
+        &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
+    )?;
+    merkle::verify_consistency(m, n, &proof(&p)?, &rm, &rn).map_err(|e| {
+        anyhow!(
+            "FORK: the served checkpoint of size {size} is not consistent with the anchored \
+             checkpoint of size {}: {}",
+            latest.size,
+            e.code()
+        )
+    })?;
+    println!(
+        "served checkpoint (size {size}) is consistent with the latest anchor (size {})",
+        latest.size
+    );
+    Ok(())
+}
