@@ -188,18 +188,27 @@ impl Anchorer {
         if rows.is_empty() {
             return Ok(());
         }
+        for row in rows {
+            if let Err(e) = self.check_chain().await {
+                self.store.anchor_failed(row.size, &e.to_string()).await?;
+                return Err(e);
+            }
+            if let Err(e) = self.anchor_one(&row).await {
+                self.store.anchor_failed(row.size, &e.to_string()).await?;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The RPC answers and serves the configured chain.
+    async fn check_chain(&self) -> Result<(), AnchorError> {
         let found = self.provider.get_chain_id().await.map_err(rpc)?;
         if found != self.config.chain_id {
             return Err(AnchorError::WrongChain {
                 expected: self.config.chain_id,
                 found,
             });
-        }
-        for row in rows {
-            if let Err(e) = self.anchor_one(&row).await {
-                self.store.anchor_failed(row.size, &e.to_string()).await?;
-                return Err(e);
-            }
         }
         Ok(())
     }

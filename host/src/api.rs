@@ -11,6 +11,7 @@
 //! | `POST /v1/bids` | sealed bid in; `{auction_id, commitment, index, receipt}` |
 //! | `POST /v1/leads/{lead_id}/release` | signed release request in; `{lead_id, index, receipt, released}` (winner only) |
 //! | `GET /v1/checkpoint` | latest signed note, `text/plain` |
+//! | `GET /v1/anchors` | `{anchors: [{size, root, state, tx_hash, block_number, gas_used, attempts, last_error, signature}]}` |
 //! | `POST /v1/checkpoint` | sign one now, `text/plain` |
 //! | `GET /v1/entries/{index}` | leaf bytes (canonical JSON) |
 //! | `GET /v1/proof/inclusion?index=&size=` | `{index, size, proof: [hex]}` |
@@ -78,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auctions/{id}", get(get_auction))
         .route("/v1/bids", post(post_bid))
         .route("/v1/checkpoint", get(get_checkpoint).post(post_checkpoint))
+        .route("/v1/anchors", get(get_anchors))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/proof/inclusion", get(inclusion))
         .route("/v1/proof/consistency", get(consistency))
@@ -434,6 +436,13 @@ async fn post_release(
 
 fn note_response(note: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+}
+
+/// The host's anchoring record (what it sent, what is mined); auditors check the chain itself
+/// with `leadgate verify anchor`.
+async fn get_anchors(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
+    let anchors = s.gateway.store.anchors().await.map_err(db)?;
+    Ok(Json(json!({ "anchors": anchors })))
 }
 
 async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {

@@ -54,6 +54,8 @@ pub struct AnchorStatus {
     pub attempts: u64,
     /// The last failure (RPC or revert text).
     pub last_error: Option<String>,
+    /// The enclave's 65-byte EIP-712 signature, hex: anyone may submit the anchor with it.
+    pub signature: String,
 }
 
 fn bad_column(what: &str) -> sqlx::Error {
@@ -421,8 +423,8 @@ impl Store {
     /// Every anchor row, oldest first, as JSON-ready records (`GET /v1/anchors`).
     pub async fn anchors(&self) -> Result<Vec<AnchorStatus>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT size, root, state, tx_hash, block_number, gas_used, attempts, last_error
-             FROM anchors ORDER BY size",
+            "SELECT size, root, state, tx_hash, block_number, gas_used, attempts, last_error,
+             signature FROM anchors ORDER BY size",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -441,6 +443,7 @@ impl Store {
                     gas_used: r.try_get::<Option<i64>, _>("gas_used")?.map(|g| g as u64),
                     attempts: r.try_get::<i64, _>("attempts")? as u64,
                     last_error: r.try_get("last_error")?,
+                    signature: hex::encode(r.try_get::<Vec<u8>, _>("signature")?),
                 })
             })
             .collect()

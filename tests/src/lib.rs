@@ -65,7 +65,20 @@ impl Stack {
 
     /// [`Stack::start`] with the host's per-seller daily limit set to `seller_daily_limit`.
     pub fn start_with_limit(seller_daily_limit: u32) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_with(
+            seller_daily_limit,
+            &[],
+            tempfile::tempdir().expect("tempdir"),
+        )
+    }
+
+    /// Starts a stack in `dir` (which may hold an earlier stack's state: a copy forks it),
+    /// with extra host arguments.
+    pub fn start_with(
+        seller_daily_limit: u32,
+        host_args: &[String],
+        dir: tempfile::TempDir,
+    ) -> Self {
         let enclave_port = free_port();
         let host_port = free_port();
         std::fs::create_dir_all(dir.path().join("enclave")).expect("mkdir");
@@ -80,6 +93,7 @@ impl Stack {
             .arg(dir.path().join("host.db"))
             .args(["--seller-daily-limit", &seller_daily_limit.to_string()])
             .args(["--tick-ms", "500"])
+            .args(host_args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("host.log")).expect("log"))
             .spawn()
