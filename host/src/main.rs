@@ -61,11 +61,7 @@ async fn main() -> anyhow::Result<()> {
     ) {
         let contract = leadgate_verifier::anchor::parse_address(&contract)
             .context("--anchor-contract must be a 0x-prefixed 20-byte hex address")?;
-        let key_hex = std::fs::read_to_string(&key_file)
-            .with_context(|| format!("reading {}", key_file.display()))?;
-        let mut account_key = [0u8; 32];
-        hex::decode_to_slice(key_hex.trim().trim_start_matches("0x"), &mut account_key)
-            .with_context(|| format!("{}: not a 32-byte hex key", key_file.display()))?;
+        let account_key = leadgate_host::anchor::read_account_key(&key_file)?;
         config.anchor = Some(leadgate_host::anchor::AnchorConfig {
             rpc_url,
             contract,

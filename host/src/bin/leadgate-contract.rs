@@ -17,9 +17,10 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 use clap::Parser;
-use leadgate_host::anchor::CheckpointAnchor;
+use leadgate_host::anchor::{read_account_key, CheckpointAnchor};
 use leadgate_verifier::anchor::{address_hex, address_of_sec1, parse_address};
 use leadgate_verifier::attestation::{root_der_from_pem, verify_attestation, AttestationPolicy};
+use rand_core::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
 #[derive(Parser)]
@@ -76,11 +77,7 @@ enum Cmd {
 
 fn read_key(path: Option<&PathBuf>) -> anyhow::Result<PrivateKeySigner> {
     let path = path.ok_or_else(|| anyhow!("give --account-key-file"))?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(text.trim().trim_start_matches("0x"), &mut key)
-        .with_context(|| format!("{}: not a 32-byte hex key", path.display()))?;
+    let key = read_account_key(path)?;
     PrivateKeySigner::from_bytes(&B256::from(key)).map_err(|e| anyhow!("account key: {e}"))
 }
 
@@ -116,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let contract = parse_address(&contract).context("--contract")?;
             let mut nonce = [0u8; 32];
-            getrandom(&mut nonce)?;
+            rand_core::OsRng.fill_bytes(&mut nonce);
             let url = format!("{gateway}/attest?nonce={}", hex::encode(nonce));
             let body: serde_json::Value = alloy::transports::http::reqwest::get(&url)
                 .await
@@ -190,11 +187,5 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
-}
-
-fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
-    use std::io::Read as _;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
     Ok(())
 }

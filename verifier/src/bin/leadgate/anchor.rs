@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::http::{agent, attest_gateway, get_bytes, get_json, TrustArgs};
+use crate::verify::hashes;
 
 sol! {
     function latest() external view returns (uint64 size, bytes32 root);
@@ -89,19 +90,6 @@ fn hex_bytes(v: &Value) -> anyhow::Result<Vec<u8>> {
         .as_str()
         .ok_or_else(|| anyhow!("RPC: expected a hex string"))?;
     hex::decode(s.trim_start_matches("0x")).context("RPC: bad hex")
-}
-
-fn proof(v: &Value) -> anyhow::Result<Vec<Hash>> {
-    v["proof"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no proof"))?
-        .iter()
-        .map(|h| {
-            let b = hex::decode(h.as_str().unwrap_or_default())?;
-            b.try_into()
-                .map_err(|_| anyhow!("proof hash is not 32 bytes"))
-        })
-        .collect()
 }
 
 /// Options of `verify anchor`.
@@ -257,7 +245,7 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
         &http,
         &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
     )?;
-    merkle::verify_consistency(m, n, &proof(&p)?, &rm, &rn).map_err(|e| {
+    merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
         anyhow!(
             "FORK: the served checkpoint of size {size} is not consistent with the anchored \
              checkpoint of size {}: {}",

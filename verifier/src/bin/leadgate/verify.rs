@@ -122,7 +122,8 @@ fn fetch_checkpoint(
         .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))
 }
 
-fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
+/// The `proof` array of a gateway proof answer: 32-byte hex hashes.
+pub fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
     v["proof"]
         .as_array()
         .ok_or_else(|| anyhow!("no proof"))?
