@@ -199,6 +199,25 @@ fn checkpoints_are_anchored_and_forks_rollbacks_and_outages_are_handled() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is anchored"));
+    // Offline: a saved checkpoint, its log key from the registered attestation document.
+    let saved = work.path().join("checkpoint.txt");
+    std::fs::write(&saved, stack.get_bytes("/v1/checkpoint")).unwrap();
+    let offline = |file: &Path| {
+        run(Command::new(bin("leadgate"))
+            .args(["verify", "anchor", "--rpc", &rpc, "--contract", &contract])
+            .arg(file)
+            .arg("--registration")
+            .arg(work.path().join("registration.cose"))
+            .args(["--allow-debug", "--root"])
+            .arg(stack.root_pem()))
+    };
+    let out = offline(&saved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is anchored"));
 
     // 2. The contract refuses a rollback (a genuine, older enclave signature) and a checkpoint
     //    signed by a key that is not registered.

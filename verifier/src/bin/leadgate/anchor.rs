@@ -7,12 +7,16 @@ use alloy_primitives::{Address, B256};
 use alloy_sol_types::{sol, SolCall, SolEvent};
 use anyhow::{anyhow, bail, Context as _};
 use leadgate_verifier::anchor::{address_hex, address_of_sec1, parse_address};
+use leadgate_verifier::attestation::{
+    parse_attestation, verify_attestation, AttestationPolicy, VerifiedAttestation,
+};
 use leadgate_verifier::checkpoint::verify_checkpoint;
+use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::{self, Hash};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::http::{agent, attest_gateway, get_bytes, get_json, TrustArgs};
+use crate::http::{agent, attest_gateway, check_trust, get_bytes, get_json, root_der, TrustArgs};
 use crate::verify::hashes;
 
 sol! {
@@ -92,6 +96,31 @@ fn hex_bytes(v: &Value) -> anyhow::Result<Vec<u8>> {
     hex::decode(s.trim_start_matches("0x")).context("RPC: bad hex")
 }
 
+/// Verifies an attestation document at the time it was made (its certificates are short-lived)
+/// under the trust options, and returns the keys it binds.
+fn verify_document_at_its_time(
+    doc: &[u8],
+    trust: &TrustArgs,
+) -> anyhow::Result<(VerifiedAttestation, EnclaveKeys)> {
+    let (_, parsed) =
+        parse_attestation(doc).map_err(|e| anyhow!("registration document: {}: {e}", e.code()))?;
+    let pcr0 = check_trust(trust)?;
+    let root = root_der(trust)?;
+    let policy = AttestationPolicy {
+        now_unix_ms: parsed.timestamp_ms,
+        root_der: root.as_deref(),
+        expected_pcr0: pcr0.as_deref(),
+        allow_debug: trust.allow_debug,
+        expected_nonce: None,
+    };
+    let verified = verify_attestation(doc, &policy)
+        .map_err(|e| anyhow!("registration document rejected: {}: {e}", e.code()))?;
+    let keys = verified
+        .enclave_keys()
+        .map_err(|e| anyhow!("registration document rejected: {}: {e}", e.code()))?;
+    Ok((verified, keys))
+}
+
 /// Options of `verify anchor`.
 pub struct AnchorArgs<'a> {
     /// JSON-RPC URL.
@@ -100,7 +129,8 @@ pub struct AnchorArgs<'a> {
     pub contract: &'a str,
     /// Gateway: attestation, the served checkpoint and consistency proofs.
     pub gateway: Option<&'a str>,
-    /// A checkpoint note file to check instead of the gateway's current one.
+    /// A checkpoint note file to check instead of the gateway's current one (without a
+    /// gateway, its log key comes from the registration document).
     pub checkpoint: Option<&'a std::path::Path>,
     /// The registered attestation document, to check against its registered SHA-256.
     pub registration: Option<&'a std::path::Path>,
@@ -176,6 +206,31 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
         hex::encode(reg.attestationSha256),
         hex::encode(&reg.pcr0)
     );
+    // The key binding: the registered document (checked against its on-chain SHA-256) and/or
+    // the gateway's fresh attestation must bind the active key, the registered PCR0 and the
+    // contract's log. The checkpoint's log key comes from whichever is given.
+    let check_binding = |what: &str, attested: &VerifiedAttestation, keys: &EnclaveKeys| {
+        let key = address_of_sec1(&keys.anchor_key)
+            .ok_or_else(|| anyhow!("{what}: anchor key is not a point"))?;
+        if key != active.0 .0 {
+            bail!(
+                "{what}: anchor key {} is not the contract's active key {active}",
+                address_hex(&key)
+            );
+        }
+        if attested.pcr(0) != Some(&reg.pcr0[..]) {
+            bail!("{what}: PCR0 is not the registered PCR0");
+        }
+        if keys.origin != origin {
+            bail!(
+                "{what}: log {:?} is not the contract's {origin:?}",
+                keys.origin
+            );
+        }
+        println!("registration matches the {what} (anchor key, PCR0, origin)");
+        Ok(())
+    };
+    let mut bound_keys = None;
     if let Some(path) = a.registration {
         let doc = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let digest: [u8; 32] = Sha256::digest(&doc).into();
@@ -186,38 +241,24 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
             );
         }
         println!("registration document matches the registered SHA-256");
+        let (attested, keys) = verify_document_at_its_time(&doc, a.trust)?;
+        check_binding("registered attestation", &attested, &keys)?;
+        bound_keys = Some(keys);
+    }
+    if let Some(gateway) = a.gateway {
+        let (attested, keys) = attest_gateway(&http, gateway, a.trust)?;
+        check_binding("gateway's attestation", &attested, &keys)?;
+        bound_keys = Some(keys);
     }
 
-    let Some(gateway) = a.gateway else {
-        if a.checkpoint.is_some() {
-            bail!("checking a CHECKPOINT needs --gateway (its key and proofs come from there)");
-        }
-        return Ok(());
+    let note = match (a.checkpoint, a.gateway) {
+        (Some(p), _) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        (None, Some(gateway)) => get_bytes(&http, &format!("{gateway}/v1/checkpoint"))?,
+        (None, None) => return Ok(()),
     };
-    let (attested, keys) = attest_gateway(&http, gateway, a.trust)?;
-    let attested_key = address_of_sec1(&keys.anchor_key)
-        .ok_or_else(|| anyhow!("attested anchor key is not a point"))?;
-    if attested_key != active.0 .0 {
-        bail!(
-            "the gateway's attested anchor key {} is not the contract's active key {active}",
-            address_hex(&attested_key)
-        );
-    }
-    if attested.pcr(0) != Some(&reg.pcr0[..]) {
-        bail!("the gateway's PCR0 is not the registered PCR0");
-    }
-    if keys.origin != origin {
-        bail!(
-            "the gateway's log {:?} is not the contract's {origin:?}",
-            keys.origin
-        );
-    }
-    println!("registration matches the gateway's attestation (anchor key, PCR0, origin)");
-
-    let note = match a.checkpoint {
-        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        None => get_bytes(&http, &format!("{gateway}/v1/checkpoint"))?,
-    };
+    let keys = bound_keys.ok_or_else(|| {
+        anyhow!("checking a CHECKPOINT needs its log key: give --gateway or --registration")
+    })?;
     let cp = verify_checkpoint(&note, &keys.note_verifier()?, &keys.origin)
         .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
@@ -236,6 +277,9 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
         println!("nothing anchored yet; served checkpoint size {size} not compared");
         return Ok(());
     }
+    let Some(gateway) = a.gateway else {
+        bail!("checkpoint size {size} is not anchored; its consistency proof needs --gateway");
+    };
     let (m, n, rm, rn) = if latest.size < size {
         (latest.size, size, latest.root.0, root)
     } else {

@@ -242,6 +242,7 @@ enum VerifyCmd {
     /// Check the chain's anchored checkpoints: the history only grows, the active enclave key is
     /// the gateway's attested one (same PCR0), and the served checkpoint (the gateway's, or
     /// CHECKPOINT) is anchored or consistent with the latest anchor. A fork exits with 1.
+    /// Offline (CHECKPOINT with --registration, no gateway) only an anchored size can be checked.
     Anchor {
         /// A checkpoint note file to check instead of the gateway's current one.
         checkpoint: Option<PathBuf>,
