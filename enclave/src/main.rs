@@ -1,14 +1,17 @@
-//! `leadgate-enclave`: runs the enclave (dev mode: TCP link, file sealing, dev attestation).
+//! `leadgate-enclave`: runs the enclave. On AWS Nitro: vsock link, NSM attestation, KMS
+//! sealing. In dev mode, on any Linux box: TCP link, dev attestation CA, file sealing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use leadgate_enclave::attest::DevAttestationProvider;
+use leadgate_enclave::attest::{
+    AttestationProvider, DevAttestationProvider, NsmAttestationProvider,
+};
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::sealing::DevFileSealer;
-use leadgate_enclave::transport::{now_ms, serve};
+use leadgate_enclave::transport::{now_ms, serve, Endpoint, Listener};
 
 /// Parses durations like `90s`, `5m`, `1h`, `250ms` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
@@ -29,9 +32,10 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
 }
 
 #[derive(Parser)]
-#[command(version, about = "leadgate enclave (dev mode)")]
+#[command(version, about = "leadgate enclave")]
 struct Args {
-    /// Address to listen on for the host link.
+    /// Where to listen for the host link: `vsock://CID:PORT` inside a Nitro Enclave (CID
+    /// 4294967295 = any), a TCP `host:port` in dev.
     #[arg(
         long,
         env = "LEADGATE_ENCLAVE_LISTEN",
@@ -63,8 +67,9 @@ struct Args {
     /// How long after close a winner may ask for its lead.
     #[arg(long, default_value = "7d", value_parser = parse_duration_ms)]
     release_window: u64,
-    /// Attestation provider. Only `dev` exists until the Nitro work lands.
-    #[arg(long, default_value = "dev", value_parser = ["dev"])]
+    /// Attestation provider: `nsm` (the Nitro Secure Module, /dev/nsm), `dev` (a local CA,
+    /// all-zero PCRs), or `auto`: `nsm` when /dev/nsm exists, else `dev`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "nsm", "dev"])]
     attestation: String,
 }
 
@@ -83,14 +88,25 @@ async fn main() -> anyhow::Result<()> {
     .context("--origin must be a valid note key name (no spaces or '+')")?;
     std::fs::create_dir_all(&args.state_dir).context("creating state dir")?;
     let sealer = DevFileSealer::open_or_create(&args.state_dir)?;
-    let attestor = DevAttestationProvider::open_or_create(&args.state_dir, now_ms())?;
-    tracing::warn!(
-        "dev mode: file sealing and a local attestation CA; verifiers must pass --allow-debug"
-    );
     let mut config = EnclaveConfig::new(&args.origin);
+    let nsm = match args.attestation.as_str() {
+        "nsm" => true,
+        "dev" => false,
+        _ => NsmAttestationProvider::available(),
+    };
+    let attestor: Box<dyn AttestationProvider> = if nsm {
+        tracing::info!("attestation by the Nitro Secure Module");
+        Box::new(NsmAttestationProvider::open()?)
+    } else {
+        let dev = DevAttestationProvider::open_or_create(&args.state_dir, now_ms())?;
+        tracing::warn!(
+            "dev mode: a local attestation CA and all-zero PCRs; verifiers must pass --allow-debug"
+        );
+        config.dev_root_pem = Some(dev.root_pem());
+        Box::new(dev)
+    };
     config.checkpoint_interval_ms = args.checkpoint_interval;
     config.replay_window_ms = args.replay_window;
-    config.dev_root_pem = Some(attestor.root_pem());
     config.default_reserve = leadgate_verifier::auction::TokenAmount::new(args.default_reserve)
         .context("--default-reserve is at most 2^53 - 1")?;
     config.default_duration_ms = args.default_auction_duration;
@@ -98,11 +114,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         config.workers = w.max(1);
     }
-    let enclave = Enclave::new(config, Box::new(sealer), Box::new(attestor));
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let enclave = Enclave::new(config, Box::new(sealer), attestor);
+    let endpoint: Endpoint = args.listen.parse().context("--listen")?;
+    let listener = Listener::bind(&endpoint)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "enclave listening");
+        .with_context(|| format!("binding {endpoint}"))?;
+    tracing::info!(addr = %listener.local_endpoint()?, "enclave listening");
     tokio::select! {
         r = serve(listener, Arc::new(tokio::sync::Mutex::new(enclave))) => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),

@@ -27,7 +27,6 @@ use leadgate_verifier::merkle;
 use leadgate_verifier::note::Note;
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use serde_bytes::ByteBuf;
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
 
 use crate::error::ApiError;
@@ -113,7 +112,7 @@ pub struct SentBatch {
 pub struct Gateway {
     /// Storage.
     pub store: Store,
-    addr: String,
+    addr: leadgate_enclave::transport::Endpoint,
     conn: Mutex<Link>,
     info: RwLock<Option<EnclaveInfo>>,
     /// Batches stored (or discarded) so far; the flush barrier waits on it.
@@ -165,7 +164,7 @@ fn enclave_err(e: leadgate_enclave::protocol::WireError) -> LinkError {
 
 impl Gateway {
     /// A gateway that will connect to the enclave at `addr`.
-    pub fn new(store: Store, addr: String) -> Self {
+    pub fn new(store: Store, addr: leadgate_enclave::transport::Endpoint) -> Self {
         Self {
             store,
             addr,
@@ -222,9 +221,8 @@ impl Gateway {
             if guard.conn.is_none() {
                 // Boot reads the tip from the store: everything sent must be in it.
                 self.flush(&guard).await;
-                match TcpStream::connect(&self.addr).await {
+                match leadgate_enclave::transport::connect(&self.addr).await {
                     Ok(stream) => {
-                        let _ = stream.set_nodelay(true);
                         let mut conn = EnclaveConn::new(stream);
                         match self.boot(&mut conn).await {
                             Ok(info) => {

@@ -32,8 +32,8 @@ use crate::storage::Store;
 /// Host options.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// Enclave link address (`host:port`).
-    pub enclave_addr: String,
+    /// Enclave link: `vsock://CID:PORT` on Nitro, a TCP `host:port` in dev.
+    pub enclave_addr: leadgate_enclave::transport::Endpoint,
     /// SQLite database path.
     pub db_path: std::path::PathBuf,
     /// Largest request body, bytes (default 64 KiB: a 16 KiB lead sealed and base64-encoded is
@@ -52,9 +52,12 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// Defaults.
-    pub fn new(enclave_addr: &str, db_path: std::path::PathBuf) -> Self {
+    pub fn new(
+        enclave_addr: leadgate_enclave::transport::Endpoint,
+        db_path: std::path::PathBuf,
+    ) -> Self {
         Self {
-            enclave_addr: enclave_addr.to_owned(),
+            enclave_addr,
             db_path,
             max_body_bytes: 64 * 1024,
             seller_daily_limit: 1_000,

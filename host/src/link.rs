@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use leadgate_enclave::protocol::{decode, encode, read_frame, write_frame, Request, Response};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use leadgate_enclave::transport::BoxStream;
+use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -24,16 +24,16 @@ type Waiter = oneshot::Sender<Result<Response, LinkError>>;
 /// The connection. Dropping it stops the reader, and every waiting request gets
 /// [`LinkError::Unavailable`].
 pub struct EnclaveConn {
-    writer: OwnedWriteHalf,
+    writer: WriteHalf<BoxStream>,
     waiting: mpsc::UnboundedSender<Waiter>,
     alive: Arc<AtomicBool>,
     reader: JoinHandle<()>,
 }
 
 impl EnclaveConn {
-    /// Takes over a stream on which the boot exchange is complete (nothing in flight).
-    pub fn new(stream: TcpStream) -> Self {
-        let (mut rd, writer) = stream.into_split();
+    /// Takes over a stream (TCP or vsock) with nothing in flight.
+    pub fn new(stream: BoxStream) -> Self {
+        let (mut rd, writer) = tokio::io::split(stream);
         let (waiting, mut waiters) = mpsc::unbounded_channel::<Waiter>();
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
@@ -121,7 +121,7 @@ mod tests {
 
     /// A fake enclave that answers each `Attest` with its nonce, in order, after `n` requests
     /// closes the connection.
-    async fn fake_enclave(n: usize) -> TcpStream {
+    async fn fake_enclave(n: usize) -> BoxStream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -139,7 +139,7 @@ mod tests {
                 write_frame(&mut s, &encode(&resp)).await.unwrap();
             }
         });
-        TcpStream::connect(addr).await.unwrap()
+        Box::new(tokio::net::TcpStream::connect(addr).await.unwrap())
     }
 
     fn attest(i: u8) -> Request {

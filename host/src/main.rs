@@ -10,7 +10,8 @@ struct Args {
     /// HTTP listen address.
     #[arg(long, env = "LEADGATE_HOST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Enclave link address.
+    /// Enclave link: `vsock://CID:PORT` (the enclave's CID from `nitro-cli run-enclave`) or a
+    /// TCP `host:port` (dev).
     #[arg(long, env = "LEADGATE_ENCLAVE_ADDR", default_value = "127.0.0.1:7000")]
     enclave: String,
     /// SQLite database file.
@@ -49,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut config = HostConfig::new(&args.enclave, args.db);
+    let mut config = HostConfig::new(args.enclave.parse().context("--enclave")?, args.db);
     config.max_body_bytes = args.max_body_bytes;
     config.seller_daily_limit = args.seller_daily_limit;
     config.tick_ms = args.tick_ms;

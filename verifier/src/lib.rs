@@ -9,7 +9,8 @@
 //! AWS Nitro attestation documents ([`attestation`]) and the keys they bind ([`keys`]), and the
 //! sealed-bid auction rules that bidders recheck ([`auction`]), sealed bids ([`bid`]) and the
 //! winner-only release of a lead ([`release`]), all on one HPKE suite ([`envelope`]), and the
-//! EIP-712 statement the enclave signs to anchor a checkpoint on chain ([`anchor`]).
+//! EIP-712 statement the enclave signs to anchor a checkpoint on chain ([`anchor`]), and the
+//! auditor's red-flag checks ([`audit`]).
 //!
 //! **Out of scope:** network and disk I/O, clocks and randomness sources other than those
 //! passed in. Every function takes bytes and an explicit `now` and returns values; the `leadgate`
@@ -24,6 +25,7 @@
 pub mod anchor;
 pub mod attestation;
 pub mod auction;
+pub mod audit;
 pub mod bid;
 pub mod checkpoint;
 pub mod envelope;

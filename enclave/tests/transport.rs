@@ -1,0 +1,117 @@
+//! One test suite for both link transports: the same frames through the same
+//! `transport::serve` over TCP and over vsock. The vsock run needs a kernel with `AF_VSOCK`
+//! loopback (`vsock_loopback`, CID 1); where there is none it says so and is skipped.
+
+mod common;
+
+use std::sync::Arc;
+
+use leadgate_enclave::protocol::{decode, encode, read_frame, Request, Response, MAX_FRAME_LEN};
+use leadgate_enclave::transport::{connect, serve, Endpoint, Listener};
+use leadgate_verifier::attestation::parse_attestation;
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// `VMADDR_CID_LOCAL`: the local machine, through the `vsock_loopback` transport.
+const VSOCK_CID_LOCAL: u32 = 1;
+
+async fn call(s: &mut leadgate_enclave::transport::BoxStream, body: &[u8]) -> Option<Response> {
+    s.write_all(&(body.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(body).await.unwrap();
+    let body = read_frame(s).await.unwrap()?;
+    Some(decode::<Response>(&body).unwrap())
+}
+
+/// The suite: attest round trip, a bad frame answered without closing, pipelined requests in
+/// order, an oversized length prefix answered and closed.
+async fn suite(bind: Endpoint) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (enclave, _) = common::Host::default().boot(dir.path(), common::T0);
+    let listener = Listener::bind(&bind)
+        .await
+        .map_err(|e| format!("bind {bind}: {e}"))?;
+    let at = listener.local_endpoint().unwrap();
+    let server = tokio::spawn(serve(listener, Arc::new(tokio::sync::Mutex::new(enclave))));
+    let mut s = connect(&at)
+        .await
+        .map_err(|e| format!("connect {at}: {e}"))?;
+
+    // A fresh attestation carries our nonce.
+    let req = encode(&Request::Attest {
+        nonce: Some(ByteBuf::from(b"transport nonce".to_vec())),
+    });
+    match call(&mut s, &req).await {
+        Some(Response::Attestation { document }) => {
+            let (_, doc) = parse_attestation(&document).unwrap();
+            assert_eq!(doc.nonce.as_deref(), Some(&b"transport nonce"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not CBOR: an error frame, and the connection stays usable.
+    match call(&mut s, b"\xff\x00not cbor").await {
+        Some(Response::Error(e)) => assert!(e.code.starts_with("protocol."), "{}", e.code),
+        other => panic!("{other:?}"),
+    }
+    // Pipelined: three requests written before any answer; answers come in order.
+    let status = encode(&Request::Status);
+    for _ in 0..3 {
+        s.write_all(&(status.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&status).await.unwrap();
+    }
+    for _ in 0..3 {
+        let body = read_frame(&mut s).await.unwrap().unwrap();
+        assert!(matches!(
+            decode::<Response>(&body).unwrap(),
+            Response::Status(_)
+        ));
+    }
+    // An oversized length prefix: an error frame, then the enclave closes the stream.
+    s.write_all(&((MAX_FRAME_LEN as u32) + 1).to_be_bytes())
+        .await
+        .unwrap();
+    match read_frame(&mut s).await.unwrap() {
+        Some(body) => match decode::<Response>(&body).unwrap() {
+            Response::Error(e) => assert_eq!(e.code, "protocol.frame_too_large"),
+            other => panic!("{other:?}"),
+        },
+        None => panic!("no error frame"),
+    }
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).await.unwrap(),
+        0,
+        "closed after a bad prefix"
+    );
+    // The listener still serves new connections.
+    let mut again = connect(&at).await.unwrap();
+    assert!(matches!(
+        call(&mut again, &status).await,
+        Some(Response::Status(_))
+    ));
+    server.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_link() {
+    suite(Endpoint::Tcp("127.0.0.1:0".into())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsock_link() {
+    // Port 0 is not "any" for vsock; pick one from the process id.
+    let port = 20_000 + std::process::id() % 10_000;
+    let bind = Endpoint::Vsock {
+        cid: VSOCK_CID_LOCAL,
+        port,
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(20), suite(bind)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("SKIPPED vsock_link: this kernel has no vsock loopback ({e})"),
+        Err(_) => eprintln!("SKIPPED vsock_link: vsock connect timed out (no vsock loopback)"),
+    }
+}

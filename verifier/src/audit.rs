@@ -1,0 +1,457 @@
+//! The auditor's red flags: every check `leadgate audit` runs, as named results.
+//!
+//! An audit is a list of [`Check`]s, each `pass`, `fail` or `skip` (not applicable: say, no
+//! chain was given) with a one-line detail. A [`Report`] passes only if no check failed. The
+//! checks that need only bytes live here ([`attestation_checks`], [`key_binding_check`],
+//! [`checkpoint_signature_check`], [`consistency_check`]); the CLI adds the ones that need a
+//! gateway or a chain with the same [`Check`] type.
+//!
+//! Check names are stable (`attestation.signature`, `attestation.chain`, `attestation.nonce`,
+//! `attestation.pcr0`, `attestation.debug`, `keys.binding`, `checkpoint.signature`,
+//! `checkpoint.consistency`, `anchor.consistency`, `receipts`): scripts match on them.
+
+use crate::attestation::{verify_attestation, AttestationError, AttestationPolicy};
+use crate::attestation::{AttestationDocument, VerifiedAttestation};
+use crate::checkpoint::{verify_checkpoint, Checkpoint};
+use crate::keys::EnclaveKeys;
+use crate::merkle::{self, Hash};
+use crate::note::Note;
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The property holds.
+    Pass,
+    /// The property does not hold: a red flag.
+    Fail,
+    /// Not applicable to this audit (the input it needs was not given).
+    Skip,
+}
+
+impl Status {
+    /// `pass`, `fail` or `skip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+/// One named check and what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Stable check name, e.g. `attestation.pcr0`.
+    pub name: &'static str,
+    /// The outcome.
+    pub status: Status,
+    /// One line for a human: what was compared, or why it failed.
+    pub detail: String,
+}
+
+impl Check {
+    /// A passing check.
+    pub fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Pass,
+            detail: detail.into(),
+        }
+    }
+    /// A failing check.
+    pub fn fail(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Fail,
+            detail: detail.into(),
+        }
+    }
+    /// A check that does not apply.
+    pub fn skip(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Skip,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Every check of one audit, in the order run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// True if no check failed (skipped checks do not fail an audit).
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.status != Status::Fail)
+    }
+
+    /// The check named `name`, if it ran.
+    pub fn get(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// One line per check: `PASS name  detail`, then a verdict line.
+    pub fn to_text(&self) -> String {
+        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for c in &self.checks {
+            out.push_str(&format!(
+                "{:<4} {:<width$}  {}\n",
+                c.status.as_str().to_uppercase(),
+                c.name,
+                c.detail
+            ));
+        }
+        let failed = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count();
+        out.push_str(&if failed == 0 {
+            "audit passed\n".to_owned()
+        } else {
+            format!("audit FAILED: {failed} red flag(s)\n")
+        });
+        out
+    }
+
+    /// `{"passed": bool, "checks": [{"name", "status", "detail"}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "passed": self.passed(),
+            "checks": self.checks.iter().map(|c| serde_json::json!({
+                "name": c.name, "status": c.status.as_str(), "detail": c.detail,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What the auditor expects of an attestation document.
+#[derive(Debug, Clone, Copy)]
+pub struct AttestationExpectations<'a> {
+    /// Verification time, Unix ms.
+    pub now_unix_ms: u64,
+    /// Trusted root, DER; `None` = the AWS Nitro root G1.
+    pub root_der: Option<&'a [u8]>,
+    /// The published PCR0 (48 bytes) of the image the auditor trusts, if given.
+    pub expected_pcr0: Option<&'a [u8]>,
+    /// Accept a debug-mode (all-zero PCR0) enclave.
+    pub allow_debug: bool,
+    /// The nonce the auditor sent, if the document was fetched fresh.
+    pub nonce: Option<&'a [u8]>,
+}
+
+/// The attestation checks: `attestation.signature` (COSE_Sign1 ES384 by the leaf certificate),
+/// `attestation.chain` (leaf and `cabundle` to the pinned root, each valid at
+/// `now_unix_ms`), `attestation.nonce`, `attestation.pcr0` and `attestation.debug`. Returns
+/// the verified document when signature and chain hold (the policy checks do not gate it: the
+/// report says which of them failed).
+pub fn attestation_checks(
+    document: &[u8],
+    exp: &AttestationExpectations<'_>,
+) -> (Vec<Check>, Option<VerifiedAttestation>) {
+    // Signature and chain only; the policy is checked below, one line each.
+    let lenient = AttestationPolicy {
+        now_unix_ms: exp.now_unix_ms,
+        root_der: exp.root_der,
+        expected_pcr0: None,
+        allow_debug: true,
+        expected_nonce: None,
+    };
+    let root_name = if exp.root_der.is_some() {
+        "the given root"
+    } else {
+        "the AWS Nitro root G1"
+    };
+    let verified = match verify_attestation(document, &lenient) {
+        Ok(v) => v,
+        Err(e) => {
+            let why = format!("{}: {e}", e.code());
+            let not_checked = "not checked: the document did not verify";
+            // verify_attestation checks the COSE signature before the chain.
+            let (sig, chain) = match e {
+                AttestationError::TooLarge
+                | AttestationError::Malformed(_)
+                | AttestationError::UnsupportedAlgorithm(_)
+                | AttestationError::SignatureInvalid => (
+                    Check::fail("attestation.signature", why),
+                    Check::fail("attestation.chain", not_checked),
+                ),
+                _ => (
+                    Check::pass(
+                        "attestation.signature",
+                        "COSE_Sign1 ES384 signature by the leaf certificate",
+                    ),
+                    Check::fail("attestation.chain", why),
+                ),
+            };
+            let mut checks = vec![sig, chain];
+            for name in ["attestation.nonce", "attestation.pcr0", "attestation.debug"] {
+                checks.push(Check::fail(name, not_checked));
+            }
+            return (checks, None);
+        }
+    };
+    let doc = verified.document();
+    let mut checks = vec![
+        Check::pass(
+            "attestation.signature",
+            "COSE_Sign1 ES384 signature by the leaf certificate",
+        ),
+        Check::pass(
+            "attestation.chain",
+            format!(
+                "{} CA certificate(s) and the leaf chain to {root_name}, all valid at {} (Unix ms); module {}",
+                doc.cabundle.len(),
+                exp.now_unix_ms,
+                doc.module_id
+            ),
+        ),
+    ];
+    checks.push(match exp.nonce {
+        None => Check::skip("attestation.nonce", "no nonce sent (a saved document)"),
+        Some(n) if doc.nonce.as_deref() == Some(n) => Check::pass(
+            "attestation.nonce",
+            format!("fresh: echoes our {}-byte random nonce", n.len()),
+        ),
+        Some(_) => Check::fail(
+            "attestation.nonce",
+            "the document does not carry the nonce we sent (a replayed document?)",
+        ),
+    });
+    let pcr0 = doc.pcrs.get(&0).map(hex::encode).unwrap_or_default();
+    checks.push(match exp.expected_pcr0 {
+        None => Check::skip(
+            "attestation.pcr0",
+            format!("no --pcr0 given; PCR0 is {pcr0}"),
+        ),
+        Some(e) if doc.pcrs.get(&0).map(Vec::as_slice) == Some(e) => Check::pass(
+            "attestation.pcr0",
+            format!("PCR0 {pcr0} is the expected image"),
+        ),
+        Some(e) => Check::fail(
+            "attestation.pcr0",
+            format!("PCR0 {pcr0} is not the expected {}", hex::encode(e)),
+        ),
+    });
+    checks.push(debug_check(doc, exp.allow_debug));
+    (checks, Some(verified))
+}
+
+fn debug_check(doc: &AttestationDocument, allow_debug: bool) -> Check {
+    match (doc.is_debug(), allow_debug) {
+        (false, _) => Check::pass("attestation.debug", "not debug mode (PCR0/1/2 non-zero)"),
+        (true, true) => Check::pass(
+            "attestation.debug",
+            "DEBUG MODE (PCR0/1/2 all zero), allowed by --allow-debug: the host can read this enclave's memory",
+        ),
+        (true, false) => Check::fail(
+            "attestation.debug",
+            "debug mode: PCR0/1/2 are all zero, so the host can read the enclave's memory",
+        ),
+    }
+}
+
+/// `keys.binding`: the attestation binds leadgate keys (`public_key` equals the intake key in
+/// `user_data`), and the checkpoint note carries a signature by exactly the attested log key
+/// (C2SP signed-note key name = the origin, key ID = SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key)[..4]).
+/// Returns the attested keys when they decode.
+pub fn key_binding_check(
+    attested: &VerifiedAttestation,
+    checkpoint_note: &[u8],
+) -> (Check, Option<EnclaveKeys>) {
+    const NAME: &str = "keys.binding";
+    let keys = match attested.enclave_keys() {
+        Ok(k) => k,
+        Err(e) => return (Check::fail(NAME, format!("{}: {e}", e.code())), None),
+    };
+    let verifier = match keys.note_verifier() {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                Check::fail(NAME, format!("attested log key: {e}")),
+                Some(keys),
+            )
+        }
+    };
+    let note = match Note::parse(checkpoint_note) {
+        Ok(n) => n,
+        Err(e) => {
+            return (
+                Check::fail(NAME, format!("checkpoint note: {}: {e}", e.code())),
+                Some(keys),
+            )
+        }
+    };
+    let signers: Vec<String> = note
+        .signatures
+        .iter()
+        .map(|s| format!("{} {}", s.name, hex::encode(s.key_id)))
+        .collect();
+    let bound = note
+        .signatures
+        .iter()
+        .any(|s| s.name == verifier.name() && s.key_id == verifier.key_id());
+    let check = if bound {
+        Check::pass(
+            NAME,
+            format!(
+                "the checkpoint is signed by the attested log key {} (id {}); public_key is the attested intake key",
+                verifier.name(),
+                hex::encode(verifier.key_id())
+            ),
+        )
+    } else {
+        Check::fail(
+            NAME,
+            format!(
+                "the attested log key {} (id {}) did not sign the checkpoint (signed by: {})",
+                verifier.name(),
+                hex::encode(verifier.key_id()),
+                signers.join(", ")
+            ),
+        )
+    };
+    (check, Some(keys))
+}
+
+/// `checkpoint.signature`: the checkpoint verifies under the attested log key for its origin.
+pub fn checkpoint_signature_check(
+    keys: &EnclaveKeys,
+    checkpoint_note: &[u8],
+) -> (Check, Option<Checkpoint>) {
+    const NAME: &str = "checkpoint.signature";
+    let verifier = match keys.note_verifier() {
+        Ok(v) => v,
+        Err(e) => return (Check::fail(NAME, format!("attested log key: {e}")), None),
+    };
+    match verify_checkpoint(checkpoint_note, &verifier, &keys.origin) {
+        Ok(v) => {
+            let cp = v.checkpoint().clone();
+            (
+                Check::pass(
+                    NAME,
+                    format!(
+                        "origin {} size {} root {}",
+                        cp.origin,
+                        cp.size,
+                        hex::encode(cp.root)
+                    ),
+                ),
+                Some(cp),
+            )
+        }
+        Err(e) => (Check::fail(NAME, format!("{}: {e}", e.code())), None),
+    }
+}
+
+/// `checkpoint.consistency`: the served checkpoint (`size`, `root`) and the one this auditor
+/// saw before (`seen`) are the same log: RFC 9162 §2.1.4.2 consistency proof from the smaller
+/// to the larger (a smaller served size is a rollback, still proven or flagged). `proof` is
+/// `None` when there was no earlier checkpoint.
+pub fn consistency_check(
+    seen: Option<(u64, Hash)>,
+    current: (u64, Hash),
+    proof: Option<&[Hash]>,
+) -> Check {
+    const NAME: &str = "checkpoint.consistency";
+    let Some((m, rm)) = seen else {
+        return Check::skip(
+            NAME,
+            format!("no earlier checkpoint seen; remembering size {}", current.0),
+        );
+    };
+    let (n, rn) = current;
+    let result = if m == n {
+        if rm == rn {
+            Ok(())
+        } else {
+            Err("same size, different root".to_owned())
+        }
+    } else {
+        let (a, b, ra, rb) = if m < n {
+            (m, n, rm, rn)
+        } else {
+            (n, m, rn, rm)
+        };
+        merkle::verify_consistency(a, b, proof.unwrap_or(&[]), &ra, &rb)
+            .map_err(|e| e.code().to_owned())
+    };
+    match result {
+        Ok(()) if n >= m => Check::pass(
+            NAME,
+            format!("size {n} extends the previously seen size {m}"),
+        ),
+        Ok(()) => Check::fail(
+            NAME,
+            format!("ROLLBACK: served size {n} is smaller than the previously seen {m}"),
+        ),
+        Err(why) => Check::fail(
+            NAME,
+            format!("FORK: size {n} is not consistent with the previously seen size {m}: {why}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::{consistency_proof, leaf_hash, root_from_leaf_hashes};
+
+    fn tree(n: u64) -> Vec<Hash> {
+        (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    #[test]
+    fn consistency_passes_forks_and_rollbacks_fail() {
+        let leaves = tree(20);
+        let r = |n: usize| root_from_leaf_hashes(&leaves[..n]);
+        let proof = consistency_proof(leaves.as_slice(), 7, 20).unwrap();
+        assert_eq!(
+            consistency_check(Some((7, r(7))), (20, r(20)), Some(&proof)).status,
+            Status::Pass
+        );
+        assert_eq!(
+            consistency_check(None, (20, r(20)), None).status,
+            Status::Skip
+        );
+        assert_eq!(
+            consistency_check(Some((20, r(20))), (20, r(20)), None).status,
+            Status::Pass
+        );
+        // Same size, another root: a fork.
+        let c = consistency_check(Some((20, r(20))), (20, r(19)), None);
+        assert!(c.status == Status::Fail && c.detail.starts_with("FORK"));
+        // A proof against another tree.
+        let mut other = leaves.clone();
+        other[3] = leaf_hash(b"rewritten");
+        let c = consistency_check(
+            Some((7, root_from_leaf_hashes(&other[..7]))),
+            (20, r(20)),
+            Some(&proof),
+        );
+        assert!(c.status == Status::Fail && c.detail.starts_with("FORK"));
+        // Served smaller than seen, consistently: a rollback.
+        let c = consistency_check(Some((20, r(20))), (7, r(7)), Some(&proof));
+        assert!(c.status == Status::Fail && c.detail.starts_with("ROLLBACK"));
+    }
+
+    #[test]
+    fn report_passes_only_without_failures() {
+        let mut r = Report {
+            checks: vec![Check::pass("a", "x"), Check::skip("b", "y")],
+        };
+        assert!(r.passed());
+        assert!(r.to_text().ends_with("audit passed\n"));
+        r.checks.push(Check::fail("c", "z"));
+        assert!(!r.passed());
+        assert!(r.to_text().contains("FAIL c  z"));
+        assert_eq!(r.to_json()["checks"][2]["status"], "fail");
+        assert_eq!(r.get("b").map(|c| c.status), Some(Status::Skip));
+    }
+}
