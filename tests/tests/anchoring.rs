@@ -341,6 +341,46 @@ fn checkpoints_are_anchored_and_forks_rollbacks_and_outages_are_handled() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // 5. `leadgate audit` with the chain: the honest stack passes both anchor checks; the fork
+    //    passes everything it can fake (attestation, keys, its own signature) and fails
+    //    `anchor.consistency`.
+    let (code, report) = audit_with_chain(&stack, &anvil.rpc(), &contract);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(check(&report, "anchor.registration"), "pass", "{report}");
+    assert_eq!(check(&report, "anchor.consistency"), "pass", "{report}");
+    let (code, report) = audit_with_chain(&fork, &anvil.rpc(), &contract);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(check(&report, "keys.binding"), "pass", "{report}");
+    assert_eq!(check(&report, "checkpoint.signature"), "pass", "{report}");
+    assert_eq!(check(&report, "anchor.consistency"), "fail", "{report}");
+}
+
+fn audit_with_chain(stack: &Stack, rpc: &str, contract: &str) -> (Option<i32>, Value) {
+    let out = run(Command::new(bin("leadgate"))
+        .args([
+            "audit",
+            "--gateway",
+            &stack.gateway,
+            "--allow-debug",
+            "--json",
+        ])
+        .args(["--rpc", rpc, "--contract", contract, "--root"])
+        .arg(stack.root_pem())
+        .arg("--state")
+        .arg(stack.dir.path().join("audit-seen.json")));
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("{}", String::from_utf8_lossy(&out.stderr));
+    });
+    (out.status.code(), report)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a str {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("missing")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

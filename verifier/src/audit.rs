@@ -3,7 +3,7 @@
 //! An audit is a list of [`Check`]s, each `pass`, `fail` or `skip` (not applicable: say, no
 //! chain was given) with a one-line detail. A [`Report`] passes only if no check failed. The
 //! checks that need only bytes live here ([`attestation_checks`], [`key_binding_check`],
-//! [`checkpoint_signature_check`], [`consistency_check`]); the CLI adds the ones that need a
+//! [`checkpoint_signature_check`], [`consistency_check`], [`voided_by`]); the CLI adds the ones that need a
 //! gateway or a chain with the same [`Check`] type.
 //!
 //! Check names are stable (`attestation.signature`, `attestation.chain`, `attestation.nonce`,
@@ -13,9 +13,11 @@
 use crate::attestation::{verify_attestation, AttestationError, AttestationPolicy};
 use crate::attestation::{AttestationDocument, VerifiedAttestation};
 use crate::checkpoint::{verify_checkpoint, Checkpoint};
+use crate::event::LogEpoch;
 use crate::keys::EnclaveKeys;
 use crate::merkle::{self, Hash};
 use crate::note::Note;
+use crate::receipt::VerifiedReceipt;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,6 +400,16 @@ pub fn consistency_check(
     }
 }
 
+/// Whether a `log.epoch` event publicly voids a receipt (DESIGN: recovery): the enclave that
+/// signed the receipt in epoch `e` restarted, and epoch `e + 1` began at `previous_size`, so
+/// the receipt's index is at or past where epoch `e` ended. Such a receipt's event may be
+/// missing from the log, and the log says so publicly.
+pub fn voided_by(receipt: &VerifiedReceipt, origin: &str, epoch: &LogEpoch) -> bool {
+    epoch.origin == origin
+        && epoch.epoch == receipt.epoch.saturating_add(1)
+        && receipt.index >= epoch.previous_size
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,6 +451,36 @@ mod tests {
         // Served smaller than seen, consistently: a rollback.
         let c = consistency_check(Some((20, r(20))), (7, r(7)), Some(&proof));
         assert!(c.status == Status::Fail && c.detail.starts_with("ROLLBACK"));
+    }
+
+    #[test]
+    fn a_receipt_is_void_only_past_where_its_epoch_ended() {
+        let r = VerifiedReceipt {
+            epoch: 3,
+            index: 100,
+            leaf_hash: [1; 32],
+            root: [2; 32],
+            time: 0,
+        };
+        let e = |epoch, previous_size, origin: &str| LogEpoch {
+            time: 0,
+            epoch,
+            previous_size,
+            previous_root: String::new(),
+            origin: origin.into(),
+            log_key: String::new(),
+            intake_key: String::new(),
+            anchor_key: String::new(),
+            replay_from: 0,
+        };
+        assert!(voided_by(&r, "o", &e(4, 100, "o")));
+        assert!(voided_by(&r, "o", &e(4, 90, "o")));
+        // Epoch 3 ended after the receipt's index: the event must be in the log.
+        assert!(!voided_by(&r, "o", &e(4, 101, "o")));
+        // Another epoch, another log.
+        assert!(!voided_by(&r, "o", &e(5, 90, "o")));
+        assert!(!voided_by(&r, "o", &e(3, 90, "o")));
+        assert!(!voided_by(&r, "o", &e(4, 90, "other")));
     }
 
     #[test]

@@ -138,78 +138,102 @@ pub struct AnchorArgs<'a> {
     pub trust: &'a TrustArgs,
 }
 
-/// `verify anchor`: the anchored history, the key registration against the attestation, and
-/// the served checkpoint against the latest anchor. A served checkpoint inconsistent with the
-/// chain is reported as `FORK` (an error: exit status 1).
-pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
-    let http = agent();
-    let rpc = Rpc {
-        http: http.clone(),
-        url: a.rpc.to_owned(),
-    };
-    let contract = Address::from(parse_address(a.contract).context("--contract")?);
-    let chain_id = u64::from_str_radix(
-        rpc.call("eth_chainId", json!([]))?
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .context("eth_chainId")?;
-    let origin = rpc.eth_call(&contract, &originCall {})?;
-    println!("contract {contract} on chain {chain_id}: log {origin:?}");
+/// What the chain says about one CheckpointAnchor deployment.
+pub struct ChainView {
+    /// Contract address.
+    pub contract: Address,
+    /// `eth_chainId`.
+    pub chain_id: u64,
+    /// The contract's log origin.
+    pub origin: String,
+    /// Every anchored (size, root), from the `CheckpointAnchored` events, each checked against
+    /// `rootAt` and growing.
+    pub history: Vec<(u64, Hash)>,
+    /// `latest()`: (0, zero) before the first anchor.
+    pub latest: (u64, Hash),
+    /// The active enclave key (zero address if none).
+    pub active: Address,
+    /// The active key's latest registration, if it has one.
+    pub registration: Option<EnclaveKeyRegistered>,
+}
 
-    // The anchored history, from the events, each checked against storage.
-    let mut history: Vec<(u64, Hash)> = Vec::new();
-    for (topics, data) in rpc.logs(&contract, CheckpointAnchored::SIGNATURE_HASH)? {
-        let e = CheckpointAnchored::decode_raw_log(topics, &data)
-            .map_err(|e| anyhow!("CheckpointAnchored: {e}"))?;
-        if history.last().is_some_and(|(s, _)| *s >= e.size) {
-            bail!("anchored sizes do not grow at {}", e.size);
+impl ChainView {
+    /// Reads the anchored history and the registrations of `contract` over `rpc_url`.
+    ///
+    /// # Errors
+    /// RPC failures, or a contract whose events disagree with its storage.
+    pub fn read(http: &ureq::Agent, rpc_url: &str, contract: &str) -> anyhow::Result<Self> {
+        let rpc = Rpc {
+            http: http.clone(),
+            url: rpc_url.to_owned(),
+        };
+        let contract = Address::from(parse_address(contract).context("--contract")?);
+        let chain_id = u64::from_str_radix(
+            rpc.call("eth_chainId", json!([]))?
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .context("eth_chainId")?;
+        let origin = rpc.eth_call(&contract, &originCall {})?;
+        let mut history: Vec<(u64, Hash)> = Vec::new();
+        for (topics, data) in rpc.logs(&contract, CheckpointAnchored::SIGNATURE_HASH)? {
+            let e = CheckpointAnchored::decode_raw_log(topics, &data)
+                .map_err(|e| anyhow!("CheckpointAnchored: {e}"))?;
+            if history.last().is_some_and(|(s, _)| *s >= e.size) {
+                bail!("anchored sizes do not grow at {}", e.size);
+            }
+            history.push((e.size, e.root.0));
         }
-        history.push((e.size, e.root.0));
-    }
-    let latest = rpc.eth_call(&contract, &latestCall {})?;
-    match history.last() {
-        Some((s, r)) if *s == latest.size && *r == latest.root.0 => {}
-        None if latest.size == 0 => {}
-        _ => bail!("the contract's latest() does not match its CheckpointAnchored events"),
-    }
-    for (size, root) in &history {
-        let stored = rpc.eth_call(&contract, &rootAtCall { size: *size })?;
-        if stored.0 != *root {
-            bail!("rootAt({size}) differs from its CheckpointAnchored event");
+        let latest = rpc.eth_call(&contract, &latestCall {})?;
+        match history.last() {
+            Some((s, r)) if *s == latest.size && *r == latest.root.0 => {}
+            None if latest.size == 0 => {}
+            _ => bail!("the contract's latest() does not match its CheckpointAnchored events"),
         }
+        for (size, root) in &history {
+            let stored = rpc.eth_call(&contract, &rootAtCall { size: *size })?;
+            if stored.0 != *root {
+                bail!("rootAt({size}) differs from its CheckpointAnchored event");
+            }
+        }
+        let active = rpc.eth_call(&contract, &enclaveKeyCall {})?;
+        let mut registration = None;
+        for (topics, data) in rpc.logs(&contract, EnclaveKeyRegistered::SIGNATURE_HASH)? {
+            let e = EnclaveKeyRegistered::decode_raw_log(topics, &data)
+                .map_err(|e| anyhow!("EnclaveKeyRegistered: {e}"))?;
+            if e.key == active {
+                registration = Some(e);
+            }
+        }
+        Ok(Self {
+            contract,
+            chain_id,
+            origin,
+            history,
+            latest: (latest.size, latest.root.0),
+            active,
+            registration,
+        })
     }
-    println!(
-        "anchored history: {} checkpoints, latest size {} root {}",
-        history.len(),
-        latest.size,
-        hex::encode(latest.root)
-    );
 
-    // Registrations.
-    let mut registered = Vec::new();
-    for (topics, data) in rpc.logs(&contract, EnclaveKeyRegistered::SIGNATURE_HASH)? {
-        let e = EnclaveKeyRegistered::decode_raw_log(topics, &data)
-            .map_err(|e| anyhow!("EnclaveKeyRegistered: {e}"))?;
-        registered.push(e);
-    }
-    let active = rpc.eth_call(&contract, &enclaveKeyCall {})?;
-    let reg = registered
-        .iter()
-        .rev()
-        .find(|r| r.key == active)
-        .ok_or_else(|| anyhow!("no active enclave key registered"))?;
-    println!(
-        "active enclave key {active}: attestation sha256 {}, pcr0 {}",
-        hex::encode(reg.attestationSha256),
-        hex::encode(&reg.pcr0)
-    );
-    // The key binding: the registered document (checked against its on-chain SHA-256) and/or
-    // the gateway's fresh attestation must bind the active key, the registered PCR0 and the
-    // contract's log. The checkpoint's log key comes from whichever is given.
-    let check_binding = |what: &str, attested: &VerifiedAttestation, keys: &EnclaveKeys| {
+    /// The key binding: `attested` (a verified attestation binding `keys`) must bind the
+    /// contract's active anchor key, the registered PCR0 and the contract's log origin.
+    ///
+    /// # Errors
+    /// What differs.
+    pub fn check_binding(
+        &self,
+        what: &str,
+        attested: &VerifiedAttestation,
+        keys: &EnclaveKeys,
+    ) -> anyhow::Result<String> {
+        let active = self.active;
+        let reg = self
+            .registration
+            .as_ref()
+            .ok_or_else(|| anyhow!("no active enclave key registered"))?;
         let key = address_of_sec1(&keys.anchor_key)
             .ok_or_else(|| anyhow!("{what}: anchor key is not a point"))?;
         if key != active.0 .0 {
@@ -221,15 +245,101 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
         if attested.pcr(0) != Some(&reg.pcr0[..]) {
             bail!("{what}: PCR0 is not the registered PCR0");
         }
-        if keys.origin != origin {
+        if keys.origin != self.origin {
             bail!(
-                "{what}: log {:?} is not the contract's {origin:?}",
-                keys.origin
+                "{what}: log {:?} is not the contract's {:?}",
+                keys.origin,
+                self.origin
             );
         }
-        println!("registration matches the {what} (anchor key, PCR0, origin)");
-        Ok(())
-    };
+        Ok(format!(
+            "the {what} binds the contract's active anchor key {active}, its registered PCR0 and log {:?}",
+            self.origin
+        ))
+    }
+
+    /// Whether the served checkpoint (`size`, `root`) is anchored, or consistent with the
+    /// latest anchor (the proof fetched from `gateway`).
+    ///
+    /// # Errors
+    /// `FORK: …` for a checkpoint the chain contradicts; fetch failures.
+    pub fn check_served(
+        &self,
+        http: &ureq::Agent,
+        gateway: Option<&str>,
+        size: u64,
+        root: Hash,
+    ) -> anyhow::Result<String> {
+        if let Some((_, anchored)) = self.history.iter().find(|(s, _)| *s == size) {
+            if *anchored != root {
+                bail!(
+                    "FORK: the served checkpoint of size {size} has root {}, the chain anchored {}",
+                    hex::encode(root),
+                    hex::encode(anchored)
+                );
+            }
+            return Ok(format!("served checkpoint (size {size}) is anchored"));
+        }
+        let (latest_size, latest_root) = self.latest;
+        if latest_size == 0 {
+            return Ok(format!(
+                "nothing anchored yet; served checkpoint size {size} not compared"
+            ));
+        }
+        let Some(gateway) = gateway else {
+            bail!("checkpoint size {size} is not anchored; its consistency proof needs --gateway");
+        };
+        let (m, n, rm, rn) = if latest_size < size {
+            (latest_size, size, latest_root, root)
+        } else {
+            (size, latest_size, root, latest_root)
+        };
+        let p = get_json(
+            http,
+            &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
+        )?;
+        merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
+            anyhow!(
+                "FORK: the served checkpoint of size {size} is not consistent with the anchored \
+                 checkpoint of size {latest_size}: {}",
+                e.code()
+            )
+        })?;
+        Ok(format!(
+            "served checkpoint (size {size}) is consistent with the latest anchor (size {latest_size})"
+        ))
+    }
+}
+
+/// `verify anchor`: the anchored history, the key registration against the attestation, and
+/// the served checkpoint against the latest anchor. A served checkpoint inconsistent with the
+/// chain is reported as `FORK` (an error: exit status 1).
+pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
+    let http = agent();
+    let view = ChainView::read(&http, a.rpc, a.contract)?;
+    println!(
+        "contract {} on chain {}: log {:?}",
+        view.contract, view.chain_id, view.origin
+    );
+    println!(
+        "anchored history: {} checkpoints, latest size {} root {}",
+        view.history.len(),
+        view.latest.0,
+        hex::encode(view.latest.1)
+    );
+    let reg = view
+        .registration
+        .as_ref()
+        .ok_or_else(|| anyhow!("no active enclave key registered"))?;
+    println!(
+        "active enclave key {}: attestation sha256 {}, pcr0 {}",
+        view.active,
+        hex::encode(reg.attestationSha256),
+        hex::encode(&reg.pcr0)
+    );
+    // The registered document (checked against its on-chain SHA-256) and/or the gateway's
+    // fresh attestation must bind the active key, the registered PCR0 and the contract's log.
+    // The checkpoint's log key comes from whichever is given.
     let mut bound_keys = None;
     if let Some(path) = a.registration {
         let doc = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -242,12 +352,18 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
         }
         println!("registration document matches the registered SHA-256");
         let (attested, keys) = verify_document_at_its_time(&doc, a.trust)?;
-        check_binding("registered attestation", &attested, &keys)?;
+        println!(
+            "{}",
+            view.check_binding("registered attestation", &attested, &keys)?
+        );
         bound_keys = Some(keys);
     }
     if let Some(gateway) = a.gateway {
         let (attested, keys) = attest_gateway(&http, gateway, a.trust)?;
-        check_binding("gateway's attestation", &attested, &keys)?;
+        println!(
+            "{}",
+            view.check_binding("gateway's attestation", &attested, &keys)?
+        );
         bound_keys = Some(keys);
     }
 
@@ -262,44 +378,6 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
     let cp = verify_checkpoint(&note, &keys.note_verifier()?, &keys.origin)
         .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
-    if let Some((_, anchored)) = history.iter().find(|(s, _)| *s == size) {
-        if *anchored != root {
-            bail!(
-                "FORK: the served checkpoint of size {size} has root {}, the chain anchored {}",
-                hex::encode(root),
-                hex::encode(anchored)
-            );
-        }
-        println!("served checkpoint (size {size}) is anchored");
-        return Ok(());
-    }
-    if latest.size == 0 {
-        println!("nothing anchored yet; served checkpoint size {size} not compared");
-        return Ok(());
-    }
-    let Some(gateway) = a.gateway else {
-        bail!("checkpoint size {size} is not anchored; its consistency proof needs --gateway");
-    };
-    let (m, n, rm, rn) = if latest.size < size {
-        (latest.size, size, latest.root.0, root)
-    } else {
-        (size, latest.size, root, latest.root.0)
-    };
-    let p = get_json(
-        &http,
-        &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
-    )?;
-    merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
-        anyhow!(
-            "FORK: the served checkpoint of size {size} is not consistent with the anchored \
-             checkpoint of size {}: {}",
-            latest.size,
-            e.code()
-        )
-    })?;
-    println!(
-        "served checkpoint (size {size}) is consistent with the latest anchor (size {})",
-        latest.size
-    );
+    println!("{}", view.check_served(&http, a.gateway, size, root)?);
     Ok(())
 }

@@ -132,17 +132,14 @@ pub fn check_trust(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(pcr0)
 }
 
-/// Fetches a fresh attestation with a random nonce from `gateway` and verifies it now.
-pub fn attest_gateway(
+/// `GET {gateway}/attest?nonce=HEX`: the document (raw COSE_Sign1 bytes) the gateway's
+/// enclave made for `nonce`. A gateway whose enclave is restarting answers 503: retried for up
+/// to ~30 s.
+pub fn fetch_attestation(
     agent: &ureq::Agent,
     gateway: &str,
-    t: &TrustArgs,
-) -> anyhow::Result<(VerifiedAttestation, EnclaveKeys)> {
-    let pcr0 = check_trust(t)?;
-    let root = root_der(t)?;
-    let mut nonce = [0u8; 32];
-    rand_core::OsRng.fill_bytes(&mut nonce);
-    // A gateway whose enclave is restarting answers 503: retry for up to ~30 s.
+    nonce: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let url = format!("{gateway}/attest?nonce={}", hex::encode(nonce));
     let mut attempt = 0;
     let v = loop {
@@ -155,13 +152,26 @@ pub fn attest_gateway(
             (status, v) => bail!("GET {url}: {status} {}", error_code(&v)),
         }
     };
-    let doc = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(
             v["document"]
                 .as_str()
                 .ok_or_else(|| anyhow!("attest: no document"))?,
         )
-        .context("attest: document is not base64")?;
+        .context("attest: document is not base64")
+}
+
+/// Fetches a fresh attestation with a random nonce from `gateway` and verifies it now.
+pub fn attest_gateway(
+    agent: &ureq::Agent,
+    gateway: &str,
+    t: &TrustArgs,
+) -> anyhow::Result<(VerifiedAttestation, EnclaveKeys)> {
+    let pcr0 = check_trust(t)?;
+    let root = root_der(t)?;
+    let mut nonce = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let doc = fetch_attestation(agent, gateway, &nonce)?;
     let policy = AttestationPolicy {
         now_unix_ms: now_ms(),
         root_der: root.as_deref(),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod anchor;
+mod audit;
 mod bench;
 mod buyer;
 mod http;
@@ -39,6 +40,32 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run every red-flag check against a gateway and print one line per check: attestation
+    /// signature, chain, fresh nonce, PCR0, debug mode, key binding, checkpoint signature,
+    /// consistency with the checkpoint seen last time, the on-chain anchors, and receipts.
+    /// Exit status 0 only if no check fails.
+    Audit {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// JSON-RPC URL of the chain the log is anchored on (with --contract).
+        #[arg(long, requires = "contract")]
+        rpc: Option<String>,
+        /// CheckpointAnchor contract address (with --rpc).
+        #[arg(long, requires = "rpc")]
+        contract: Option<String>,
+        /// Receipts file (JSON lines from `seller submit`): each must be included or voided.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
+        /// Where this auditor remembers the last checkpoint it saw.
+        #[arg(long, default_value_os_t = verify::default_state())]
+        state: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -436,6 +463,22 @@ fn main() -> anyhow::Result<()> {
             state,
             concurrency,
         }) => verify::receipts(&receipts, &gateway, &trust, &state, concurrency),
+        Cmd::Audit {
+            gateway,
+            trust,
+            rpc,
+            contract,
+            receipts,
+            state,
+            json,
+        } => audit::audit(&audit::AuditArgs {
+            gateway: &gateway,
+            trust: &trust,
+            chain: rpc.as_deref().zip(contract.as_deref()),
+            receipts: receipts.as_deref(),
+            state: &state,
+            json,
+        }),
         Cmd::Bench(BenchCmd::Submit {
             gateway,
             trust,

@@ -185,6 +185,39 @@ struct Seen {
     root: String,
 }
 
+/// The checkpoint (size, root) of log `origin` this verifier last saw, from the state file
+/// (JSON `{"origin", "size", "root": hex}`); `None` if there is none for this log.
+///
+/// # Errors
+/// A state file that does not parse.
+pub fn load_seen(state: &Path, origin: &str) -> anyhow::Result<Option<(u64, Hash)>> {
+    let Ok(bytes) = std::fs::read(state) else {
+        return Ok(None);
+    };
+    let seen: Seen = serde_json::from_slice(&bytes).context("reading verifier state")?;
+    if seen.origin != origin {
+        return Ok(None);
+    }
+    let root: Hash = hex::decode(&seen.root)?
+        .try_into()
+        .map_err(|_| anyhow!("bad state root"))?;
+    Ok(Some((seen.size, root)))
+}
+
+/// Remembers checkpoint (`size`, `root`) of log `origin` in the state file.
+///
+/// # Errors
+/// Writing the file.
+pub fn save_seen(state: &Path, origin: &str, size: u64, root: &Hash) -> anyhow::Result<()> {
+    let seen = Seen {
+        origin: origin.to_owned(),
+        size,
+        root: hex::encode(root),
+    };
+    std::fs::write(state, serde_json::to_vec(&seen)?)
+        .with_context(|| format!("writing {}", state.display()))
+}
+
 /// `verify receipts`.
 pub fn receipts(
     path: &Path,
@@ -200,33 +233,23 @@ pub fn receipts(
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
 
     // Consistency with the last checkpoint this verifier saw.
-    if let Ok(bytes) = std::fs::read(state) {
-        let seen: Seen = serde_json::from_slice(&bytes).context("reading verifier state")?;
-        if seen.origin == keys.origin {
-            let seen_root: Hash = hex::decode(&seen.root)?
-                .try_into()
-                .map_err(|_| anyhow!("bad state root"))?;
-            let (m, n, rm, rn) = if seen.size <= size {
-                (seen.size, size, seen_root, root)
-            } else {
-                (size, seen.size, root, seen_root)
-            };
-            let p = get_json(
-                &http,
-                &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
-            )?;
-            merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
-                anyhow!(
-                    "FORK: checkpoint {size} is not consistent with the previously seen {}: {}",
-                    seen.size,
-                    e.code()
-                )
-            })?;
-            eprintln!(
-                "consistent with previously seen checkpoint of size {}",
-                seen.size
-            );
-        }
+    if let Some((seen_size, seen_root)) = load_seen(state, &keys.origin)? {
+        let (m, n, rm, rn) = if seen_size <= size {
+            (seen_size, size, seen_root, root)
+        } else {
+            (size, seen_size, root, seen_root)
+        };
+        let p = get_json(
+            &http,
+            &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
+        )?;
+        merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
+            anyhow!(
+                "FORK: checkpoint {size} is not consistent with the previously seen {seen_size}: {}",
+                e.code()
+            )
+        })?;
+        eprintln!("consistent with previously seen checkpoint of size {seen_size}");
     }
     let mut lines = Vec::new();
     for (i, line) in std::io::BufReader::new(
@@ -271,13 +294,7 @@ pub fn receipts(
         }
     });
     let failures = failures.into_inner().unwrap_or_default();
-    let seen = Seen {
-        origin: keys.origin.clone(),
-        size,
-        root: hex::encode(root),
-    };
-    std::fs::write(state, serde_json::to_vec(&seen)?)
-        .with_context(|| format!("writing {}", state.display()))?;
+    save_seen(state, &keys.origin, size, &root)?;
     println!(
         "{} receipts verified in checkpoint size {size} root {}; {} failed; {} lines without a receipt",
         ok.load(Ordering::Relaxed),

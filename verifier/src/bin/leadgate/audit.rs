@@ -1,0 +1,372 @@
+//! `leadgate audit`: every red-flag check against one gateway, one line each (see
+//! `leadgate_verifier::audit` for the checks and their names). Exit status 0 only if none
+//! fails.
+
+use std::io::BufRead as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use leadgate_verifier::audit::{
+    attestation_checks, checkpoint_signature_check, consistency_check, key_binding_check,
+    voided_by, AttestationExpectations, Check, Report,
+};
+use leadgate_verifier::checkpoint::Checkpoint;
+use leadgate_verifier::event::Event;
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle::{self, Hash};
+use leadgate_verifier::note::Note;
+use leadgate_verifier::receipt::Receipt;
+use rand_core::RngCore as _;
+
+use crate::anchor::ChainView;
+use crate::http::{agent, fetch_attestation, get_bytes, get_json, now_ms, root_der, TrustArgs};
+use crate::verify::{hashes, included_entry, load_seen, save_seen};
+
+/// How far back from a receipt's index the audit looks for the `log.epoch` that voids it.
+/// Only events acknowledged but lost in a crash lie between the two, a handful in practice.
+const VOID_SCAN_LIMIT: u64 = 4096;
+
+/// Options of `leadgate audit`.
+pub struct AuditArgs<'a> {
+    /// Gateway base URL.
+    pub gateway: &'a str,
+    /// `--pcr0`, `--allow-debug`, `--root`.
+    pub trust: &'a TrustArgs,
+    /// JSON-RPC URL and CheckpointAnchor address, if the log is anchored.
+    pub chain: Option<(&'a str, &'a str)>,
+    /// Receipts file (JSON lines with a `receipt` member, as `seller submit` writes).
+    pub receipts: Option<&'a Path>,
+    /// Where this auditor remembers the last checkpoint it saw.
+    pub state: &'a Path,
+    /// Print the report as JSON.
+    pub json: bool,
+}
+
+/// Runs the audit, prints the report, and exits 1 if any check failed.
+///
+/// # Errors
+/// Only for bad options (a `--pcr0` that is not hex, an unreadable `--root`); everything the
+/// gateway or the chain does wrong is a failed check in the report.
+pub fn audit(a: &AuditArgs<'_>) -> anyhow::Result<()> {
+    let report = run(a)?;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.passed() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
+    let http = agent();
+    let pcr0 = a
+        .trust
+        .pcr0
+        .as_ref()
+        .map(hex::decode)
+        .transpose()
+        .context("--pcr0 must be hex")?;
+    let root = root_der(a.trust)?;
+    let mut report = Report::default();
+    let checks = &mut report.checks;
+
+    // The attestation, fresh for our nonce.
+    let mut nonce = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let document = match fetch_attestation(&http, a.gateway, &nonce) {
+        Ok(d) => d,
+        Err(e) => {
+            checks.push(Check::fail(
+                "attestation.signature",
+                format!("no attestation from the gateway: {e:#}"),
+            ));
+            return Ok(report);
+        }
+    };
+    let (att_checks, verified) = attestation_checks(
+        &document,
+        &AttestationExpectations {
+            now_unix_ms: now_ms(),
+            root_der: root.as_deref(),
+            expected_pcr0: pcr0.as_deref(),
+            allow_debug: a.trust.allow_debug,
+            nonce: Some(&nonce),
+        },
+    );
+    checks.extend(att_checks);
+
+    // The checkpoint and the keys that signed it.
+    let not_checked = |why: &str| format!("not checked: {why}");
+    // A young log may have no checkpoint yet: then ask the enclave to sign one.
+    let served = get_bytes(&http, &format!("{}/v1/checkpoint", a.gateway))
+        .or_else(|e| sign_checkpoint_now(&http, a.gateway).map_err(|_| e));
+    let note = match served {
+        Ok(n) => Some(covering_receipts(&http, a.gateway, n, a.receipts)),
+        Err(e) => {
+            checks.push(Check::fail(
+                "checkpoint.signature",
+                format!("no checkpoint from the gateway: {e:#}"),
+            ));
+            None
+        }
+    };
+    let (Some(verified), Some(note)) = (verified, note) else {
+        for name in [
+            "keys.binding",
+            "checkpoint.signature",
+            "checkpoint.consistency",
+        ] {
+            if report.get(name).is_none() {
+                report.checks.push(Check::fail(
+                    name,
+                    not_checked("no verified attestation and checkpoint"),
+                ));
+            }
+        }
+        return Ok(report);
+    };
+    let (binding, keys) = key_binding_check(&verified, &note);
+    checks.push(binding);
+    let Some(keys) = keys else {
+        return Ok(report);
+    };
+    let (signature, cp) = checkpoint_signature_check(&keys, &note);
+    checks.push(signature);
+    let Some(cp) = cp else {
+        checks.push(Check::fail(
+            "checkpoint.consistency",
+            not_checked("the checkpoint did not verify"),
+        ));
+        return Ok(report);
+    };
+    let (size, cp_root) = (cp.size, cp.root);
+
+    // Consistency with the checkpoint this auditor saw last time.
+    let seen = load_seen(a.state, &keys.origin)?;
+    let consistency = match seen {
+        Some((m, _)) if m != size => {
+            let (lo, hi) = (m.min(size), m.max(size));
+            match get_json(
+                &http,
+                &format!("{}/v1/proof/consistency?from={lo}&to={hi}", a.gateway),
+            )
+            .and_then(|p| hashes(&p))
+            {
+                Ok(proof) => consistency_check(seen, (size, cp_root), Some(&proof)),
+                Err(e) => Check::fail(
+                    "checkpoint.consistency",
+                    format!("no consistency proof from size {lo} to {hi}: {e:#}"),
+                ),
+            }
+        }
+        _ => consistency_check(seen, (size, cp_root), None),
+    };
+    let consistent = consistency.status != leadgate_verifier::audit::Status::Fail;
+    checks.push(consistency);
+    if consistent && seen.is_none_or(|(m, _)| size >= m) {
+        save_seen(a.state, &keys.origin, size, &cp_root)?;
+    }
+
+    // The on-chain anchors.
+    match a.chain {
+        None => {
+            checks.push(Check::skip(
+                "anchor.registration",
+                "no --rpc/--contract given",
+            ));
+            checks.push(Check::skip(
+                "anchor.consistency",
+                "no --rpc/--contract given",
+            ));
+        }
+        Some((rpc, contract)) => match ChainView::read(&http, rpc, contract) {
+            Err(e) => {
+                let why = format!("reading the chain: {e:#}");
+                checks.push(Check::fail("anchor.registration", why.clone()));
+                checks.push(Check::fail("anchor.consistency", why));
+            }
+            Ok(view) => {
+                checks.push(
+                    match view.check_binding("gateway's attestation", &verified, &keys) {
+                        Ok(m) => Check::pass("anchor.registration", m),
+                        Err(e) => Check::fail("anchor.registration", format!("{e:#}")),
+                    },
+                );
+                checks.push(
+                    match view.check_served(&http, Some(a.gateway), size, cp_root) {
+                        Ok(m) => Check::pass(
+                            "anchor.consistency",
+                            format!(
+                                "{m}; {} anchors on chain {}",
+                                view.history.len(),
+                                view.chain_id
+                            ),
+                        ),
+                        Err(e) => Check::fail("anchor.consistency", format!("{e:#}")),
+                    },
+                );
+            }
+        },
+    }
+
+    // Receipts.
+    checks.push(match a.receipts {
+        None => Check::skip("receipts", "no --receipts given"),
+        Some(path) => receipts_check(&http, a.gateway, &keys, size, &cp_root, path),
+    });
+    Ok(report)
+}
+
+/// The served checkpoint, or a newer one the gateway signs now (`POST /v1/checkpoint`) if the
+/// served one does not yet cover every receipt in the file.
+fn covering_receipts(
+    http: &ureq::Agent,
+    gateway: &str,
+    note: Vec<u8>,
+    receipts: Option<&Path>,
+) -> Vec<u8> {
+    let Some(max_index) = receipts
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["receipt"]["index"].as_u64())
+                .max()
+        })
+    else {
+        return note;
+    };
+    let served_size = Note::parse(&note)
+        .ok()
+        .and_then(|n| Checkpoint::parse_text(&n.text).ok())
+        .map(|c| c.size);
+    if served_size.is_some_and(|s| s > max_index) {
+        return note;
+    }
+    sign_checkpoint_now(http, gateway).unwrap_or(note)
+}
+
+/// `POST /v1/checkpoint`: the enclave signs a checkpoint of the log as it is now.
+fn sign_checkpoint_now(http: &ureq::Agent, gateway: &str) -> anyhow::Result<Vec<u8>> {
+    let mut r = http
+        .post(&format!("{gateway}/v1/checkpoint"))
+        .send_empty()
+        .context("POST /v1/checkpoint")?;
+    if !r.status().is_success() {
+        anyhow::bail!("POST /v1/checkpoint: {}", r.status().as_u16());
+    }
+    Ok(r.body_mut().read_to_vec()?)
+}
+
+/// `receipts`: each receipt in the file is signed by the attested log key and its event is in
+/// the checkpoint (inclusion, and the receipt's root is consistent with the checkpoint), or a
+/// `log.epoch` event in the checkpoint publicly voids it.
+fn receipts_check(
+    http: &ureq::Agent,
+    gateway: &str,
+    keys: &EnclaveKeys,
+    size: u64,
+    root: &Hash,
+    path: &Path,
+) -> Check {
+    const NAME: &str = "receipts";
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Check::fail(NAME, format!("{}: {e}", path.display())),
+    };
+    let (mut included, mut voided, mut failures) = (0u64, 0u64, Vec::new());
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = match line {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => l,
+            Err(e) => {
+                failures.push(format!("line {}: {e}", i + 1));
+                break;
+            }
+        };
+        let receipt = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get("receipt").cloned())
+            .and_then(|r| serde_json::from_value::<Receipt>(r).ok());
+        let Some(receipt) = receipt else {
+            continue; // a rejected submission's line carries no receipt
+        };
+        match receipt_status(http, gateway, keys, size, root, &receipt) {
+            Ok(ReceiptStatus::Included) => included += 1,
+            Ok(ReceiptStatus::Voided) => voided += 1,
+            Err(e) => failures.push(format!("line {}: {e:#}", i + 1)),
+        }
+    }
+    if failures.is_empty() {
+        Check::pass(
+            NAME,
+            format!("{included} receipt(s) included in checkpoint size {size}, {voided} publicly voided by log.epoch"),
+        )
+    } else {
+        let shown: Vec<&str> = failures.iter().take(3).map(String::as_str).collect();
+        Check::fail(
+            NAME,
+            format!(
+                "{} receipt(s) neither included nor voided ({included} included, {voided} voided): {}",
+                failures.len(),
+                shown.join("; ")
+            ),
+        )
+    }
+}
+
+enum ReceiptStatus {
+    Included,
+    Voided,
+}
+
+fn receipt_status(
+    http: &ureq::Agent,
+    gateway: &str,
+    keys: &EnclaveKeys,
+    size: u64,
+    root: &Hash,
+    receipt: &Receipt,
+) -> anyhow::Result<ReceiptStatus> {
+    let r = receipt
+        .verify(&keys.log_key, &keys.origin)
+        .map_err(|e| anyhow::anyhow!("{}", e.code()))?;
+    if r.index < size {
+        let (_, leaf) = included_entry(http, gateway, r.index, size, root)?;
+        if merkle::leaf_hash(&leaf) == r.leaf_hash {
+            let p = get_json(
+                http,
+                &format!(
+                    "{gateway}/v1/proof/consistency?from={}&to={size}",
+                    r.index + 1
+                ),
+            )?;
+            merkle::verify_consistency(r.index + 1, size, &hashes(&p)?, &r.root, root)
+                .map_err(|e| anyhow::anyhow!("receipt root is not consistent: {}", e.code()))?;
+            return Ok(ReceiptStatus::Included);
+        }
+    }
+    // Not in the log as promised: only a log.epoch of the next epoch, at or before the
+    // receipt's index, excuses it. Epochs only grow along the log, so scan back from there.
+    let mut i = r.index.min(size);
+    let floor = i.saturating_sub(VOID_SCAN_LIMIT);
+    while i > floor {
+        i -= 1;
+        if let (Event::LogEpoch(e), _) = included_entry(http, gateway, i, size, root)? {
+            if voided_by(&r, &keys.origin, &e) {
+                return Ok(ReceiptStatus::Voided);
+            }
+            if e.epoch <= r.epoch {
+                break;
+            }
+        }
+    }
+    anyhow::bail!(
+        "receipt for index {} (epoch {}) is not in checkpoint size {size} and no log.epoch voids it",
+        r.index,
+        r.epoch
+    )
+}
