@@ -7,6 +7,8 @@ mod audit;
 mod bench;
 mod buyer;
 mod http;
+#[cfg(feature = "eif")]
+mod pcr;
 mod seller;
 mod verify;
 
@@ -40,6 +42,17 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Compute the PCRs (SHA-384) an AWS Nitro Enclave image will measure: PCR0 (whole image),
+    /// PCR1 (kernel, command line, first ramdisk), PCR2 (the other ramdisks) and PCR8 (signing
+    /// certificate, signed images only).
+    #[cfg(feature = "eif")]
+    Pcr {
+        /// The enclave image file (.eif), as `nitro-cli build-enclave` writes it.
+        eif: PathBuf,
+        /// Print JSON {"PCR0": hex, …}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run every red-flag check against a gateway and print one line per check: attestation
     /// signature, chain, fresh nonce, PCR0, debug mode, key binding, checkpoint signature,
     /// consistency with the checkpoint seen last time, the on-chain anchors, and receipts.
@@ -463,6 +476,8 @@ fn main() -> anyhow::Result<()> {
             state,
             concurrency,
         }) => verify::receipts(&receipts, &gateway, &trust, &state, concurrency),
+        #[cfg(feature = "eif")]
+        Cmd::Pcr { eif, json } => pcr::pcr(&eif, json),
         Cmd::Audit {
             gateway,
             trust,

@@ -1,0 +1,87 @@
+//! `leadgate pcr EIF_FILE`: the PCRs an AWS Nitro Enclave image (EIF) will measure, computed
+//! with AWS's own `aws-nitro-enclaves-image-format` (the code `nitro-cli build-enclave` and
+//! `describe-eif` use). PCR0 hashes the whole image (kernel, command line, every ramdisk),
+//! PCR1 the kernel, command line and first ramdisk (AWS's bootstrap), PCR2 the remaining
+//! ramdisks (the application), PCR8 the signing certificate of a signed EIF; each is
+//! SHA-384(48 zero bytes ‖ SHA-384(sections)) ("Where to get an enclave's measurements",
+//! AWS Nitro Enclaves User Guide).
+//!
+//! An auditor rebuilds the image from a commit (README: "Reproducing PCR0") and compares this
+//! PCR0 with the one the gateway's attestation reports.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _};
+use aws_nitro_enclaves_image_format::defs::{EifHeader, EifSectionHeader, EIF_MAGIC};
+use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
+use serde_json::json;
+
+/// Walks the header and section headers of `path` before the AWS reader sees it: the magic
+/// must be `.eif`, every section type known and every section inside the file, so a truncated
+/// or hostile file is refused instead of making the reader allocate what a header claims.
+fn check_layout(path: &Path) -> anyhow::Result<()> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut header = vec![0u8; EifHeader::size()];
+    f.read_exact(&mut header)
+        .map_err(|_| anyhow!("not an EIF: shorter than its {}-byte header", header.len()))?;
+    if header[..4] != EIF_MAGIC {
+        bail!("not an EIF: bad magic");
+    }
+    let mut at = EifHeader::size() as u64;
+    let mut section = vec![0u8; EifSectionHeader::size()];
+    while at < len {
+        f.read_exact(&mut section)
+            .map_err(|_| anyhow!("EIF truncated in a section header at byte {at}"))?;
+        let s = EifSectionHeader::from_be_bytes(&section)
+            .map_err(|e| anyhow!("EIF section header at byte {at}: {e}"))?;
+        at += EifSectionHeader::size() as u64;
+        if s.section_size > len - at {
+            bail!(
+                "EIF section at byte {at} claims {} bytes; the file has {} left",
+                s.section_size,
+                len - at
+            );
+        }
+        at += s.section_size;
+        std::io::copy(&mut (&mut f).take(s.section_size), &mut std::io::sink())?;
+    }
+    Ok(())
+}
+
+/// `leadgate pcr`: prints PCR0, PCR1, PCR2 (and PCR8 when signed) as hex, or as JSON.
+///
+/// # Errors
+/// A file that is not a well-formed EIF, or whose CRC32 does not match its header.
+pub fn pcr(path: &Path, as_json: bool) -> anyhow::Result<()> {
+    check_layout(path)?;
+    let mut reader = EifReader::from_eif(path.to_string_lossy().into_owned())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if !reader.check_crc() {
+        bail!(
+            "{}: CRC32 does not match the header (corrupted image)",
+            path.display()
+        );
+    }
+    let m = reader
+        .get_measurements()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let names = ["PCR0", "PCR1", "PCR2", "PCR8"];
+    if as_json {
+        let mut out = serde_json::Map::new();
+        for n in names {
+            if let Some(v) = m.get(n) {
+                out.insert(n.to_owned(), json!(v));
+            }
+        }
+        println!("{}", serde_json::Value::Object(out));
+    } else {
+        for n in names {
+            if let Some(v) = m.get(n) {
+                println!("{n} {v}");
+            }
+        }
+    }
+    Ok(())
+}
