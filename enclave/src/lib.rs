@@ -5,9 +5,9 @@
 //!
 //! * [`core`]: the enclave as a state machine (requests in, responses out; no I/O).
 //! * [`protocol`]: host ↔ enclave messages and framing.
-//! * [`transport`]: the TCP server around [`core`] (vsock comes with the Nitro work).
+//! * [`transport`]: the link server around [`core`]: one framing over TCP (dev) or vsock (Nitro).
 //! * [`secrets`], [`sealing`]: the keys and how they are sealed at rest.
-//! * [`attest`]: attestation providers (dev provider here; NSM with the Nitro work).
+//! * [`attest`]: attestation providers: NSM (`/dev/nsm`, AWS Nitro) and the dev CA.
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
 //!   detection, both in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
