@@ -43,6 +43,24 @@ impl ProviderError {
     }
 }
 
+/// Checks the NSM API's bounds on an `Attestation` request: `nonce`, `user_data` and
+/// `public_key` of at most 1024 bytes each.
+///
+/// # Errors
+/// [`ProviderError::TooLarge`].
+pub fn check_request_sizes(
+    nonce: Option<&[u8]>,
+    user_data: &[u8],
+    public_key: &[u8],
+) -> Result<(), ProviderError> {
+    let limit = leadgate_verifier::attestation::MAX_OPTIONAL_FIELD_LEN;
+    if nonce.is_some_and(|n| n.len() > limit) || user_data.len() > limit || public_key.len() > limit
+    {
+        return Err(ProviderError::TooLarge);
+    }
+    Ok(())
+}
+
 /// Produces attestation documents binding the given fields (the NSM `Attestation` request).
 pub trait AttestationProvider: Send + Sync {
     /// A COSE_Sign1 attestation document, raw bytes.

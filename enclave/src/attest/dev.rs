@@ -25,7 +25,7 @@ use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
 
-use super::{AttestationProvider, ProviderError};
+use super::{check_request_sizes, AttestationProvider, ProviderError};
 use crate::sealing::write_private_file;
 
 /// Dev CA root validity: 20 years from creation.
@@ -151,13 +151,7 @@ impl AttestationProvider for DevAttestationProvider {
         user_data: &[u8],
         public_key: &[u8],
     ) -> Result<Vec<u8>, ProviderError> {
-        let limit = leadgate_verifier::attestation::MAX_OPTIONAL_FIELD_LEN;
-        if nonce.is_some_and(|n| n.len() > limit)
-            || user_data.len() > limit
-            || public_key.len() > limit
-        {
-            return Err(ProviderError::TooLarge);
-        }
+        check_request_sizes(nonce, user_data, public_key)?;
         let (leaf_key, leaf) = self.leaf(now_unix_ms)?;
         let doc = AttestationDocument {
             module_id: self.module_id.clone(),

@@ -14,10 +14,10 @@ use std::sync::Mutex;
 
 use aws_nitro_enclaves_nsm_api::api::{Request, Response};
 use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
-use leadgate_verifier::attestation::{parse_attestation, MAX_OPTIONAL_FIELD_LEN};
+use leadgate_verifier::attestation::parse_attestation;
 use serde_bytes::ByteBuf;
 
-use super::{AttestationProvider, ProviderError};
+use super::{check_request_sizes, AttestationProvider, ProviderError};
 
 /// The NSM device node, present only inside a Nitro Enclave.
 pub const NSM_DEVICE: &str = "/dev/nsm";
@@ -63,12 +63,7 @@ impl AttestationProvider for NsmAttestationProvider {
         user_data: &[u8],
         public_key: &[u8],
     ) -> Result<Vec<u8>, ProviderError> {
-        if nonce.is_some_and(|n| n.len() > MAX_OPTIONAL_FIELD_LEN)
-            || user_data.len() > MAX_OPTIONAL_FIELD_LEN
-            || public_key.len() > MAX_OPTIONAL_FIELD_LEN
-        {
-            return Err(ProviderError::TooLarge);
-        }
+        check_request_sizes(nonce, user_data, public_key)?;
         let request = Request::Attestation {
             user_data: Some(ByteBuf::from(user_data)),
             nonce: nonce.map(ByteBuf::from),

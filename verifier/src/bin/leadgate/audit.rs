@@ -13,14 +13,14 @@ use leadgate_verifier::audit::{
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::keys::EnclaveKeys;
-use leadgate_verifier::merkle::{self, Hash};
+use leadgate_verifier::merkle::Hash;
 use leadgate_verifier::note::Note;
 use leadgate_verifier::receipt::Receipt;
 use rand_core::RngCore as _;
 
 use crate::anchor::ChainView;
 use crate::http::{agent, fetch_attestation, get_bytes, get_json, now_ms, root_der, TrustArgs};
-use crate::verify::{hashes, included_entry, load_seen, save_seen};
+use crate::verify::{hashes, included_entry, load_seen, receipt_entry, save_seen};
 
 /// How far back from a receipt's index the audit looks for the `log.epoch` that voids it.
 /// Only events acknowledged but lost in a crash lie between the two, a handful in practice.
@@ -334,21 +334,10 @@ fn receipt_status(
     let r = receipt
         .verify(&keys.log_key, &keys.origin)
         .map_err(|e| anyhow::anyhow!("{}", e.code()))?;
-    if r.index < size {
-        let (_, leaf) = included_entry(http, gateway, r.index, size, root)?;
-        if merkle::leaf_hash(&leaf) == r.leaf_hash {
-            let p = get_json(
-                http,
-                &format!(
-                    "{gateway}/v1/proof/consistency?from={}&to={size}",
-                    r.index + 1
-                ),
-            )?;
-            merkle::verify_consistency(r.index + 1, size, &hashes(&p)?, &r.root, root)
-                .map_err(|e| anyhow::anyhow!("receipt root is not consistent: {}", e.code()))?;
-            return Ok(ReceiptStatus::Included);
-        }
-    }
+    let not_included = match receipt_entry(http, gateway, keys, size, root, receipt) {
+        Ok(_) => return Ok(ReceiptStatus::Included),
+        Err(e) => e,
+    };
     // Not in the log as promised: only a log.epoch of the next epoch, at or before the
     // receipt's index, excuses it. Epochs only grow along the log, so scan back from there.
     let mut i = r.index.min(size);
@@ -365,7 +354,7 @@ fn receipt_status(
         }
     }
     anyhow::bail!(
-        "receipt for index {} (epoch {}) is not in checkpoint size {size} and no log.epoch voids it",
+        "receipt for index {} (epoch {}): {not_included:#}, and no log.epoch voids it",
         r.index,
         r.epoch
     )
