@@ -16,8 +16,8 @@ use leadgate_verifier::merkle::{self, Hash};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::http::{agent, attest_gateway, check_trust, get_bytes, get_json, root_der, TrustArgs};
-use crate::verify::hashes;
+use crate::http::{agent, attest_gateway, check_trust, get_bytes, root_der, TrustArgs};
+use crate::verify::fetch_consistency;
 
 sol! {
     function latest() external view returns (uint64 size, bytes32 root);
@@ -294,11 +294,8 @@ impl ChainView {
         } else {
             (size, latest_size, root, latest_root)
         };
-        let p = get_json(
-            http,
-            &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
-        )?;
-        merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
+        let proof = fetch_consistency(http, gateway, m, n)?;
+        merkle::verify_consistency(m, n, &proof, &rm, &rn).map_err(|e| {
             anyhow!(
                 "FORK: the served checkpoint of size {size} is not consistent with the anchored \
                  checkpoint of size {latest_size}: {}",

@@ -19,8 +19,10 @@ use leadgate_verifier::receipt::Receipt;
 use rand_core::RngCore as _;
 
 use crate::anchor::ChainView;
-use crate::http::{agent, fetch_attestation, get_bytes, get_json, now_ms, root_der, TrustArgs};
-use crate::verify::{hashes, included_entry, load_seen, receipt_entry, save_seen};
+use crate::http::{agent, fetch_attestation, get_bytes, now_ms, root_der, TrustArgs};
+use crate::verify::{
+    fetch_consistency, included_entry, included_receipt, load_seen, save_seen, sign_checkpoint_now,
+};
 
 /// How far back from a receipt's index the audit looks for the `log.epoch` that voids it.
 /// Only events acknowledged but lost in a crash lie between the two, a handful in practice.
@@ -149,12 +151,7 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
     let consistency = match seen {
         Some((m, _)) if m != size => {
             let (lo, hi) = (m.min(size), m.max(size));
-            match get_json(
-                &http,
-                &format!("{}/v1/proof/consistency?from={lo}&to={hi}", a.gateway),
-            )
-            .and_then(|p| hashes(&p))
-            {
+            match fetch_consistency(&http, a.gateway, lo, hi) {
                 Ok(proof) => consistency_check(seen, (size, cp_root), Some(&proof)),
                 Err(e) => Check::fail(
                     "checkpoint.consistency",
@@ -164,9 +161,10 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
         }
         _ => consistency_check(seen, (size, cp_root), None),
     };
+    // A rollback fails the check, so a checkpoint that passes is never smaller than the seen.
     let consistent = consistency.status != leadgate_verifier::audit::Status::Fail;
     checks.push(consistency);
-    if consistent && seen.is_none_or(|(m, _)| size >= m) {
+    if consistent {
         save_seen(a.state, &keys.origin, size, &cp_root)?;
     }
 
@@ -249,18 +247,6 @@ fn covering_receipts(
     sign_checkpoint_now(http, gateway).unwrap_or(note)
 }
 
-/// `POST /v1/checkpoint`: the enclave signs a checkpoint of the log as it is now.
-fn sign_checkpoint_now(http: &ureq::Agent, gateway: &str) -> anyhow::Result<Vec<u8>> {
-    let mut r = http
-        .post(&format!("{gateway}/v1/checkpoint"))
-        .send_empty()
-        .context("POST /v1/checkpoint")?;
-    if !r.status().is_success() {
-        anyhow::bail!("POST /v1/checkpoint: {}", r.status().as_u16());
-    }
-    Ok(r.body_mut().read_to_vec()?)
-}
-
 /// `receipts`: each receipt in the file is signed by the attested log key and its event is in
 /// the checkpoint (inclusion, and the receipt's root is consistent with the checkpoint), or a
 /// `log.epoch` event in the checkpoint publicly voids it.
@@ -334,7 +320,7 @@ fn receipt_status(
     let r = receipt
         .verify(&keys.log_key, &keys.origin)
         .map_err(|e| anyhow::anyhow!("{}", e.code()))?;
-    let not_included = match receipt_entry(http, gateway, keys, size, root, receipt) {
+    let not_included = match included_receipt(http, gateway, size, root, &r) {
         Ok(_) => return Ok(ReceiptStatus::Included),
         Err(e) => e,
     };

@@ -13,7 +13,7 @@ use leadgate_verifier::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{self, Hash};
 use leadgate_verifier::note::NoteVerifier;
-use leadgate_verifier::receipt::Receipt;
+use leadgate_verifier::receipt::{Receipt, VerifiedReceipt};
 use serde_json::{json, Value};
 
 use crate::http::{
@@ -239,11 +239,8 @@ pub fn receipts(
         } else {
             (size, seen_size, root, seen_root)
         };
-        let p = get_json(
-            &http,
-            &format!("{gateway}/v1/proof/consistency?from={m}&to={n}"),
-        )?;
-        merkle::verify_consistency(m, n, &hashes(&p)?, &rm, &rn).map_err(|e| {
+        let proof = fetch_consistency(&http, gateway, m, n)?;
+        merkle::verify_consistency(m, n, &proof, &rm, &rn).map_err(|e| {
             anyhow!(
                 "FORK: checkpoint {size} is not consistent with the previously seen {seen_size}: {}",
                 e.code()
@@ -361,6 +358,17 @@ pub fn receipt_entry(
     let r = receipt
         .verify(&keys.log_key, &keys.origin)
         .map_err(|e| anyhow!("{}", e.code()))?;
+    included_receipt(http, gateway, size, root, &r)
+}
+
+/// [`receipt_entry`] for a receipt whose signature was already verified.
+pub fn included_receipt(
+    http: &ureq::Agent,
+    gateway: &str,
+    size: u64,
+    root: &Hash,
+    r: &VerifiedReceipt,
+) -> anyhow::Result<Event> {
     if r.index >= size {
         bail!("index {} not yet in checkpoint of size {size}", r.index);
     }
@@ -368,16 +376,42 @@ pub fn receipt_entry(
     if merkle::leaf_hash(&event.1) != r.leaf_hash {
         bail!("served entry does not match the receipt");
     }
-    let p = get_json(
-        http,
-        &format!(
-            "{gateway}/v1/proof/consistency?from={}&to={size}",
-            r.index + 1
-        ),
-    )?;
-    merkle::verify_consistency(r.index + 1, size, &hashes(&p)?, &r.root, root)
+    let proof = fetch_consistency(http, gateway, r.index + 1, size)?;
+    merkle::verify_consistency(r.index + 1, size, &proof, &r.root, root)
         .map_err(|e| anyhow!("receipt root consistency: {}", e.code()))?;
     Ok(event.0)
+}
+
+/// `GET {gateway}/v1/proof/consistency?from=FROM&to=TO`: the RFC 9162 §2.1.4 proof hashes.
+///
+/// # Errors
+/// Fetch failures, or an answer whose `proof` is not a list of 32-byte hex hashes.
+pub fn fetch_consistency(
+    http: &ureq::Agent,
+    gateway: &str,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<Vec<Hash>> {
+    hashes(&get_json(
+        http,
+        &format!("{gateway}/v1/proof/consistency?from={from}&to={to}"),
+    )?)
+}
+
+/// `POST {gateway}/v1/checkpoint`: the enclave signs a checkpoint of the log as it is now;
+/// returns the note, not yet verified.
+///
+/// # Errors
+/// Fetch failures or a non-2xx status.
+pub fn sign_checkpoint_now(http: &ureq::Agent, gateway: &str) -> anyhow::Result<Vec<u8>> {
+    let mut resp = http
+        .post(&format!("{gateway}/v1/checkpoint"))
+        .send_empty()
+        .context("POST /v1/checkpoint")?;
+    if !resp.status().is_success() {
+        bail!("POST /v1/checkpoint: {}", resp.status().as_u16());
+    }
+    Ok(resp.body_mut().read_to_vec()?)
 }
 
 /// Fetches entry `index` and proves it is in the checkpoint (`size`, `root`); returns the
@@ -418,14 +452,7 @@ pub fn checkpoint_covering(
             return Ok(cp.clone());
         }
     }
-    let mut resp = http
-        .post(&format!("{gateway}/v1/checkpoint"))
-        .send_empty()
-        .context("POST /v1/checkpoint")?;
-    if !resp.status().is_success() {
-        bail!("POST /v1/checkpoint: {}", resp.status().as_u16());
-    }
-    let note = resp.body_mut().read_to_vec()?;
+    let note = sign_checkpoint_now(http, gateway)?;
     let cp = verify_checkpoint(&note, &verifier, &keys.origin)
         .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
     if cp.checkpoint().size < min_size {
