@@ -40,6 +40,7 @@ fn enclave(dir: &std::path::Path, sealed: Option<ByteBuf>) -> (Enclave, EnclaveK
         Request::Boot {
             sealed_secrets: sealed,
             tip: None,
+            aws_credentials: None,
         },
         NOW,
     )

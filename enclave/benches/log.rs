@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
         Request::Boot {
             sealed_secrets: None,
             tip: None,
+            aws_credentials: None,
         },
         now,
     ) else {

@@ -76,6 +76,7 @@ fn main() {
         &Request::Boot {
             sealed_secrets: None,
             tip: None,
+            aws_credentials: None,
         },
     ) else {
         panic!()

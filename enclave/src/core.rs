@@ -275,7 +275,8 @@ impl Enclave {
             Request::Boot {
                 sealed_secrets,
                 tip,
-            } => self.boot(sealed_secrets, tip, now_ms),
+                aws_credentials,
+            } => self.boot(sealed_secrets, tip, aws_credentials.as_ref(), now_ms),
             Request::LoadTags { tags } => self.load_tags(tags),
             Request::Replay {
                 from,
@@ -293,7 +294,13 @@ impl Enclave {
         }
     }
 
-    fn boot(&mut self, sealed: Option<ByteBuf>, tip: Option<Tip>, now_ms: u64) -> Response {
+    fn boot(
+        &mut self,
+        sealed: Option<ByteBuf>,
+        tip: Option<Tip>,
+        aws_credentials: Option<&crate::kms::AwsCredentials>,
+        now_ms: u64,
+    ) -> Response {
         if self.running.is_some() {
             return err("boot.already_booted", "enclave is already booted");
         }
@@ -306,13 +313,13 @@ impl Enclave {
             }
             None => {
                 let s = Secrets::generate();
-                match self.sealer.seal(&s.to_bytes()) {
+                match self.sealer.seal(&s.to_bytes(), aws_credentials) {
                     Ok(blob) => (s, blob),
                     Err(e) => return err(e.code(), e.to_string()),
                 }
             }
             Some(blob) => {
-                let plain = match self.sealer.unseal(&blob) {
+                let plain = match self.sealer.unseal(&blob, aws_credentials) {
                     Ok(p) => p,
                     Err(e) => return err(e.code(), e.to_string()),
                 };

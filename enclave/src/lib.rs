@@ -24,6 +24,7 @@ pub mod auctions;
 pub mod bloom;
 pub mod core;
 pub mod dedup;
+pub mod kms;
 pub mod log;
 pub mod parallel;
 pub mod protocol;

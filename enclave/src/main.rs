@@ -10,7 +10,8 @@ use leadgate_enclave::attest::{
     AttestationProvider, DevAttestationProvider, NsmAttestationProvider,
 };
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_enclave::sealing::DevFileSealer;
+use leadgate_enclave::kms::{KmsClient, KmsKey};
+use leadgate_enclave::sealing::{DevFileSealer, KmsSealer, Sealer};
 use leadgate_enclave::transport::{now_ms, serve, Endpoint, Listener};
 
 /// Parses durations like `90s`, `5m`, `1h`, `250ms` into milliseconds.
@@ -71,6 +72,18 @@ struct Args {
     /// all-zero PCRs), or `auto`: `nsm` when /dev/nsm exists, else `dev`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "nsm", "dev"])]
     attestation: String,
+    /// Sealing of the enclave's secrets: `dev` (AES-256-GCM under `STATE_DIR/seal.key`) or
+    /// `kms` (an AWS KMS data key released only to this enclave's attestation; Nitro).
+    #[arg(long, default_value = "dev", value_parser = ["dev", "kms"])]
+    sealing: String,
+    /// The KMS key for `--sealing kms`: a key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`),
+    /// part of the image and so of PCR0. Aliases are refused.
+    #[arg(long, required_if_eq("sealing", "kms"))]
+    kms_key_arn: Option<String>,
+    /// Where to reach KMS: the host's vsock proxy to kms.REGION.amazonaws.com:443 (TLS runs
+    /// in the enclave).
+    #[arg(long, default_value = "vsock://3:8000")]
+    kms_proxy: String,
 }
 
 #[tokio::main]
@@ -87,12 +100,36 @@ async fn main() -> anyhow::Result<()> {
     )
     .context("--origin must be a valid note key name (no spaces or '+')")?;
     std::fs::create_dir_all(&args.state_dir).context("creating state dir")?;
-    let sealer = DevFileSealer::open_or_create(&args.state_dir)?;
     let mut config = EnclaveConfig::new(&args.origin);
     let nsm = match args.attestation.as_str() {
         "nsm" => true,
         "dev" => false,
         _ => NsmAttestationProvider::available(),
+    };
+    let sealer: Box<dyn Sealer> = match args.kms_key_arn.as_deref() {
+        Some(arn) if args.sealing == "kms" => {
+            let key = KmsKey::from_arn(arn).context("--kms-key-arn")?;
+            let proxy: Endpoint = args.kms_proxy.parse().context("--kms-proxy")?;
+            tracing::info!(key = key.arn(), %proxy, "sealing with AWS KMS");
+            let attestor: Box<dyn AttestationProvider> = if nsm {
+                Box::new(NsmAttestationProvider::open()?)
+            } else {
+                Box::new(DevAttestationProvider::open_or_create(
+                    &args.state_dir,
+                    now_ms(),
+                )?)
+            };
+            Box::new(KmsSealer::new(KmsClient::new(key, proxy), attestor))
+        }
+        _ => {
+            if nsm {
+                tracing::warn!(
+                    "dev sealing inside a Nitro Enclave: the key file lives in enclave memory, so \
+                     the secrets (and the log) do not survive a restart; use --sealing kms"
+                );
+            }
+            Box::new(DevFileSealer::open_or_create(&args.state_dir)?)
+        }
     };
     let attestor: Box<dyn AttestationProvider> = if nsm {
         tracing::info!("attestation by the Nitro Secure Module");
@@ -114,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         config.workers = w.max(1);
     }
-    let enclave = Enclave::new(config, Box::new(sealer), attestor);
+    let enclave = Enclave::new(config, sealer, attestor);
     let endpoint: Endpoint = args.listen.parse().context("--listen")?;
     let listener = Listener::bind(&endpoint)
         .await

@@ -76,6 +76,9 @@ pub enum Request {
         sealed_secrets: Option<ByteBuf>,
         /// The host's log tip.
         tip: Option<Tip>,
+        /// AWS credentials for the KMS sealer's calls (the instance role's); none in dev.
+        #[serde(default)]
+        aws_credentials: Option<crate::kms::AwsCredentials>,
     },
     /// Email tags of accepted events, to rebuild duplicate detection (32 bytes each).
     LoadTags {

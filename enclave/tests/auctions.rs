@@ -479,7 +479,8 @@ fn start(host: &Host, dir: &std::path::Path, replay: Vec<Request>, now: u64) -> 
         e.handle(
             Request::Boot {
                 sealed_secrets: host.sealed.clone(),
-                tip
+                tip,
+                aws_credentials: None,
             },
             now
         ),

@@ -219,6 +219,7 @@ fn tampered_restart_state_is_refused() {
             Request::Boot {
                 sealed_secrets: sealed,
                 tip,
+                aws_credentials: None,
             },
             T0,
         ) {

@@ -121,6 +121,8 @@ pub struct Gateway {
     failed_epoch: AtomicU64,
     /// The anchoring worker, when anchoring is configured.
     pub anchorer: std::sync::OnceLock<std::sync::Arc<crate::anchor::Anchorer>>,
+    /// AWS credentials lent to the enclave at boot for its KMS sealer, when configured.
+    pub aws_credentials: std::sync::OnceLock<leadgate_enclave::kms::AwsCredentials>,
 }
 
 fn now_ms() -> u64 {
@@ -177,6 +179,7 @@ impl Gateway {
             stored: watch::channel(0).0,
             failed_epoch: AtomicU64::new(0),
             anchorer: std::sync::OnceLock::new(),
+            aws_credentials: std::sync::OnceLock::new(),
         }
     }
 
@@ -294,6 +297,7 @@ impl Gateway {
             .call(&Request::Boot {
                 sealed_secrets: sealed.clone().map(ByteBuf::from),
                 tip,
+                aws_credentials: self.aws_credentials.get().cloned(),
             })
             .await?;
         let keys = match resp {

@@ -48,6 +48,9 @@ pub struct HostConfig {
     pub queue_len: usize,
     /// On-chain anchoring; off when `None` (no RPC configured).
     pub anchor: Option<anchor::AnchorConfig>,
+    /// AWS credentials lent to the enclave at each boot, for its KMS sealer (Nitro); `None`
+    /// in dev.
+    pub aws_credentials: Option<leadgate_enclave::kms::AwsCredentials>,
 }
 
 impl HostConfig {
@@ -64,6 +67,7 @@ impl HostConfig {
             tick_ms: 5_000,
             queue_len: 8_192,
             anchor: None,
+            aws_credentials: None,
         }
     }
 }
@@ -155,6 +159,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.db_path).await?;
     let gateway = Arc::new(Gateway::new(store.clone(), config.enclave_addr.clone()));
+    if let Some(credentials) = config.aws_credentials.clone() {
+        let _ = gateway.aws_credentials.set(credentials);
+    }
     if let Some(anchor) = config.anchor.clone() {
         tracing::info!(?anchor, "anchoring checkpoints");
         let anchorer = anchor::Anchorer::new(store, anchor)?;

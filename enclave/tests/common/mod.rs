@@ -146,6 +146,7 @@ impl Host {
             Request::Boot {
                 sealed_secrets: self.sealed.clone(),
                 tip: self.tip(),
+                aws_credentials: None,
             },
             now,
         ) {
