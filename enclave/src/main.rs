@@ -70,19 +70,19 @@ struct Args {
     release_window: u64,
     /// Attestation provider: `nsm` (the Nitro Secure Module, /dev/nsm), `dev` (a local CA,
     /// all-zero PCRs), or `auto`: `nsm` when /dev/nsm exists, else `dev`.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "nsm", "dev"])]
+    #[arg(long, env = "LEADGATE_ATTESTATION", default_value = "auto", value_parser = ["auto", "nsm", "dev"])]
     attestation: String,
     /// Sealing of the enclave's secrets: `dev` (AES-256-GCM under `STATE_DIR/seal.key`) or
     /// `kms` (an AWS KMS data key released only to this enclave's attestation; Nitro).
-    #[arg(long, default_value = "dev", value_parser = ["dev", "kms"])]
+    #[arg(long, env = "LEADGATE_SEALING", default_value = "dev", value_parser = ["dev", "kms"])]
     sealing: String,
     /// The KMS key for `--sealing kms`: a key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`),
     /// part of the image and so of PCR0. Aliases are refused.
-    #[arg(long, required_if_eq("sealing", "kms"))]
+    #[arg(long, env = "LEADGATE_KMS_KEY_ARN", required_if_eq("sealing", "kms"))]
     kms_key_arn: Option<String>,
     /// Where to reach KMS: the host's vsock proxy to kms.REGION.amazonaws.com:443 (TLS runs
     /// in the enclave).
-    #[arg(long, default_value = "vsock://3:8000")]
+    #[arg(long, env = "LEADGATE_KMS_PROXY", default_value = "vsock://3:8000")]
     kms_proxy: String,
 }
 
