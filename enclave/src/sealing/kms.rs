@@ -19,6 +19,7 @@ use super::{gcm_open, gcm_seal, SealError, Sealer};
 use crate::attest::AttestationProvider;
 use crate::kms::recipient::RecipientKey;
 use crate::kms::{block_on, AwsCredentials, KmsClient, KmsError};
+use crate::transport::now_ms;
 
 /// Sealed blob prefix for the KMS sealer (format version 1).
 pub const KMS_MAGIC: &[u8; 4] = b"LGK1";
@@ -41,12 +42,9 @@ impl KmsSealer {
     /// A fresh recipient key and an attestation document binding it.
     fn recipient(&self) -> Result<(RecipientKey, Vec<u8>), SealError> {
         let key = RecipientKey::generate().map_err(KmsError::from)?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let document = self
             .attestor
-            .attest(now_ms, None, KMS_USER_DATA, key.spki_der())
+            .attest(now_ms(), None, KMS_USER_DATA, key.spki_der())
             .map_err(KmsError::from)?;
         Ok((key, document))
     }

@@ -22,6 +22,7 @@ use crate::anchor::ChainView;
 use crate::http::{agent, fetch_attestation, get_bytes, now_ms, root_der, TrustArgs};
 use crate::verify::{
     fetch_consistency, included_entry, included_receipt, load_seen, save_seen, sign_checkpoint_now,
+    verified_receipt,
 };
 
 /// How far back from a receipt's index the audit looks for the `log.epoch` that voids it.
@@ -317,9 +318,7 @@ fn receipt_status(
     root: &Hash,
     receipt: &Receipt,
 ) -> anyhow::Result<ReceiptStatus> {
-    let r = receipt
-        .verify(&keys.log_key, &keys.origin)
-        .map_err(|e| anyhow::anyhow!("{}", e.code()))?;
+    let r = verified_receipt(keys, receipt)?;
     let not_included = match included_receipt(http, gateway, size, root, &r) {
         Ok(_) => return Ok(ReceiptStatus::Included),
         Err(e) => e,

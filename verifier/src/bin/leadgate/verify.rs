@@ -355,10 +355,20 @@ pub fn receipt_entry(
     root: &Hash,
     receipt: &Receipt,
 ) -> anyhow::Result<Event> {
-    let r = receipt
+    included_receipt(http, gateway, size, root, &verified_receipt(keys, receipt)?)
+}
+
+/// A receipt's signature checked against the attested log key and origin.
+///
+/// # Errors
+/// The receipt's error code (`receipt.*`).
+pub fn verified_receipt(
+    keys: &leadgate_verifier::keys::EnclaveKeys,
+    receipt: &Receipt,
+) -> anyhow::Result<VerifiedReceipt> {
+    receipt
         .verify(&keys.log_key, &keys.origin)
-        .map_err(|e| anyhow!("{}", e.code()))?;
-    included_receipt(http, gateway, size, root, &r)
+        .map_err(|e| anyhow!("{}", e.code()))
 }
 
 /// [`receipt_entry`] for a receipt whose signature was already verified.
