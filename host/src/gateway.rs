@@ -63,6 +63,9 @@ pub enum LinkError {
     /// Storing failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The AWS credentials to lend the enclave at boot could not be had.
+    #[error(transparent)]
+    Credentials(#[from] crate::aws_credentials::CredentialsError),
 }
 
 impl From<sqlx::Error> for LinkError {
@@ -80,6 +83,7 @@ impl From<LinkError> for ApiError {
             LinkError::Protocol(m) => ApiError::internal("enclave protocol", m),
             LinkError::Enclave { code, message } => ApiError::new(&code, message),
             LinkError::Store(e) => ApiError::internal("storage", e),
+            LinkError::Credentials(e) => ApiError::internal("aws credentials", e),
         }
     }
 }
@@ -121,8 +125,9 @@ pub struct Gateway {
     failed_epoch: AtomicU64,
     /// The anchoring worker, when anchoring is configured.
     pub anchorer: std::sync::OnceLock<std::sync::Arc<crate::anchor::Anchorer>>,
-    /// AWS credentials lent to the enclave at boot for its KMS sealer, when configured.
-    pub aws_credentials: std::sync::OnceLock<leadgate_enclave::kms::AwsCredentials>,
+    /// Where the AWS credentials lent to the enclave at each boot (for its KMS sealer) come
+    /// from, when configured; asked afresh at every boot.
+    pub aws_credentials: std::sync::OnceLock<crate::aws_credentials::CredentialSource>,
 }
 
 fn now_ms() -> u64 {
@@ -293,11 +298,15 @@ impl Gateway {
     async fn boot(&self, conn: &mut EnclaveConn) -> Result<EnclaveInfo, LinkError> {
         let sealed = self.store.sealed_secrets().await?;
         let tip = self.tip().await?;
+        let aws_credentials = match self.aws_credentials.get() {
+            Some(source) => Some(source.resolve().await?),
+            None => None,
+        };
         let resp = conn
             .call(&Request::Boot {
                 sealed_secrets: sealed.clone().map(ByteBuf::from),
                 tip,
-                aws_credentials: self.aws_credentials.get().cloned(),
+                aws_credentials,
             })
             .await?;
         let keys = match resp {

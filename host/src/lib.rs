@@ -4,12 +4,14 @@
 //! durably (SQLite), serves entries and proofs, and schedules checkpoints. It sees no
 //! plaintext and signs nothing; clients verify what it serves.
 //!
-//! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`gateway`] (enclave link, boot and the store-then-answer
+//! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
+//! (credentials lent to the enclave's KMS sealer), [`gateway`] (enclave link, boot and the store-then-answer
 //! rule), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
 pub mod api;
+pub mod aws_credentials;
 pub mod error;
 pub mod gateway;
 pub mod link;
@@ -48,9 +50,9 @@ pub struct HostConfig {
     pub queue_len: usize,
     /// On-chain anchoring; off when `None` (no RPC configured).
     pub anchor: Option<anchor::AnchorConfig>,
-    /// AWS credentials lent to the enclave at each boot, for its KMS sealer (Nitro); `None`
-    /// in dev.
-    pub aws_credentials: Option<leadgate_enclave::kms::AwsCredentials>,
+    /// Where the AWS credentials lent to the enclave at each boot come from, for its KMS
+    /// sealer (Nitro); asked afresh at every boot. `None` in dev.
+    pub aws_credentials: Option<aws_credentials::CredentialSource>,
 }
 
 impl HostConfig {

@@ -40,9 +40,12 @@ struct Args {
     /// account that pays for anchors. The enclave's anchor key signs; this one only pays.
     #[arg(long, env = "LEADGATE_ANCHOR_ACCOUNT_KEY_FILE")]
     anchor_account_key_file: Option<std::path::PathBuf>,
-    /// Lend the enclave the AWS credentials in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    /// AWS_SESSION_TOKEN at boot, for its KMS sealer (Nitro with `--sealing kms`). They let
-    /// the enclave sign KMS calls; the key policy still requires its attestation.
+    /// Lend the enclave AWS credentials at every boot, for its KMS sealer (Nitro with
+    /// `--sealing kms`), from the AWS SDK's default chain: AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the shared profile, the container endpoint,
+    /// then the EC2 instance role (IMDSv2). Asked afresh at each boot, so rotating instance-role
+    /// credentials stay current. They let the enclave sign KMS calls; the key policy still
+    /// requires its attestation.
     #[arg(long, env = "LEADGATE_FORWARD_AWS_CREDENTIALS")]
     forward_aws_credentials: bool,
 }
@@ -60,14 +63,13 @@ async fn main() -> anyhow::Result<()> {
     config.seller_daily_limit = args.seller_daily_limit;
     config.tick_ms = args.tick_ms;
     if args.forward_aws_credentials {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        config.aws_credentials = Some(leadgate_enclave::kms::AwsCredentials {
-            access_key_id: var("AWS_ACCESS_KEY_ID")
-                .context("--forward-aws-credentials needs AWS_ACCESS_KEY_ID")?,
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY")
-                .context("--forward-aws-credentials needs AWS_SECRET_ACCESS_KEY")?,
-            session_token: var("AWS_SESSION_TOKEN"),
-        });
+        let source = leadgate_host::aws_credentials::CredentialSource::default_chain().await;
+        // Fail at start, not at the first boot, when there are none at all.
+        source
+            .resolve()
+            .await
+            .context("--forward-aws-credentials")?;
+        config.aws_credentials = Some(source);
     }
     if let (Some(rpc_url), Some(contract), Some(chain_id), Some(key_file)) = (
         args.anchor_rpc,
