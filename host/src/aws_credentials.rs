@@ -15,59 +15,46 @@ use leadgate_enclave::kms::AwsCredentials;
 #[error("AWS credentials unavailable: {0}")]
 pub struct CredentialsError(pub String);
 
-/// A source of AWS credentials, asked at every enclave boot.
+/// A source of AWS credentials, asked at every enclave boot: any AWS SDK credentials provider
+/// (the default chain in production; a static `Credentials` or an IMDS provider in tests).
 #[derive(Debug, Clone)]
-pub enum CredentialSource {
-    /// The same credentials every time (tests; long-lived keys).
-    Fixed(AwsCredentials),
-    /// An AWS SDK credentials provider, asked afresh at each boot.
-    Provider(SharedCredentialsProvider),
-}
+pub struct CredentialSource(SharedCredentialsProvider);
 
 impl CredentialSource {
+    /// A source that asks `provider` at every boot.
+    pub fn new(provider: impl ProvideCredentials + 'static) -> Self {
+        CredentialSource(SharedCredentialsProvider::new(provider))
+    }
+
     /// The AWS SDK's default chain, as the AWS CLI uses it: `AWS_ACCESS_KEY_ID` /
     /// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, the shared config and credentials files,
     /// web identity, the container endpoint, then EC2 instance metadata (IMDSv2) for the
     /// instance role. See the AWS SDKs and Tools reference guide, "Standardized credential
     /// providers".
     pub async fn default_chain() -> Self {
-        let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-            .build()
-            .await;
-        CredentialSource::Provider(SharedCredentialsProvider::new(chain))
+        Self::new(
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .build()
+                .await,
+        )
     }
 
     /// Current credentials.
     ///
     /// # Errors
     /// [`CredentialsError`] when the provider has none (no role, metadata service down, expired
-    /// keys); the caller's boot fails and is retried.
+    /// keys), with the provider's reasons; the caller's boot fails and is retried.
     pub async fn resolve(&self) -> Result<AwsCredentials, CredentialsError> {
-        match self {
-            CredentialSource::Fixed(c) => Ok(c.clone()),
-            CredentialSource::Provider(p) => {
-                let c = p
-                    .provide_credentials()
-                    .await
-                    .map_err(|e| CredentialsError(error_chain(&e)))?;
-                Ok(AwsCredentials {
-                    access_key_id: c.access_key_id().to_owned(),
-                    secret_access_key: c.secret_access_key().to_owned(),
-                    session_token: c.session_token().map(str::to_owned),
-                })
-            }
-        }
+        let c = self
+            .0
+            .provide_credentials()
+            .await
+            // `{:#}`: the error and its sources on one line (the SDK's top level is terse).
+            .map_err(|e| CredentialsError(format!("{:#}", anyhow::Error::new(e))))?;
+        Ok(AwsCredentials {
+            access_key_id: c.access_key_id().to_owned(),
+            secret_access_key: c.secret_access_key().to_owned(),
+            session_token: c.session_token().map(str::to_owned),
+        })
     }
-}
-
-/// The error and its sources on one line (the SDK's top-level messages are terse).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -108,7 +107,7 @@ fn instance_role(endpoint: &str) -> CredentialSource {
     let provider = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
         .imds_client(client)
         .build();
-    CredentialSource::Provider(SharedCredentialsProvider::new(provider))
+    CredentialSource::new(provider)
 }
 
 #[tokio::test]
@@ -150,10 +149,16 @@ async fn fixed_credentials_are_lent_as_given() {
         secret_access_key: "fixed-secret".into(),
         session_token: None,
     };
-    let got = CredentialSource::Fixed(given.clone())
-        .resolve()
-        .await
-        .expect("fixed");
+    let got = CredentialSource::new(aws_credential_types::Credentials::new(
+        given.access_key_id.clone(),
+        given.secret_access_key.clone(),
+        given.session_token.clone(),
+        None,
+        "static",
+    ))
+    .resolve()
+    .await
+    .expect("fixed");
     assert_eq!(got.access_key_id, given.access_key_id);
     assert_eq!(got.secret_access_key, given.secret_access_key);
     assert_eq!(got.session_token, None);
