@@ -70,7 +70,7 @@ library RefTree {
 contract CheckpointAnchorTest is CheatCodes {
     event log_named_uint(string key, uint256 val);
     event EnclaveKeyRegistered(address indexed key, bytes32 indexed attestationSha256, bytes pcr0);
-    event CheckpointAnchored(uint64 indexed size, bytes32 root, address signer);
+    event CheckpointAnchored(uint64 indexed size, bytes32 root);
 
     string constant ORIGIN = "leadgate.dev/log";
     /// anvil's first account; its first deployment lands at 0x5FbDB…0aa3 (the vectors' contract).
@@ -78,7 +78,8 @@ contract CheckpointAnchorTest is CheatCodes {
     uint256 constant ENCLAVE_KEY = 0xe1;
     uint256 constant OTHER_KEY = 0xe2;
     bytes32 constant ATTESTATION = hex"5a1d0b5a6e0c7b4b6f3c2e1d0a9b8c7d6e5f4a3b2c1d0e0f1a2b3c4d5e6f7a8b";
-    bytes constant PCR0 = hex"000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+    bytes constant PCR0 =
+        hex"000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
 
     CheckpointAnchor anchor;
     string vectors;
@@ -96,6 +97,21 @@ contract CheckpointAnchorTest is CheatCodes {
         return abi.encodePacked(r, s, v);
     }
 
+    /// The EIP-2098 compact form of a 65-byte r ‖ s ‖ v: r ‖ vs, vs = (v - 27) << 255 | s.
+    function compact(bytes memory sig) internal pure returns (bytes memory) {
+        (bytes32 r, bytes32 s, uint8 v) = split(sig);
+        return abi.encodePacked(r, bytes32(uint256(s) | (uint256(v - 27) << 255)));
+    }
+
+    function split(bytes memory sig) internal pure returns (bytes32 r, bytes32 s, uint8 v) {
+        require(sig.length == 65, "65-byte signature");
+        assembly {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+    }
+
     function none() internal pure returns (bytes32[] memory) {
         return new bytes32[](0);
     }
@@ -103,6 +119,10 @@ contract CheckpointAnchorTest is CheatCodes {
     function anchorTree(bytes32[] memory l, uint64 m, uint64 n) internal {
         bytes32 root = RefTree.mth(l, 0, n);
         anchor.anchor(n, root, RefTree.proof(l, m, n), sign(anchor, ENCLAVE_KEY, n, root));
+    }
+
+    function latestSizeOf(CheckpointAnchor a) internal view returns (uint64 size) {
+        (size,) = a.latest();
     }
 
     function check(bool ok, string memory what) internal pure {
@@ -126,6 +146,20 @@ contract CheckpointAnchorTest is CheatCodes {
     function test_rustConsistencyVectorsVerify() public view {
         Case[] memory cs = cases(".consistency");
         check(cs.length == 190, "expected every pair 1 <= m < n <= 20");
+        checkVectors(cs);
+    }
+
+    /// Sizes up to 2^64 - 1, where the verifier's bit arithmetic on the sizes matters.
+    function test_rustConsistencyVectorsAtLargeSizes() public view {
+        Case[] memory cs = cases(".consistencyLarge");
+        check(cs.length == 8, "expected 8 large-size vectors");
+        check(cs[0].second == type(uint64).max, "sizes up to 2^64 - 1");
+        checkVectors(cs);
+    }
+
+    /// Each vector verifies, and fails with either root swapped, any hash tampered, a hash
+    /// left off or one added.
+    function checkVectors(Case[] memory cs) internal view {
         for (uint256 i = 0; i < cs.length; i++) {
             Case memory c = cs[i];
             uint64 m = uint64(c.first);
@@ -140,6 +174,12 @@ contract CheckpointAnchorTest is CheatCodes {
                 check(!anchor.verifyConsistency(m, n, c.firstRoot, c.secondRoot, c.proof), "tampered proof");
                 c.proof[j] = saved;
             }
+            bytes32[] memory longer = new bytes32[](c.proof.length + 1);
+            for (uint256 j = 0; j < c.proof.length; j++) {
+                longer[j] = c.proof[j];
+            }
+            longer[c.proof.length] = c.proof.length > 0 ? c.proof[0] : c.firstRoot;
+            check(!anchor.verifyConsistency(m, n, c.firstRoot, c.secondRoot, longer), "longer proof");
             if (c.proof.length > 0) {
                 bytes32[] memory shorter = new bytes32[](c.proof.length - 1);
                 for (uint256 j = 0; j < shorter.length; j++) {
@@ -168,7 +208,10 @@ contract CheckpointAnchorTest is CheatCodes {
             check(a.checkpointDigest(size, root) == vm.parseJsonBytes32(vectors, string.concat(p, ".digest")), "digest");
             bytes32[] memory proof = abi.decode(vm.parseJson(vectors, string.concat(p, ".proof")), (bytes32[]));
             bytes memory sig = abi.decode(vm.parseJson(vectors, string.concat(p, ".signature")), (bytes));
-            a.anchor(size, root, proof, sig);
+            bytes memory compactSig = abi.decode(vm.parseJson(vectors, string.concat(p, ".compactSignature")), (bytes));
+            check(keccak256(compact(sig)) == keccak256(compactSig), "Rust's EIP-2098 form");
+            // The host submits the compact form; either form anchors.
+            a.anchor(size, root, proof, i % 2 == 0 ? compactSig : sig);
             (uint64 ls, bytes32 lr) = a.latest();
             check(ls == size && lr == root && a.rootAt(size) == root, "latest");
         }
@@ -197,7 +240,8 @@ contract CheckpointAnchorTest is CheatCodes {
             uint64 m = uint64(c.first);
             uint64 n = uint64(c.second);
             anchor.anchor(m, c.firstRoot, none(), sign(anchor, ENCLAVE_KEY, m, c.firstRoot));
-            bytes memory sig = sign(anchor, ENCLAVE_KEY, n, c.secondRoot);
+            // The host submits the compact form (EIP-2098): 32 fewer calldata bytes.
+            bytes memory sig = compact(sign(anchor, ENCLAVE_KEY, n, c.secondRoot));
             anchor.anchor(n, c.secondRoot, c.proof, sig);
             string memory name = string.concat("size ", vm_toString(n), " proof ", vm_toString(c.proof.length));
             emit log_named_uint(name, vm.snapshotGasLastCall("anchor", name));
@@ -212,7 +256,7 @@ contract CheckpointAnchorTest is CheatCodes {
         bytes32[] memory l = RefTree.leaves(40, 1);
         bytes32 root5 = RefTree.mth(l, 0, 5);
         vm.expectEmit(true, true, true, true);
-        emit CheckpointAnchored(5, root5, vm.addr(ENCLAVE_KEY));
+        emit CheckpointAnchored(5, root5);
         anchor.anchor(5, root5, none(), sign(anchor, ENCLAVE_KEY, 5, root5));
         anchorTree(l, 5, 8);
         anchorTree(l, 8, 33);
@@ -221,6 +265,22 @@ contract CheckpointAnchorTest is CheatCodes {
         check(size == 40 && root == RefTree.mth(l, 0, 40), "latest");
         check(anchor.rootAt(5) == root5 && anchor.rootAt(33) == RefTree.mth(l, 0, 33), "history");
         check(anchor.anchorCount() == 4, "count");
+    }
+
+    /// The storage the assembly writes: roots at keccak256("leadgate.CheckpointAnchor.rootAt")
+    /// + size, and `head` (slot 2, after `origin` and `owner`) packed as key | size << 160 |
+    /// count << 224.
+    function test_storageLayout() public {
+        bytes32[] memory l = RefTree.leaves(30, 13);
+        anchorTree(l, 0, 7);
+        anchorTree(l, 7, 30);
+        uint256 roots = uint256(keccak256("leadgate.CheckpointAnchor.rootAt"));
+        check(vm.load(address(anchor), bytes32(roots + 7)) == RefTree.mth(l, 0, 7), "root of 7");
+        check(vm.load(address(anchor), bytes32(roots + 30)) == RefTree.mth(l, 0, 30), "root of 30");
+        check(vm.load(address(anchor), bytes32(roots + 8)) == bytes32(0), "no root of 8");
+        uint256 head = uint256(vm.load(address(anchor), bytes32(uint256(2))));
+        check(head == uint256(uint160(vm.addr(ENCLAVE_KEY))) | (30 << 160) | (2 << 224), "packed head");
+        check(anchor.enclaveKey() == vm.addr(ENCLAVE_KEY) && anchor.anchorCount() == 2, "getters");
     }
 
     function test_anyoneMaySubmit() public {
@@ -304,18 +364,49 @@ contract CheckpointAnchorTest is CheatCodes {
     function test_rejectsMalformedSignatures() public {
         bytes32 root = RefTree.mth(RefTree.leaves(3, 8), 0, 3);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(ENCLAVE_KEY, anchor.checkpointDigest(3, root));
+        uint8 otherV = v == 27 ? 28 : 27;
+        // Neither 64 nor 65 bytes.
         vm.expectRevert(CheckpointAnchor.BadSignature.selector);
-        anchor.anchor(3, root, none(), abi.encodePacked(r, s));
+        anchor.anchor(3, root, none(), abi.encodePacked(r, s, v, uint8(0)));
+        vm.expectRevert(CheckpointAnchor.BadSignature.selector);
+        anchor.anchor(3, root, none(), abi.encodePacked(r, bytes31(s)));
+        // v must be 27 or 28.
         vm.expectRevert(CheckpointAnchor.BadSignature.selector);
         anchor.anchor(3, root, none(), abi.encodePacked(r, s, v - 27));
         // The high-s twin (n - s, flipped v) is a valid ECDSA signature, refused as malleable.
         uint256 n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141;
         bytes32 highS = bytes32(n - uint256(s));
         vm.expectRevert(CheckpointAnchor.BadSignature.selector);
-        anchor.anchor(3, root, none(), abi.encodePacked(r, highS, v == 27 ? uint8(28) : uint8(27)));
+        anchor.anchor(3, root, none(), abi.encodePacked(r, highS, otherV));
         vm.expectRevert(CheckpointAnchor.BadSignature.selector);
         anchor.anchor(3, root, none(), abi.encodePacked(bytes32(0), bytes32(0), v));
+        // In the compact form, the other parity recovers another key (or none), and the high-s
+        // twin cannot be written at all (its s has the top bit set; cleared, it is not the twin).
+        vm.expectRevert();
+        anchor.anchor(3, root, none(), compact(abi.encodePacked(r, s, otherV)));
+        vm.expectRevert();
+        anchor.anchor(3, root, none(), abi.encodePacked(r, highS));
         anchor.anchor(3, root, none(), abi.encodePacked(r, s, v));
+    }
+
+    /// The 64-byte EIP-2098 form of a signature anchors exactly as its 65-byte form does.
+    function test_acceptsCompactSignatures() public {
+        bytes32[] memory l = RefTree.leaves(12, 12);
+        bytes32 root5 = RefTree.mth(l, 0, 5);
+        anchor.anchor(5, root5, none(), compact(sign(anchor, ENCLAVE_KEY, 5, root5)));
+        bytes32 root12 = RefTree.mth(l, 0, 12);
+        bytes memory full = sign(anchor, ENCLAVE_KEY, 12, root12);
+        // Both parities occur: check the compact form against its full form's v.
+        (,, uint8 v) = split(full);
+        bytes memory c = compact(full);
+        check(c.length == 64 && (uint8(c[32]) >> 7) == v - 27, "parity in the top bit of vs");
+        anchor.anchor(12, root12, RefTree.proof(l, 5, 12), c);
+        check(anchor.rootAt(12) == root12 && anchor.anchorCount() == 2, "anchored with compact signatures");
+        // A compact signature by another key is refused as the full one is.
+        bytes32 root13 = RefTree.mth(RefTree.leaves(13, 12), 0, 13);
+        bytes memory other = compact(sign(anchor, OTHER_KEY, 13, root13));
+        vm.expectRevert(abi.encodeWithSelector(CheckpointAnchor.UnregisteredSigner.selector, vm.addr(OTHER_KEY)));
+        anchor.anchor(13, root13, new bytes32[](0), other);
     }
 
     function test_rejectsProofOnFirstAnchorAndBadProofs() public {
@@ -364,7 +455,7 @@ contract CheckpointAnchorTest is CheatCodes {
         bytes memory sig30 = sign(anchor, OTHER_KEY, 30, root30);
         vm.expectRevert(abi.encodeWithSelector(CheckpointAnchor.UnregisteredSigner.selector, vm.addr(OTHER_KEY)));
         anchor.anchor(30, root30, proof30, sig30);
-        check(anchor.enclaveKey() == address(0) && anchor.latestSize() == 20, "stopped");
+        check(anchor.enclaveKey() == address(0) && latestSizeOf(anchor) == 20, "stopped");
     }
 
     function test_onlyOwnerManagesKeys() public {

@@ -5,6 +5,7 @@ pragma solidity ^0.8.24;
 /// forge-std's Vm interface), declared here so the tests need no git dependency.
 interface Vm {
     function addr(uint256 privateKey) external pure returns (address);
+    function load(address target, bytes32 slot) external view returns (bytes32 data);
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function chainId(uint256 newChainId) external;
     function prank(address sender) external;

@@ -107,6 +107,16 @@ fn rpc(e: impl std::fmt::Display) -> AnchorError {
     AnchorError::Rpc(e.to_string())
 }
 
+/// The enclave's signature as the host submits it: its 64-byte EIP-2098 compact form, which is
+/// the same signature in 32 fewer calldata bytes (about 84 gas less per anchor), or the bytes as
+/// they are if they have no compact form (then the contract refuses them, as it would anyway).
+fn submitted_signature(signature: &[u8]) -> Vec<u8> {
+    <&[u8; 65]>::try_from(signature)
+        .ok()
+        .and_then(|s| leadgate_verifier::anchor::compact_signature(s).ok())
+        .map_or_else(|| signature.to_vec(), |c| c.to_vec())
+}
+
 /// The anchoring worker.
 pub struct Anchorer {
     store: Store,
@@ -309,7 +319,7 @@ impl Anchorer {
             row.size,
             FixedBytes(row.root),
             proof.into_iter().map(FixedBytes).collect(),
-            Bytes::from(row.signature.clone()),
+            Bytes::from(submitted_signature(&row.signature)),
         );
         let pending = call.send().await.map_err(rpc)?;
         let tx = pending.tx_hash().0;
@@ -346,5 +356,29 @@ impl Anchorer {
             "checkpoint anchored"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::submitted_signature;
+    use k256::ecdsa::SigningKey;
+    use leadgate_verifier::anchor::{address_of, recover_signer, sign_digest};
+
+    #[test]
+    fn submits_the_compact_form_of_the_same_signature() {
+        let key = SigningKey::from_slice(&[7; 32]).unwrap();
+        let signer = address_of(key.verifying_key());
+        for digest in [[1u8; 32], [2; 32], [3; 32], [4; 32]] {
+            let sig = sign_digest(&key, &digest).unwrap();
+            let sent = submitted_signature(&sig);
+            assert_eq!(sent.len(), 64);
+            assert_eq!(recover_signer(&digest, &sent).unwrap(), signer);
+        }
+        // No compact form: passed on unchanged, for the contract to refuse.
+        let mut bad_v = sign_digest(&key, &[1; 32]).unwrap();
+        bad_v[64] = 1;
+        assert_eq!(submitted_signature(&bad_v), bad_v.to_vec());
+        assert_eq!(submitted_signature(&[9; 10]), vec![9; 10]);
     }
 }

@@ -7,7 +7,9 @@
 //! name [`DOMAIN_NAME`] and version [`DOMAIN_VERSION`]. The chain id and the contract address
 //! bind a signature to one deployment, so it cannot be replayed on another chain or contract.
 //! Signatures are 65 bytes `r ‖ s ‖ v` with `v` ∈ {27, 28} and low `s` (EIP-2), the form
-//! `ecrecover` takes.
+//! `ecrecover` takes. The contract also takes the same signature in its 64-byte compact form
+//! `r ‖ vs` (EIP-2098 <https://eips.ethereum.org/EIPS/eip-2098>), which the host submits because
+//! it is 32 calldata bytes shorter; [`compact_signature`] converts.
 
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use sha3::{Digest as _, Keccak256};
@@ -26,7 +28,7 @@ pub type Address = [u8; 20];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnchorError {
-    /// Not 65 bytes, `v` not 27/28, high `s`, or no key recovers.
+    /// Not 64 or 65 bytes, `v` not 27/28, high `s`, or no key recovers.
     #[error("anchor signature is malformed or does not recover: {0}")]
     BadSignature(&'static str),
 }
@@ -128,21 +130,52 @@ pub fn sign_digest(key: &SigningKey, digest: &[u8; 32]) -> Result<[u8; 65], Anch
     Ok(out)
 }
 
-/// Recovers the signer's address from a 65-byte `r ‖ s ‖ v` signature over `digest`, with the
-/// contract's checks: `v` ∈ {27, 28}, low `s`.
+/// The EIP-2098 compact form of a 65-byte `r ‖ s ‖ v` signature: 64 bytes `r ‖ vs`, where
+/// `vs` = (`v` − 27) << 255 | `s`. The contract accepts either form for the same signature.
+///
+/// # Errors
+/// [`AnchorError::BadSignature`] if `v` is not 27 or 28, or `s` is high (its top bit would
+/// collide with the parity bit; [`sign_digest`] never makes such a signature).
+pub fn compact_signature(signature: &[u8; 65]) -> Result<[u8; 64], AnchorError> {
+    let parity = match signature[64] {
+        27 => 0u8,
+        28 => 1,
+        _ => return Err(AnchorError::BadSignature("v is not 27 or 28")),
+    };
+    if signature[32] & 0x80 != 0 {
+        return Err(AnchorError::BadSignature("high s"));
+    }
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&signature[..64]);
+    out[32] |= parity << 7;
+    Ok(out)
+}
+
+/// Recovers the signer's address from a signature over `digest` with the contract's checks:
+/// 65 bytes `r ‖ s ‖ v` or 64 bytes EIP-2098 `r ‖ vs`, `v` ∈ {27, 28}, low `s`.
 ///
 /// # Errors
 /// [`AnchorError::BadSignature`].
 pub fn recover_signer(digest: &[u8; 32], signature: &[u8]) -> Result<Address, AnchorError> {
-    let sig: &[u8; 65] = signature
-        .try_into()
-        .map_err(|_| AnchorError::BadSignature("not 65 bytes"))?;
-    let v = sig[64];
+    let mut rs = [0u8; 64];
+    let v = match signature.len() {
+        65 => {
+            rs.copy_from_slice(&signature[..64]);
+            signature[64]
+        }
+        64 => {
+            rs.copy_from_slice(signature);
+            let parity = rs[32] >> 7;
+            rs[32] &= 0x7f;
+            27 + parity
+        }
+        _ => return Err(AnchorError::BadSignature("not 64 or 65 bytes")),
+    };
     if v != 27 && v != 28 {
         return Err(AnchorError::BadSignature("v is not 27 or 28"));
     }
-    let s = Signature::from_slice(&sig[..64])
-        .map_err(|_| AnchorError::BadSignature("r or s out of range"))?;
+    let s =
+        Signature::from_slice(&rs).map_err(|_| AnchorError::BadSignature("r or s out of range"))?;
     if s.normalize_s().is_some() {
         return Err(AnchorError::BadSignature("high s"));
     }
@@ -244,7 +277,84 @@ mod tests {
         let mut bad_v = sig;
         bad_v[64] = 1;
         assert!(recover_signer(&d, &bad_v).is_err());
-        assert!(recover_signer(&d, &sig[..64]).is_err());
+        assert_eq!(
+            compact_signature(&bad_v),
+            Err(AnchorError::BadSignature("v is not 27 or 28"))
+        );
+        assert_eq!(
+            compact_signature(&twin),
+            Err(AnchorError::BadSignature("high s"))
+        );
+        assert!(recover_signer(&d, &sig[..63]).is_err());
+        assert!(recover_signer(&d, &[sig.as_slice(), &[0]].concat()).is_err());
+    }
+
+    #[test]
+    fn compact_signatures_recover_as_the_full_form() {
+        // Keys and digests until both parities have been seen.
+        let mut parities = [false; 2];
+        for seed in 1..=40u8 {
+            let k = key(seed);
+            let d = [seed; 32];
+            let sig = sign_digest(&k, &d).unwrap();
+            let c = compact_signature(&sig).unwrap();
+            let parity = usize::from(sig[64] - 27);
+            parities[parity] = true;
+            // r unchanged, s unchanged below the top bit, parity in the top bit (EIP-2098).
+            assert_eq!(c[..32], sig[..32]);
+            assert_eq!(c[32] >> 7, sig[64] - 27);
+            assert_eq!(c[32] & 0x7f, sig[32]);
+            assert_eq!(c[33..], sig[33..64]);
+            assert_eq!(
+                recover_signer(&d, &c).unwrap(),
+                address_of(k.verifying_key())
+            );
+            // The other parity is another signature: it recovers someone else or no one.
+            let mut flipped = c;
+            flipped[32] ^= 0x80;
+            assert_ne!(
+                recover_signer(&d, &flipped).ok(),
+                Some(address_of(k.verifying_key()))
+            );
+        }
+        assert_eq!(parities, [true, true], "both recovery ids seen");
+    }
+
+    #[test]
+    fn compact_signature_known_vectors() {
+        // EIP-2098's test cases: private key 0x1234…1234 signs two EIP-191 personal messages
+        // (RFC 6979 nonces, so the signatures are reproducible), one with each parity.
+        let k =
+            SigningKey::from_slice(&hex::decode("1234567890".repeat(6) + "1234").unwrap()).unwrap();
+        for (message, r, s, v, vs) in [
+            (
+                "Hello World",
+                "68a020a209d3d56c46f38cc50a33f704f4a9a10a59377f8dd762ac66910e9b90",
+                "7e865ad05c4035ab5792787d4a0297a43617ae897930a6fe4d822b8faea52064",
+                27,
+                "7e865ad05c4035ab5792787d4a0297a43617ae897930a6fe4d822b8faea52064",
+            ),
+            (
+                "It's a small(er) world",
+                "9328da16089fcba9bececa81663203989f2df5fe1faa6291a45381c81bd17f76",
+                "139c6d6b623b42da56557e5e734a43dc83345ddfadec52cbe24d0cc64f550793",
+                28,
+                "939c6d6b623b42da56557e5e734a43dc83345ddfadec52cbe24d0cc64f550793",
+            ),
+        ] {
+            let digest = keccak256(
+                format!("\x19Ethereum Signed Message:\n{}{message}", message.len()).as_bytes(),
+            );
+            let sig = sign_digest(&k, &digest).unwrap();
+            assert_eq!(hex::encode(&sig[..32]), r, "{message}");
+            assert_eq!(hex::encode(&sig[32..64]), s, "{message}");
+            assert_eq!(sig[64], v, "{message}");
+            let c = compact_signature(&sig).unwrap();
+            assert_eq!(hex::encode(c), format!("{r}{vs}"), "{message}");
+            let signer = address_of(k.verifying_key());
+            assert_eq!(recover_signer(&digest, &c).unwrap(), signer);
+            assert_eq!(recover_signer(&digest, &sig).unwrap(), signer);
+        }
     }
 
     #[test]

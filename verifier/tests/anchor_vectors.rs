@@ -5,7 +5,9 @@
 //! `UPDATE_VECTORS=1 cargo test -p leadgate-verifier --test anchor_vectors` rewrites it.
 
 use k256::ecdsa::SigningKey;
-use leadgate_verifier::anchor::{address_hex, address_of, sign_digest, AnchorDomain};
+use leadgate_verifier::anchor::{
+    address_hex, address_of, compact_signature, sign_digest, AnchorDomain,
+};
 use leadgate_verifier::merkle::{
     consistency_proof, leaf_hash, node_hash, subtree_root, verify_consistency, Hash, NodeStore,
 };
@@ -17,30 +19,126 @@ const ORIGIN: &str = "leadgate.dev/log";
 const CHAIN_ID: u64 = 31337;
 const CONTRACT: &str = "5fbdb2315678afecb367f032d93f642f64180aa3";
 
-/// A tree of `size` leaves that all equal `leaf_hash("leadgate")`: every complete subtree of a
-/// level has the same root, so a 1-billion-leaf tree's nodes cost O(log n) to compute. Its
-/// proofs have the same shape and length as any tree's; only the hash values repeat.
-struct UniformTree {
+/// A tree of `size` leaves (any size up to 2^64 − 1) that all equal `leaf_hash("leadgate")`
+/// except the few at `distinct`, whose leaves are `leaf_hash(index)`. A subtree without a
+/// distinct leaf has its level's uniform root, so any node costs O(|distinct| · 64) hashes and a
+/// 2^64-leaf tree is as cheap as a small one. With no distinct leaves, every complete subtree
+/// of a level has the same root; the proofs have the same shape and length as any tree's.
+struct SparseTree {
     size: u64,
     levels: Vec<Hash>,
+    distinct: Vec<u64>,
 }
 
-impl UniformTree {
-    fn new(size: u64) -> Self {
+impl SparseTree {
+    fn new(size: u64, distinct: &[u64]) -> Self {
         let mut levels = vec![leaf_hash(b"leadgate")];
         for _ in 0..63 {
             let h = *levels.last().unwrap();
             levels.push(node_hash(&h, &h));
         }
-        UniformTree { size, levels }
+        let mut distinct: Vec<u64> = distinct.iter().copied().filter(|&i| i < size).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        SparseTree {
+            size,
+            levels,
+            distinct,
+        }
+    }
+
+    fn uniform(size: u64) -> Self {
+        Self::new(size, &[])
+    }
+
+    /// The root of leaves [start, start + 2^level).
+    fn subtree(&self, level: u8, start: u64) -> Hash {
+        let end = u128::from(start) + (1u128 << level);
+        let touched = self
+            .distinct
+            .iter()
+            .any(|&i| u128::from(i) >= u128::from(start) && u128::from(i) < end);
+        if !touched {
+            return self.levels[usize::from(level)];
+        }
+        if level == 0 {
+            return leaf_hash(&start.to_be_bytes());
+        }
+        let half = 1u64 << (level - 1);
+        node_hash(
+            &self.subtree(level - 1, start),
+            &self.subtree(level - 1, start + half),
+        )
     }
 }
 
-impl NodeStore for UniformTree {
+impl NodeStore for SparseTree {
     fn node(&self, level: u8, index: u64) -> Option<Hash> {
-        let end = index.checked_add(1)?.checked_shl(u32::from(level))?;
-        (end <= self.size).then(|| self.levels[usize::from(level)])
+        if level > 63 {
+            return None;
+        }
+        let start = u128::from(index) << level;
+        let end = start + (1u128 << level);
+        (end <= u128::from(self.size)).then(|| self.subtree(level, start as u64))
     }
+}
+
+/// The SHA-256 compressions `CheckpointAnchor` makes to check a consistency proof from `first`
+/// to `second` (0 < first < second), and how many of the proof's hashes its inner loop takes:
+/// one compression per inner hash whose bit of the old tree's edge is 0 (a right sibling: the
+/// new path only), two per other hash (a left sibling: both paths). After the proof's length,
+/// this is what an anchor's gas grows with; an inner step costs a little more than a border one.
+fn compressions(first: u64, second: u64) -> (usize, usize) {
+    let low = first & first.wrapping_neg();
+    let mut mask = (first / low) - 1;
+    let mut inner = ((first - 1) ^ (second - 1)) / low;
+    let (mut n, mut steps) = (0, 0);
+    while inner != 0 {
+        n += if mask & 1 == 1 { 2 } else { 1 };
+        steps += 1;
+        mask >>= 1;
+        inner >>= 1;
+    }
+    (n + 2 * mask.count_ones() as usize, steps)
+}
+
+/// What an anchor from `first` to `second` costs, for ranking: (proof hashes, compressions,
+/// inner steps).
+fn cost<S: NodeStore + ?Sized>(tree: &S, first: u64, second: u64) -> (usize, usize, usize) {
+    let (n, inner) = compressions(first, second);
+    (
+        consistency_proof(tree, first, second).unwrap().len(),
+        n,
+        inner,
+    )
+}
+
+/// The costliest earlier size for `n`: exhaustive up to 1M entries, else the sizes the costliest
+/// anchors come from (2^a − 1, 2^a − 2^b − 1 and their neighbours, n − 2^k, the first 1,000).
+/// At 1M the two searches agree (`costliest_candidates_find_the_exhaustive_maximum`).
+fn costliest(n: u64, exhaustive: bool) -> u64 {
+    let tree = SparseTree::uniform(n);
+    let pick = |sizes: &mut dyn Iterator<Item = u64>| {
+        sizes
+            .filter(|&m| m >= 1 && m < n)
+            .max_by_key(|&m| (cost(&tree, m, n), m))
+            .unwrap()
+    };
+    if exhaustive {
+        return pick(&mut (1..n));
+    }
+    let mut sizes = Vec::new();
+    for a in 1..64u32 {
+        for b in 0..a {
+            let top = 1u64 << a;
+            sizes.extend([top - 1, top - (1 << b) - 1, top + (1 << b) - 1]);
+        }
+        if let Some(m) = n.checked_sub(1 << a) {
+            sizes.extend(m.saturating_sub(3)..m + 4);
+        }
+    }
+    sizes.extend(1..n.min(1000));
+    pick(&mut sizes.into_iter())
 }
 
 fn hx(h: &[u8]) -> String {
@@ -70,28 +168,36 @@ fn build() -> Value {
             consistency.push(case(&leaves[..n as usize], m, n));
         }
     }
-    // Gas, for logs of 1k, 1M and 1B entries: the median and the longest proof from an earlier
-    // size in [n - 1000, n) (an anchor after up to 1,000 new entries), then the longest from any
-    // earlier size we try (sizes near n - 2^k and the first 1,000: the long proofs).
+    // Large sizes, up to 2^64 − 1, where the contract's bit arithmetic on the sizes matters:
+    // sparse trees with distinct leaves at the edges the proofs touch.
+    let mut large = Vec::new();
+    for (m, n) in [
+        (1u64, u64::MAX),
+        (1 << 63, u64::MAX),
+        ((1 << 63) - 1, (1 << 63) + 1),
+        (u64::MAX - 1, u64::MAX),
+        ((1 << 32) + 1, (1 << 33) + 5),
+        (3 * (1 << 40) + 7, (1 << 42) + 1),
+        (0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa),
+        ((1 << 63) + (1 << 31) - 1, u64::MAX - (1 << 20)),
+    ] {
+        let tree = SparseTree::new(n, &[0, m / 3, m - 1, m, m + (n - m) / 2, n - 1]);
+        large.push(case(&tree, m, n));
+    }
+    // Gas, for logs of 1k, 1M and 1B entries: the median and the costliest proof from an
+    // earlier size in [n − 1000, n) (an anchor after up to 1,000 new entries), then the
+    // costliest from any earlier size. Costliest: most proof hashes, then most compressions.
     let mut gas = Vec::new();
     for n in [1_000u64, 1_000_000, 1_000_000_000] {
-        let tree = UniformTree::new(n);
-        let longest = |sizes: &mut dyn Iterator<Item = u64>| {
-            sizes
-                .max_by_key(|&m| (consistency_proof(&tree, m, n).unwrap().len(), m))
-                .unwrap()
-        };
-        let mut by_len: Vec<(usize, u64)> = (n.saturating_sub(1000).max(1)..n)
+        let tree = SparseTree::uniform(n);
+        let window = || n.saturating_sub(1000).max(1)..n;
+        let mut by_len: Vec<(usize, u64)> = window()
             .map(|m| (consistency_proof(&tree, m, n).unwrap().len(), m))
             .collect();
         by_len.sort();
         let median = by_len[by_len.len() / 2].1;
-        let recent = longest(&mut (n.saturating_sub(1000).max(1)..n));
-        let near_powers = (0..40u32)
-            .filter_map(|k| n.checked_sub(1u64 << k))
-            .flat_map(|m| m.saturating_sub(3)..m + 4)
-            .filter(|&m| m >= 1 && m < n);
-        let worst = longest(&mut near_powers.chain(1..n.min(1000)));
+        let recent = window().max_by_key(|&m| (cost(&tree, m, n), m)).unwrap();
+        let worst = costliest(n, n <= 1_000_000);
         gas.push(case(&tree, median, n));
         gas.push(case(&tree, recent, n));
         gas.push(case(&tree, worst, n));
@@ -108,6 +214,7 @@ fn build() -> Value {
     for n in [3u64, 8, 13, 20] {
         let root = subtree_root(&leaves[..], 0, n).unwrap();
         let digest = domain.checkpoint_digest(ORIGIN, n, &root);
+        let signature = sign_digest(&key, &digest).unwrap();
         let proof_from_prev = signed
             .last()
             .map(|prev: &Value| {
@@ -119,7 +226,8 @@ fn build() -> Value {
             "digest": hx(&digest),
             "proof": proof_from_prev.iter().map(|h| hx(h)).collect::<Vec<_>>(),
             "root": hx(&root),
-            "signature": hx(&sign_digest(&key, &digest).unwrap()),
+            "signature": hx(&signature),
+            "compactSignature": hx(&compact_signature(&signature).unwrap()),
             "size": n,
         }));
     }
@@ -132,6 +240,7 @@ fn build() -> Value {
         "signer": address_hex(&address_of(key.verifying_key())),
         "signed": signed,
         "consistency": consistency,
+        "consistencyLarge": large,
         "gas": gas,
     })
 }
@@ -155,18 +264,79 @@ fn committed_vectors_match_this_implementation() {
 }
 
 #[test]
-fn uniform_tree_matches_a_real_tree_of_equal_leaves() {
+fn sparse_tree_matches_a_real_tree() {
     let n = 77u64;
-    let leaves = vec![leaf_hash(b"leadgate"); n as usize];
-    let tree = UniformTree::new(n);
-    for m in 1..n {
+    for distinct in [&[][..], &[0, 5, 40, 76][..]] {
+        let tree = SparseTree::new(n, distinct);
+        let leaves: Vec<Hash> = (0..n)
+            .map(|i| {
+                if distinct.contains(&i) {
+                    leaf_hash(&i.to_be_bytes())
+                } else {
+                    leaf_hash(b"leadgate")
+                }
+            })
+            .collect();
+        for m in 1..n {
+            assert_eq!(
+                consistency_proof(&tree, m, n).unwrap(),
+                consistency_proof(&leaves[..], m, n).unwrap()
+            );
+        }
         assert_eq!(
-            consistency_proof(&tree, m, n).unwrap(),
-            consistency_proof(&leaves[..], m, n).unwrap()
+            subtree_root(&tree, 0, n).unwrap(),
+            subtree_root(&leaves[..], 0, n).unwrap()
         );
     }
-    assert_eq!(
-        subtree_root(&tree, 0, n).unwrap(),
-        subtree_root(&leaves[..], 0, n).unwrap()
-    );
+}
+
+#[test]
+fn compressions_count_what_rfc_9162_hashes() {
+    // RFC 9162 §2.1.4.2's loop, counting its HASH calls (fr and sr each count).
+    fn rfc(first: u64, second: u64, proof_len: usize) -> usize {
+        let (mut fn_, mut sn) = (first - 1, second - 1);
+        while fn_ & 1 == 1 {
+            fn_ >>= 1;
+            sn >>= 1;
+        }
+        let steps = proof_len - usize::from(!first.is_power_of_two());
+        let mut n = 0;
+        for _ in 0..steps {
+            if fn_ & 1 == 1 || fn_ == sn {
+                n += 2;
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            } else {
+                n += 1;
+            }
+            fn_ >>= 1;
+            sn >>= 1;
+        }
+        n
+    }
+    let tree = SparseTree::uniform(300);
+    for second in 2..300u64 {
+        for first in 1..second {
+            let len = consistency_proof(&tree, first, second).unwrap().len();
+            assert_eq!(
+                compressions(first, second).0,
+                rfc(first, second, len),
+                "{first} → {second}"
+            );
+        }
+    }
+}
+
+#[test]
+fn costliest_candidates_find_the_exhaustive_maximum() {
+    for n in [1_000u64, 65_537, 1_000_000] {
+        let tree = SparseTree::uniform(n);
+        assert_eq!(
+            cost(&tree, costliest(n, false), n),
+            cost(&tree, costliest(n, true), n),
+            "n = {n}"
+        );
+    }
 }

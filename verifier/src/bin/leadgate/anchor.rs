@@ -25,7 +25,7 @@ sol! {
     function enclaveKey() external view returns (address key);
     function origin() external view returns (string origin);
     event EnclaveKeyRegistered(address indexed key, bytes32 indexed attestationSha256, bytes pcr0);
-    event CheckpointAnchored(uint64 indexed size, bytes32 root, address signer);
+    event CheckpointAnchored(uint64 indexed size, bytes32 root);
 }
 
 /// A JSON-RPC endpoint.
