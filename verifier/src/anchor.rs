@@ -134,8 +134,8 @@ pub fn sign_digest(key: &SigningKey, digest: &[u8; 32]) -> Result<[u8; 65], Anch
 /// `vs` = (`v` − 27) << 255 | `s`. The contract accepts either form for the same signature.
 ///
 /// # Errors
-/// [`AnchorError::BadSignature`] if `v` is not 27 or 28, or `s` is high (its top bit would
-/// collide with the parity bit; [`sign_digest`] never makes such a signature).
+/// [`AnchorError::BadSignature`] if `v` is not 27 or 28, or the top bit of `s` is set: it
+/// would collide with the parity bit (a low `s`, as [`sign_digest`] makes, never has it).
 pub fn compact_signature(signature: &[u8; 65]) -> Result<[u8; 64], AnchorError> {
     let parity = match signature[64] {
         27 => 0u8,

@@ -113,15 +113,16 @@ fn cost<S: NodeStore + ?Sized>(tree: &S, first: u64, second: u64) -> (usize, usi
     )
 }
 
-/// The costliest earlier size for `n`: exhaustive up to 1M entries, else the sizes the costliest
-/// anchors come from (2^a − 1, 2^a − 2^b − 1 and their neighbours, n − 2^k, the first 1,000).
+/// The costliest earlier size for the uniform `tree` of n entries: exhaustive up to 1M entries,
+/// else the sizes the costliest anchors come from (2^a − 1, 2^a ± 2^b − 1, n − 2^k and its
+/// neighbours, the first 1,000).
 /// At 1M the two searches agree (`costliest_candidates_find_the_exhaustive_maximum`).
-fn costliest(n: u64, exhaustive: bool) -> u64 {
-    let tree = SparseTree::uniform(n);
+fn costliest(tree: &SparseTree, exhaustive: bool) -> u64 {
+    let n = tree.size;
     let pick = |sizes: &mut dyn Iterator<Item = u64>| {
         sizes
             .filter(|&m| m >= 1 && m < n)
-            .max_by_key(|&m| (cost(&tree, m, n), m))
+            .max_by_key(|&m| (cost(tree, m, n), m))
             .unwrap()
     };
     if exhaustive {
@@ -197,7 +198,7 @@ fn build() -> Value {
         by_len.sort();
         let median = by_len[by_len.len() / 2].1;
         let recent = window().max_by_key(|&m| (cost(&tree, m, n), m)).unwrap();
-        let worst = costliest(n, n <= 1_000_000);
+        let worst = costliest(&tree, n <= 1_000_000);
         gas.push(case(&tree, median, n));
         gas.push(case(&tree, recent, n));
         gas.push(case(&tree, worst, n));
@@ -334,8 +335,8 @@ fn costliest_candidates_find_the_exhaustive_maximum() {
     for n in [1_000u64, 65_537, 1_000_000] {
         let tree = SparseTree::uniform(n);
         assert_eq!(
-            cost(&tree, costliest(n, false), n),
-            cost(&tree, costliest(n, true), n),
+            cost(&tree, costliest(&tree, false), n),
+            cost(&tree, costliest(&tree, true), n),
             "n = {n}"
         );
     }
