@@ -19,11 +19,13 @@ use serde_bytes::ByteBuf;
 use crate::attest::AttestationProvider;
 use crate::auctions::AuctionBook;
 use crate::dedup::EmailTags;
+use crate::journal::Journal;
 use crate::log::{Log, UnsignedAppend};
 use crate::parallel::par_map;
 use crate::protocol::{
-    AnchorTarget, ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip,
-    WireError, MAX_BATCH, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+    AnchorTarget, BidOutcome, JournalEntry, JournalRecord, ReplayBase, ReplayEntry, Request,
+    Response, Status, SubmitOutcome, Tip, WireAppended, WireError, MAX_BATCH,
+    MAX_JOURNAL_BYTES, MAX_JOURNAL_ENTRIES, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 use crate::replay::{ReplayGuard, ReplayVerdict};
 use crate::restore::Restore;
@@ -62,6 +64,10 @@ pub struct EnclaveConfig {
     /// How long after close a winner may ask for its lead, ms (default 7 days). Restarts
     /// replay the log back to the oldest sale still in this window.
     pub release_window_ms: u64,
+    /// Most appended entries kept until the host confirms them durable (default 4,096).
+    pub journal_max_entries: usize,
+    /// Most bytes kept for those entries (default 32 MiB); see [`crate::journal`].
+    pub journal_max_bytes: usize,
 }
 
 impl EnclaveConfig {
@@ -82,6 +88,8 @@ impl EnclaveConfig {
             min_duration_ms: 1_000,
             max_duration_ms: 7 * 86_400_000,
             release_window_ms: 7 * 86_400_000,
+            journal_max_entries: crate::journal::DEFAULT_MAX_ENTRIES,
+            journal_max_bytes: crate::journal::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -111,6 +119,22 @@ struct Running {
     book: AuctionBook,
     /// The boot replay in progress (between Boot and Start).
     restore: Option<Restore>,
+    /// Appends the host has not confirmed durable.
+    journal: Journal,
+}
+
+impl Running {
+    /// Keeps an append (and what goes with it) until the host confirms it.
+    fn journal(&mut self, appended: &WireAppended, record: JournalRecord) {
+        self.journal.push(
+            appended.index,
+            JournalEntry {
+                leaf: appended.leaf.clone(),
+                receipt: appended.receipt.clone(),
+                record,
+            },
+        );
+    }
 }
 
 /// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
@@ -283,15 +307,86 @@ impl Enclave {
                 base,
                 entries,
             } => self.replay(from, base, entries),
-            Request::Start => self.start(now_ms),
+            Request::Start => {
+                let resp = self.start(now_ms);
+                if let (Response::Started { appended }, Some(r)) = (&resp, self.running.as_mut())
+                {
+                    r.journal(appended, JournalRecord::None);
+                }
+                resp
+            }
             Request::Attest { nonce } => self.attest(nonce, now_ms),
-            Request::Submit { leads } => self.submit(leads, now_ms),
-            Request::Bid { bids } => self.bid(bids, now_ms),
-            Request::Tick => self.tick(now_ms),
-            Request::Release { request, lead } => self.release(request, lead, now_ms),
+            Request::Submit { leads } => {
+                let resp = self.submit(&leads, now_ms);
+                if let (Response::Submitted { results }, Some(r)) = (&resp, self.running.as_mut())
+                {
+                    for (lead, result) in leads.into_iter().zip(results) {
+                        if let SubmitOutcome::Logged { appended, .. } = result {
+                            r.journal(appended, JournalRecord::Lead(lead));
+                        }
+                    }
+                }
+                resp
+            }
+            Request::Bid { bids } => {
+                let resp = self.bid(&bids, now_ms);
+                if let (Response::Bids { results }, Some(r)) = (&resp, self.running.as_mut()) {
+                    for (bid, result) in bids.into_iter().zip(results) {
+                        if let BidOutcome::Logged { appended, .. } = result {
+                            r.journal(appended, JournalRecord::Bid(bid));
+                        }
+                    }
+                }
+                resp
+            }
+            Request::Tick => {
+                let resp = self.tick(now_ms);
+                if let (Response::Ticked { closed }, Some(r)) = (&resp, self.running.as_mut()) {
+                    for appended in closed {
+                        r.journal(appended, JournalRecord::None);
+                    }
+                }
+                resp
+            }
+            Request::Release { request, lead } => {
+                let resp = self.release(request, lead, now_ms);
+                if let (Response::Released { released, appended }, Some(r)) =
+                    (&resp, self.running.as_mut())
+                {
+                    r.journal(appended, JournalRecord::Release(released.clone()));
+                }
+                resp
+            }
             Request::Checkpoint { force, anchor } => self.checkpoint(force, anchor, now_ms),
             Request::Status => self.status(),
+            Request::Durable { size } => match self.ready() {
+                Some(r) => {
+                    r.journal.confirm(size);
+                    Response::Ok
+                }
+                None => err("enclave.not_ready", "enclave has not finished start-up"),
+            },
+            Request::Journal { from } => match self.ready() {
+                Some(r) => match r.journal.read(from, MAX_JOURNAL_ENTRIES, MAX_JOURNAL_BYTES) {
+                    Ok(entries) => Response::Journal { entries },
+                    Err(gap) => err("journal.gap", gap.to_string()),
+                },
+                None => err("enclave.not_ready", "enclave has not finished start-up"),
+            },
+            Request::Reset => {
+                if self.running.take().is_some() {
+                    tracing::warn!("running state dropped at the host's request; next boot starts a new epoch");
+                }
+                Response::Ok
+            }
         }
+    }
+
+    /// Entries and bytes the journal holds now (see [`crate::journal`]); zeros before boot.
+    pub fn journal_usage(&self) -> (usize, usize) {
+        self.running
+            .as_ref()
+            .map_or((0, 0), |r| r.journal.usage())
     }
 
     fn boot(
@@ -384,7 +479,13 @@ impl Enclave {
             }
         };
         let keys = secrets.public_keys(&origin).to_user_data();
+        let journal = Journal::new(
+            frontier.size(),
+            self.config.journal_max_entries,
+            self.config.journal_max_bytes,
+        );
         self.running = Some(Running {
+            journal,
             log: Log::new(&origin, epoch, frontier, now_ms),
             secrets,
             tags: EmailTags::new(self.config.tag_filter_bits_log2),
@@ -538,7 +639,7 @@ impl Enclave {
         }
     }
 
-    fn submit(&mut self, leads: Vec<SealedLead>, now_ms: u64) -> Response {
+    fn submit(&mut self, leads: &[SealedLead], now_ms: u64) -> Response {
         if leads.len() > MAX_BATCH {
             return err(
                 "protocol.batch_too_large",
@@ -553,8 +654,8 @@ impl Enclave {
         // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
         // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
         r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
-        let opened = par_map(leads, workers, |l| {
-            open_one(config, &r.secrets, &r.sellers, &l, now_ms)
+        let opened = par_map(leads.iter().collect(), workers, |l| {
+            open_one(config, &r.secrets, &r.sellers, l, now_ms)
         });
         let logged: Vec<Logged> = opened
             .into_iter()

@@ -11,6 +11,7 @@
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
 //!   detection, both in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
+//! * [`journal`]: the appended tail the host has not confirmed durable, for its catch-up.
 //! * [`auctions`]: the auction book (open auctions with their opened bids, recent sales);
 //!   the bid, close and release flows are in `core/market.rs`.
 //! * [`restore`]: rebuilding the book at boot from a replay the enclave checks against its tip.
@@ -24,6 +25,7 @@ pub mod auctions;
 pub mod bloom;
 pub mod core;
 pub mod dedup;
+pub mod journal;
 pub mod kms;
 pub mod log;
 pub mod parallel;

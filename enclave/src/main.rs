@@ -12,7 +12,7 @@ use leadgate_enclave::attest::{
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::kms::{KmsClient, KmsKey};
 use leadgate_enclave::sealing::{DevFileSealer, KmsSealer, Sealer};
-use leadgate_enclave::transport::{now_ms, serve, Endpoint, Listener};
+use leadgate_enclave::transport::{now_ms, serve_with, Endpoint, LinkLimits, Listener};
 
 /// Parses durations like `90s`, `5m`, `1h`, `250ms` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
@@ -84,6 +84,20 @@ struct Args {
     /// in the enclave).
     #[arg(long, env = "LEADGATE_KMS_PROXY", default_value = "vsock://3:8000")]
     kms_proxy: String,
+    /// Most open link connections (one host session is served at a time; the rest are
+    /// refused). Bounds frame memory at this many times 8 MiB.
+    #[arg(long, default_value_t = LinkLimits::default().max_connections)]
+    max_connections: usize,
+    /// A link connection silent this long is closed, and a host session this idle may be taken
+    /// over by a new connection (the host sends a heartbeat every second).
+    #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
+    link_idle_timeout: u64,
+    /// Most appended entries kept until the host confirms them stored (its catch-up window).
+    #[arg(long, default_value_t = leadgate_enclave::journal::DEFAULT_MAX_ENTRIES)]
+    journal_max_entries: usize,
+    /// Most bytes kept for those entries.
+    #[arg(long, default_value_t = leadgate_enclave::journal::DEFAULT_MAX_BYTES)]
+    journal_max_bytes: usize,
 }
 
 #[tokio::main]
@@ -148,6 +162,8 @@ async fn main() -> anyhow::Result<()> {
         .context("--default-reserve is at most 2^53 - 1")?;
     config.default_duration_ms = args.default_auction_duration;
     config.release_window_ms = args.release_window;
+    config.journal_max_entries = args.journal_max_entries;
+    config.journal_max_bytes = args.journal_max_bytes;
     if let Some(w) = args.workers {
         config.workers = w.max(1);
     }
@@ -158,7 +174,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {endpoint}"))?;
     tracing::info!(addr = %listener.local_endpoint()?, "enclave listening");
     tokio::select! {
-        r = serve(listener, Arc::new(tokio::sync::Mutex::new(enclave))) => r?,
+        r = serve_with(listener, Arc::new(tokio::sync::Mutex::new(enclave)), LinkLimits {
+            max_connections: args.max_connections,
+            idle_ms: args.link_idle_timeout,
+            ..LinkLimits::default()
+        }) => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
     }
     Ok(())

@@ -9,7 +9,16 @@
 //! `email_tag`s of all accepted events, in chunks) → `Replay`* (the leaves from the last
 //! `log.epoch`'s `replay_from` to the tip, with the sealed bid of each `bid.sealed`; required
 //! when there is a tip) → `Start` (appends `log.epoch`). Then any of `Attest`, `Submit`,
-//! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`.
+//! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`, `Durable`, `Journal`.
+//!
+//! Reconnecting to a running enclave (the host restarted or dropped the link): `Boot` answers
+//! `boot.already_booted`; the host compares `Status` with its store and, if the enclave is
+//! ahead, fetches the missing tail with `Journal` (entries the host has not confirmed with
+//! `Durable`), checks it against the enclave's root and stores it. If the tail is gone
+//! (`journal.gap`), or the enclave is not started or holds another log, the host sends
+//! `Reset` and boots it again from its own tip: a new epoch, as after an enclave restart.
+//!
+//! Sessions: the enclave serves one host session at a time (see [`crate::transport`]).
 
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
@@ -32,6 +41,36 @@ pub const MAX_TAGS_PER_FRAME: usize = 65_536;
 pub const MAX_REPLAY_ENTRIES: usize = 2_048;
 /// Most bids in one `Bid`.
 pub const MAX_BIDS: usize = 256;
+/// Most entries in one `Journal` answer.
+pub const MAX_JOURNAL_ENTRIES: usize = 1_024;
+/// Most bytes (by [`JournalEntry::weight`]) in one `Journal` answer, past its first entry:
+/// base64 and CBOR keep the frame under [`MAX_FRAME_LEN`].
+pub const MAX_JOURNAL_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the host stores beside a journal entry's leaf, besides the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JournalRecord {
+    /// Nothing (`log.epoch`, `auction.closed`, `auction.unsold`).
+    None,
+    /// The seller's sealed submission of a `lead.accepted` or `lead.rejected`.
+    Lead(SealedLead),
+    /// The sealed bid of a `bid.sealed` (its SHA-256 is the commitment).
+    Bid(SealedBid),
+    /// The lead sealed to its winner, of a `lead.released`.
+    Release(ReleasedLead),
+}
+
+/// One appended entry as the enclave's journal keeps it (see [`crate::journal`]). The host
+/// recomputes the tree nodes from the leaf and checks them against the signed receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Canonical event bytes.
+    pub leaf: ByteBuf,
+    /// The signed receipt (its `index` is the entry's).
+    pub receipt: Receipt,
+    /// What goes with the leaf.
+    pub record: JournalRecord,
+}
 
 /// Where a `Replay` starts when it does not start at leaf 0: the receipt of leaf `from − 1`
 /// (its root is the tree of `from` leaves) and the frontier of that tree.
@@ -131,6 +170,22 @@ pub enum Request {
     },
     /// Log size, epoch and root.
     Status,
+    /// The host has durably stored entries `0 .. size`: the enclave may drop them from its
+    /// journal. Answer: `Ok`.
+    Durable {
+        /// Stored log size.
+        size: u64,
+    },
+    /// Journal entries from `from` on (at most [`MAX_JOURNAL_ENTRIES`]); `journal.gap` if the
+    /// enclave no longer holds entry `from`.
+    Journal {
+        /// First index wanted.
+        from: u64,
+    },
+    /// Drop the running state (keys stay sealed at the host); the next `Boot` starts a new
+    /// epoch from the host's tip. Entries past that tip are voided, exactly as when the
+    /// enclave process restarts, which the host can always cause. Answer: `Ok`.
+    Reset,
 }
 
 /// A `CheckpointAnchor` deployment the host anchors to: the EIP-712 domain's chain id and
@@ -319,6 +374,11 @@ pub enum Response {
     },
     /// Log status.
     Status(Status),
+    /// Journal entries, in order from the asked index (empty at the end of the log).
+    Journal {
+        /// The entries.
+        entries: Vec<JournalEntry>,
+    },
     /// The request failed; nothing changed.
     Error(WireError),
 }
@@ -391,8 +451,13 @@ pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grown as bytes arrive, so a peer that announces a large frame and sends little of it
+    // costs what it sent, not what it announced.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    r.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(body))
 }
 

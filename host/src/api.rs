@@ -16,7 +16,7 @@
 //! | `GET /v1/entries/{index}` | leaf bytes (canonical JSON) |
 //! | `GET /v1/proof/inclusion?index=&size=` | `{index, size, proof: [hex]}` |
 //! | `GET /v1/proof/consistency?from=&to=` | `{from, to, proof: [hex]}` |
-//! | `GET /healthz` | `{status, size, enclave}` |
+//! | `GET /healthz` | `{status, size, enclave, reason}` (`reason` names the fault when degraded) |
 
 use std::sync::Arc;
 
@@ -89,7 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn db(e: sqlx::Error) -> ApiError {
-    ApiError::internal("storage", e)
+    ApiError::storage(e)
 }
 
 #[derive(Deserialize)]
@@ -542,10 +542,15 @@ async fn consistency(
     Ok(Json(json!({ "from": from, "to": to, "proof": proof })))
 }
 
-async fn healthz(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
-    let size = s.gateway.store.size().await.map_err(db)?;
-    let up = s.gateway.connected().await;
-    Ok(Json(
-        json!({ "status": if up { "ok" } else { "degraded" }, "size": size, "enclave": up }),
-    ))
+/// `{status: "ok" | "degraded", size, enclave, reason}`: `size` is the stored log size as of
+/// the last commit, `reason` says why when degraded. Takes no lock and reads no database, so
+/// it answers while the gateway is busy or its storage is failing.
+async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let (up, reason) = s.gateway.health();
+    Json(json!({
+        "status": if up { "ok" } else { "degraded" },
+        "size": s.gateway.stored_size(),
+        "enclave": up,
+        "reason": reason,
+    }))
 }

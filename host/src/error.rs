@@ -1,5 +1,6 @@
 //! API errors: one JSON shape, `{"error": {"code", "message"}}`, and one place that maps codes
-//! to HTTP statuses. Storage errors are logged and reported as `internal`, never sent verbatim.
+//! to HTTP statuses. Storage errors are logged and reported as `storage.unavailable` (503),
+//! never sent verbatim.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +27,17 @@ impl ApiError {
         }
     }
 
-    /// A storage failure: logged here, reported as `internal`.
+    /// A storage failure: logged here, reported as `storage.unavailable` (503 with
+    /// `Retry-After`): a fault of ours that heals when the disk does.
+    pub fn storage(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "storage failed");
+        Self::new(
+            "storage.unavailable",
+            "storage is failing; the gateway heals by itself, retry",
+        )
+    }
+
+    /// An internal failure: logged here, reported as `internal`.
     pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         tracing::error!(context, error = %e, "internal error");
         Self::new("internal", "internal error")
@@ -42,7 +53,8 @@ pub fn status_for(code: &str) -> StatusCode {
         "not_found" | "checkpoint.none" | "auction.unknown" => StatusCode::NOT_FOUND,
         "release.not_winner" | "release.not_sold" => StatusCode::FORBIDDEN,
         "auction.closed" | "release.not_closed" => StatusCode::CONFLICT,
-        "enclave.unavailable" | "enclave.not_ready" | "overloaded" => {
+        "enclave.unavailable" | "enclave.not_ready" | "overloaded" | "storage.unavailable"
+        | "server.busy" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         "internal" | "enclave.protocol" => StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,15 +9,26 @@
 //! checkpoint) first waits until every sent batch is stored ([`Gateway`]'s flush), so the
 //! enclave never signs a checkpoint over entries that are not stored and never boots from a
 //! stale tip. If storing fails, every later batch of that link is discarded unstored (the log
-//! would have a gap) and the link is dropped, so the enclave is re-booted from the store.
+//! would have a gap) and the link is dropped.
+//!
+//! Healing: the host reconnects to the enclave, which is still running, and catches up: it
+//! fetches the tail it did not store from the enclave's journal, checks each entry's receipt
+//! and the recomputed tree against the enclave's root, and stores it, so no receipt the
+//! enclave gave out is voided. After each commit the host confirms the stored size
+//! (`Request::Durable`) so the enclave can drop that part of its journal. Only when the tail
+//! is no longer held (`journal.gap`), or the running enclave holds another log, does the host
+//! reset the enclave and boot it from its own tip (a new epoch). Clients are answered 503 with
+//! `Retry-After` meanwhile; a retried submission or bid that was stored gets its original
+//! answer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use leadgate_enclave::core::MAX_CLOSES_PER_TICK;
 use leadgate_enclave::protocol::{
-    BidOutcome, ReplayBase, ReplayEntry, Request, Response, SubmitOutcome, Tip, WireAppended,
-    WireError, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+    BidOutcome, ReplayBase, ReplayEntry, Request, Response, Status,
+    SubmitOutcome, Tip, WireAppended, WireError, WireNode, MAX_REPLAY_ENTRIES,
+    MAX_TAGS_PER_FRAME,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::checkpoint::Checkpoint;
@@ -31,9 +42,10 @@ use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
 
 use crate::error::ApiError;
 use crate::link::{self, Answer, EnclaveConn};
-use crate::storage::{Store, StoreError, StoredBid, StoredSubmission};
+use crate::storage::{LeadRecord, Store, StoreError, StoredBid, StoredSubmission};
 
 /// A submission queued for the enclave.
+#[derive(Clone)]
 pub struct Job {
     /// The sealed lead.
     pub lead: SealedLead,
@@ -82,7 +94,7 @@ impl From<LinkError> for ApiError {
             }
             LinkError::Protocol(m) => ApiError::internal("enclave protocol", m),
             LinkError::Enclave { code, message } => ApiError::new(&code, message),
-            LinkError::Store(e) => ApiError::internal("storage", e),
+            LinkError::Store(e) => ApiError::storage(e),
             LinkError::Credentials(e) => ApiError::internal("aws credentials", e),
         }
     }
@@ -98,6 +110,8 @@ pub struct EnclaveInfo {
 /// The enclave connection and the boot it belongs to.
 struct Link {
     conn: Option<EnclaveConn>,
+    /// The stored size last confirmed to the enclave on this connection.
+    confirmed: u64,
     /// Incremented at every boot (first boot: 1).
     epoch: u64,
     /// Batches sent so far (all epochs).
@@ -107,8 +121,8 @@ struct Link {
 /// A batch sent to the enclave, to be finished by [`Gateway::store_batch`].
 pub struct SentBatch {
     answer: Answer,
-    /// Per job: refused as a replay of a stored submission (not sent).
-    is_replay: Vec<bool>,
+    /// Per job: the stored answer of a retried submission (not sent), or `None`.
+    stored: Vec<Option<SubmitOutcome>>,
     epoch: u64,
 }
 
@@ -128,6 +142,12 @@ pub struct Gateway {
     /// Where the AWS credentials lent to the enclave at each boot (for its KMS sealer) come
     /// from, when configured; asked afresh at every boot.
     pub aws_credentials: std::sync::OnceLock<crate::aws_credentials::CredentialSource>,
+    /// The stored log size, as of the last commit (read without touching the database).
+    durable: AtomicU64,
+    /// Whether the link is up and booted (read without taking the link lock).
+    up: AtomicBool,
+    /// Why the gateway is degraded, when it is.
+    reason: std::sync::Mutex<Option<String>>,
 }
 
 fn now_ms() -> u64 {
@@ -145,6 +165,28 @@ async fn exchange_held(
         *conn = None;
     }
     result
+}
+
+/// A stored append as answered again: index and receipt (the leaf and nodes are not sent).
+fn stored_answer(index: u64, receipt: leadgate_verifier::receipt::Receipt) -> WireAppended {
+    WireAppended {
+        index,
+        leaf: ByteBuf::new(),
+        nodes: Vec::new(),
+        receipt,
+    }
+}
+
+/// The original answer of a stored submission.
+fn original_answer(rec: &LeadRecord) -> SubmitOutcome {
+    SubmitOutcome::Logged {
+        lead_id: rec.lead_id.clone(),
+        accepted: rec.verdict == "accepted",
+        reason: rec.reason.clone(),
+        score: rec.score,
+        email_tag: None,
+        appended: stored_answer(rec.index, rec.receipt.clone()),
+    }
 }
 
 fn replayed() -> SubmitOutcome {
@@ -177,6 +219,7 @@ impl Gateway {
             addr,
             conn: Mutex::new(Link {
                 conn: None,
+                confirmed: 0,
                 epoch: 0,
                 sent: 0,
             }),
@@ -185,6 +228,45 @@ impl Gateway {
             failed_epoch: AtomicU64::new(0),
             anchorer: std::sync::OnceLock::new(),
             aws_credentials: std::sync::OnceLock::new(),
+            durable: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            reason: std::sync::Mutex::new(Some("starting: the enclave link is not up yet".into())),
+        }
+    }
+
+    /// The stored log size as of the last commit (no database access).
+    pub fn stored_size(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Whether the gateway serves, and why not when it does not (no lock, no database).
+    pub fn health(&self) -> (bool, Option<String>) {
+        let up = self.up.load(Ordering::Acquire);
+        let reason = self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (up, if up { None } else { reason })
+    }
+
+    fn degraded(&self, why: impl Into<String>) {
+        self.up.store(false, Ordering::Release);
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.into());
+    }
+
+    /// Records a commit that made the stored log `size` long.
+    fn stored_to(&self, size: u64) {
+        self.durable.fetch_max(size, Ordering::AcqRel);
+    }
+
+    /// Pipelines `Durable` ahead of the next request when the store grew since the last one
+    /// (its answer is not waited for: it only lets the enclave drop journal entries).
+    async fn confirm_durable(&self, link: &mut Link) {
+        let size = self.stored_size();
+        if size <= link.confirmed {
+            return;
+        }
+        if let Some(conn) = link.conn.as_mut() {
+            if conn.send(&Request::Durable { size }).await.is_ok() {
+                link.confirmed = size;
+            }
         }
     }
 
@@ -196,9 +278,11 @@ impl Gateway {
             if !c.is_alive() {
                 tracing::warn!("enclave link closed");
                 link.conn = None;
+                self.degraded("enclave link closed; reconnecting");
             } else if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
                 tracing::error!("a batch failed to store; dropping the enclave link");
                 link.conn = None;
+                self.degraded("storage failed; reconnecting and catching up");
             }
         }
         link
@@ -221,12 +305,15 @@ impl Gateway {
         self.link().await.conn.is_some()
     }
 
-    /// Keeps the link up: connects and boots whenever it is down. Runs forever.
+    /// Keeps the link up: connects, boots or catches up whenever it is down, retrying with
+    /// backoff (200 ms doubling to 1 s). Runs forever.
     pub async fn maintain(self: std::sync::Arc<Self>) {
         let mut last_beat = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
         loop {
             let mut guard = self.link().await;
             if guard.conn.is_none() {
+                self.up.store(false, Ordering::Release);
                 // Boot reads the tip from the store: everything sent must be in it.
                 self.flush(&guard).await;
                 match leadgate_enclave::transport::connect(&self.addr).await {
@@ -234,21 +321,37 @@ impl Gateway {
                         let mut conn = EnclaveConn::new(stream);
                         match self.boot(&mut conn).await {
                             Ok(info) => {
-                                tracing::info!(origin = %info.keys.origin, "enclave booted");
+                                tracing::info!(origin = %info.keys.origin, "enclave link up");
                                 *self.info.write().await = Some(info);
                                 guard.conn = Some(conn);
+                                guard.confirmed = 0;
                                 guard.epoch += 1;
+                                self.confirm_durable(&mut guard).await;
+                                *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                                self.up.store(true, Ordering::Release);
+                                backoff = Duration::from_millis(200);
                             }
-                            Err(e) => tracing::error!(error = %e, "enclave boot failed"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "enclave boot or catch-up failed");
+                                self.degraded(format!("enclave boot or catch-up failed: {e}"));
+                            }
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "enclave not reachable"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "enclave not reachable");
+                        self.degraded(format!("enclave not reachable: {e}"));
+                    }
                 }
             }
+            let down = guard.conn.is_none();
             drop(guard);
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(if down { backoff } else { Duration::from_millis(200) }).await;
+            if down {
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
             // Heartbeat: a dead enclave is noticed within a second even when idle, so
-            // `/healthz` tells the truth and the next boot starts promptly.
+            // `/healthz` tells the truth and the next boot starts promptly; it also keeps the
+            // enclave's session alive and confirms what is stored.
             if last_beat.elapsed() >= Duration::from_secs(1) {
                 last_beat = tokio::time::Instant::now();
                 if self.connected().await {
@@ -294,8 +397,19 @@ impl Gateway {
     }
 
     /// The start-up sequence (see `leadgate_enclave::protocol`). An enclave that is already
-    /// running (host restarted) is accepted only if its log equals what is stored.
+    /// running (host restarted, link dropped) is caught up ([`Gateway::reconcile`]), or reset
+    /// and booted again from the stored tip.
     async fn boot(&self, conn: &mut EnclaveConn) -> Result<EnclaveInfo, LinkError> {
+        self.boot_once(conn, true).await
+    }
+
+    /// [`Gateway::boot`]; `reconcile` is false after a reset, when the enclave must boot.
+    async fn boot_once(
+        &self,
+        conn: &mut EnclaveConn,
+        reconcile: bool,
+    ) -> Result<EnclaveInfo, LinkError> {
+        self.stored_to(self.store.size().await?);
         let sealed = self.store.sealed_secrets().await?;
         let tip = self.tip().await?;
         let aws_credentials = match self.aws_credentials.get() {
@@ -328,29 +442,24 @@ impl Gateway {
                     Response::Started { appended } => {
                         self.store
                             .store_appends(&[&appended], &[], now_ms())
-                            .await?
+                            .await?;
+                        self.stored_to(appended.index + 1);
                     }
                     Response::Error(e) => return Err(enclave_err(e)),
                     other => return Err(LinkError::Protocol(format!("{other:?}"))),
                 }
                 keys
             }
-            Response::Error(e) if e.code == "boot.already_booted" => {
-                let Response::Status(status) = conn.call(&Request::Status).await? else {
-                    return Err(LinkError::Protocol("expected status".into()));
-                };
-                let size = self.store.size().await?;
-                let root = self.store.frontier(size).await?.root();
-                if status.size != size || status.root.as_slice() != root {
-                    return Err(LinkError::Enclave {
-                        code: "boot.state_mismatch".into(),
-                        message: format!(
-                            "running enclave has size {}, store has {size}",
-                            status.size
-                        ),
-                    });
+            Response::Error(e) if e.code == "boot.already_booted" && reconcile => {
+                match self.reconcile(conn).await? {
+                    Some(keys) => keys,
+                    None => {
+                        // Another log, not started, or the tail is gone: boot afresh from our
+                        // tip (a new epoch), as after an enclave restart.
+                        expect_ok(conn.call(&Request::Reset).await?)?;
+                        return Box::pin(self.boot_once(conn, false)).await;
+                    }
                 }
-                status.keys
             }
             Response::Error(e) => return Err(enclave_err(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),
@@ -358,6 +467,111 @@ impl Gateway {
         let keys = EnclaveKeys::from_attested(Some(&keys), None)
             .map_err(|e| LinkError::Protocol(e.to_string()))?;
         Ok(EnclaveInfo { keys })
+    }
+
+    /// A running enclave met on (re)connect: returns its keys once the store holds exactly its
+    /// log (after catching up on a tail the store lacks), or `None` when it must be reset: it
+    /// has not finished start-up, holds another log, is behind the store, or no longer holds
+    /// the tail the store lacks.
+    async fn reconcile(&self, conn: &mut EnclaveConn) -> Result<Option<ByteBuf>, LinkError> {
+        let status = match conn.call(&Request::Status).await? {
+            Response::Status(status) => status,
+            Response::Error(e) if e.code == "enclave.not_ready" => {
+                tracing::warn!("the running enclave never finished start-up; resetting it");
+                return Ok(None);
+            }
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("{other:?}"))),
+        };
+        let size = self.store.size().await?;
+        let ours = self.store.sealed_secrets().await?.is_some();
+        if !ours || status.size < size {
+            tracing::warn!(
+                enclave = status.size,
+                store = size,
+                "the running enclave holds another log; resetting it"
+            );
+            return Ok(None);
+        }
+        if status.size > size {
+            self.degraded(format!(
+                "catching up: enclave has {} entries, store has {size}",
+                status.size
+            ));
+            if !self.catch_up(conn, &status, size).await? {
+                return Ok(None);
+            }
+        } else if status.root.as_slice() != self.store.frontier(size).await?.root() {
+            tracing::warn!(size, "the running enclave's root differs from the store's; resetting it");
+            return Ok(None);
+        }
+        Ok(Some(status.keys))
+    }
+
+    /// Fetches entries `size ..` from the enclave's journal, checks them (each receipt signed
+    /// by the log key, for the next index, over the leaf's hash and the root the stored tree
+    /// grows to; the last root equal to the enclave's) and stores them, chunk by chunk. False
+    /// if the enclave no longer holds them (`journal.gap`).
+    async fn catch_up(
+        &self,
+        conn: &mut EnclaveConn,
+        status: &Status,
+        size: u64,
+    ) -> Result<bool, LinkError> {
+        let keys = EnclaveKeys::from_attested(Some(&status.keys), None)
+            .map_err(|e| LinkError::Protocol(e.to_string()))?;
+        let mut frontier = self.store.frontier(size).await?;
+        let bad = |m: String| LinkError::Protocol(format!("journal: {m}"));
+        while frontier.size() < status.size {
+            let from = frontier.size();
+            let entries = match conn.call(&Request::Journal { from }).await? {
+                Response::Journal { entries } if !entries.is_empty() => entries,
+                Response::Journal { .. } => return Err(bad("ended before the enclave's size".into())),
+                Response::Error(e) if e.code == "journal.gap" => {
+                    tracing::warn!(from, error = %e.message, "the enclave no longer holds the tail");
+                    return Ok(false);
+                }
+                Response::Error(e) => return Err(enclave_err(e)),
+                other => return Err(LinkError::Protocol(format!("{other:?}"))),
+            };
+            let mut batch = Vec::with_capacity(entries.len());
+            for e in entries {
+                let index = frontier.size();
+                let r = e
+                    .receipt
+                    .verify(&keys.log_key, &keys.origin)
+                    .map_err(|err| bad(format!("receipt {index}: {err}")))?;
+                let leaf_hash = merkle::leaf_hash(&e.leaf);
+                if r.index != index || r.leaf_hash != leaf_hash {
+                    return Err(bad(format!("entry {index} does not follow on")));
+                }
+                let nodes = frontier.append(leaf_hash);
+                if r.root != frontier.root() {
+                    return Err(bad(format!("entry {index}: root differs from the stored tree's")));
+                }
+                let appended = WireAppended {
+                    index,
+                    leaf: e.leaf,
+                    nodes: nodes
+                        .into_iter()
+                        .map(|n| WireNode {
+                            level: n.level,
+                            index: n.index,
+                            hash: ByteBuf::from(n.hash.to_vec()),
+                        })
+                        .collect(),
+                    receipt: e.receipt,
+                };
+                batch.push((appended, e.record));
+            }
+            self.store.store_journal(&batch, now_ms()).await?;
+            self.stored_to(frontier.size());
+            tracing::info!(from, to = frontier.size(), "caught up from the enclave's journal");
+        }
+        if frontier.root().as_slice() != status.root.as_slice() {
+            return Err(bad("caught-up root differs from the enclave's".into()));
+        }
+        Ok(true)
     }
 
     /// Replays the leaves from the last `log.epoch`'s `replay_from` to the tip, each
@@ -439,6 +653,7 @@ impl Gateway {
             link.conn = None;
             return Err(LinkError::Unavailable);
         }
+        self.confirm_durable(&mut link).await;
         let resp = exchange_held(&mut link.conn, req).await?;
         Ok((link, resp))
     }
@@ -451,6 +666,79 @@ impl Gateway {
     pub async fn place_bids(
         &self,
         bids: &[(SealedBid, String)],
+    ) -> Result<Vec<BidOutcome>, LinkError> {
+        // A retry of a stored bid (the same sealed bytes) gets its original answer.
+        let commitments: Vec<Option<String>> = bids
+            .iter()
+            .map(|(b, _)| b.decode().ok().map(|d| hex::encode(d.commitment)))
+            .collect();
+        let originals = self.bid_originals(bids, &commitments).await?;
+        let fresh: Vec<&(SealedBid, String)> = bids
+            .iter()
+            .zip(&originals)
+            .filter(|(_, o)| o.is_none())
+            .map(|(b, _)| b)
+            .collect();
+        let mut fresh_results = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            self.place_fresh_bids(&fresh).await?
+        }
+        .into_iter();
+        let mut results: Vec<BidOutcome> = originals
+            .into_iter()
+            .map(|o| o.or_else(|| fresh_results.next()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| LinkError::Protocol("bid answers do not match the bids".into()))?;
+        // A retry that raced its original to the enclave is refused there as a replay; the
+        // original is stored by now (batches are stored in order), so answer with it.
+        let replayed: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, BidOutcome::Refused(e) if e.code == "bid.replayed"))
+            .map(|(i, _)| i)
+            .collect();
+        if !replayed.is_empty() {
+            let again: Vec<(SealedBid, String)> =
+                replayed.iter().map(|&i| bids[i].clone()).collect();
+            let again_c: Vec<Option<String>> = replayed.iter().map(|&i| commitments[i].clone()).collect();
+            for (&i, o) in replayed.iter().zip(self.bid_originals(&again, &again_c).await?) {
+                if let Some(o) = o {
+                    results[i] = o;
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// The stored answer of each bid whose exact sealed bytes were stored, else `None`.
+    async fn bid_originals(
+        &self,
+        bids: &[(SealedBid, String)],
+        commitments: &[Option<String>],
+    ) -> Result<Vec<Option<BidOutcome>>, LinkError> {
+        let keys: Vec<&str> = commitments.iter().flatten().map(String::as_str).collect();
+        let stored = self.store.bid_answers(&keys).await?;
+        Ok(bids
+            .iter()
+            .zip(commitments)
+            .map(|((bid, _), c)| {
+                let c = c.as_deref()?;
+                let (json, index, receipt) = stored.get(c)?;
+                let original: SealedBid = serde_json::from_str(json).ok()?;
+                let commitment = ByteBuf::from(hex::decode(c).ok()?);
+                (original == *bid).then(|| BidOutcome::Logged {
+                    auction_id: bid.auction_id.clone(),
+                    commitment,
+                    appended: stored_answer(*index, receipt.clone()),
+                })
+            })
+            .collect())
+    }
+
+    async fn place_fresh_bids(
+        &self,
+        bids: &[&(SealedBid, String)],
     ) -> Result<Vec<BidOutcome>, LinkError> {
         let req = Request::Bid {
             bids: bids.iter().map(|(b, _)| b.clone()).collect(),
@@ -470,7 +758,7 @@ impl Gateway {
                 BidOutcome::Refused(_) => String::new(),
             })
             .collect();
-        for ((r, (bid, json)), commitment) in results.iter().zip(bids).zip(&hexes) {
+        for ((r, (bid, json)), commitment) in results.iter().zip(bids.iter().copied()).zip(&hexes) {
             if let BidOutcome::Logged { appended, .. } = r {
                 appends.push(appended);
                 stored.push(StoredBid {
@@ -485,6 +773,9 @@ impl Gateway {
         if let Err(e) = self.store.store_bids(&appends, &stored).await {
             link.conn = None;
             return Err(e.into());
+        }
+        if let Some(last) = appends.last() {
+            self.stored_to(last.index + 1);
         }
         Ok(results)
     }
@@ -507,6 +798,9 @@ impl Gateway {
             if let Err(e) = self.store.store_closes(&appends).await {
                 link.conn = None;
                 return Err(e.into());
+            }
+            if let Some(last) = appends.last() {
+                self.stored_to(last.index + 1);
             }
             total += closed.len();
             if closed.len() < MAX_CLOSES_PER_TICK {
@@ -554,12 +848,15 @@ impl Gateway {
             link.conn = None;
             return Err(e.into());
         }
+        self.stored_to(appended.index + 1);
         Ok((released, appended))
     }
 
     /// Sends one request that does not change the log.
     async fn call(&self, req: &Request) -> Result<Response, LinkError> {
-        exchange_held(&mut self.link().await.conn, req).await
+        let mut link = self.link().await;
+        self.confirm_durable(&mut link).await;
+        exchange_held(&mut link.conn, req).await
     }
 
     /// An attestation document for `nonce`.
@@ -580,11 +877,13 @@ impl Gateway {
     /// must then go to [`Gateway::store_batch`] (in the order batches were sent), which waits
     /// for the answer and stores it before anyone is answered.
     ///
-    /// Replays of stored (so logged, so signature-checked) submissions are refused here,
-    /// before the enclave: the enclave's own replay memory does not survive its restarts.
-    /// Repeats within the batch, or of a batch not yet stored, go to the enclave, which checks
-    /// each signature before its replay memory: an unsigned copy sent first must not shadow
-    /// the genuine submission.
+    /// A retry of a stored submission (the same sealed request) is answered here with the
+    /// stored answer and receipt, and not sent: the enclave's replay memory does not survive
+    /// its restarts. The same ciphertext under another signature or seller is refused as
+    /// `submission.replayed`. Repeats within the batch, or of a batch not yet stored, go to
+    /// the enclave, which checks each signature before its replay memory (an unsigned copy
+    /// sent first must not shadow the genuine submission); [`Gateway::store_batch`] answers
+    /// the genuine retry among them from the store.
     ///
     /// # Errors
     /// [`LinkError::Unavailable`] (nothing was sent), storage errors.
@@ -593,17 +892,16 @@ impl Gateway {
         if link.conn.is_none() {
             return Err(LinkError::Unavailable);
         }
-        let hashes: Vec<&str> = jobs.iter().map(|j| j.ciphertext_sha256.as_str()).collect();
-        let stored = self.store.stored_submissions(&hashes).await?;
-        let is_replay: Vec<bool> = hashes.iter().map(|h| stored.contains(*h)).collect();
+        let stored = self.submission_originals(jobs).await?;
         let req = Request::Submit {
             leads: jobs
                 .iter()
-                .zip(&is_replay)
-                .filter(|(_, r)| !**r)
+                .zip(&stored)
+                .filter(|(_, r)| r.is_none())
                 .map(|(j, _)| j.lead.clone())
                 .collect(),
         };
+        self.confirm_durable(&mut link).await;
         let sent = match link.conn.as_mut() {
             Some(c) => c.send(&req).await,
             None => Err(LinkError::Unavailable),
@@ -618,9 +916,27 @@ impl Gateway {
         link.sent += 1;
         Ok(SentBatch {
             answer,
-            is_replay,
+            stored,
             epoch: link.epoch,
         })
+    }
+
+    /// Per job: the stored answer if a submission with its ciphertext was stored (the
+    /// original when the sealed request is the same, else `submission.replayed`), or `None`.
+    async fn submission_originals(
+        &self,
+        jobs: &[Job],
+    ) -> Result<Vec<Option<SubmitOutcome>>, LinkError> {
+        let hashes: Vec<&str> = jobs.iter().map(|j| j.ciphertext_sha256.as_str()).collect();
+        let stored = self.store.submission_answers(&hashes).await?;
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                let (json, rec) = stored.get(&j.ciphertext_sha256)?;
+                let same = serde_json::from_str::<SealedLead>(json).is_ok_and(|l| l == j.lead);
+                Some(if same { original_answer(rec) } else { replayed() })
+            })
+            .collect())
     }
 
     /// Stage 2: waits for a sent batch's answer, stores every append (one transaction) and
@@ -631,7 +947,7 @@ impl Gateway {
     /// The enclave's refusal of the whole batch; [`LinkError::Unavailable`] if the link
     /// closed before the answer, or for a batch sent after one that failed on the same link
     /// (it is discarded: storing it would leave a gap); protocol and storage errors (these
-    /// fail the link: it is dropped and the enclave re-booted).
+    /// fail the link: it is dropped, and the host catches up from the enclave's journal).
     pub async fn store_batch(
         &self,
         jobs: &[Job],
@@ -655,35 +971,34 @@ impl Gateway {
         if self.failed_epoch.load(Ordering::Acquire) == batch.epoch {
             return Err(LinkError::Unavailable);
         }
-        let fresh = batch.is_replay.iter().filter(|r| !**r).count();
+        let fresh = batch.stored.iter().filter(|r| r.is_none()).count();
         let fresh_results = match response? {
             Response::Submitted { results } if results.len() == fresh => results,
             Response::Error(e) => return Err(enclave_err(e)),
             other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
         let mut fresh_results = fresh_results.into_iter();
-        let outcomes: Vec<SubmitOutcome> = batch
-            .is_replay
-            .iter()
-            .map(|&r| {
-                if r {
-                    replayed()
-                } else {
-                    fresh_results.next().unwrap_or_else(replayed)
-                }
+        // (outcome, whether this batch stores it): stored answers are not stored again.
+        let outcomes: Vec<(SubmitOutcome, bool)> = batch
+            .stored
+            .into_iter()
+            .map(|r| match r {
+                Some(stored) => (stored, false),
+                None => (fresh_results.next().unwrap_or_else(replayed), true),
             })
             .collect();
         let appends: Vec<&WireAppended> = outcomes
             .iter()
-            .filter_map(|r| match r {
-                SubmitOutcome::Logged { appended, .. } => Some(appended),
-                SubmitOutcome::Refused(_) => None,
+            .filter_map(|(r, new)| match r {
+                SubmitOutcome::Logged { appended, .. } if *new => Some(appended),
+                _ => None,
             })
             .collect();
         let subs: Vec<StoredSubmission<'_>> = jobs
             .iter()
             .zip(&outcomes)
-            .map(|(j, outcome)| StoredSubmission {
+            .filter(|(_, (_, new))| *new)
+            .map(|(j, (outcome, _))| StoredSubmission {
                 seller: &j.lead.seller,
                 ciphertext_sha256: &j.ciphertext_sha256,
                 sealed_json: &j.sealed_json,
@@ -691,6 +1006,26 @@ impl Gateway {
             })
             .collect();
         self.store.store_appends(&appends, &subs, now_ms()).await?;
+        if let Some(last) = appends.last() {
+            self.stored_to(last.index + 1);
+        }
+        let mut outcomes: Vec<SubmitOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
+        // A retry that raced its original to the enclave is refused there as a replay; the
+        // original's batch is stored by now, so answer with it.
+        let raced: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, SubmitOutcome::Refused(e) if e.code == "submission.replayed"))
+            .map(|(i, _)| i)
+            .collect();
+        if !raced.is_empty() {
+            let retried: Vec<Job> = raced.iter().map(|&i| jobs[i].clone()).collect();
+            for (&i, o) in raced.iter().zip(self.submission_originals(&retried).await?) {
+                if let Some(o) = o {
+                    outcomes[i] = o;
+                }
+            }
+        }
         Ok(outcomes)
     }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::str::FromStr as _;
 
-use leadgate_enclave::protocol::{SubmitOutcome, WireAppended};
+use leadgate_enclave::protocol::{JournalRecord, SubmitOutcome, WireAppended};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{Frontier, Hash, NodeStore};
 use leadgate_verifier::receipt::Receipt;
@@ -464,24 +464,162 @@ impl Store {
             .await
     }
 
-    /// Which of these ciphertext hashes (hex) were already stored (one query per batch).
-    pub async fn stored_submissions(
+    /// The stored answers for these ciphertext hashes (hex), keyed by hash: the sealed request
+    /// as stored and the lead's record. One query per batch; a retry of a stored submission is
+    /// answered from here.
+    pub async fn submission_answers(
         &self,
         hashes: &[&str],
-    ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    ) -> Result<HashMap<String, (String, LeadRecord)>, sqlx::Error> {
         if hashes.is_empty() {
             return Ok(Default::default());
         }
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT ciphertext_sha256 FROM leads WHERE ciphertext_sha256 IN (",
+            "SELECT l.ciphertext_sha256, l.sealed, l.lead_id, l.seller, l.accepted, l.reason, \
+             l.score, l.idx, r.receipt FROM leads l JOIN receipts r ON r.idx = l.idx \
+             WHERE l.ciphertext_sha256 IN (",
         );
         let mut sep = q.separated(", ");
         for h in hashes {
             sep.push_bind(*h);
         }
         sep.push_unseparated(")");
-        let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().collect())
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, lead_record(row)?))))
+            .collect()
+    }
+
+    /// The stored answers for these bid commitments (hex), keyed by commitment: the sealed bid
+    /// JSON as stored, its `bid.sealed` index and receipt.
+    pub async fn bid_answers(
+        &self,
+        commitments: &[&str],
+    ) -> Result<HashMap<String, (String, u64, Receipt)>, sqlx::Error> {
+        if commitments.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT b.commitment, b.sealed, b.idx, r.receipt FROM bids b \
+             JOIN receipts r ON r.idx = b.idx WHERE b.commitment IN (",
+        );
+        let mut sep = q.separated(", ");
+        for c in commitments {
+            sep.push_bind(*c);
+        }
+        sep.push_unseparated(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let receipt: String = row.try_get(3)?;
+                let receipt =
+                    serde_json::from_str(&receipt).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok((
+                    row.try_get(0)?,
+                    (row.try_get(1)?, row.try_get::<i64, _>(2)? as u64, receipt),
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores a tail fetched from the enclave's journal (see `crate::gateway`'s catch-up) in
+    /// one transaction: each append with what goes beside its leaf, the lead, bid or release
+    /// rows taken from the event and the record. Appends must continue the stored log exactly.
+    ///
+    /// # Errors
+    /// [`StoreError::Inconsistent`] if an index does not follow on, or a record does not
+    /// belong to its event; sqlx errors.
+    pub async fn store_journal(
+        &self,
+        entries: &[(WireAppended, JournalRecord)],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let appends: Vec<&WireAppended> = entries.iter().map(|(a, _)| a).collect();
+        insert_appends(&mut tx, &appends).await?;
+        for (a, record) in entries {
+            let event: Event = serde_json::from_slice(&a.leaf)
+                .map_err(|e| StoreError::Inconsistent(format!("leaf {}: {e}", a.index)))?;
+            let idx = a.index as i64;
+            match (&event, record) {
+                (Event::LeadAccepted(_) | Event::LeadRejected(_), JournalRecord::Lead(lead)) => {
+                    let (lead_id, seller, hash, accepted, reason, score, tag) = match &event {
+                        Event::LeadAccepted(e) => (
+                            &e.lead_id,
+                            &e.seller,
+                            &e.ciphertext_sha256,
+                            1i64,
+                            None,
+                            Some(i64::from(e.score)),
+                            hex::decode(&e.email_tag).ok(),
+                        ),
+                        Event::LeadRejected(e) => (
+                            &e.lead_id,
+                            &e.seller,
+                            &e.ciphertext_sha256,
+                            0i64,
+                            Some(e.reason.as_str()),
+                            None,
+                            None,
+                        ),
+                        _ => unreachable!("matched above"),
+                    };
+                    sqlx::query(
+                        "INSERT INTO leads (lead_id, seller, ciphertext_sha256, sealed, accepted, \
+                         reason, score, idx, email_tag, created_ms) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(lead_id)
+                    .bind(seller)
+                    .bind(hash)
+                    .bind(json(lead)?)
+                    .bind(accepted)
+                    .bind(reason)
+                    .bind(score)
+                    .bind(idx)
+                    .bind(tag)
+                    .bind(now_ms as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                (Event::BidSealed(e), JournalRecord::Bid(bid)) => {
+                    sqlx::query(
+                        "INSERT INTO bids (idx, auction_id, buyer, commitment, sealed) \
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(idx)
+                    .bind(&e.auction_id)
+                    .bind(&e.buyer)
+                    .bind(&e.commitment)
+                    .bind(json(bid)?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                (Event::LeadReleased(e), JournalRecord::Release(released)) => {
+                    sqlx::query(
+                        "INSERT INTO releases (idx, lead_id, buyer, released) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(idx)
+                    .bind(&e.lead_id)
+                    .bind(&e.buyer)
+                    .bind(json(released)?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                (
+                    Event::LogEpoch(_) | Event::AuctionClosed(_) | Event::AuctionUnsold(_),
+                    JournalRecord::None,
+                ) => {}
+                _ => {
+                    return Err(StoreError::Inconsistent(format!(
+                        "journal entry {}: record does not match its event",
+                        a.index
+                    )))
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A lead's record.
@@ -493,25 +631,7 @@ impl Store {
         .bind(lead_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            let receipt: String = row.try_get("receipt")?;
-            Ok(LeadRecord {
-                lead_id: row.try_get("lead_id")?,
-                seller: row.try_get("seller")?,
-                verdict: if row.try_get::<i64, _>("accepted")? != 0 {
-                    "accepted"
-                } else {
-                    "rejected"
-                }
-                .into(),
-                reason: row.try_get("reason")?,
-                score: row.try_get::<Option<i64>, _>("score")?.map(|s| s as u8),
-                index: row.try_get::<i64, _>("idx")? as u64,
-                receipt: serde_json::from_str(&receipt)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(lead_record).transpose()
     }
 
     /// Stores `bid.sealed` appends with their sealed bids (same order), in one transaction.
@@ -866,6 +986,30 @@ async fn index_event(
         Event::LeadRejected(_) | Event::BidSealed(_) | Event::LeadReleased(_) => {}
     }
     Ok(())
+}
+
+/// JSON of a record to store.
+fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Inconsistent(e.to_string()))
+}
+
+/// A [`LeadRecord`] from a row with `lead_id, seller, accepted, reason, score, idx, receipt`.
+fn lead_record(row: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord, sqlx::Error> {
+    let receipt: String = row.try_get("receipt")?;
+    Ok(LeadRecord {
+        lead_id: row.try_get("lead_id")?,
+        seller: row.try_get("seller")?,
+        verdict: if row.try_get::<i64, _>("accepted")? != 0 {
+            "accepted"
+        } else {
+            "rejected"
+        }
+        .into(),
+        reason: row.try_get("reason")?,
+        score: row.try_get::<Option<i64>, _>("score")?.map(|s| s as u8),
+        index: row.try_get::<i64, _>("idx")? as u64,
+        receipt: serde_json::from_str(&receipt).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
 }
 
 /// Storage errors.

@@ -51,8 +51,12 @@ pub struct Stack {
     /// Gateway base URL.
     pub gateway: String,
     enclave_port: u16,
+    host_port: u16,
+    host_args: Vec<String>,
+    /// Extra arguments for every start of the enclave.
+    pub enclave_args: Vec<String>,
     enclave: Option<Child>,
-    host: Child,
+    host: Option<Child>,
     /// HTTP agent that returns error statuses as responses.
     pub http: ureq::Agent,
 }
@@ -79,40 +83,89 @@ impl Stack {
         host_args: &[String],
         dir: tempfile::TempDir,
     ) -> Self {
-        let enclave_port = free_port();
-        let host_port = free_port();
+        let mut s = Self::new_stopped(seller_daily_limit, host_args, dir);
+        s.start_host();
+        s.start_enclave();
+        s
+    }
+
+    /// A stack in `dir` with nothing started yet: set [`Stack::enclave_args`], then call
+    /// [`Stack::start_host`] and [`Stack::start_enclave`].
+    pub fn new_stopped(seller_daily_limit: u32, host_args: &[String], dir: tempfile::TempDir) -> Self {
         std::fs::create_dir_all(dir.path().join("enclave")).expect("mkdir");
-        let host = Command::new(bin("leadgate-host"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{host_port}"),
-                "--enclave",
-                &format!("127.0.0.1:{enclave_port}"),
-            ])
-            .arg("--db")
-            .arg(dir.path().join("host.db"))
-            .args(["--seller-daily-limit", &seller_daily_limit.to_string()])
-            .args(["--tick-ms", "500"])
-            .args(host_args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("host.log")).expect("log"))
-            .spawn()
-            .expect("spawn host");
+        let mut host_args = host_args.to_vec();
+        host_args.extend(["--seller-daily-limit".into(), seller_daily_limit.to_string()]);
         let http: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let mut s = Stack {
+        let host_port = free_port();
+        Stack {
             dir,
             gateway: format!("http://127.0.0.1:{host_port}"),
-            enclave_port,
+            enclave_port: free_port(),
+            host_port,
+            host_args,
+            enclave_args: Vec::new(),
             enclave: None,
-            host,
+            host: None,
             http,
-        };
-        s.start_enclave();
-        s
+        }
+    }
+
+    /// The enclave's link address (`127.0.0.1:PORT`).
+    pub fn enclave_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.enclave_port)
+    }
+
+    /// Starts (or restarts) the host process on the same port and database; does not wait.
+    pub fn start_host(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("host.log"))
+            .expect("log");
+        let host = Command::new(bin("leadgate-host"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.host_port),
+                "--enclave",
+                &self.enclave_addr(),
+            ])
+            .arg("--db")
+            .arg(self.dir.path().join("host.db"))
+            .args(["--tick-ms", "500"])
+            .args(&self.host_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn host");
+        self.host = Some(host);
+    }
+
+    /// `kill -9` the host.
+    pub fn kill_host(&mut self) {
+        if let Some(mut c) = self.host.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until `/healthz` says `ok`; returns how long that took.
+    pub fn wait_healthy(&self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(mut r) = self.http.get(&format!("{}/healthz", self.gateway)).call() {
+                if let Ok(v) = r.body_mut().read_json::<Value>() {
+                    if v["status"] == "ok" {
+                        return start.elapsed();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gateway not healthy after {limit:?}; see {}", self.dir.path().display());
     }
 
     /// Starts (or restarts) the enclave process and waits until the host has booted it.
@@ -121,6 +174,7 @@ impl Stack {
             .args(["--listen", &format!("127.0.0.1:{}", self.enclave_port)])
             .arg("--state-dir")
             .arg(self.dir.path().join("enclave"))
+            .args(&self.enclave_args)
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -242,8 +296,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_enclave();
-        let _ = self.host.kill();
-        let _ = self.host.wait();
+        self.kill_host();
     }
 }
 

@@ -32,7 +32,7 @@ enum LoggedBid {
 impl Enclave {
     /// Takes sealed bids: signature and HPKE open in parallel, then in order the auction
     /// checks (open by the enclave clock, nonce unused) and `bid.sealed`, then the receipts.
-    pub(super) fn bid(&mut self, bids: Vec<SealedBid>, now_ms: u64) -> Response {
+    pub(super) fn bid(&mut self, bids: &[SealedBid], now_ms: u64) -> Response {
         if bids.len() > MAX_BIDS {
             return err(
                 "protocol.batch_too_large",
@@ -46,7 +46,7 @@ impl Enclave {
         };
         let intake = r.secrets.intake_key();
         let opened: Vec<Result<(VerifiedBid, OpenedBidContent), WireError>> =
-            par_map(bids, workers, |b| {
+            par_map(bids.iter().collect(), workers, |b: &SealedBid| {
                 let v = b.verify(origin)?;
                 let c = open_bid(intake, origin, &v)?;
                 Ok((v, c))

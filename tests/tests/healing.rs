@@ -1,0 +1,298 @@
+//! The gateway heals itself: a host killed under load comes back on the same running enclave
+//! and catches up on what the enclave appended but the host never stored; a stray connection
+//! to the enclave's port cannot wedge it; a tail beyond the enclave's journal falls back to a
+//! new epoch by itself. Every check is against real processes on the loopback.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use leadgate_e2e::{corpus, seal, Stack};
+use leadgate_enclave::protocol::{decode, encode, Request, Response, SubmitOutcome};
+use leadgate_verifier::checkpoint::verify_checkpoint;
+use leadgate_verifier::intake::SealedLead;
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle;
+use leadgate_verifier::receipt::Receipt;
+use serde_json::{json, Value};
+
+/// One request on a raw link connection, as any local process could send it.
+fn link_call(stream: &mut TcpStream, req: &Request) -> Response {
+    let body = encode(req);
+    stream
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).unwrap();
+    decode(&body).unwrap()
+}
+
+/// Connects to the enclave's port, retrying while it refuses (the dead host's session may
+/// take a moment to close).
+fn stray_session(stack: &Stack, req: &Request) -> Response {
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(stack.enclave_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        match link_call(&mut s, req) {
+            Response::Error(e) if e.code == "session.busy" => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => return other,
+        }
+    }
+    panic!("the enclave never freed the session");
+}
+
+fn post_batch(stack: &Stack, leads: &[SealedLead]) -> Option<Vec<Value>> {
+    let mut r = stack
+        .http
+        .post(&format!("{}/v1/leads/batch", stack.gateway))
+        .header("content-type", "application/json")
+        .send_json(json!({ "leads": leads }))
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let v: Value = r.body_mut().read_json().ok()?;
+    Some(v["results"].as_array()?.clone())
+}
+
+fn proof(v: &Value) -> Vec<[u8; 32]> {
+    v["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect()
+}
+
+/// Each receipt is in the served log at its index (same leaf) and included in `note`.
+fn assert_all_included(stack: &Stack, keys: &EnclaveKeys, receipts: &[Receipt], note: &[u8]) {
+    let cp = verify_checkpoint(note, &keys.note_verifier().unwrap(), &keys.origin).unwrap();
+    let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+    for receipt in receipts {
+        let r = receipt.verify(&keys.log_key, &keys.origin).unwrap();
+        let leaf = stack.get_bytes(&format!("/v1/entries/{}", r.index));
+        assert_eq!(merkle::leaf_hash(&leaf), r.leaf_hash, "entry {}", r.index);
+        let p = stack.get_json(&format!("/v1/proof/inclusion?index={}&size={size}", r.index));
+        merkle::verify_inclusion(&r.leaf_hash, r.index, size, &proof(&p), &root).unwrap();
+    }
+}
+
+fn receipt_of(answer: &Value) -> Option<Receipt> {
+    serde_json::from_value(answer.get("receipt")?.clone()).ok()
+}
+
+fn sealed_corpus(keys: &EnclaveKeys, n: usize) -> Vec<SealedLead> {
+    let seller = SigningKey::from_bytes(&[7; 32]);
+    corpus()
+        .iter()
+        .take(n)
+        .map(|l| seal(&seller, keys, &l["lead"]))
+        .collect()
+}
+
+/// Posts `chunks` from `clients` threads, retrying each batch with the same sealed bytes
+/// until it is answered (as `leadgate seller submit` does); returns (lead number, answer).
+fn post_until_answered(
+    http: ureq::Agent,
+    gateway: String,
+    chunks: Vec<Vec<SealedLead>>,
+    clients: usize,
+) -> std::thread::JoinHandle<Vec<(usize, Value)>> {
+    std::thread::spawn(move || {
+        let chunks = std::sync::Arc::new(chunks);
+        let handles: Vec<_> = (0..clients)
+            .map(|w| {
+                let (http, gateway, chunks) = (http.clone(), gateway.clone(), chunks.clone());
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for (i, chunk) in chunks.iter().enumerate().filter(|(i, _)| i % clients == w) {
+                        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                        let results = loop {
+                            let answer = http
+                                .post(&format!("{gateway}/v1/leads/batch"))
+                                .header("content-type", "application/json")
+                                .send_json(json!({ "leads": chunk }));
+                            if let Ok(mut r) = answer {
+                                if r.status() == 200 {
+                                    let v: Value = r.body_mut().read_json().unwrap();
+                                    let results = v["results"].as_array().unwrap().clone();
+                                    // Retry leads answered 503 (the gateway was healing).
+                                    if results.iter().all(|r| {
+                                        !matches!(
+                                            r["error"]["code"].as_str(),
+                                            Some("enclave.unavailable" | "storage.unavailable")
+                                        )
+                                    }) {
+                                        break results;
+                                    }
+                                }
+                            }
+                            assert!(std::time::Instant::now() < deadline, "batch {i} never answered");
+                            std::thread::sleep(Duration::from_millis(50));
+                        };
+                        for (j, r) in results.into_iter().enumerate() {
+                            got.push((i * 32 + j, r));
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn host_killed_under_load_catches_up_on_the_running_enclave() {
+    let mut stack = Stack::start();
+    let keys = stack.keys();
+    let leads = sealed_corpus(&keys, 2_000);
+    let chunks: Vec<Vec<SealedLead>> = leads.chunks(32).map(<[_]>::to_vec).collect();
+    let start_size = stack.size();
+    let clients = post_until_answered(stack.http.clone(), stack.gateway.clone(), chunks, 4);
+    // Kill the host once it has stored part of the load, while batches are in flight.
+    while stack.size() < start_size + 300 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stack.kill_host();
+    stack.start_host();
+    let healed = stack.wait_healthy(Duration::from_secs(30));
+    eprintln!("gateway served again {healed:?} after the host restart");
+    let answers = clients.join().unwrap();
+    assert_eq!(answers.len(), leads.len());
+    let mut receipts = Vec::new();
+    for (i, a) in &answers {
+        match receipt_of(a) {
+            Some(r) => receipts.push(r),
+            // The corpus's own refusals (none of its leads is a bad submission) would show
+            // here; a retry must never be refused as a replay of itself.
+            None => panic!("lead {i} refused: {a}"),
+        }
+    }
+    // One epoch throughout: the running enclave was caught up, not rebooted, so no receipt
+    // was voided.
+    assert!(receipts.iter().all(|r| r.epoch == receipts[0].epoch));
+    let mut indexes: Vec<u64> = receipts.iter().map(|r| r.index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), leads.len(), "each lead logged once");
+    let note = stack.checkpoint();
+    assert_all_included(&stack, &keys, &receipts, &note);
+}
+
+#[test]
+fn a_tail_logged_while_the_host_was_down_is_caught_up_and_retries_get_the_original() {
+    let mut stack = Stack::start();
+    let keys = stack.keys();
+    let leads = sealed_corpus(&keys, 40);
+    let before = post_batch(&stack, &leads[..20]).unwrap();
+    let size_before = stack.size();
+    stack.kill_host();
+
+    // With the host dead, a local process takes the session and logs 20 leads.
+    let resp = stray_session(
+        &stack,
+        &Request::Submit {
+            leads: leads[20..].to_vec(),
+        },
+    );
+    let Response::Submitted { results } = resp else {
+        panic!("{resp:?}")
+    };
+    let stray: Vec<Receipt> = results
+        .iter()
+        .map(|r| match r {
+            SubmitOutcome::Logged { appended, .. } => appended.receipt.clone(),
+            SubmitOutcome::Refused(e) => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(stray[0].index, size_before);
+
+    stack.start_host();
+    let healed = stack.wait_healthy(Duration::from_secs(30));
+    eprintln!("caught up and serving {healed:?} after the host started");
+    assert_eq!(stack.size(), size_before + 20, "the tail was stored");
+    // Same epoch: nothing was voided.
+    assert!(stray.iter().all(|r| r.epoch == stray[0].epoch));
+    let answers = post_batch(&stack, &leads).unwrap();
+    for (i, a) in answers.iter().enumerate() {
+        let r = receipt_of(a).unwrap_or_else(|| panic!("lead {i}: {a}"));
+        let original = if i < 20 {
+            receipt_of(&before[i]).unwrap()
+        } else {
+            stray[i - 20].clone()
+        };
+        assert_eq!(r, original, "a retry gets the original receipt (lead {i})");
+    }
+    // Same ciphertext under a new signature is not a retry.
+    let mut forged = leads[25].clone();
+    forged.issued_at_ms += 1;
+    let (status, body) = stack.post(&forged);
+    assert_eq!((status, &body["error"]["code"]), (409, &json!("submission.replayed")), "{body}");
+    let note = stack.checkpoint();
+    let next_epoch = receipt_of(&answers[0]).unwrap().epoch;
+    assert_eq!(next_epoch, stray[0].epoch);
+    assert_all_included(&stack, &keys, &stray, &note);
+}
+
+#[test]
+fn a_stray_connection_cannot_take_a_live_session() {
+    let stack = Stack::start();
+    let keys = stack.keys();
+    let leads = sealed_corpus(&keys, 2);
+    let size = stack.size();
+    let mut s = TcpStream::connect(stack.enclave_addr()).unwrap();
+    match link_call(
+        &mut s,
+        &Request::Submit {
+            leads: leads[..1].to_vec(),
+        },
+    ) {
+        Response::Error(e) => assert_eq!(e.code, "session.busy"),
+        other => panic!("{other:?}"),
+    }
+    // Closed after the refusal.
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap_or(0), 0);
+    assert_eq!(stack.size(), size, "nothing was logged");
+    let answers = post_batch(&stack, &leads).unwrap();
+    assert_eq!(receipt_of(&answers[0]).unwrap().index, size);
+}
+
+#[test]
+fn a_tail_beyond_the_journal_falls_back_to_a_new_epoch() {
+    let mut stack = Stack::new_stopped(100_000, &[], tempfile::tempdir().unwrap());
+    stack.enclave_args = vec!["--journal-max-entries".into(), "4".into()];
+    stack.start_host();
+    stack.start_enclave();
+    let keys = stack.keys();
+    let leads = sealed_corpus(&keys, 30);
+    post_batch(&stack, &leads[..10]).unwrap();
+    let size_before = stack.size();
+    stack.kill_host();
+    let Response::Submitted { results } = stray_session(
+        &stack,
+        &Request::Submit {
+            leads: leads[10..].to_vec(),
+        },
+    ) else {
+        panic!("not submitted")
+    };
+    assert_eq!(results.len(), 20);
+    stack.start_host();
+    stack.wait_healthy(Duration::from_secs(30));
+    // The 20 entries are gone (voided by the new epoch's log.epoch at size_before).
+    let epoch_leaf: Value =
+        serde_json::from_slice(&stack.get_bytes(&format!("/v1/entries/{size_before}"))).unwrap();
+    assert_eq!(epoch_leaf["kind"], "log.epoch", "{epoch_leaf}");
+    assert_eq!(epoch_leaf["previous_size"], size_before);
+    // The voided leads can be submitted again, and are accepted in the new epoch.
+    let answers = post_batch(&stack, &leads[10..]).unwrap();
+    assert!(answers.iter().all(|a| a["receipt"]["epoch"] == 2), "{answers:?}");
+}
