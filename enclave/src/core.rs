@@ -24,8 +24,8 @@ use crate::log::{Log, UnsignedAppend};
 use crate::parallel::par_map;
 use crate::protocol::{
     AnchorTarget, BidOutcome, JournalEntry, JournalRecord, ReplayBase, ReplayEntry, Request,
-    Response, Status, SubmitOutcome, Tip, WireAppended, WireError, MAX_BATCH,
-    MAX_JOURNAL_BYTES, MAX_JOURNAL_ENTRIES, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+    Response, Status, SubmitOutcome, Tip, WireAppended, WireError, MAX_BATCH, MAX_JOURNAL_BYTES,
+    MAX_JOURNAL_ENTRIES, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 use crate::replay::{ReplayGuard, ReplayVerdict};
 use crate::restore::Restore;
@@ -309,8 +309,7 @@ impl Enclave {
             } => self.replay(from, base, entries),
             Request::Start => {
                 let resp = self.start(now_ms);
-                if let (Response::Started { appended }, Some(r)) = (&resp, self.running.as_mut())
-                {
+                if let (Response::Started { appended }, Some(r)) = (&resp, self.running.as_mut()) {
                     r.journal(appended, JournalRecord::None);
                 }
                 resp
@@ -318,8 +317,7 @@ impl Enclave {
             Request::Attest { nonce } => self.attest(nonce, now_ms),
             Request::Submit { leads } => {
                 let resp = self.submit(&leads, now_ms);
-                if let (Response::Submitted { results }, Some(r)) = (&resp, self.running.as_mut())
-                {
+                if let (Response::Submitted { results }, Some(r)) = (&resp, self.running.as_mut()) {
                     for (lead, result) in leads.into_iter().zip(results) {
                         if let SubmitOutcome::Logged { appended, .. } = result {
                             r.journal(appended, JournalRecord::Lead(lead));
@@ -375,7 +373,9 @@ impl Enclave {
             },
             Request::Reset => {
                 if self.running.take().is_some() {
-                    tracing::warn!("running state dropped at the host's request; next boot starts a new epoch");
+                    tracing::warn!(
+                        "running state dropped at the host's request; next boot starts a new epoch"
+                    );
                 }
                 Response::Ok
             }
@@ -384,9 +384,7 @@ impl Enclave {
 
     /// Entries and bytes the journal holds now (see [`crate::journal`]); zeros before boot.
     pub fn journal_usage(&self) -> (usize, usize) {
-        self.running
-            .as_ref()
-            .map_or((0, 0), |r| r.journal.usage())
+        self.running.as_ref().map_or((0, 0), |r| r.journal.usage())
     }
 
     fn boot(

@@ -182,12 +182,19 @@ mod tests {
         for i in 10..20 {
             j.push(i, entry(i, 10));
         }
-        assert_eq!(indexes(&j.read(10, 100, 1 << 20).unwrap()), (10..20).collect::<Vec<_>>());
+        assert_eq!(
+            indexes(&j.read(10, 100, 1 << 20).unwrap()),
+            (10..20).collect::<Vec<_>>()
+        );
         assert_eq!(indexes(&j.read(15, 3, 1 << 20).unwrap()), vec![15, 16, 17]);
         assert!(j.read(20, 10, 1 << 20).unwrap().is_empty());
         assert_eq!(
             j.read(21, 10, 1 << 20),
-            Err(JournalGap { from: 21, first: 10, end: 20 })
+            Err(JournalGap {
+                from: 21,
+                first: 10,
+                end: 20
+            })
         );
         j.confirm(14);
         assert_eq!(j.first(), 14);

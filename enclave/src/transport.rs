@@ -278,7 +278,6 @@ pub async fn serve_with(
         let (enclave, sessions) = (enclave.clone(), sessions.clone());
         tokio::spawn(async move {
             serve_connection(stream, enclave, &sessions, id, limits).await;
-            sessions.release(id);
             drop(permit);
             tracing::info!(%peer, connection = id, "connection closed");
         });
@@ -314,7 +313,10 @@ async fn serve_connection(
             }
         };
         let (resp, close) = match decode::<Request>(&body) {
-            Err(e) => (Response::Error(WireError::new(e.code(), e.to_string())), false),
+            Err(e) => (
+                Response::Error(WireError::new(e.code(), e.to_string())),
+                false,
+            ),
             Ok(_) if !sessions.claim(id) => (
                 Response::Error(WireError::new(
                     "session.busy",
@@ -324,18 +326,26 @@ async fn serve_connection(
             ),
             Ok(req) => {
                 let mut e = enclave.lock().await;
-                (tokio::task::block_in_place(|| e.handle(req, now_ms())), false)
+                (
+                    tokio::task::block_in_place(|| e.handle(req, now_ms())),
+                    false,
+                )
             }
         };
         drop(body);
         let written = tokio::time::timeout(frame, write_frame(&mut wr, &reply(resp))).await;
         if close || !matches!(written, Ok(Ok(()))) {
             if close {
-                tracing::warn!(connection = id, "request refused: another host session is active");
+                tracing::warn!(
+                    connection = id,
+                    "request refused: another host session is active"
+                );
             }
             break;
         }
     }
+    // Before the stream closes, so a peer that sees the close can take the session at once.
+    sessions.release(id);
 }
 
 #[cfg(test)]

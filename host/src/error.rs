@@ -53,10 +53,11 @@ pub fn status_for(code: &str) -> StatusCode {
         "not_found" | "checkpoint.none" | "auction.unknown" => StatusCode::NOT_FOUND,
         "release.not_winner" | "release.not_sold" => StatusCode::FORBIDDEN,
         "auction.closed" | "release.not_closed" => StatusCode::CONFLICT,
-        "enclave.unavailable" | "enclave.not_ready" | "overloaded" | "storage.unavailable"
-        | "server.busy" => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        "enclave.unavailable"
+        | "enclave.not_ready"
+        | "overloaded"
+        | "storage.unavailable"
+        | "server.busy" => StatusCode::SERVICE_UNAVAILABLE,
         "internal" | "enclave.protocol" => StatusCode::INTERNAL_SERVER_ERROR,
         c if c.starts_with("submission.")
             || c.starts_with("lead.")

@@ -26,9 +26,8 @@ use std::time::Duration;
 
 use leadgate_enclave::core::MAX_CLOSES_PER_TICK;
 use leadgate_enclave::protocol::{
-    BidOutcome, ReplayBase, ReplayEntry, Request, Response, Status,
-    SubmitOutcome, Tip, WireAppended, WireError, WireNode, MAX_REPLAY_ENTRIES,
-    MAX_TAGS_PER_FRAME,
+    BidOutcome, ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip,
+    WireAppended, WireError, WireNode, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::checkpoint::Checkpoint;
@@ -242,7 +241,11 @@ impl Gateway {
     /// Whether the gateway serves, and why not when it does not (no lock, no database).
     pub fn health(&self) -> (bool, Option<String>) {
         let up = self.up.load(Ordering::Acquire);
-        let reason = self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         (up, if up { None } else { reason })
     }
 
@@ -345,7 +348,12 @@ impl Gateway {
             }
             let down = guard.conn.is_none();
             drop(guard);
-            tokio::time::sleep(if down { backoff } else { Duration::from_millis(200) }).await;
+            tokio::time::sleep(if down {
+                backoff
+            } else {
+                Duration::from_millis(200)
+            })
+            .await;
             if down {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
@@ -502,7 +510,10 @@ impl Gateway {
                 return Ok(None);
             }
         } else if status.root.as_slice() != self.store.frontier(size).await?.root() {
-            tracing::warn!(size, "the running enclave's root differs from the store's; resetting it");
+            tracing::warn!(
+                size,
+                "the running enclave's root differs from the store's; resetting it"
+            );
             return Ok(None);
         }
         Ok(Some(status.keys))
@@ -526,7 +537,9 @@ impl Gateway {
             let from = frontier.size();
             let entries = match conn.call(&Request::Journal { from }).await? {
                 Response::Journal { entries } if !entries.is_empty() => entries,
-                Response::Journal { .. } => return Err(bad("ended before the enclave's size".into())),
+                Response::Journal { .. } => {
+                    return Err(bad("ended before the enclave's size".into()))
+                }
                 Response::Error(e) if e.code == "journal.gap" => {
                     tracing::warn!(from, error = %e.message, "the enclave no longer holds the tail");
                     return Ok(false);
@@ -547,7 +560,9 @@ impl Gateway {
                 }
                 let nodes = frontier.append(leaf_hash);
                 if r.root != frontier.root() {
-                    return Err(bad(format!("entry {index}: root differs from the stored tree's")));
+                    return Err(bad(format!(
+                        "entry {index}: root differs from the stored tree's"
+                    )));
                 }
                 let appended = WireAppended {
                     index,
@@ -566,7 +581,11 @@ impl Gateway {
             }
             self.store.store_journal(&batch, now_ms()).await?;
             self.stored_to(frontier.size());
-            tracing::info!(from, to = frontier.size(), "caught up from the enclave's journal");
+            tracing::info!(
+                from,
+                to = frontier.size(),
+                "caught up from the enclave's journal"
+            );
         }
         if frontier.root().as_slice() != status.root.as_slice() {
             return Err(bad("caught-up root differs from the enclave's".into()));
@@ -701,8 +720,12 @@ impl Gateway {
         if !replayed.is_empty() {
             let again: Vec<(SealedBid, String)> =
                 replayed.iter().map(|&i| bids[i].clone()).collect();
-            let again_c: Vec<Option<String>> = replayed.iter().map(|&i| commitments[i].clone()).collect();
-            for (&i, o) in replayed.iter().zip(self.bid_originals(&again, &again_c).await?) {
+            let again_c: Vec<Option<String>> =
+                replayed.iter().map(|&i| commitments[i].clone()).collect();
+            for (&i, o) in replayed
+                .iter()
+                .zip(self.bid_originals(&again, &again_c).await?)
+            {
                 if let Some(o) = o {
                     results[i] = o;
                 }
@@ -934,7 +957,11 @@ impl Gateway {
             .map(|j| {
                 let (json, rec) = stored.get(&j.ciphertext_sha256)?;
                 let same = serde_json::from_str::<SealedLead>(json).is_ok_and(|l| l == j.lead);
-                Some(if same { original_answer(rec) } else { replayed() })
+                Some(if same {
+                    original_answer(rec)
+                } else {
+                    replayed()
+                })
             })
             .collect())
     }
@@ -1015,7 +1042,9 @@ impl Gateway {
         let raced: Vec<usize> = outcomes
             .iter()
             .enumerate()
-            .filter(|(_, o)| matches!(o, SubmitOutcome::Refused(e) if e.code == "submission.replayed"))
+            .filter(
+                |(_, o)| matches!(o, SubmitOutcome::Refused(e) if e.code == "submission.replayed"),
+            )
             .map(|(i, _)| i)
             .collect();
         if !raced.is_empty() {

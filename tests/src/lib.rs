@@ -91,10 +91,17 @@ impl Stack {
 
     /// A stack in `dir` with nothing started yet: set [`Stack::enclave_args`], then call
     /// [`Stack::start_host`] and [`Stack::start_enclave`].
-    pub fn new_stopped(seller_daily_limit: u32, host_args: &[String], dir: tempfile::TempDir) -> Self {
+    pub fn new_stopped(
+        seller_daily_limit: u32,
+        host_args: &[String],
+        dir: tempfile::TempDir,
+    ) -> Self {
         std::fs::create_dir_all(dir.path().join("enclave")).expect("mkdir");
         let mut host_args = host_args.to_vec();
-        host_args.extend(["--seller-daily-limit".into(), seller_daily_limit.to_string()]);
+        host_args.extend([
+            "--seller-daily-limit".into(),
+            seller_daily_limit.to_string(),
+        ]);
         let http: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
@@ -165,7 +172,10 @@ impl Stack {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("gateway not healthy after {limit:?}; see {}", self.dir.path().display());
+        panic!(
+            "gateway not healthy after {limit:?}; see {}",
+            self.dir.path().display()
+        );
     }
 
     /// Starts (or restarts) the enclave process and waits until the host has booted it.

@@ -274,7 +274,13 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
             "request.unknown_field",
         ),
         (vec![b' '; 70 * 1024], 413, "request.too_large"),
-        sealed(&good, 409, "submission.replayed"),
+        // The same ciphertext under another signature is a replay; the exact same request is
+        // a retry, answered below with the original.
+        {
+            let mut copy = good.clone();
+            copy.issued_at_ms += 1;
+            sealed(&copy, 409, "submission.replayed")
+        },
     ];
     for (body, want_status, want_code) in cases {
         let (status, v) = stack.post_raw(&body);
@@ -286,6 +292,13 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
         assert!(v["error"]["message"].is_string());
     }
     assert_eq!(stack.size(), size, "bad input appended nothing");
+    let (status, retry) = stack.post(&good);
+    assert_eq!(
+        (status, &retry["index"]),
+        (200, &json!(size - 1)),
+        "{retry}"
+    );
+    assert_eq!(stack.size(), size, "a retry appends nothing");
 
     // Bad query parameters and unknown paths get JSON errors too.
     for (path, code) in [
@@ -461,7 +474,7 @@ fn batch_endpoint_answers_each_lead_in_order() {
         serde_json::to_value(&good[0]).unwrap(),
         serde_json::to_value(&bad_sig).unwrap(),
         serde_json::to_value(&good[1]).unwrap(),
-        serde_json::to_value(&good[0]).unwrap(), // replayed within the batch
+        serde_json::to_value(&good[0]).unwrap(), // retried within the batch: the original answer
         serde_json::to_value(&good[2]).unwrap(),
         serde_json::to_value(&shadow).unwrap(),
         serde_json::to_value(&good[3]).unwrap(),
@@ -492,12 +505,13 @@ fn batch_endpoint_answers_each_lead_in_order() {
             "accepted",
             "submission.bad_signature",
             "accepted",
-            "submission.replayed",
+            "accepted",
             "accepted",
             "submission.bad_signature",
             "accepted"
         ]
     );
+    assert_eq!(results[3]["receipt"], results[0]["receipt"]);
     // Receipts come back in log order, matching request order.
     let idx: Vec<u64> = [0, 2, 4, 6]
         .iter()

@@ -66,7 +66,12 @@ fn proof(v: &Value) -> Vec<[u8; 32]> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -78,7 +83,10 @@ fn assert_all_included(stack: &Stack, keys: &EnclaveKeys, receipts: &[Receipt], 
         let r = receipt.verify(&keys.log_key, &keys.origin).unwrap();
         let leaf = stack.get_bytes(&format!("/v1/entries/{}", r.index));
         assert_eq!(merkle::leaf_hash(&leaf), r.leaf_hash, "entry {}", r.index);
-        let p = stack.get_json(&format!("/v1/proof/inclusion?index={}&size={size}", r.index));
+        let p = stack.get_json(&format!(
+            "/v1/proof/inclusion?index={}&size={size}",
+            r.index
+        ));
         merkle::verify_inclusion(&r.leaf_hash, r.index, size, &proof(&p), &root).unwrap();
     }
 }
@@ -133,7 +141,10 @@ fn post_until_answered(
                                     }
                                 }
                             }
-                            assert!(std::time::Instant::now() < deadline, "batch {i} never answered");
+                            assert!(
+                                std::time::Instant::now() < deadline,
+                                "batch {i} never answered"
+                            );
                             std::thread::sleep(Duration::from_millis(50));
                         };
                         for (j, r) in results.into_iter().enumerate() {
@@ -144,7 +155,10 @@ fn post_until_answered(
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     })
 }
 
@@ -234,7 +248,11 @@ fn a_tail_logged_while_the_host_was_down_is_caught_up_and_retries_get_the_origin
     let mut forged = leads[25].clone();
     forged.issued_at_ms += 1;
     let (status, body) = stack.post(&forged);
-    assert_eq!((status, &body["error"]["code"]), (409, &json!("submission.replayed")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("submission.replayed")),
+        "{body}"
+    );
     let note = stack.checkpoint();
     let next_epoch = receipt_of(&answers[0]).unwrap().epoch;
     assert_eq!(next_epoch, stray[0].epoch);
@@ -294,5 +312,8 @@ fn a_tail_beyond_the_journal_falls_back_to_a_new_epoch() {
     assert_eq!(epoch_leaf["previous_size"], size_before);
     // The voided leads can be submitted again, and are accepted in the new epoch.
     let answers = post_batch(&stack, &leads[10..]).unwrap();
-    assert!(answers.iter().all(|a| a["receipt"]["epoch"] == 2), "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a["receipt"]["epoch"] == 2),
+        "{answers:?}"
+    );
 }
