@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,6 +63,10 @@ pub struct AppState {
     pub limiter: SellerLimiter,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Request-body bytes buffered across all connections.
+    pub body_budget: crate::http::BodyBudget,
+    /// Longest wait for a request body.
+    pub body_timeout: std::time::Duration,
 }
 
 type AppResult<T> = Result<T, ApiError>;
@@ -140,10 +144,66 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     })
 }
 
-async fn read_body(body: Body, limit: usize) -> AppResult<axum::body::Bytes> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::new("request.too_large", format!("body over {limit} bytes")))
+/// A request body read under the limits: JSON only (415 otherwise), at most `limit` bytes
+/// (413), within the body timeout (408), and only while the shared budget of buffered bytes
+/// has room for it (503 `server.busy`, checked before a byte is read). The permit holds the
+/// body's share of the budget until the handler drops it.
+async fn read_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> AppResult<(axum::body::Bytes, tokio::sync::OwnedSemaphorePermit)> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            "request.unsupported_media_type",
+            "the body must be application/json",
+        ));
+    }
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ApiError::new(
+            "request.too_large",
+            format!("body over {limit} bytes"),
+        ));
+    }
+    let permit = s
+        .body_budget
+        .reserve(announced.unwrap_or(limit))
+        .ok_or_else(|| ApiError::new("server.busy", "too many request bodies in flight; retry"))?;
+    match tokio::time::timeout(s.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::new(
+            "request.timeout",
+            "the body did not arrive in time",
+        )),
+        Ok(Err(_)) => Err(ApiError::new(
+            "request.too_large",
+            format!("body over {limit} bytes or cut short"),
+        )),
+        Ok(Ok(bytes)) => Ok((bytes, permit)),
+    }
+}
+
+/// A lead or auction id from a path: 32 hex digits, either case, answered the same way
+/// (returned lowercase, as the log writes ids).
+fn parse_id(id: &str) -> AppResult<String> {
+    let lower = id.to_ascii_lowercase();
+    if leadgate_verifier::bid::is_auction_id(&lower) {
+        Ok(lower)
+    } else {
+        Err(ApiError::new(
+            "request.bad_id",
+            "lead and auction ids are 32 hex digits",
+        ))
+    }
 }
 
 /// Checks a sealed lead's encoding, reserves one of the seller's daily submissions and queues
@@ -229,8 +289,12 @@ async fn origin(s: &AppState) -> AppResult<String> {
         .ok_or_else(|| ApiError::new("enclave.not_ready", "enclave is starting"))
 }
 
-async fn post_lead(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
-    let bytes = read_body(body, s.max_body_bytes).await?;
+async fn post_lead(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Json<Value>> {
+    let (bytes, _budget) = read_body(&s, &headers, body, s.max_body_bytes).await?;
     let lead: SealedLead = parse_json(&bytes)?;
     origin(&s).await?;
     let pending = admit(&s, lead, String::from_utf8_lossy(&bytes).into_owned())?;
@@ -249,9 +313,13 @@ struct BatchBody {
 /// `POST /v1/leads/batch`: `{"leads": [sealed lead, …]}` (at most 256). Answers
 /// `{"results": [...]}` in request order, each the single-lead answer or `{"error": …}`.
 /// Leads are queued in order, so a later lead never overtakes an earlier one.
-async fn post_leads_batch(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
+async fn post_leads_batch(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Json<Value>> {
     let limit = s.max_body_bytes.saturating_mul(MAX_LEADS_PER_BATCH_REQUEST);
-    let bytes = read_body(body, limit).await?;
+    let (bytes, _budget) = read_body(&s, &headers, body, limit).await?;
     let batch: BatchBody = parse_json(&bytes)?;
     if batch.leads.is_empty() || batch.leads.len() > MAX_LEADS_PER_BATCH_REQUEST {
         return Err(ApiError::new(
@@ -282,12 +350,7 @@ async fn get_lead(
     State(s): State<Arc<AppState>>,
     Path(lead_id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    if lead_id.len() != 32 || !lead_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::new(
-            "request.bad_lead_id",
-            "lead id is 32 hex digits",
-        ));
-    }
+    let lead_id = parse_id(&lead_id)?;
     let rec = s
         .gateway
         .store
@@ -298,17 +361,6 @@ async fn get_lead(
     Ok(Json(
         serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?,
     ))
-}
-
-fn check_id(id: &str) -> AppResult<()> {
-    if leadgate_verifier::bid::is_auction_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            "request.bad_id",
-            "lead and auction ids are 32 lowercase hex digits",
-        ))
-    }
 }
 
 #[derive(Deserialize)]
@@ -359,7 +411,7 @@ async fn get_auction(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    check_id(&id)?;
+    let id = parse_id(&id)?;
     let (rec, bids) = s
         .gateway
         .store
@@ -377,8 +429,12 @@ async fn get_auction(
 
 /// `POST /v1/bids`: a sealed bid. The host checks only its encoding; the enclave checks the
 /// signature, opens it, and decides.
-async fn post_bid(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<Value>> {
-    let bytes = read_body(body, s.max_body_bytes).await?;
+async fn post_bid(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Json<Value>> {
+    let (bytes, _budget) = read_body(&s, &headers, body, s.max_body_bytes).await?;
     let bid: SealedBid = parse_json(&bytes)?;
     bid.decode()
         .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
@@ -413,10 +469,11 @@ async fn post_bid(State(s): State<Arc<AppState>>, body: Body) -> AppResult<Json<
 async fn post_release(
     State(s): State<Arc<AppState>>,
     Path(lead_id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> AppResult<Json<Value>> {
-    check_id(&lead_id)?;
-    let bytes = read_body(body, s.max_body_bytes).await?;
+    let lead_id = parse_id(&lead_id)?;
+    let (bytes, _budget) = read_body(&s, &headers, body, s.max_body_bytes).await?;
     let req: ReleaseRequest = parse_json(&bytes)?;
     if req.lead_id != lead_id {
         return Err(ApiError::new(

@@ -48,6 +48,8 @@ impl ApiError {
 pub fn status_for(code: &str) -> StatusCode {
     match code {
         "request.too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "request.unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "request.timeout" => StatusCode::REQUEST_TIMEOUT,
         "rate.limited" => StatusCode::TOO_MANY_REQUESTS,
         "submission.replayed" | "bid.replayed" => StatusCode::CONFLICT,
         "not_found" | "checkpoint.none" | "auction.unknown" => StatusCode::NOT_FOUND,

@@ -5,8 +5,8 @@
 //! plaintext and signs nothing; clients verify what it serves.
 //!
 //! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
-//! (credentials lent to the enclave's KMS sealer), [`gateway`] (enclave link, boot and the store-then-answer
-//! rule), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
+//! (credentials lent to the enclave's KMS sealer), [`gateway`] (enclave link, boot, catch-up and the
+//! store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
@@ -14,6 +14,7 @@ pub mod api;
 pub mod aws_credentials;
 pub mod error;
 pub mod gateway;
+pub mod http;
 pub mod link;
 pub mod ratelimit;
 pub mod storage;
@@ -53,6 +54,8 @@ pub struct HostConfig {
     /// Where the AWS credentials lent to the enclave at each boot come from, for its KMS
     /// sealer (Nitro); asked afresh at every boot. `None` in dev.
     pub aws_credentials: Option<aws_credentials::CredentialSource>,
+    /// Connection, header and body limits of the HTTP server.
+    pub http: http::HttpLimits,
 }
 
 impl HostConfig {
@@ -70,6 +73,7 @@ impl HostConfig {
             queue_len: 8_192,
             anchor: None,
             aws_credentials: None,
+            http: http::HttpLimits::default(),
         }
     }
 }
@@ -196,10 +200,10 @@ pub async fn run(
         bids: bid_tx,
         limiter: SellerLimiter::new(config.seller_daily_limit),
         max_body_bytes: config.max_body_bytes,
+        body_budget: http::BodyBudget::new(config.http.max_buffered_bytes),
+        body_timeout: config.http.body_timeout,
     });
-    tracing::info!(addr = %listener.local_addr()?, "host listening");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    tracing::info!(addr = %listener.local_addr()?, limits = ?config.http, "host listening");
+    http::serve(listener, api::router(state), config.http, shutdown).await?;
     Ok(())
 }

@@ -48,6 +48,19 @@ struct Args {
     /// requires its attestation.
     #[arg(long, env = "LEADGATE_FORWARD_AWS_CREDENTIALS")]
     forward_aws_credentials: bool,
+    /// Most open HTTP connections; at the cap a new one evicts the oldest idle connection.
+    #[arg(long, default_value_t = leadgate_host::http::HttpLimits::default().max_connections)]
+    max_connections: usize,
+    /// Longest wait for a request's headers, and for the next request on an idle keep-alive
+    /// connection, seconds.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Longest wait for a request body once its headers are in, seconds (then 408).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_secs: u64,
+    /// Most request-body bytes buffered across all connections (then 503 `server.busy`).
+    #[arg(long, default_value_t = leadgate_host::http::HttpLimits::default().max_buffered_bytes)]
+    max_buffered_bytes: usize,
 }
 
 #[tokio::main]
@@ -62,6 +75,12 @@ async fn main() -> anyhow::Result<()> {
     config.max_body_bytes = args.max_body_bytes;
     config.seller_daily_limit = args.seller_daily_limit;
     config.tick_ms = args.tick_ms;
+    config.http = leadgate_host::http::HttpLimits {
+        max_connections: args.max_connections,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.max(1)),
+        max_buffered_bytes: args.max_buffered_bytes,
+    };
     if args.forward_aws_credentials {
         let source = leadgate_host::aws_credentials::CredentialSource::default_chain().await;
         // Fail at start, not at the first boot, when there are none at all.

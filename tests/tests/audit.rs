@@ -256,7 +256,9 @@ fn proxy_one(http: &ureq::Agent, conn: TcpStream, a: &str, b: &str) -> std::io::
     let upstream = if path.starts_with("/attest") { b } else { a };
     let url = format!("{upstream}{path}");
     let resp = if method == "POST" {
-        http.post(&url).send(&body[..])
+        http.post(&url)
+            .header("content-type", "application/json")
+            .send(&body[..])
     } else {
         http.get(&url).call()
     };

@@ -312,7 +312,7 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
             "proof.sizes_out_of_order",
         ),
         ("/v1/entries/x", "request.bad_number"),
-        ("/v1/leads/nothex", "request.bad_lead_id"),
+        ("/v1/leads/nothex", "request.bad_id"),
         ("/attest?nonce=zz", "attest.bad_nonce"),
         ("/nope", "not_found"),
     ] {
