@@ -317,3 +317,134 @@ fn a_tail_beyond_the_journal_falls_back_to_a_new_epoch() {
         "{answers:?}"
     );
 }
+
+/// `seller submit` killed midway keeps every answer it got; `--resume` sends only the rest,
+/// with the sealed bytes kept from the first run, so no lead is refused as a duplicate of
+/// itself and every verdict matches the corpus label.
+#[test]
+fn a_killed_seller_resumes_without_losing_or_duplicating_a_lead() {
+    let stack = Stack::start();
+    let dir = stack.dir.path();
+    let leadgate = leadgate_e2e::bin("leadgate");
+    let root = stack.root_pem();
+    let key = dir.join("seller.key");
+    let ok = std::process::Command::new(&leadgate)
+        .args(["seller", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let corpus_path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/leads.jsonl");
+    let receipts = dir.join("receipts.jsonl");
+    let submit = |resume: bool| {
+        let mut c = std::process::Command::new(&leadgate);
+        c.args([
+            "seller",
+            "submit",
+            "--gateway",
+            &stack.gateway,
+            "--allow-debug",
+            "--root",
+        ])
+        .arg(&root)
+        .arg("--key")
+        .arg(&key)
+        .arg("--receipts")
+        .arg(&receipts)
+        .args(["--concurrency", "2", "--batch", "8"])
+        .arg(corpus_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    let mut first = submit(false).spawn().unwrap();
+    // Kill it once some answers are on disk.
+    let lines = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    while lines(&receipts) < 300 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let kept = lines(&receipts);
+    assert!(kept >= 300 && kept < 2_000, "{kept}");
+    assert!(receipts.with_extension("jsonl.sealed").exists());
+    let status = submit(true).status().unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&receipts).unwrap();
+    let answers: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 2_000);
+    for (i, (a, c)) in answers.iter().zip(corpus()).enumerate() {
+        assert_eq!(a["line"], i + 1);
+        let verdict = a["verdict"]
+            .as_str()
+            .unwrap_or_else(|| panic!("line {}: {a}", i + 1));
+        let want = if c["expect"] == "accept" {
+            "accepted"
+        } else {
+            "rejected"
+        };
+        assert_eq!(verdict, want, "line {}: {a} ({})", i + 1, c["why"]);
+    }
+    assert!(
+        !receipts.with_extension("jsonl.sealed").exists(),
+        "sidecar removed when done"
+    );
+    let mut indexes: Vec<u64> = answers
+        .iter()
+        .map(|a| a["index"].as_u64().unwrap())
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), 2_000, "each lead logged once");
+}
+
+/// Two logs with one origin (two dev stacks) are remembered apart by `verify receipts`.
+#[test]
+fn verifier_state_keys_logs_by_origin_and_log_key() {
+    let leadgate = leadgate_e2e::bin("leadgate");
+    let state = tempfile::tempdir().unwrap();
+    let state_file = state.path().join("seen.json");
+    let stacks = [Stack::start(), Stack::start()];
+    for round in 0..2 {
+        for stack in &stacks {
+            let keys = stack.keys();
+            let leads = sealed_corpus(&keys, 3 + round);
+            let answers = post_batch(stack, &leads).unwrap();
+            let receipts = stack.dir.path().join("r.jsonl");
+            std::fs::write(
+                &receipts,
+                answers.iter().map(|a| format!("{a}\n")).collect::<String>(),
+            )
+            .unwrap();
+            stack.checkpoint();
+            let out = std::process::Command::new(&leadgate)
+                .args(["verify", "receipts"])
+                .arg(&receipts)
+                .args(["--gateway", &stack.gateway, "--allow-debug", "--root"])
+                .arg(stack.root_pem())
+                .arg("--state")
+                .arg(&state_file)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "round {round}: {err}");
+            assert!(!err.contains("FORK"), "{err}");
+        }
+    }
+    let seen: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(seen["logs"].as_array().unwrap().len(), 2, "{seen}");
+}

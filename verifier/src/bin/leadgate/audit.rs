@@ -148,7 +148,7 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
     let (size, cp_root) = (cp.size, cp.root);
 
     // Consistency with the checkpoint this auditor saw last time.
-    let seen = load_seen(a.state, &keys.origin)?;
+    let seen = load_seen(a.state, &keys)?;
     let consistency = match seen {
         Some((m, _)) if m != size => {
             let (lo, hi) = (m.min(size), m.max(size));
@@ -166,7 +166,7 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
     let consistent = consistency.status != leadgate_verifier::audit::Status::Fail;
     checks.push(consistency);
     if consistent {
-        save_seen(a.state, &keys.origin, size, &cp_root)?;
+        save_seen(a.state, &keys, size, &cp_root)?;
     }
 
     // The on-chain anchors.

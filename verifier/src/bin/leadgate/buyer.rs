@@ -166,7 +166,16 @@ pub fn bid(a: BidArgs) -> anyhow::Result<()> {
         }
         _ => bail!("give --auction ID --amount N, or --plan FILE"),
     };
-    let results: Vec<Mutex<Option<Value>>> = plan.iter().map(|_| Mutex::new(None)).collect();
+    // Each bid is appended to `out` (and flushed) as soon as it is answered, so a buyer
+    // killed midway keeps every bid the gateway took.
+    let out = Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&a.out)
+            .with_context(|| format!("opening {}", a.out.display()))?,
+    );
+    let failed = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..a.concurrency.max(1) {
@@ -175,30 +184,23 @@ pub fn bid(a: BidArgs) -> anyhow::Result<()> {
                 let Some((id, amount)) = plan.get(i) else {
                     break;
                 };
-                let r = post_bid(&http, &a.gateway, &keys, &buyer, id, *amount)
-                    .unwrap_or_else(|e| json!({"auction_id": id, "error": format!("{e:#}")}));
-                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                match post_bid(&http, &a.gateway, &keys, &buyer, id, *amount) {
+                    Ok(v) => {
+                        let mut f = out.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = writeln!(f, "{v}").and_then(|()| f.flush()) {
+                            eprintln!("writing {}: {e}", a.out.display());
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("bid on {id} refused: {e:#}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             });
         }
     });
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.out)
-        .with_context(|| format!("opening {}", a.out.display()))?;
-    let mut failed = 0;
-    for r in results {
-        let v = r
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or(Value::Null);
-        if v.get("error").is_some() {
-            failed += 1;
-            eprintln!("bid refused: {v}");
-        } else {
-            writeln!(out, "{v}")?;
-        }
-    }
+    let failed = failed.into_inner();
     eprintln!(
         "{} bids placed, {failed} refused; your bids are in {}",
         plan.len() - failed,
@@ -229,11 +231,15 @@ fn post_bid(
         TokenAmount::new(amount)?,
         nonce,
     )?;
+    // Retries send the same sealed bid: one the gateway took before is answered with its
+    // original receipt.
     let mut delay = std::time::Duration::from_millis(100);
-    for _ in 0..20 {
-        let mut resp = http
-            .post(&format!("{gateway}/v1/bids"))
-            .send_json(&sealed)?;
+    for _ in 0..40 {
+        let Ok(mut resp) = http.post(&format!("{gateway}/v1/bids")).send_json(&sealed) else {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            continue;
+        };
         let status = resp.status().as_u16();
         let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
         match status {

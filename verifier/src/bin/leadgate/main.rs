@@ -81,6 +81,8 @@ enum Cmd {
     },
 }
 
+// Parsed once per run: the size of the Submit variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum SellerCmd {
     /// Create an Ed25519 seller key file (prints the seller id).
@@ -99,9 +101,19 @@ enum SellerCmd {
         /// Seller key file.
         #[arg(long)]
         key: PathBuf,
-        /// Output receipts (JSON lines, input order).
+        /// Output receipts (JSON lines): each answer is appended as it arrives, and the file is
+        /// rewritten in input order at the end. Sealed requests wait in RECEIPTS.sealed until
+        /// answered.
         #[arg(long)]
         receipts: PathBuf,
+        /// Keep the receipts already in RECEIPTS and send only the leads without one, with the
+        /// sealed bytes kept from the earlier run (a lead logged then gets its original answer).
+        #[arg(long)]
+        resume: bool,
+        /// How long to keep retrying a lead the gateway cannot answer yet (503, no connection),
+        /// seconds.
+        #[arg(long, default_value_t = 600)]
+        retry_for_secs: u64,
         /// Parallel requests.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -355,6 +367,8 @@ fn main() -> anyhow::Result<()> {
             trust,
             key,
             receipts,
+            resume,
+            retry_for_secs,
             concurrency,
             batch,
             auction,
@@ -368,6 +382,8 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             batch,
             terms: auction.terms()?,
+            resume,
+            retry_for: std::time::Duration::from_secs(retry_for_secs),
         }),
         Cmd::Buyer(BuyerCmd::Keygen { out }) => buyer::keygen(&out),
         Cmd::Buyer(BuyerCmd::Auctions {

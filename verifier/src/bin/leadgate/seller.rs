@@ -91,10 +91,69 @@ pub struct SubmitArgs {
     pub batch: usize,
     /// Auction terms for every lead (a line's own `"auction"` overrides them).
     pub terms: Option<AuctionRequest>,
+    /// Keep the receipts already in `receipts` and send only the lines without one, reusing
+    /// the sealed requests kept beside it.
+    pub resume: bool,
+    /// How long to keep retrying a lead the gateway cannot answer yet (503, no connection).
+    pub retry_for: std::time::Duration,
 }
 
-/// Verifies the gateway's attestation, then seals and posts every lead; writes one receipt line
-/// per input lead, in input order.
+/// The sidecar of `receipts`: every sealed request as sent, kept until answered, so a retry
+/// (in this run or after `--resume`) sends the same bytes and gets the original answer.
+fn sealed_path(receipts: &Path) -> PathBuf {
+    let mut p = receipts.as_os_str().to_owned();
+    p.push(".sealed");
+    PathBuf::from(p)
+}
+
+/// JSON lines with a `line` field (1-based): the last object per line, by line number.
+fn read_lines_by_number(path: &Path) -> anyhow::Result<std::collections::HashMap<usize, Value>> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(out);
+    };
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line?;
+        // A line cut short by a kill is skipped: its request is sent again.
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(n) = v["line"].as_u64() {
+            out.insert(n as usize, v);
+        }
+    }
+    Ok(out)
+}
+
+/// An append-only JSON-lines file, flushed after each group of lines.
+struct Appender(Mutex<std::io::BufWriter<std::fs::File>>);
+
+impl Appender {
+    fn open(path: &Path, truncate: bool) -> anyhow::Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(!truncate)
+            .write(true)
+            .truncate(truncate)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self(Mutex::new(std::io::BufWriter::new(f))))
+    }
+
+    fn append(&self, lines: impl IntoIterator<Item = Value>) -> anyhow::Result<()> {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for v in lines {
+            writeln!(w, "{v}")?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
+/// Verifies the gateway's attestation, then seals and posts every lead. Each answer is
+/// appended to `receipts` as soon as it arrives (flushed per request); at the end the file is
+/// rewritten with one line per input lead, in input order. Sealed requests are kept in
+/// `RECEIPTS.sealed` until answered, so retries send the same bytes.
 pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let http = agent();
     let (att, keys) =
@@ -111,20 +170,59 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     );
     let seller = read_key(&a.key)?;
     let (leads, terms): (Vec<_>, Vec<_>) = read_leads(&a.leads, a.terms)?.into_iter().unzip();
-    let bar = indicatif::ProgressBar::new(leads.len() as u64);
+    let sidecar = sealed_path(&a.receipts);
+    let (mut answered, kept) = if a.resume {
+        (
+            read_lines_by_number(&a.receipts)?,
+            read_lines_by_number(&sidecar)?,
+        )
+    } else {
+        Default::default()
+    };
+    answered.retain(|_, v| v.get("receipt").is_some());
+    let mut sealed: Vec<Option<SealedLead>> = vec![None; leads.len()];
+    for (n, v) in kept {
+        if let (Some(slot), Ok(s)) = (
+            n.checked_sub(1).and_then(|i| sealed.get_mut(i)),
+            serde_json::from_value::<SealedLead>(v["sealed"].clone()),
+        ) {
+            *slot = Some(s);
+        }
+    }
+    let results: Vec<Mutex<Option<Value>>> = (0..leads.len())
+        .map(|i| Mutex::new(answered.remove(&(i + 1))))
+        .collect();
+    let todo = results
+        .iter()
+        .filter(|r| r.lock().is_ok_and(|r| r.is_none()))
+        .count();
+    if a.resume {
+        eprintln!(
+            "resuming: {} of {} leads already have a receipt",
+            leads.len() - todo,
+            leads.len()
+        );
+    }
+    let out = Appender::open(&a.receipts, !a.resume)?;
+    let kept_sealed = Appender::open(&sidecar, !a.resume)?;
+    let bar = indicatif::ProgressBar::new(todo as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} leads {per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let results: Vec<Mutex<Option<Value>>> = leads.iter().map(|_| Mutex::new(None)).collect();
     // Requests run in parallel, but a lead waits for every earlier lead with the same email
     // to be answered: the seller's order decides which one is the original and which the
     // duplicate. A request never holds two leads with the same email, and workers take
     // requests in input order, so the lead waited for is always in flight or done.
     let earlier_same_email = earlier_same_email(&leads);
-    let chunks = request_chunks(&earlier_same_email, a.batch.clamp(1, 256));
-    let done: Vec<std::sync::atomic::AtomicBool> =
-        leads.iter().map(|_| Default::default()).collect();
+    let done: Vec<std::sync::atomic::AtomicBool> = results
+        .iter()
+        .map(|r| r.lock().is_ok_and(|r| r.is_some()).into())
+        .collect();
+    let pending: Vec<usize> = (0..leads.len())
+        .filter(|&i| !done[i].load(Ordering::Relaxed))
+        .collect();
+    let chunks = request_chunks_of(&pending, &earlier_same_email, a.batch.clamp(1, 256));
     let next = AtomicUsize::new(0);
     let submitter = Submitter {
         http: &http,
@@ -134,34 +232,53 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         origin: &keys.origin,
         leads: &leads,
         terms: &terms,
+        sealed: sealed.into_iter().map(Mutex::new).collect(),
+        kept_sealed: &kept_sealed,
+        retry_for: a.retry_for,
     };
     let started = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..a.concurrency.max(1) {
-            s.spawn(|| loop {
-                let c = next.fetch_add(1, Ordering::Relaxed);
-                let Some(range) = chunks.get(c).cloned() else {
-                    break;
-                };
-                for j in range.clone().filter_map(|i| earlier_same_email[i]) {
-                    while !done[j].load(Ordering::Acquire) {
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+    let written: anyhow::Result<()> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..a.concurrency.max(1))
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let c = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(group) = chunks.get(c) else {
+                            return Ok(());
+                        };
+                        for j in group.iter().filter_map(|&i| earlier_same_email[i]) {
+                            while !done[j].load(Ordering::Acquire) {
+                                std::thread::sleep(std::time::Duration::from_millis(1));
+                            }
+                        }
+                        let answers = submitter.post_leads(group);
+                        out.append(group.iter().zip(&answers).map(|(&i, v)| {
+                            let mut v = v.clone();
+                            v["line"] = json!(i + 1);
+                            v
+                        }))?;
+                        for (&i, v) in group.iter().zip(answers) {
+                            *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                            done[i].store(true, Ordering::Release);
+                            bar.inc(1);
+                        }
                     }
-                }
-                let answers = submitter.post_leads(range.clone());
-                for (i, v) in range.zip(answers) {
-                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
-                    done[i].store(true, Ordering::Release);
-                    bar.inc(1);
-                }
-            });
-        }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(anyhow!("a worker panicked")))
+        })
     });
+    written?;
     bar.finish_and_clear();
     let elapsed = started.elapsed();
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&a.receipts)
-            .with_context(|| format!("creating {}", a.receipts.display()))?,
+    drop(out);
+    // The final file: one line per input lead, in input order.
+    let tmp = a.receipts.with_extension("tmp");
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
     let (mut accepted, mut rejected, mut failed) = (0, 0, 0);
     for (i, r) in results.into_iter().enumerate() {
@@ -175,18 +292,27 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
             _ => failed += 1,
         }
         v["line"] = json!(i + 1);
-        writeln!(out, "{v}")?;
+        writeln!(file, "{v}")?;
     }
-    out.flush()?;
+    file.flush()?;
+    drop(file);
+    std::fs::rename(&tmp, &a.receipts)
+        .with_context(|| format!("writing {}", a.receipts.display()))?;
+    drop(kept_sealed);
+    if failed == 0 {
+        let _ = std::fs::remove_file(&sidecar);
+    }
     eprintln!(
         "{} leads in {:.2}s ({:.0}/s): {accepted} accepted, {rejected} rejected, {failed} failed; receipts in {}",
-        leads.len(),
+        todo,
         elapsed.as_secs_f64(),
-        leads.len() as f64 / elapsed.as_secs_f64(),
+        todo as f64 / elapsed.as_secs_f64(),
         a.receipts.display()
     );
     if failed > 0 {
-        bail!("{failed} submissions failed");
+        bail!(
+            "{failed} submissions failed; `--resume` sends them again with the same sealed bytes"
+        );
     }
     Ok(())
 }
@@ -203,6 +329,22 @@ fn earlier_same_email(leads: &[Vec<u8>]) -> Vec<Option<usize>> {
                 .and_then(|v| v["email"].as_str().map(|e| e.trim().to_lowercase()))?;
             last.insert(email, i)
         })
+        .collect()
+}
+
+/// [`request_chunks`] over the pending leads only (indexes into the input), in input order.
+fn request_chunks_of(
+    pending: &[usize],
+    earlier_same_email: &[Option<usize>],
+    batch: usize,
+) -> Vec<Vec<usize>> {
+    let earlier: Vec<Option<usize>> = pending
+        .iter()
+        .map(|&i| earlier_same_email[i].and_then(|j| pending.binary_search(&j).ok()))
+        .collect();
+    request_chunks(&earlier, batch)
+        .into_iter()
+        .map(|r| pending[r].to_vec())
         .collect()
 }
 
@@ -227,7 +369,8 @@ fn request_chunks(
     chunks
 }
 
-/// Who sends leads where: the seller key, the gateway and the attested intake key and origin.
+/// Who sends leads where: the seller key, the gateway and the attested intake key and origin,
+/// and each lead's sealed request once made.
 struct Submitter<'a> {
     http: &'a ureq::Agent,
     gateway: &'a str,
@@ -236,13 +379,30 @@ struct Submitter<'a> {
     origin: &'a str,
     leads: &'a [Vec<u8>],
     terms: &'a [Option<AuctionRequest>],
+    sealed: Vec<Mutex<Option<SealedLead>>>,
+    kept_sealed: &'a Appender,
+    retry_for: std::time::Duration,
+}
+
+/// Answers that mean "not now": the lead is sent again, with the same bytes.
+fn retry_later(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("overloaded" | "enclave.unavailable" | "storage.unavailable" | "server.busy")
+    )
 }
 
 impl Submitter<'_> {
-    /// Seals and signs lead `i` now; a refusal to seal comes back as the lead's error answer.
-    fn seal(&self, i: usize) -> Result<SealedLead, Value> {
+    /// Lead `i`'s sealed request: the one made before (this run or, with `--resume`, an
+    /// earlier one), or a new one, kept beside the receipts before it is sent. `fresh` seals
+    /// anew (after `submission.stale`). A refusal to seal comes back as the lead's answer.
+    fn sealed(&self, i: usize, fresh: bool) -> Result<SealedLead, Value> {
+        let mut slot = self.sealed[i].lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(s), false) = (slot.as_ref(), fresh) {
+            return Ok(s.clone());
+        }
         let terms = self.terms.get(i).copied().flatten();
-        seal_lead_with_terms(
+        let s = seal_lead_with_terms(
             self.seller,
             self.intake,
             self.origin,
@@ -250,115 +410,97 @@ impl Submitter<'_> {
             now_ms(),
             terms,
         )
-        .map_err(|e| json!({"error": {"code": e.code(), "message": e.to_string()}}))
+        .map_err(|e| json!({"error": {"code": e.code(), "message": e.to_string()}}))?;
+        self.kept_sealed
+            .append([json!({"line": i + 1, "sealed": s})])
+            .map_err(|e| json!({"error": {"code": "client.io", "message": format!("{e:#}")}}))?;
+        *slot = Some(s.clone());
+        Ok(s)
     }
 
-    /// Seals and posts `leads` (one request, or a batch request for several), retrying each lead
-    /// while the gateway says to retry (503, or `overloaded`/`enclave.unavailable` in a batch
-    /// answer). One answer per lead, in order.
-    fn post_leads(&self, range: std::ops::Range<usize>) -> Vec<Value> {
-        if range.len() == 1 {
-            return vec![self.post_one(range.start)];
-        }
-        let leads: Vec<usize> = range.collect();
+    /// Posts `leads` (one request, or a batch request for several), retrying each lead while
+    /// the gateway says to retry (no connection, 503, or a retry code in a batch answer) for
+    /// up to `retry_for`, always with the same sealed bytes. One answer per lead, in order.
+    fn post_leads(&self, leads: &[usize]) -> Vec<Value> {
         let mut answers: Vec<Option<Value>> = vec![None; leads.len()];
+        let mut fresh = vec![false; leads.len()];
         let mut delay = std::time::Duration::from_millis(100);
-        for _attempt in 0..20 {
-            let pending: Vec<usize> = (0..leads.len()).filter(|&i| answers[i].is_none()).collect();
+        let deadline = std::time::Instant::now() + self.retry_for;
+        loop {
+            let mut pending = Vec::new();
+            let mut sealed = Vec::new();
+            for (k, &i) in leads.iter().enumerate() {
+                if answers[k].is_some() {
+                    continue;
+                }
+                match self.sealed(i, std::mem::take(&mut fresh[k])) {
+                    Ok(s) => {
+                        pending.push(k);
+                        sealed.push(s);
+                    }
+                    Err(e) => answers[k] = Some(e),
+                }
+            }
             if pending.is_empty() {
                 break;
             }
-            let mut sealed = Vec::with_capacity(pending.len());
-            for &i in &pending {
-                match self.seal(leads[i]) {
-                    Ok(s) => sealed.push(s),
-                    Err(e) => answers[i] = Some(e),
-                }
-            }
-            let pending: Vec<usize> = pending
-                .into_iter()
-                .filter(|&i| answers[i].is_none())
-                .collect();
-            let url = format!("{}/v1/leads/batch", self.gateway);
-            let results = match self.http.post(&url).send_json(json!({ "leads": sealed })) {
-                Ok(mut resp) if resp.status().as_u16() != 503 => {
-                    let status = resp.status().as_u16();
-                    let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-                    match v["results"].as_array() {
-                        Some(r) if r.len() == pending.len() => r.clone(),
-                        _ => {
-                            let e = json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
-                            for &i in &pending {
-                                answers[i] = Some(e.clone());
-                            }
-                            break;
-                        }
-                    }
-                }
-                _ => Vec::new(),
+            let results = if leads.len() == 1 {
+                self.post(&format!("{}/v1/leads", self.gateway), json!(sealed[0]))
+                    .map(|v| vec![v])
+            } else {
+                self.post(
+                    &format!("{}/v1/leads/batch", self.gateway),
+                    json!({ "leads": sealed }),
+                )
+                .map(|v| match v["results"].as_array() {
+                    Some(r) if r.len() == pending.len() => r.clone(),
+                    _ => vec![v; pending.len()],
+                })
             };
-            for (&i, r) in pending.iter().zip(results) {
-                let retry = matches!(
-                    r["error"]["code"].as_str(),
-                    Some("overloaded" | "enclave.unavailable")
-                );
-                if !retry {
-                    answers[i] = Some(r);
+            for (k, r) in pending.iter().zip(results.unwrap_or_default()) {
+                let code = r["error"]["code"].as_str();
+                if code == Some("submission.stale") {
+                    // Never logged (a logged one is answered with its receipt): seal anew.
+                    fresh[*k] = true;
+                } else if !retry_later(code) {
+                    answers[*k] = Some(r);
                 }
             }
-            if answers.iter().all(Option::is_some) {
+            if answers.iter().all(Option::is_some) || std::time::Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
         answers
-        .into_iter()
-        .map(|a| {
-            a.unwrap_or_else(
-                || json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}}),
-            )
-        })
-        .collect()
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    json!({"error": {"code": "client.gave_up", "message": "the gateway could not answer in time"}})
+                })
+            })
+            .collect()
     }
 
-    /// Seals and posts one lead, retrying while the gateway says to retry (503).
-    fn post_one(&self, lead: usize) -> Value {
-        let mut delay = std::time::Duration::from_millis(100);
-        for _attempt in 0..20 {
-            let sealed = match self.seal(lead) {
-                Ok(s) => s,
-                Err(e) => return e,
-            };
-            let url = format!("{}/v1/leads", self.gateway);
-            let mut resp = match self.http.post(&url).send_json(&sealed) {
-                Ok(r) => r,
-                Err(e) => {
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
-                    let _ = e;
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-            if status == 503 {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(std::time::Duration::from_secs(2));
-                continue;
-            }
-            if (200..300).contains(&status) {
-                return v;
-            }
-            return json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status});
+    /// One POST: the JSON answer (an error answer as `{"error", "status"}`), or `None` when
+    /// there was no answer to keep (no connection, 503).
+    fn post(&self, url: &str, body: Value) -> Option<Value> {
+        let mut resp = self.http.post(url).send_json(body).ok()?;
+        let status = resp.status().as_u16();
+        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        match status {
+            200..=299 => Some(v),
+            503 => None,
+            _ => Some(
+                json!({"error": {"code": v["error"]["code"], "message": error_code(&v)}, "status": status}),
+            ),
         }
-        json!({"error": {"code": "client.gave_up", "message": "gateway kept answering 503"}})
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::request_chunks;
+    use super::{request_chunks, request_chunks_of};
 
     #[test]
     fn requests_never_hold_two_leads_with_one_email() {
@@ -370,5 +512,17 @@ mod tests {
         // A repeat of a lead in an earlier request does not cut.
         assert_eq!(request_chunks(&[None, None, Some(0)], 2), vec![0..2, 2..3]);
         assert!(request_chunks(&[], 8).is_empty());
+    }
+
+    #[test]
+    fn resumed_requests_cut_only_at_pending_repeats() {
+        // Leads 0..7 as above; 0 and 4 were answered before.
+        let earlier = [None, None, Some(0), None, None, Some(3), None];
+        let pending = [1, 2, 3, 5, 6];
+        // 2 repeats 0 (answered), so it does not cut; 5 repeats 3 (pending), so it does.
+        assert_eq!(
+            request_chunks_of(&pending, &earlier, 32),
+            vec![vec![1, 2, 3], vec![5, 6]]
+        );
     }
 }

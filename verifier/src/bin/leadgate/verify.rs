@@ -11,6 +11,7 @@ use leadgate_verifier::attestation::{
 };
 use leadgate_verifier::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use leadgate_verifier::event::Event;
+use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::{self, Hash};
 use leadgate_verifier::note::NoteVerifier;
 use leadgate_verifier::receipt::{Receipt, VerifiedReceipt};
@@ -177,44 +178,73 @@ pub fn checkpoint(
     Ok(())
 }
 
-/// What a verifier remembers between runs: the largest checkpoint it has verified.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// What a verifier remembers between runs: per log, the largest checkpoint it has verified.
+/// A log is its origin and its log key: two logs with one origin (two dev stacks, or a log
+/// whose key was replaced) are remembered apart, so neither is reported as a fork of the other.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct SeenState {
+    logs: Vec<Seen>,
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Seen {
     origin: String,
+    /// The Ed25519 log key, hex (32 bytes).
+    log_key: String,
     size: u64,
     root: String,
 }
 
-/// The checkpoint (size, root) of log `origin` this verifier last saw, from the state file
-/// (JSON `{"origin", "size", "root": hex}`); `None` if there is none for this log.
+fn read_state(state: &Path) -> anyhow::Result<SeenState> {
+    let Ok(bytes) = std::fs::read(state) else {
+        return Ok(SeenState::default());
+    };
+    // A state file from before logs were keyed by their log key names none: start afresh.
+    let v: serde_json::Value = serde_json::from_slice(&bytes).context("reading verifier state")?;
+    if v.get("logs").is_none() {
+        return Ok(SeenState::default());
+    }
+    serde_json::from_value(v).context("reading verifier state")
+}
+
+/// The checkpoint (size, root) of the log with these keys that this verifier last saw, from
+/// the state file (JSON `{"logs": [{"origin", "log_key": hex, "size", "root": hex}]}`); `None`
+/// if there is none for this log.
 ///
 /// # Errors
 /// A state file that does not parse.
-pub fn load_seen(state: &Path, origin: &str) -> anyhow::Result<Option<(u64, Hash)>> {
-    let Ok(bytes) = std::fs::read(state) else {
+pub fn load_seen(state: &Path, keys: &EnclaveKeys) -> anyhow::Result<Option<(u64, Hash)>> {
+    let log_key = hex::encode(keys.log_key.as_bytes());
+    let Some(seen) = read_state(state)?
+        .logs
+        .into_iter()
+        .find(|l| l.origin == keys.origin && l.log_key == log_key)
+    else {
         return Ok(None);
     };
-    let seen: Seen = serde_json::from_slice(&bytes).context("reading verifier state")?;
-    if seen.origin != origin {
-        return Ok(None);
-    }
     let root: Hash = hex::decode(&seen.root)?
         .try_into()
         .map_err(|_| anyhow!("bad state root"))?;
     Ok(Some((seen.size, root)))
 }
 
-/// Remembers checkpoint (`size`, `root`) of log `origin` in the state file.
+/// Remembers checkpoint (`size`, `root`) of the log with these keys in the state file,
+/// keeping what it remembers of other logs.
 ///
 /// # Errors
-/// Writing the file.
-pub fn save_seen(state: &Path, origin: &str, size: u64, root: &Hash) -> anyhow::Result<()> {
-    let seen = Seen {
-        origin: origin.to_owned(),
+/// Reading or writing the file.
+pub fn save_seen(state: &Path, keys: &EnclaveKeys, size: u64, root: &Hash) -> anyhow::Result<()> {
+    let mut all = read_state(state)?;
+    let log_key = hex::encode(keys.log_key.as_bytes());
+    all.logs
+        .retain(|l| !(l.origin == keys.origin && l.log_key == log_key));
+    all.logs.push(Seen {
+        origin: keys.origin.clone(),
+        log_key,
         size,
         root: hex::encode(root),
-    };
-    std::fs::write(state, serde_json::to_vec(&seen)?)
+    });
+    std::fs::write(state, serde_json::to_vec(&all)?)
         .with_context(|| format!("writing {}", state.display()))
 }
 
@@ -233,7 +263,7 @@ pub fn receipts(
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
 
     // Consistency with the last checkpoint this verifier saw.
-    if let Some((seen_size, seen_root)) = load_seen(state, &keys.origin)? {
+    if let Some((seen_size, seen_root)) = load_seen(state, &keys)? {
         let (m, n, rm, rn) = if seen_size <= size {
             (seen_size, size, seen_root, root)
         } else {
@@ -291,7 +321,7 @@ pub fn receipts(
         }
     });
     let failures = failures.into_inner().unwrap_or_default();
-    save_seen(state, &keys.origin, size, &root)?;
+    save_seen(state, &keys, size, &root)?;
     println!(
         "{} receipts verified in checkpoint size {size} root {}; {} failed; {} lines without a receipt",
         ok.load(Ordering::Relaxed),
