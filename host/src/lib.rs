@@ -163,7 +163,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.db_path).await?;
+    // A database that cannot be opened now (read-only files, a full or missing disk) is
+    // retried: the host comes up by itself once the storage does.
+    let store = loop {
+        match Store::open(&config.db_path).await {
+            Ok(store) => break store,
+            Err(e) => {
+                tracing::error!(error = %e, db = %config.db_path.display(), "opening the database failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     let gateway = Arc::new(Gateway::new(store.clone(), config.enclave_addr.clone()));
     if let Some(credentials) = config.aws_credentials.clone() {
         let _ = gateway.aws_credentials.set(credentials);

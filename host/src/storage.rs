@@ -66,6 +66,9 @@ fn bad_column(what: &str) -> sqlx::Error {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// When a write last failed: connections opened before it are closed as they come back
+    /// to the pool (see [`Store::open`]).
+    write_failed_at: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// A stored lead's public record.
@@ -200,13 +203,37 @@ impl Store {
             .pragma("cache_size", "-32768")
             .pragma("mmap_size", "1073741824")
             .pragma("wal_autocheckpoint", "16384");
+        let write_failed_at: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>> =
+            Default::default();
+        let failed = write_failed_at.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // Storage faults heal without a restart. A write that failed (disk full, read-only
+            // files, I/O error) can leave its connection inside a transaction SQLite would not
+            // roll back (reused, it would serve its own uncommitted rows as the log), or holding
+            // a read-only handle after the files' permissions are restored. So every connection
+            // opened before the last failed write is closed when it comes back, as is any that
+            // cannot start a transaction; the pool opens fresh ones.
+            .after_release(move |conn, meta| {
+                let stale = failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some_and(|at| meta.age > at.elapsed());
+                Box::pin(async move { Ok(!stale && reusable(conn).await) })
+            })
             .connect_with(opts)
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            write_failed_at,
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Starts a write: dropped without [`WriteGuard::done`], it records a failure.
+    fn write(&self) -> WriteGuard<'_> {
+        WriteGuard(Some(&self.write_failed_at))
     }
 
     async fn migrate(&self) -> Result<(), sqlx::Error> {
@@ -235,10 +262,12 @@ impl Store {
 
     /// Stores the sealed secrets (replacing any).
     pub async fn put_sealed_secrets(&self, blob: &[u8]) -> Result<(), sqlx::Error> {
+        let write = self.write();
         sqlx::query("INSERT INTO sealed (id, blob) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET blob = excluded.blob")
             .bind(blob)
             .execute(&self.pool)
             .await?;
+        write.done();
         Ok(())
     }
 
@@ -318,12 +347,14 @@ impl Store {
         note: &[u8],
         now_ms: u64,
     ) -> Result<(), sqlx::Error> {
+        let write = self.write();
         sqlx::query("INSERT OR IGNORE INTO checkpoints (size, note, created_ms) VALUES (?, ?, ?)")
             .bind(size as i64)
             .bind(note)
             .bind(now_ms as i64)
             .execute(&self.pool)
             .await?;
+        write.done();
         Ok(())
     }
 
@@ -534,6 +565,7 @@ impl Store {
         entries: &[(WireAppended, JournalRecord)],
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let write = self.write();
         let mut tx = self.pool.begin().await?;
         let appends: Vec<&WireAppended> = entries.iter().map(|(a, _)| a).collect();
         insert_appends(&mut tx, &appends).await?;
@@ -619,6 +651,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        write.done();
         Ok(())
     }
 
@@ -643,6 +676,7 @@ impl Store {
         appends: &[&WireAppended],
         bids: &[StoredBid<'_>],
     ) -> Result<(), StoreError> {
+        let write = self.write();
         let mut tx = self.pool.begin().await?;
         insert_appends(&mut tx, appends).await?;
         if !bids.is_empty() {
@@ -661,6 +695,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        write.done();
         Ok(())
     }
 
@@ -669,9 +704,11 @@ impl Store {
     /// # Errors
     /// As [`Store::store_appends`].
     pub async fn store_closes(&self, appends: &[&WireAppended]) -> Result<(), StoreError> {
+        let write = self.write();
         let mut tx = self.pool.begin().await?;
         insert_appends(&mut tx, appends).await?;
         tx.commit().await?;
+        write.done();
         Ok(())
     }
 
@@ -686,6 +723,7 @@ impl Store {
         buyer: &str,
         released_json: &str,
     ) -> Result<(), StoreError> {
+        let write = self.write();
         let mut tx = self.pool.begin().await?;
         insert_appends(&mut tx, &[append]).await?;
         sqlx::query("INSERT INTO releases (idx, lead_id, buyer, released) VALUES (?, ?, ?, ?)")
@@ -696,6 +734,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        write.done();
         Ok(())
     }
 
@@ -812,6 +851,7 @@ impl Store {
         submissions: &[StoredSubmission<'_>],
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let write = self.write();
         let mut tx = self.pool.begin().await?;
         insert_appends(&mut tx, appends).await?;
         let logged: Vec<_> = submissions
@@ -861,6 +901,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        write.done();
         Ok(())
     }
 }
@@ -986,6 +1027,35 @@ async fn index_event(
         Event::LeadRejected(_) | Event::BidSealed(_) | Event::LeadReleased(_) => {}
     }
     Ok(())
+}
+
+/// Records a failed write unless [`WriteGuard::done`] is called (see [`Store::open`]).
+struct WriteGuard<'a>(Option<&'a std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl WriteGuard<'_> {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(at) = self.0 {
+            *at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// Whether a connection coming back to the pool is outside any transaction (see
+/// [`Store::open`]).
+async fn reusable(conn: &mut sqlx::SqliteConnection) -> bool {
+    match sqlx::Executor::execute(conn, "BEGIN; ROLLBACK;").await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "closing a database connection left in a failed transaction");
+            false
+        }
+    }
 }
 
 /// JSON of a record to store.
