@@ -23,7 +23,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// Limits of the HTTP server; every one is configurable (`leadgate-host --help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Most open connections (default 1,024).
+    /// Most open connections (default 512; keep it under the process's open-file limit).
     pub max_connections: usize,
     /// Longest wait for a request head, and for the next request on an idle keep-alive
     /// connection (default 10 s).
@@ -38,7 +38,7 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            max_connections: 1_024,
+            max_connections: 512,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_buffered_bytes: 64 * 1024 * 1024,

@@ -205,22 +205,38 @@ impl Store {
             .pragma("wal_autocheckpoint", "16384");
         let write_failed_at: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>> =
             Default::default();
-        let failed = write_failed_at.clone();
+        let stale = {
+            let failed = write_failed_at.clone();
+            move |age: std::time::Duration| {
+                failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some_and(|at| age > at.elapsed())
+            }
+        };
+        let stale_too = stale.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // Storage faults heal without a restart. A write that failed (disk full, read-only
             // files, I/O error) can leave its connection inside a transaction SQLite would not
-            // roll back (reused, it would serve its own uncommitted rows as the log), or holding
-            // a read-only handle after the files' permissions are restored. So every connection
-            // opened before the last failed write is closed when it comes back, as is any that
-            // cannot start a transaction; the pool opens fresh ones.
-            .after_release(move |conn, meta| {
-                let stale = failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_some_and(|at| meta.age > at.elapsed());
-                Box::pin(async move { Ok(!stale && reusable(conn).await) })
+            // roll back (reused, it would serve its own uncommitted rows as the log). Every
+            // write records its failure (`WriteGuard`), and every connection opened before the
+            // last failed write is closed instead of reused, checked both when it comes back
+            // to the pool and when it is taken out (the failure may be recorded just after
+            // its connection came back); the pool opens fresh ones. The check is a clock read:
+            // nothing is asked of SQLite on the normal path.
+            .after_release(move |_, meta| {
+                let keep = !stale(meta.age);
+                Box::pin(async move { Ok(keep) })
             })
+            .before_acquire(move |_, meta| {
+                let keep = !stale_too(meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
+            // SQLite opens a file it may not write read-only, silently; such a connection
+            // would fail every write until closed. Refuse it at connect (a write lock it
+            // cannot take), so the pool retries until the files are writable again.
+            .after_connect(|conn, _| Box::pin(async move { writable(conn).await }))
             .connect_with(opts)
             .await?;
         let store = Self {
@@ -1046,16 +1062,10 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// Whether a connection coming back to the pool is outside any transaction (see
-/// [`Store::open`]).
-async fn reusable(conn: &mut sqlx::SqliteConnection) -> bool {
-    match sqlx::Executor::execute(conn, "BEGIN; ROLLBACK;").await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "closing a database connection left in a failed transaction");
-            false
-        }
-    }
+/// Whether a new connection can write: it takes and gives back the write lock.
+async fn writable(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, "BEGIN IMMEDIATE; ROLLBACK;").await?;
+    Ok(())
 }
 
 /// JSON of a record to store.

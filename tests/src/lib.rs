@@ -223,29 +223,7 @@ impl Stack {
 
     /// Verifies a fresh attestation and returns the bound keys.
     pub fn keys(&self) -> EnclaveKeys {
-        let nonce = b"e2e-nonce-0123456789";
-        let v = self.get_json(&format!("/attest?nonce={}", hex::encode(nonce)));
-        use base64::Engine as _;
-        let doc = base64::engine::general_purpose::STANDARD
-            .decode(v["document"].as_str().expect("document"))
-            .expect("b64");
-        let root = root_der_from_pem(&std::fs::read_to_string(self.root_pem()).expect("root"))
-            .expect("pem");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as u64;
-        let policy = AttestationPolicy {
-            now_unix_ms: now,
-            root_der: Some(&root),
-            expected_pcr0: None,
-            allow_debug: true,
-            expected_nonce: Some(nonce),
-        };
-        verify_attestation(&doc, &policy)
-            .expect("attestation")
-            .enclave_keys()
-            .expect("keys")
+        attested_keys(&self.http, &self.gateway, &self.root_pem())
     }
 
     /// GET a path; panics on transport errors and non-2xx answers.
@@ -308,6 +286,35 @@ impl Drop for Stack {
         self.kill_enclave();
         self.kill_host();
     }
+}
+
+/// Verifies a fresh dev-mode attestation from `gateway` (nonce, chain to the dev root at
+/// `root_pem`) and returns the bound keys; panics if anything does not verify.
+pub fn attested_keys(http: &ureq::Agent, gateway: &str, root_pem: &Path) -> EnclaveKeys {
+    let nonce = b"e2e-nonce-0123456789";
+    let v: Value = http
+        .get(&format!("{gateway}/attest?nonce={}", hex::encode(nonce)))
+        .call()
+        .expect("GET /attest")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    use base64::Engine as _;
+    let doc = base64::engine::general_purpose::STANDARD
+        .decode(v["document"].as_str().expect("document"))
+        .expect("b64");
+    let root = root_der_from_pem(&std::fs::read_to_string(root_pem).expect("root")).expect("pem");
+    let policy = AttestationPolicy {
+        now_unix_ms: now_ms(),
+        root_der: Some(&root),
+        expected_pcr0: None,
+        allow_debug: true,
+        expected_nonce: Some(nonce),
+    };
+    verify_attestation(&doc, &policy)
+        .expect("attestation")
+        .enclave_keys()
+        .expect("keys")
 }
 
 /// Unix ms now.
