@@ -183,9 +183,9 @@ fn dev_gateway_is_flagged_for_debug_mode_and_passes_with_allow_debug() {
     assert_eq!(lines.last(), Some(&"audit passed"));
 
     // A remembered checkpoint the gateway contradicts (same size, another root): a fork.
-    let seen: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    let forged = serde_json::json!({"origin": seen["origin"], "size": seen["size"], "root": "ab".repeat(32)});
-    std::fs::write(&state, forged.to_string()).unwrap();
+    let mut seen: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    seen["logs"][0]["root"] = serde_json::json!("ab".repeat(32));
+    std::fs::write(&state, seen.to_string()).unwrap();
     let (code, report) = audit(&stack.gateway, &root, &state, &["--allow-debug"]);
     assert_eq!(code, 1);
     assert_eq!(status(&report, "checkpoint.consistency"), "fail");
