@@ -317,6 +317,21 @@ pub fn attested_keys(http: &ureq::Agent, gateway: &str, root_pem: &Path) -> Encl
         .expect("keys")
 }
 
+/// The `proof` array of a proof answer (`/v1/proof/*`) as 32-byte hashes; panics if malformed.
+pub fn proof(v: &Value) -> Vec<[u8; 32]> {
+    v["proof"]
+        .as_array()
+        .expect("proof array")
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().expect("hex"))
+                .expect("hex")
+                .try_into()
+                .expect("32 bytes")
+        })
+        .collect()
+}
+
 /// Unix ms now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -3,27 +3,13 @@
 use std::process::Command;
 
 use ed25519_dalek::SigningKey;
-use leadgate_e2e::{bin, corpus, seal, Stack};
+use leadgate_e2e::{bin, corpus, proof, seal, Stack};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{sign_sealed, SealedLead};
 use leadgate_verifier::merkle;
 use leadgate_verifier::receipt::Receipt;
 use serde_json::{json, Value};
-
-fn proof(v: &Value) -> Vec<[u8; 32]> {
-    v["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect()
-}
 
 /// Checks a receipt is included in the gateway's checkpoint, with proofs fetched over HTTP.
 fn assert_included(

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use leadgate_e2e::{corpus, seal, Stack};
+use leadgate_e2e::{corpus, proof, seal, Stack};
 use leadgate_enclave::protocol::{decode, encode, Request, Response, SubmitOutcome};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::intake::SealedLead;
@@ -59,20 +59,6 @@ fn post_batch(stack: &Stack, leads: &[SealedLead]) -> Option<Vec<Value>> {
     }
     let v: Value = r.body_mut().read_json().ok()?;
     Some(v["results"].as_array()?.clone())
-}
-
-fn proof(v: &Value) -> Vec<[u8; 32]> {
-    v["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect()
 }
 
 /// Each receipt is in the served log at its index (same leaf) and included in `note`.
