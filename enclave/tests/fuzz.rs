@@ -1,8 +1,10 @@
 //! Fuzz harnesses (bolero) for the enclave's decoders of outside input: host → enclave
 //! request frames (decoded, and whatever decodes handled by a booted enclave), enclave → host
 //! answer frames as the host decodes them, the length-prefixed framing itself, and KMS's BER
-//! `EnvelopedData` answer. Under `cargo test` each runs its committed corpus and a bounded
-//! number of random inputs; `cargo bolero test --test fuzz NAME` runs one coverage-guided.
+//! `EnvelopedData` answer. Under `cargo test` each runs its committed seed corpus
+//! (`tests/__fuzz__/<harness>/corpus`, frames recorded between a host and an enclave during
+//! `scripts/demo`) and random inputs for one second; `scripts/fuzz SECONDS NAME` runs one
+//! coverage-guided (libFuzzer).
 
 mod common;
 

@@ -923,11 +923,14 @@ impl Gateway {
     /// # Errors
     /// [`LinkError::Unavailable`] (nothing was sent), storage errors.
     pub async fn send_batch(&self, jobs: &[Job]) -> Result<SentBatch, LinkError> {
+        // Looked up before the link is taken: a query under the link lock would serialize
+        // every batch behind it. An original stored after this look-up is caught as a race
+        // in `store_batch`.
+        let stored = self.submission_originals(jobs).await?;
         let mut link = self.link().await;
         if link.conn.is_none() {
             return Err(LinkError::Unavailable);
         }
-        let stored = self.submission_originals(jobs).await?;
         let req = Request::Submit {
             leads: jobs
                 .iter()

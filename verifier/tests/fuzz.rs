@@ -2,8 +2,8 @@
 //! attestation documents, signed notes and checkpoints, receipts, the sealed submission, bid
 //! and release request JSON (as the host's HTTP bodies carry them), Merkle proofs, RFC 8785
 //! canonical JSON and the attested key binding. Under `cargo test` each runs its committed
-//! corpus (`tests/__fuzz__/…/corpus`) and a bounded number of random inputs; a longer
-//! coverage-guided run is `cargo bolero test --test fuzz NAME` (see the README). The property
+//! seed corpus (`tests/__fuzz__/<harness>/corpus`) and random inputs for one second; a longer
+//! coverage-guided run is `scripts/fuzz SECONDS NAME` (libFuzzer, see the README). The property
 //! everywhere: an error, never a panic, and anything accepted is self-consistent.
 
 use bolero::check;

@@ -50,11 +50,13 @@ fn check_layout(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `leadgate pcr`: prints PCR0, PCR1, PCR2 (and PCR8 when signed) as hex, or as JSON.
+/// The PCRs of the EIF at `path`: `PCR0`, `PCR1`, `PCR2` and, for a signed image, `PCR8`, each
+/// 96 lowercase hex characters (SHA-384).
 ///
 /// # Errors
-/// A file that is not a well-formed EIF, or whose CRC32 does not match its header.
-pub fn pcr(path: &Path, as_json: bool) -> anyhow::Result<()> {
+/// A file that is not a well-formed EIF (bad magic, unknown section type, a section running
+/// past the end of the file), or whose CRC32 does not match its header.
+pub fn measurements(path: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
     check_layout(path)?;
     let mut reader = EifReader::from_eif(path.to_string_lossy().into_owned())
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -67,20 +69,28 @@ pub fn pcr(path: &Path, as_json: bool) -> anyhow::Result<()> {
     let m = reader
         .get_measurements()
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let names = ["PCR0", "PCR1", "PCR2", "PCR8"];
+    Ok(["PCR0", "PCR1", "PCR2", "PCR8"]
+        .into_iter()
+        .filter_map(|n| m.get(n).map(|v| (n, v.clone())))
+        .collect())
+}
+
+/// `leadgate pcr`: prints PCR0, PCR1, PCR2 (and PCR8 when signed) as hex, or as JSON.
+///
+/// # Errors
+/// As [`measurements`].
+#[allow(dead_code)] // the fuzz harness includes this file for `measurements` alone
+pub fn pcr(path: &Path, as_json: bool) -> anyhow::Result<()> {
+    let pcrs = measurements(path)?;
     if as_json {
-        let mut out = serde_json::Map::new();
-        for n in names {
-            if let Some(v) = m.get(n) {
-                out.insert(n.to_owned(), json!(v));
-            }
-        }
+        let out: serde_json::Map<_, _> = pcrs
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), json!(v)))
+            .collect();
         println!("{}", serde_json::Value::Object(out));
     } else {
-        for n in names {
-            if let Some(v) = m.get(n) {
-                println!("{n} {v}");
-            }
+        for (n, v) in pcrs {
+            println!("{n} {v}");
         }
     }
     Ok(())
