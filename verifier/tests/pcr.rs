@@ -10,6 +10,7 @@ use std::process::Command;
 const KERNEL: u16 = 1;
 const CMDLINE: u16 = 2;
 const RAMDISK: u16 = 3;
+const SIGNATURE: u16 = 4;
 const METADATA: u16 = 5;
 
 fn crc32(data: &[u8]) -> u32 {
@@ -153,6 +154,17 @@ fn corrupted_truncated_and_foreign_files_are_refused() {
             b[548 + 4..548 + 12].copy_from_slice(&u64::MAX.to_be_bytes());
             b
         }),
+        // A signature section holding an empty CBOR array: AWS's reader indexed its first
+        // element and panicked (found by `scripts/fuzz`, tests/__fuzz__/eif_files/crashes).
+        (
+            "signature",
+            eif(&[
+                (KERNEL, b"kernel"),
+                (CMDLINE, b"cmd"),
+                (RAMDISK, b"rd"),
+                (SIGNATURE, &[0x80]),
+            ]),
+        ),
         ("section type", {
             let mut b = good.clone();
             b[548..550].copy_from_slice(&99u16.to_be_bytes());

@@ -13,13 +13,16 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
-use aws_nitro_enclaves_image_format::defs::{EifHeader, EifSectionHeader, EIF_MAGIC};
+use aws_nitro_enclaves_image_format::defs::{
+    EifHeader, EifSectionHeader, EifSectionType, EIF_MAGIC,
+};
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
 use serde_json::json;
 
 /// Walks the header and section headers of `path` before the AWS reader sees it: the magic
-/// must be `.eif`, every section type known and every section inside the file, so a truncated
-/// or hostile file is refused instead of making the reader allocate what a header claims.
+/// must be `.eif`, every section type known, every section inside the file and a signature
+/// section a non-empty CBOR array, so a truncated or hostile file is refused instead of making
+/// the reader allocate what a header claims or index a signature that is not there.
 fn check_layout(path: &Path) -> anyhow::Result<()> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = f.metadata()?.len();
@@ -45,7 +48,18 @@ fn check_layout(path: &Path) -> anyhow::Result<()> {
             );
         }
         at += s.section_size;
-        std::io::copy(&mut (&mut f).take(s.section_size), &mut std::io::sink())?;
+        if matches!(s.section_type, EifSectionType::EifSectionSignature) {
+            // AWS's reader indexes the first signature without checking there is one (an
+            // empty CBOR array made it panic; found by the fuzz harness).
+            let mut sig = Vec::new();
+            (&mut f).take(s.section_size).read_to_end(&mut sig)?;
+            match ciborium::from_reader::<Vec<ciborium::Value>, _>(sig.as_slice()) {
+                Ok(v) if !v.is_empty() => {}
+                _ => bail!("EIF signature section at byte {at} holds no signature"),
+            }
+        } else {
+            std::io::copy(&mut (&mut f).take(s.section_size), &mut std::io::sink())?;
+        }
     }
     Ok(())
 }
