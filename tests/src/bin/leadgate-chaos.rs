@@ -467,29 +467,8 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
     let before = rss_kib(host_pid);
     let start = Instant::now();
     let chunk = vec![b'x'; 1 << 20];
-    let bodies: Vec<std::thread::JoinHandle<Option<TcpStream>>> = (0..200)
-        .map(|_| {
-            let chunk = chunk.clone();
-            std::thread::spawn(move || {
-                let mut s = TcpStream::connect(HOST).ok()?;
-                s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
-                s.write_all(
-                    b"POST /v1/leads/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n",
-                )
-                .ok()?;
-                for _ in 0..15 {
-                    if s.write_all(&chunk).is_err() {
-                        break;
-                    }
-                }
-                Some(s)
-            })
-        })
-        .collect();
-    let held: Vec<TcpStream> = bodies
-        .into_iter()
-        .filter_map(|h| h.join().ok().flatten())
-        .collect();
+    let head = b"POST /v1/leads/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n";
+    let held = hold_partial(200, HOST, Duration::from_secs(5), head, &chunk, 15);
     let during = rss_kib(host_pid);
     drop(held);
     let end = Instant::now();
@@ -511,26 +490,14 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
     let enclave_pid = Procs::pid(&p.enclave).context("enclave pid")?;
     let before = rss_kib(enclave_pid);
     let start = Instant::now();
-    let frames: Vec<std::thread::JoinHandle<Option<TcpStream>>> = (0..100)
-        .map(|_| {
-            let chunk = chunk.clone();
-            std::thread::spawn(move || {
-                let mut s = TcpStream::connect(ENCLAVE).ok()?;
-                s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
-                s.write_all(&(8u32 << 20).to_be_bytes()).ok()?;
-                for _ in 0..6 {
-                    if s.write_all(&chunk).is_err() {
-                        break;
-                    }
-                }
-                Some(s)
-            })
-        })
-        .collect();
-    let held: Vec<TcpStream> = frames
-        .into_iter()
-        .filter_map(|h| h.join().ok().flatten())
-        .collect();
+    let held = hold_partial(
+        100,
+        ENCLAVE,
+        Duration::from_secs(3),
+        &(8u32 << 20).to_be_bytes(),
+        &chunk,
+        6,
+    );
     let during = rss_kib(enclave_pid);
     drop(held);
     let end = Instant::now();
@@ -757,4 +724,37 @@ fn report(
         bail!("{lost_all} acknowledged receipts lost");
     }
     Ok(())
+}
+
+/// Opens `n` connections to `addr` at once, each sending `head` and then `chunks` copies of
+/// `chunk` (stopping at the first failed write), and returns the ones still open: requests or
+/// frames left unfinished, for as long as the caller holds them.
+fn hold_partial(
+    n: usize,
+    addr: &'static str,
+    write_timeout: Duration,
+    head: &[u8],
+    chunk: &[u8],
+    chunks: usize,
+) -> Vec<TcpStream> {
+    let handles: Vec<std::thread::JoinHandle<Option<TcpStream>>> = (0..n)
+        .map(|_| {
+            let (head, chunk) = (head.to_vec(), chunk.to_vec());
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).ok()?;
+                s.set_write_timeout(Some(write_timeout)).ok()?;
+                s.write_all(&head).ok()?;
+                for _ in 0..chunks {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                Some(s)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .filter_map(|h| h.join().ok().flatten())
+        .collect()
 }
