@@ -9,7 +9,9 @@ pub use market::MAX_CLOSES_PER_TICK;
 use leadgate_verifier::anchor;
 use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::checkpoint::verify_checkpoint;
-use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, LeadRejected, LogEpoch};
+use leadgate_verifier::event::{
+    AuctionTerms, EpochPcrs, Event, LeadAccepted, LeadRejected, LogEpoch,
+};
 use leadgate_verifier::intake::{
     open_lead, AuctionRequest, SealedLead, VerifiedSubmission, MAX_LEAD_BYTES,
 };
@@ -258,6 +260,26 @@ pub struct Enclave {
 
 fn err(code: &str, message: impl Into<String>) -> Response {
     Response::Error(WireError::new(code, message))
+}
+
+/// PCR0/1/2 from this enclave's own attestation document (`attestation.provider_failed` if
+/// the provider returned a document without them).
+fn own_pcrs(document: &[u8]) -> Result<EpochPcrs, WireError> {
+    let (_, doc) = leadgate_verifier::attestation::parse_attestation(document)
+        .map_err(|e| WireError::new("attestation.provider_failed", e.to_string()))?;
+    let pcr = |i: u8| {
+        doc.pcrs.get(&i).map(hex::encode).ok_or_else(|| {
+            WireError::new(
+                "attestation.provider_failed",
+                format!("no PCR{i} in own document"),
+            )
+        })
+    };
+    Ok(EpochPcrs {
+        pcr0: pcr(0)?,
+        pcr1: pcr(1)?,
+        pcr2: pcr(2)?,
+    })
 }
 
 /// 32-byte hashes from the wire; `None` if any is another length.
@@ -589,6 +611,16 @@ impl Enclave {
             Ok(v) => v.to_vkey_string(),
             Err(e) => return err("boot.bad_origin", e.to_string()),
         };
+        // The image's own measurements, as its attestation documents report them.
+        let pcrs = match self
+            .attestor
+            .attest(now_ms, None, &keys.to_user_data(), &keys.intake_key)
+            .map_err(|e| WireError::new(e.code(), e.to_string()))
+            .and_then(|doc| own_pcrs(&doc))
+        {
+            Ok(p) => p,
+            Err(e) => return Response::Error(e),
+        };
         let event = Event::LogEpoch(LogEpoch {
             time: now_ms,
             epoch: r.log.epoch(),
@@ -599,6 +631,7 @@ impl Enclave {
             intake_key: hex::encode(keys.intake_key),
             anchor_key: hex::encode(keys.anchor_key),
             replay_from: r.book.replay_from(r.log.size()),
+            pcrs: Some(pcrs),
         });
         match r.log.append(r.secrets.log_key(), &event) {
             Ok(a) => {

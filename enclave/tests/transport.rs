@@ -101,17 +101,26 @@ async fn tcp_link() {
     suite(Endpoint::Tcp("127.0.0.1:0".into())).await.unwrap();
 }
 
+/// The same suite over vsock loopback (CID 1). Needs a kernel with `vsock_loopback`, which
+/// CI machines and most containers lack, so it is ignored by default and runs where asked:
+/// `LEADGATE_TEST_VSOCK=1 cargo test -p leadgate-enclave --test transport -- --ignored vsock`.
+/// Where it runs, it fails if vsock does not work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs vsock loopback; run with LEADGATE_TEST_VSOCK=1 and --ignored"]
 async fn vsock_link() {
+    assert_eq!(
+        std::env::var("LEADGATE_TEST_VSOCK").as_deref(),
+        Ok("1"),
+        "set LEADGATE_TEST_VSOCK=1 on a machine with vsock loopback (modprobe vsock_loopback)"
+    );
     // Port 0 is not "any" for vsock; pick one from the process id.
     let port = 20_000 + std::process::id() % 10_000;
     let bind = Endpoint::Vsock {
         cid: VSOCK_CID_LOCAL,
         port,
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(20), suite(bind)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("SKIPPED vsock_link: this kernel has no vsock loopback ({e})"),
-        Err(_) => eprintln!("SKIPPED vsock_link: vsock connect timed out (no vsock loopback)"),
-    }
+    tokio::time::timeout(std::time::Duration::from_secs(20), suite(bind))
+        .await
+        .expect("vsock connect timed out")
+        .expect("vsock suite");
 }

@@ -12,6 +12,7 @@
 //! | `POST /v1/leads/{lead_id}/release` | signed release request in; `{lead_id, index, receipt, released}` (winner only) |
 //! | `GET /v1/checkpoint` | latest signed note, `text/plain` |
 //! | `GET /v1/anchors` | `{anchors: [{size, root, state, tx_hash, block_number, gas_used, attempts, last_error, signature}]}` |
+//! | `GET /v1/epochs` | `{epochs: [index, …]}`: the leaf index of every `log.epoch`, ascending |
 //! | `POST /v1/checkpoint` | sign one now, `text/plain` |
 //! | `GET /v1/entries/{index}` | leaf bytes (canonical JSON) |
 //! | `GET /v1/proof/inclusion?index=&size=` | `{index, size, proof: [hex]}` |
@@ -84,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/bids", post(post_bid))
         .route("/v1/checkpoint", get(get_checkpoint).post(post_checkpoint))
         .route("/v1/anchors", get(get_anchors))
+        .route("/v1/epochs", get(get_epochs))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/proof/inclusion", get(inclusion))
         .route("/v1/proof/consistency", get(consistency))
@@ -500,6 +502,15 @@ fn note_response(note: Vec<u8>) -> Response {
 async fn get_anchors(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
     let anchors = s.gateway.store.anchors().await.map_err(db)?;
     Ok(Json(json!({ "anchors": anchors })))
+}
+
+/// `GET /v1/epochs`: `{"epochs": [index, …]}`, the leaf index of every `log.epoch` entry in
+/// ascending order. An index only: auditors fetch each entry with its inclusion proof
+/// (`/v1/entries/{index}`, `/v1/proof/inclusion`) and check the epochs are numbered 1, 2, …
+/// with none missing, so an omitted epoch shows.
+async fn get_epochs(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
+    let epochs = s.gateway.store.epoch_indexes().await.map_err(db)?;
+    Ok(Json(json!({ "epochs": epochs })))
 }
 
 async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {

@@ -771,6 +771,14 @@ impl Store {
         Ok(v.map(|v| v as u64))
     }
 
+    /// The leaf index of every `log.epoch` entry, ascending (`GET /v1/epochs`).
+    pub async fn epoch_indexes(&self) -> Result<Vec<u64>, sqlx::Error> {
+        let v: Vec<i64> = sqlx::query_scalar("SELECT idx FROM epochs ORDER BY idx")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(v.into_iter().map(|i| i as u64).collect())
+    }
+
     /// The receipt of leaf `index`.
     pub async fn receipt(&self, index: u64) -> Result<Option<Receipt>, sqlx::Error> {
         let row: Option<String> = sqlx::query_scalar("SELECT receipt FROM receipts WHERE idx = ?")

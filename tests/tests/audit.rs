@@ -136,6 +136,12 @@ fn dev_gateway_is_flagged_for_debug_mode_and_passes_with_allow_debug() {
         detail(&report, "receipts").starts_with("12 receipt(s) included"),
         "{report}"
     );
+    // The log's one epoch ran a dev (all-zero PCR0) enclave: a red flag without --allow-debug.
+    assert_eq!(status(&report, "log.epochs"), "fail", "{report}");
+    assert!(
+        detail(&report, "log.epochs").contains(&format!("epoch 1 (entry 0) ran PCR0 {ZERO_PCR0}")),
+        "{report}"
+    );
     // First audit: nothing seen before; no chain given.
     assert_eq!(status(&report, "checkpoint.consistency"), "skip");
     assert_eq!(status(&report, "anchor.consistency"), "skip");
@@ -152,6 +158,7 @@ fn dev_gateway_is_flagged_for_debug_mode_and_passes_with_allow_debug() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(status(&report, "attestation.debug"), "pass");
     assert_eq!(status(&report, "attestation.pcr0"), "skip");
+    assert_eq!(status(&report, "log.epochs"), "pass", "{report}");
     assert_eq!(
         status(&report, "checkpoint.consistency"),
         "pass",
@@ -212,6 +219,90 @@ fn dev_gateway_is_flagged_for_debug_mode_and_passes_with_allow_debug() {
     assert_eq!(status(&report, "receipts"), "fail", "{report}");
     assert!(
         detail(&report, "receipts").contains("receipt.bad_signature"),
+        "{report}"
+    );
+}
+
+/// Every restart of the enclave writes a `log.epoch` with the PCRs it attests with; the audit
+/// proves each listed epoch included, finds them numbered without a gap, and checks each one's
+/// PCR0 against the allowed images. A pcr.json (`--pcr-manifest`) names the expected image.
+#[test]
+fn every_epoch_records_the_image_that_ran_it() {
+    let mut stack = Stack::start();
+    submit(&stack, 3);
+    stack.kill_enclave();
+    stack.start_enclave();
+    stack.wait_healthy(std::time::Duration::from_secs(30));
+    // A second seller after the restart.
+    std::fs::remove_file(stack.dir.path().join("seller.key")).unwrap();
+    submit(&stack, 2);
+    stack.checkpoint();
+
+    let listed = stack.get_json("/v1/epochs");
+    let indexes: Vec<u64> = listed["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes.len(), 2, "{listed}");
+    assert_eq!(indexes[0], 0);
+    for (n, i) in indexes.iter().enumerate() {
+        let entry: Value =
+            serde_json::from_slice(&stack.get_bytes(&format!("/v1/entries/{i}"))).unwrap();
+        assert_eq!(entry["kind"], "log.epoch");
+        assert_eq!(entry["epoch"], n as u64 + 1);
+        for pcr in ["pcr0", "pcr1", "pcr2"] {
+            assert_eq!(
+                entry["pcrs"][pcr], ZERO_PCR0,
+                "dev mode attests all-zero PCRs: {entry}"
+            );
+        }
+    }
+
+    let root = stack.root_pem();
+    let state = stack.dir.path().join("seen.json");
+    let manifest = stack.dir.path().join("pcr.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({"Measurements": {"HashAlgorithm": "Sha384 { ... }", "PCR0": ZERO_PCR0, "PCR1": ZERO_PCR0, "PCR2": ZERO_PCR0}}).to_string(),
+    )
+    .unwrap();
+    let m = manifest.to_str().unwrap();
+    let (code, report) = audit(
+        &stack.gateway,
+        &root,
+        &state,
+        &["--allow-debug", "--pcr-manifest", m],
+    );
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(status(&report, "attestation.pcr0"), "pass");
+    assert!(
+        detail(&report, "log.epochs")
+            .starts_with("2 epoch(s), numbered without a gap, each ran an allowed image"),
+        "{report}"
+    );
+
+    // An auditor who allows only another image: the current attestation and both epochs fail.
+    let other = "ab".repeat(48);
+    let (code, report) = audit(
+        &stack.gateway,
+        &root,
+        &state,
+        &["--allow-debug", "--pcr0", &other],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "attestation.pcr0"), "fail");
+    assert_eq!(
+        status(&report, "log.epochs"),
+        "pass",
+        "all-zero epochs pass with --allow-debug: {report}"
+    );
+    let (code, report) = audit(&stack.gateway, &root, &state, &["--pcr0", &other]);
+    assert_eq!(code, 1);
+    let d = detail(&report, "log.epochs");
+    assert!(
+        d.contains("epoch 1 (entry 0)") && d.contains(&format!("epoch 2 (entry {})", indexes[1])),
         "{report}"
     );
 }

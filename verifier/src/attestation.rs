@@ -5,9 +5,10 @@
 //! 1. decode the COSE_Sign1 (tagged or untagged) and its payload map (definite or indefinite
 //!    lengths; null optional fields);
 //! 2. check the payload fields' types and sizes (the NSM API's bounds);
-//! 3. build the chain pinned root → `cabundle[1..]` → `certificate`, checking each ECDSA P-384
-//!    / SHA-384 signature, issuer/subject chaining, CA basic constraints, and every
-//!    certificate's validity at the caller's `now` (Unix ms);
+//! 3. validate the path pinned root → `cabundle[1..]` → `certificate` with rustls-webpki
+//!    ([`verify_chain`]: ECDSA P-384 / SHA-384 signatures, chaining, CA basic constraints,
+//!    path lengths, unknown critical extensions, KeyUsage, and every certificate's validity at
+//!    the caller's `now`, Unix ms);
 //! 4. verify the COSE signature with the leaf certificate's key;
 //! 5. apply the PCR policy (expected PCR0; all-zero PCR0/1/2 is debug mode and rejected
 //!    unless allowed) and the nonce.
@@ -19,10 +20,16 @@ use std::collections::BTreeMap;
 
 use ciborium::Value;
 use coset::{CborSerializable, CoseSign1, TaggedCborSerializable};
+use std::time::Duration;
+
 use der::{oid::AssociatedOid, Decode, DecodePem, Encode};
 use p384::ecdsa::{signature::Verifier as _, Signature, VerifyingKey};
+use rustls_pki_types::{
+    alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm,
+    UnixTime,
+};
 use sha2::{Digest, Sha256};
-use x509_cert::{ext::pkix::BasicConstraints, Certificate};
+use x509_cert::Certificate;
 
 /// The AWS Nitro Enclaves root certificate G1, PEM (from AWS's published
 /// `AWS_NitroEnclaves_Root-G1.zip`).
@@ -43,10 +50,6 @@ pub const MAX_CERT_LEN: usize = 1024;
 pub const MAX_OPTIONAL_FIELD_LEN: usize = 1024;
 /// Most PCRs (NSM API: 1..=32).
 pub const MAX_PCRS: usize = 32;
-
-/// `ecdsa-with-SHA384` (RFC 5758 §3.2).
-const ECDSA_WITH_SHA384: der::oid::ObjectIdentifier =
-    der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 
 /// Errors verifying an attestation document. Codes: `attestation.*`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -440,45 +443,158 @@ fn check_validity(cert: &Certificate, now_unix_ms: u64) -> Result<(), Attestatio
     Ok(())
 }
 
-fn is_ca(cert: &Certificate) -> bool {
-    cert.tbs_certificate
+/// ECDSA P-384 with SHA-384 (RFC 5758 §3.2), the only algorithm in the Nitro profile, for
+/// rustls-webpki, verified with RustCrypto's `p384` (no ring or aws-lc in the verifier).
+#[derive(Debug)]
+struct EcdsaP384Sha384;
+
+impl SignatureVerificationAlgorithm for EcdsaP384Sha384 {
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        alg_id::ECDSA_P384
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        alg_id::ECDSA_SHA384
+    }
+
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), InvalidSignature> {
+        let key = VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
+        let sig = Signature::from_der(signature).map_err(|_| InvalidSignature)?;
+        key.verify(message, &sig).map_err(|_| InvalidSignature)
+    }
+}
+
+static NITRO_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[&EcdsaP384Sha384];
+
+/// `KeyUsage` bits (RFC 5280 §4.2.1.3) as `der` decodes the BIT STRING: bit 0 is the first.
+const KU_DIGITAL_SIGNATURE: usize = 0;
+const KU_KEY_CERT_SIGN: usize = 5;
+
+/// Whether `der`'s KeyUsage extension, if it has one, asserts `bit`.
+fn key_usage_allows(der: &[u8], bit: usize) -> bool {
+    let Ok(cert) = Certificate::from_der(der) else {
+        return false;
+    };
+    let ext = cert
+        .tbs_certificate
         .extensions
         .iter()
         .flatten()
-        .find(|e| e.extn_id == BasicConstraints::OID)
-        .and_then(|e| BasicConstraints::from_der(e.extn_value.as_bytes()).ok())
-        .is_some_and(|bc| bc.ca)
+        .find(|e| e.extn_id == x509_cert::ext::pkix::KeyUsage::OID);
+    let Some(ext) = ext else { return true };
+    der::asn1::BitString::from_der(ext.extn_value.as_bytes())
+        .ok()
+        .and_then(|bits| bits.bits().nth(bit))
+        .unwrap_or(false)
 }
 
-/// Checks that `issuer` signed `cert` (ECDSA P-384 with SHA-384) and the names chain.
-fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<(), AttestationError> {
-    if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
-        return Err(AttestationError::ChainInvalid("issuer name does not match"));
+/// Checks the certificate chain `root` → `intermediates` → `leaf` (DER each) at `now_unix_ms`
+/// with rustls-webpki (RFC 5280 path validation as the Web PKI profiles it): ECDSA P-384 /
+/// SHA-384 signatures, issuer/subject chaining, CA basic constraints, path-length constraints,
+/// unknown critical extensions, name constraints, and validity at `now`. webpki ignores
+/// KeyUsage by design; the Nitro profile asserts it, so it is checked too: every CA in the path
+/// that carries KeyUsage must allow keyCertSign, and the leaf, which signs the document,
+/// digitalSignature. The root is the trust anchor: its own validity is checked here as well,
+/// since webpki does not look at an anchor's dates.
+///
+/// # Errors
+/// [`AttestationError::BadRoot`] (root not DER), [`AttestationError::CertificateExpired`],
+/// [`AttestationError::UnsupportedAlgorithm`], [`AttestationError::ChainInvalid`] (no path to
+/// the root, a bad signature, a non-CA issuer, a path-length violation, an unknown critical
+/// extension, a KeyUsage that forbids the use).
+pub fn verify_chain(
+    root_der: &[u8],
+    intermediates: &[&[u8]],
+    leaf_der: &[u8],
+    now_unix_ms: u64,
+) -> Result<(), AttestationError> {
+    let root = Certificate::from_der(root_der)
+        .map_err(|_| AttestationError::BadRoot("root is not DER"))?;
+    // Dates first, for every certificate, so an expired chain says which dates it had.
+    check_validity(&root, now_unix_ms)?;
+    for der in intermediates.iter().chain([&leaf_der]) {
+        let cert =
+            Certificate::from_der(der).map_err(|_| malformed("certificate is not DER X.509"))?;
+        check_validity(&cert, now_unix_ms)?;
     }
-    if !is_ca(issuer) {
-        return Err(AttestationError::ChainInvalid("issuer is not a CA"));
-    }
-    if cert.signature_algorithm.oid != ECDSA_WITH_SHA384
-        || cert.tbs_certificate.signature.oid != ECDSA_WITH_SHA384
-    {
-        return Err(AttestationError::UnsupportedAlgorithm(
-            "certificate signature is not ecdsa-with-SHA384",
-        ));
-    }
-    let key = p384_key(issuer)?;
-    let sig = cert
-        .signature
-        .as_bytes()
-        .and_then(|b| Signature::from_der(b).ok())
-        .ok_or(AttestationError::ChainInvalid(
-            "certificate signature is not DER ECDSA",
-        ))?;
-    let tbs = cert
-        .tbs_certificate
-        .to_der()
-        .map_err(|_| AttestationError::ChainInvalid("certificate does not re-encode"))?;
-    key.verify(&tbs, &sig)
-        .map_err(|_| AttestationError::ChainInvalid("certificate signature does not verify"))
+    let root_cert = CertificateDer::from(root_der);
+    let anchor = webpki::anchor_from_trusted_cert(&root_cert)
+        .map_err(|_| AttestationError::BadRoot("root is not a usable trust anchor"))?
+        .to_owned();
+    let leaf = CertificateDer::from(leaf_der);
+    let ee = webpki::EndEntityCert::try_from(&leaf).map_err(|e| chain_error(&e))?;
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|d| CertificateDer::from(*d))
+        .collect();
+    let key_usage_refused = std::cell::Cell::new(false);
+    let key_usage = |path: &webpki::VerifiedPath<'_>| {
+        let cas_ok = path
+            .intermediate_certificates()
+            .all(|c| key_usage_allows(c.der().as_ref(), KU_KEY_CERT_SIGN));
+        if cas_ok && key_usage_allows(leaf_der, KU_DIGITAL_SIGNATURE) {
+            Ok(())
+        } else {
+            key_usage_refused.set(true);
+            Err(webpki::Error::CertDistrusted)
+        }
+    };
+    let time = UnixTime::since_unix_epoch(Duration::from_millis(now_unix_ms));
+    ee.verify_for_usage(
+        NITRO_ALGORITHMS,
+        &[anchor],
+        &intermediates,
+        time,
+        // The Nitro leaf has no ExtendedKeyUsage; one that has it must allow clientAuth.
+        webpki::KeyUsage::required_if_present(ID_KP_CLIENT_AUTH),
+        None,
+        Some(&key_usage),
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        if key_usage_refused.get() {
+            AttestationError::ChainInvalid("key usage does not allow the certificate's use")
+        } else {
+            chain_error(&e)
+        }
+    })
+}
+
+/// id-kp-clientAuth (1.3.6.1.5.5.7.3.2), DER contents.
+const ID_KP_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+fn chain_error(e: &webpki::Error) -> AttestationError {
+    use webpki::Error as W;
+    let why = match e {
+        W::UnsupportedSignatureAlgorithmContext(_)
+        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            return AttestationError::UnsupportedAlgorithm(
+                "certificate signature is not ecdsa-with-SHA384 by a P-384 key",
+            )
+        }
+        W::CertExpired { .. } | W::CertNotValidYet { .. } | W::InvalidCertValidity => {
+            "certificate validity"
+        }
+        W::UnknownIssuer => "no path from the certificate to the pinned root",
+        W::InvalidSignatureForPublicKey => "certificate signature does not verify",
+        W::CaUsedAsEndEntity => "the leaf certificate is a CA",
+        W::EndEntityUsedAsCa => "an issuer is not a CA",
+        W::PathLenConstraintViolated => "path length constraint violated",
+        W::UnsupportedCriticalExtension => "unknown critical extension",
+        W::RequiredEkuNotFoundContext(_) => "extended key usage does not allow clientAuth",
+        W::NameConstraintViolation => "name constraint violated",
+        W::MaximumPathDepthExceeded
+        | W::MaximumSignatureChecksExceeded
+        | W::MaximumPathBuildCallsExceeded => "chain too long",
+        W::UnsupportedCertVersion => "certificate is not X.509 v3",
+        _ => "certificate is malformed or not in the Nitro profile",
+    };
+    AttestationError::ChainInvalid(why)
 }
 
 /// Verifies an attestation document (raw COSE_Sign1 bytes) against `policy`.
@@ -523,30 +639,27 @@ pub fn verify_attestation(
             &aws_root
         }
     };
-    let root = Certificate::from_der(root_der)
-        .map_err(|_| AttestationError::BadRoot("root is not DER"))?;
-    let decode = |der: &[u8]| {
-        Certificate::from_der(der).map_err(|_| malformed("certificate is not DER X.509"))
-    };
-    let mut chain = vec![root];
+    let mut intermediates: Vec<&[u8]> = Vec::new();
     for (i, der) in document.cabundle.iter().enumerate() {
         if i == 0 && der.as_slice() == root_der {
             continue;
         }
-        let cert = decode(der)?;
-        if i == 0 && cert.tbs_certificate.issuer == cert.tbs_certificate.subject {
-            // A self-issued first certificate that is not our root: another trust anchor.
-            return Err(AttestationError::UntrustedRoot);
+        if i == 0 {
+            let cert = Certificate::from_der(der)
+                .map_err(|_| malformed("certificate is not DER X.509"))?;
+            if cert.tbs_certificate.issuer == cert.tbs_certificate.subject {
+                // A self-issued first certificate that is not our root: another trust anchor.
+                return Err(AttestationError::UntrustedRoot);
+            }
         }
-        chain.push(cert);
+        intermediates.push(der);
     }
-    chain.push(leaf);
-    for pair in chain.windows(2) {
-        check_issued_by(&pair[1], &pair[0])?;
-    }
-    for cert in &chain {
-        check_validity(cert, policy.now_unix_ms)?;
-    }
+    verify_chain(
+        root_der,
+        &intermediates,
+        &document.certificate,
+        policy.now_unix_ms,
+    )?;
 
     // Policy.
     let debug = document.is_debug();

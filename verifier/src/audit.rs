@@ -3,12 +3,13 @@
 //! An audit is a list of [`Check`]s, each `pass`, `fail` or `skip` (not applicable: say, no
 //! chain was given) with a one-line detail. A [`Report`] passes only if no check failed. The
 //! checks that need only bytes live here ([`attestation_checks`], [`key_binding_check`],
-//! [`checkpoint_signature_check`], [`consistency_check`], [`voided_by`]); the CLI adds the ones that need a
+//! [`checkpoint_signature_check`], [`consistency_check`], [`epochs_check`], [`voided_by`]); the CLI adds the ones that need a
 //! gateway or a chain with the same [`Check`] type.
 //!
 //! Check names are stable (`attestation.signature`, `attestation.chain`, `attestation.nonce`,
 //! `attestation.pcr0`, `attestation.debug`, `keys.binding`, `checkpoint.signature`,
-//! `checkpoint.consistency`, `anchor.consistency`, `receipts`): scripts match on them.
+//! `checkpoint.consistency`, `log.epochs`, `anchor.registration`, `anchor.consistency`,
+//! `receipts`): scripts match on them.
 
 use crate::attestation::{verify_attestation, AttestationError, AttestationPolicy};
 use crate::attestation::{AttestationDocument, VerifiedAttestation};
@@ -400,6 +401,80 @@ pub fn consistency_check(
     }
 }
 
+/// `log.epochs`: the log's own history of the images that signed it. `epochs` holds
+/// (leaf index, entry) for every `log.epoch` in the checkpoint, ascending by index, each
+/// already proved included. Fails if:
+/// - none is listed, or the epoch numbers are not 1, 2, 3, … in index order (an epoch left
+///   out of the listing, or one listed twice);
+/// - `allowed` is non-empty and an epoch records no PCRs (it was written before enclaves
+///   recorded them, so which code ran is not in the log), or its PCR0 (48 bytes) is not in
+///   `allowed`; an all-zero PCR0 (dev mode) passes only with `allow_debug`.
+///
+/// With `allowed` empty it passes and names each distinct PCR0 with the epochs that ran it.
+/// An epoch after the newest one listed is caught by the next audit (its number then skips).
+pub fn epochs_check(epochs: &[(u64, LogEpoch)], allowed: &[Vec<u8>], allow_debug: bool) -> Check {
+    const NAME: &str = "log.epochs";
+    if epochs.is_empty() {
+        return Check::fail(NAME, "the gateway lists no log.epoch in the checkpoint");
+    }
+    let zero = "00".repeat(48);
+    let mut runs: Vec<(String, Vec<u64>)> = Vec::new();
+    let mut bad = Vec::new();
+    for (k, (index, e)) in epochs.iter().enumerate() {
+        if e.epoch != k as u64 + 1 {
+            return Check::fail(
+                NAME,
+                format!(
+                    "entry {index} is epoch {} where epoch {} was due: the listing leaves an epoch out",
+                    e.epoch,
+                    k + 1
+                ),
+            );
+        }
+        let pcr0 = e.pcrs.as_ref().map(|p| p.pcr0.to_ascii_lowercase());
+        let label = pcr0.clone().unwrap_or_else(|| "not recorded".to_owned());
+        match runs.iter_mut().find(|(p, _)| *p == label) {
+            Some((_, list)) => list.push(e.epoch),
+            None => runs.push((label, vec![e.epoch])),
+        }
+        if allowed.is_empty() {
+            continue;
+        }
+        let ok = match &pcr0 {
+            None => false,
+            Some(p) if *p == zero => allow_debug,
+            Some(p) => allowed.iter().any(|a| hex::encode(a) == *p),
+        };
+        if !ok {
+            bad.push(format!(
+                "epoch {} (entry {index}) ran PCR0 {}",
+                e.epoch,
+                pcr0.as_deref().unwrap_or("(not recorded)")
+            ));
+        }
+    }
+    let summary = runs
+        .iter()
+        .map(|(p, list)| format!("PCR0 {p}: epoch(s) {list:?}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !bad.is_empty() {
+        return Check::fail(NAME, format!("{}, not an allowed image", bad.join(", ")));
+    }
+    let n = epochs.len();
+    if allowed.is_empty() {
+        Check::pass(
+            NAME,
+            format!("{n} epoch(s), numbered without a gap; no --pcr0 given; {summary}"),
+        )
+    } else {
+        Check::pass(
+            NAME,
+            format!("{n} epoch(s), numbered without a gap, each ran an allowed image; {summary}"),
+        )
+    }
+}
+
 /// Whether a `log.epoch` event publicly voids a receipt (DESIGN: recovery): the enclave that
 /// signed the receipt in epoch `e` restarted, and epoch `e + 1` began at `previous_size`, so
 /// the receipt's index is at or past where epoch `e` ended. Such a receipt's event may be
@@ -472,6 +547,7 @@ mod tests {
             intake_key: String::new(),
             anchor_key: String::new(),
             replay_from: 0,
+            pcrs: None,
         };
         assert!(voided_by(&r, "o", &e(4, 100, "o")));
         assert!(voided_by(&r, "o", &e(4, 90, "o")));
@@ -495,5 +571,68 @@ mod tests {
         assert!(r.to_text().contains("FAIL c  z"));
         assert_eq!(r.to_json()["checks"][2]["status"], "fail");
         assert_eq!(r.get("b").map(|c| c.status), Some(Status::Skip));
+    }
+
+    fn epoch(n: u64, pcr0: Option<&str>) -> LogEpoch {
+        LogEpoch {
+            time: 0,
+            epoch: n,
+            previous_size: 0,
+            previous_root: String::new(),
+            origin: "o".into(),
+            log_key: String::new(),
+            intake_key: String::new(),
+            anchor_key: String::new(),
+            replay_from: 0,
+            pcrs: pcr0.map(|p| crate::event::EpochPcrs {
+                pcr0: p.to_owned(),
+                pcr1: "11".repeat(48),
+                pcr2: "22".repeat(48),
+            }),
+        }
+    }
+
+    #[test]
+    fn epochs_name_the_one_that_ran_other_code() {
+        let (a, b, zero) = ("aa".repeat(48), "bb".repeat(48), "00".repeat(48));
+        let allowed = [hex::decode(&a).unwrap()];
+        let log = vec![
+            (0, epoch(1, Some(&a))),
+            (7, epoch(2, Some(&b))),
+            (9, epoch(3, Some(&a))),
+        ];
+        let c = epochs_check(&log, &allowed, false);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("epoch 2 (entry 7)"), "{}", c.detail);
+        // Both images allowed: passes, and says which epochs ran which.
+        let both = [hex::decode(&a).unwrap(), hex::decode(&b).unwrap()];
+        let c = epochs_check(&log, &both, false);
+        assert_eq!(c.status, Status::Pass, "{}", c.detail);
+        assert!(
+            c.detail.contains(&format!("PCR0 {a}: epoch(s) [1, 3]")),
+            "{}",
+            c.detail
+        );
+        // No PCR0 given: passes with the history.
+        assert_eq!(epochs_check(&log, &[], false).status, Status::Pass);
+        // Dev mode (all zeros) only with allow_debug; an epoch without PCRs never passes a policy.
+        let dev = vec![(0, epoch(1, Some(&zero)))];
+        assert_eq!(epochs_check(&dev, &allowed, false).status, Status::Fail);
+        assert_eq!(epochs_check(&dev, &allowed, true).status, Status::Pass);
+        let old = vec![(0, epoch(1, None))];
+        assert_eq!(epochs_check(&old, &allowed, true).status, Status::Fail);
+        assert_eq!(epochs_check(&old, &[], false).status, Status::Pass);
+    }
+
+    #[test]
+    fn an_epoch_left_out_of_the_listing_fails() {
+        let a = "aa".repeat(48);
+        let gap = vec![(0, epoch(1, Some(&a))), (9, epoch(3, Some(&a)))];
+        let c = epochs_check(&gap, &[], false);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("epoch 2 was due"), "{}", c.detail);
+        let twice = vec![(0, epoch(1, Some(&a))), (0, epoch(1, Some(&a)))];
+        assert_eq!(epochs_check(&twice, &[], false).status, Status::Fail);
+        assert_eq!(epochs_check(&[], &[], false).status, Status::Fail);
     }
 }

@@ -99,6 +99,27 @@ pub struct LogEpoch {
     /// replays from here to the tip and checks the leaves hash to the tip's root, so the host
     /// cannot hide a bid or a close.
     pub replay_from: u64,
+    /// The measurements of the enclave image that wrote this entry, from its own attestation
+    /// document (all zeros in dev mode): the log is the history of every image that ever
+    /// signed it, and `leadgate audit --pcr0` names any epoch that ran other code. Absent only
+    /// in entries written before enclaves recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcrs: Option<EpochPcrs>,
+}
+
+/// PCR0, PCR1 and PCR2 (SHA-384, 48 bytes each, lowercase hex, 96 chars) as an enclave's
+/// attestation document reports them: PCR0 the whole image, PCR1 the kernel and bootstrap,
+/// PCR2 the application (AWS Nitro Enclaves User Guide, "Where to get an enclave's
+/// measurements"). `leadgate pcr EIF` and the image build's `pcr.json` give the same values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochPcrs {
+    /// PCR0: kernel, cmdline and both ramdisks.
+    pub pcr0: String,
+    /// PCR1: kernel, cmdline and AWS's bootstrap ramdisk.
+    pub pcr1: String,
+    /// PCR2: the customer ramdisk (the enclave binary and its settings).
+    pub pcr2: String,
 }
 
 /// The auction a `lead.accepted` opens. The auction id is the lead id.
@@ -400,6 +421,11 @@ mod tests {
             intake_key: String::new(),
             anchor_key: String::new(),
             replay_from: 0,
+            pcrs: Some(EpochPcrs {
+                pcr0: "00".repeat(48),
+                pcr1: "00".repeat(48),
+                pcr2: "00".repeat(48),
+            }),
         });
         let rejected = Event::LeadRejected(LeadRejected {
             time: 0,
@@ -463,6 +489,15 @@ mod tests {
             for k in all {
                 assert!(!forbidden.contains(&k.as_str()), "{} has {k}", e.kind());
             }
+        }
+    }
+
+    #[test]
+    fn an_epoch_written_before_pcrs_were_recorded_still_parses() {
+        let old = br#"{"anchor_key":"a","epoch":1,"intake_key":"i","kind":"log.epoch","log_key":"k","origin":"o","previous_root":"","previous_size":0,"replay_from":0,"time":1}"#;
+        match Event::from_leaf(old).unwrap() {
+            Event::LogEpoch(e) => assert_eq!(e.pcrs, None),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -5,10 +5,9 @@
 use std::io::BufRead as _;
 use std::path::Path;
 
-use anyhow::Context as _;
 use leadgate_verifier::audit::{
-    attestation_checks, checkpoint_signature_check, consistency_check, key_binding_check,
-    voided_by, AttestationExpectations, Check, Report,
+    attestation_checks, checkpoint_signature_check, consistency_check, epochs_check,
+    key_binding_check, voided_by, AttestationExpectations, Check, Report,
 };
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::event::Event;
@@ -43,6 +42,9 @@ pub struct AuditArgs<'a> {
     pub state: &'a Path,
     /// Print the report as JSON.
     pub json: bool,
+    /// PCR0 values (hex) of earlier images the auditor accepts in the log's history, besides
+    /// the expected one.
+    pub allow_pcr0: &'a [String],
 }
 
 /// Runs the audit, prints the report, and exits 1 if any check failed.
@@ -65,13 +67,16 @@ pub fn audit(a: &AuditArgs<'_>) -> anyhow::Result<()> {
 
 fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
     let http = agent();
-    let pcr0 = a
-        .trust
-        .pcr0
-        .as_ref()
-        .map(hex::decode)
-        .transpose()
-        .context("--pcr0 must be hex")?;
+    let pcr0 = crate::http::expected_pcr0(a.trust)?;
+    let mut allowed = a
+        .allow_pcr0
+        .iter()
+        .map(|h| match hex::decode(h) {
+            Ok(b) if b.len() == 48 => Ok(b),
+            _ => Err(anyhow::anyhow!("--allow-pcr0 {h}: not 48 bytes of hex")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    allowed.extend(pcr0.clone());
     let root = root_der(a.trust)?;
     let mut report = Report::default();
     let checks = &mut report.checks;
@@ -169,6 +174,16 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
         save_seen(a.state, &keys, size, &cp_root)?;
     }
 
+    // Every epoch's image.
+    checks.push(epochs(
+        &http,
+        a.gateway,
+        size,
+        &cp_root,
+        &allowed,
+        a.trust.allow_debug,
+    ));
+
     // The on-chain anchors.
     match a.chain {
         None => {
@@ -217,6 +232,53 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
         Some(path) => receipts_check(&http, a.gateway, &keys, size, &cp_root, path),
     });
     Ok(report)
+}
+
+/// `log.epochs`: every `log.epoch` the gateway lists (`GET /v1/epochs`), each fetched with its
+/// inclusion proof in the checkpoint, judged by [`epochs_check`].
+fn epochs(
+    http: &ureq::Agent,
+    gateway: &str,
+    size: u64,
+    root: &Hash,
+    allowed: &[Vec<u8>],
+    allow_debug: bool,
+) -> Check {
+    let listed = match crate::http::get_json(http, &format!("{gateway}/v1/epochs")) {
+        Ok(v) => v,
+        Err(e) => {
+            return Check::fail(
+                "log.epochs",
+                format!("no epoch index from the gateway: {e:#}"),
+            )
+        }
+    };
+    let Some(indexes) = listed["epochs"].as_array() else {
+        return Check::fail(
+            "log.epochs",
+            "the epoch index is not {\"epochs\": [index, …]}",
+        );
+    };
+    let mut found = Vec::new();
+    for i in indexes {
+        let Some(i) = i.as_u64() else {
+            return Check::fail("log.epochs", format!("epoch index {i} is not a number"));
+        };
+        if i >= size {
+            continue; // after the checkpoint: the next audit sees it
+        }
+        match included_entry(http, gateway, i, size, root) {
+            Ok((Event::LogEpoch(e), _)) => found.push((i, e)),
+            Ok((other, _)) => {
+                return Check::fail(
+                    "log.epochs",
+                    format!("entry {i} is listed as a log.epoch but is {}", other.kind()),
+                )
+            }
+            Err(e) => return Check::fail("log.epochs", format!("{e:#}")),
+        }
+    }
+    epochs_check(&found, allowed, allow_debug)
 }
 
 /// The served checkpoint, or a newer one the gateway signs now (`POST /v1/checkpoint`) if the

@@ -17,6 +17,10 @@ pub struct TrustArgs {
     /// Expected PCR0 (hex, 48 bytes): the measurement of the enclave image you trust.
     #[arg(long)]
     pub pcr0: Option<String>,
+    /// The expected PCR0 from a pcr.json (`scripts/build-eif` or `nitro-cli build-enclave`
+    /// output: {"Measurements": {"PCR0": hex, …}}) instead of --pcr0.
+    #[arg(long, conflicts_with = "pcr0")]
+    pub pcr_manifest: Option<std::path::PathBuf>,
     /// Accept debug-mode / dev enclaves (all-zero PCRs). Their memory is readable by the host.
     #[arg(long)]
     pub allow_debug: bool,
@@ -116,18 +120,38 @@ pub fn root_der(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
         .transpose()
 }
 
+/// The expected PCR0 (48 bytes) from `--pcr0 HEX` or `--pcr-manifest pcr.json`, if given.
+pub fn expected_pcr0(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    let hex_text = match (&t.pcr0, &t.pcr_manifest) {
+        (Some(h), _) => h.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", path.display()))?;
+            let m = v.get("Measurements").unwrap_or(&v);
+            m["PCR0"]
+                .as_str()
+                .with_context(|| format!("{}: no Measurements.PCR0", path.display()))?
+                .to_owned()
+        }
+        (None, None) => return Ok(None),
+    };
+    let pcr0 = hex::decode(hex_text.trim()).context("PCR0 must be hex")?;
+    if pcr0.len() != 48 {
+        bail!("PCR0 must be 48 bytes (96 hex digits), not {}", pcr0.len());
+    }
+    Ok(Some(pcr0))
+}
+
 /// Checks trust options are coherent: a PCR0 or an explicit debug opt-in.
 pub fn check_trust(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
     if t.allow_debug {
         eprintln!("warning: --allow-debug accepts enclaves whose memory the host can read");
     }
-    let pcr0 = t
-        .pcr0
-        .as_ref()
-        .map(|h| hex::decode(h).context("--pcr0 must be hex"))
-        .transpose()?;
+    let pcr0 = expected_pcr0(t)?;
     if pcr0.is_none() && !t.allow_debug {
-        bail!("give --pcr0 HEX (the enclave image you trust), or --allow-debug for a dev gateway");
+        bail!("give --pcr0 HEX or --pcr-manifest pcr.json (the enclave image you trust), or --allow-debug for a dev gateway");
     }
     Ok(pcr0)
 }

@@ -78,6 +78,10 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// PCR0 (hex) of an earlier image to accept in the log's history (repeatable); the
+        /// expected one (--pcr0 / --pcr-manifest) is always accepted.
+        #[arg(long = "allow-pcr0", value_name = "HEX")]
+        allow_pcr0: Vec<String>,
     },
 }
 
@@ -502,6 +506,7 @@ fn main() -> anyhow::Result<()> {
             receipts,
             state,
             json,
+            allow_pcr0,
         } => audit::audit(&audit::AuditArgs {
             gateway: &gateway,
             trust: &trust,
@@ -509,6 +514,7 @@ fn main() -> anyhow::Result<()> {
             receipts: receipts.as_deref(),
             state: &state,
             json,
+            allow_pcr0: &allow_pcr0,
         }),
         Cmd::Bench(BenchCmd::Submit {
             gateway,

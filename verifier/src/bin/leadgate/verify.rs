@@ -31,12 +31,7 @@ pub fn attestation(
 ) -> anyhow::Result<()> {
     let result = match (file, gateway) {
         (Some(f), None) => {
-            let pcr0 = trust
-                .pcr0
-                .as_ref()
-                .map(hex::decode)
-                .transpose()
-                .context("--pcr0 must be hex")?;
+            let pcr0 = crate::http::expected_pcr0(trust)?;
             let root = root_der(trust)?;
             let raw = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
             let doc = decode_document_input(&raw).map_err(|e| anyhow!("{}: {e}", e.code()))?;
