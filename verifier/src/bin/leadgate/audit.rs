@@ -71,10 +71,7 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
     let mut allowed = a
         .allow_pcr0
         .iter()
-        .map(|h| match hex::decode(h) {
-            Ok(b) if b.len() == 48 => Ok(b),
-            _ => Err(anyhow::anyhow!("--allow-pcr0 {h}: not 48 bytes of hex")),
-        })
+        .map(|h| crate::http::parse_pcr0(h))
         .collect::<anyhow::Result<Vec<_>>>()?;
     allowed.extend(pcr0.clone());
     let root = root_der(a.trust)?;

@@ -137,11 +137,17 @@ pub fn expected_pcr0(t: &TrustArgs) -> anyhow::Result<Option<Vec<u8>>> {
         }
         (None, None) => return Ok(None),
     };
-    let pcr0 = hex::decode(hex_text.trim()).context("PCR0 must be hex")?;
+    parse_pcr0(&hex_text).map(Some)
+}
+
+/// A PCR0 given as text: 48 bytes, 96 hex digits (surrounding whitespace ignored).
+pub fn parse_pcr0(hex_text: &str) -> anyhow::Result<Vec<u8>> {
+    let pcr0 =
+        hex::decode(hex_text.trim()).with_context(|| format!("PCR0 {hex_text:?} is not hex"))?;
     if pcr0.len() != 48 {
         bail!("PCR0 must be 48 bytes (96 hex digits), not {}", pcr0.len());
     }
-    Ok(Some(pcr0))
+    Ok(pcr0)
 }
 
 /// Checks trust options are coherent: a PCR0 or an explicit debug opt-in.
