@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use leadgate_enclave::protocol::{decode, encode, Request, Response, MAX_BATCH};
+use leadgate_protocol::{decode, encode, Request, Response, MAX_BATCH};
 use leadgate_verifier::intake::seal_lead;
 use leadgate_verifier::keys::EnclaveKeys;
 

@@ -4,8 +4,6 @@
 
 mod market;
 
-pub use market::MAX_CLOSES_PER_TICK;
-
 use leadgate_verifier::anchor;
 use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::checkpoint::verify_checkpoint;
@@ -24,17 +22,17 @@ use crate::dedup::EmailTags;
 use crate::journal::Journal;
 use crate::log::{Log, UnsignedAppend};
 use crate::parallel::par_map;
-use crate::protocol::{
-    AnchorTarget, BidOutcome, JournalEntry, JournalRecord, ReplayBase, ReplayEntry, Request,
-    Response, Status, SubmitOutcome, Tip, WireAppended, WireError, MAX_BATCH, MAX_JOURNAL_BYTES,
-    MAX_JOURNAL_ENTRIES, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
-};
 use crate::replay::{ReplayGuard, ReplayVerdict};
 use crate::restore::Restore;
 use crate::rules::{check_lead, CheckedLead, RejectReason};
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
 use crate::sellers::SellerKeys;
+use leadgate_protocol::{
+    AnchorTarget, BidOutcome, JournalEntry, JournalRecord, ReplayBase, ReplayEntry, Request,
+    Response, Status, SubmitOutcome, Tip, WireAppended, WireError, MAX_BATCH, MAX_JOURNAL_BYTES,
+    MAX_JOURNAL_ENTRIES, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+};
 
 /// Enclave options. Build with [`EnclaveConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -413,7 +411,7 @@ impl Enclave {
         &mut self,
         sealed: Option<ByteBuf>,
         tip: Option<Tip>,
-        aws_credentials: Option<&crate::kms::AwsCredentials>,
+        aws_credentials: Option<&leadgate_protocol::AwsCredentials>,
         now_ms: u64,
     ) -> Response {
         if self.running.is_some() {

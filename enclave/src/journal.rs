@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use crate::protocol::{JournalEntry, JournalRecord};
+use leadgate_protocol::JournalEntry;
 
 /// Default bound on kept entries: four times what three pipelined batches of 256 leads hold.
 pub const DEFAULT_MAX_ENTRIES: usize = 4_096;
@@ -132,27 +132,10 @@ impl Journal {
     }
 }
 
-impl JournalEntry {
-    /// Approximate bytes the entry holds (leaf, receipt and record), for the bounds.
-    pub fn weight(&self) -> usize {
-        const RECEIPT: usize = 400;
-        let record = match &self.record {
-            JournalRecord::None => 0,
-            JournalRecord::Lead(l) => {
-                l.seller.len() + l.enc.len() + l.ciphertext.len() + l.signature.len() + 64
-            }
-            JournalRecord::Bid(b) => {
-                b.auction_id.len() + b.buyer.len() + b.enc.len() + b.ciphertext.len() + 192
-            }
-            JournalRecord::Release(r) => r.enc.len() + r.ciphertext.len() + 128,
-        };
-        self.leaf.len() + RECEIPT + record
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leadgate_protocol::JournalRecord;
     use leadgate_verifier::receipt::Receipt;
     use serde_bytes::ByteBuf;
 

@@ -24,38 +24,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::rustls;
 
-use crate::transport::Endpoint;
+use leadgate_protocol::transport::Endpoint;
+pub use leadgate_protocol::AwsCredentials;
 
 /// Largest KMS answer read, bytes (a `Decrypt` answer with a recipient is about 1.5 KiB).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How long one KMS call may take, connect to last byte.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// AWS credentials the host lends the enclave for signing KMS calls (the instance role's, from
-/// IMDS). They grant nothing by themselves: the key policy also requires the attestation.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AwsCredentials {
-    /// Access key id (`AKIA…` or `ASIA…`).
-    pub access_key_id: String,
-    /// Secret access key.
-    pub secret_access_key: String,
-    /// Session token of temporary credentials, if any.
-    #[serde(default)]
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
 
 /// Errors from KMS calls. Codes: `sealing.kms_*`, `sealing.no_credentials`.
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +356,7 @@ impl KmsClient {
         let unreachable = |what: &str, e: &dyn std::fmt::Display| {
             KmsError::Unreachable(format!("{what} ({}): {e}", self.proxy))
         };
-        let stream = crate::transport::connect(&self.proxy)
+        let stream = leadgate_protocol::transport::connect(&self.proxy)
             .await
             .map_err(|e| unreachable("connect", &e))?;
         let name = rustls::pki_types::ServerName::try_from(self.key.host.clone())

@@ -4,8 +4,9 @@
 //! rules, and appends every decision to the log, signing receipts and checkpoints.
 //!
 //! * [`core`]: the enclave as a state machine (requests in, responses out; no I/O).
-//! * [`protocol`]: host ↔ enclave messages and framing.
-//! * [`transport`]: the link server around [`core`]: one framing over TCP (dev) or vsock (Nitro).
+//! * [`server`]: the link server around [`core`]: the frame loop of `leadgate-protocol` over TCP
+//!   (dev) or vsock (Nitro), one host session at a time.
+//! * [`clock`]: the enclave's clock (the host's is never used).
 //! * [`secrets`], [`sealing`]: the keys and how they are sealed at rest.
 //! * [`attest`]: attestation providers: NSM (`/dev/nsm`, AWS Nitro) and the dev CA.
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
@@ -23,17 +24,17 @@
 pub mod attest;
 pub mod auctions;
 pub mod bloom;
+pub mod clock;
 pub mod core;
 pub mod dedup;
 pub mod journal;
 pub mod kms;
 pub mod log;
 pub mod parallel;
-pub mod protocol;
 pub mod replay;
 pub mod restore;
 pub mod rules;
 pub mod sealing;
 pub mod secrets;
 pub mod sellers;
-pub mod transport;
+pub mod server;

@@ -154,3 +154,23 @@ impl Log {
             && self.last_checkpoint_size != Some(self.frontier.size())
     }
 }
+
+/// The append as the host receives it.
+impl From<Appended> for leadgate_protocol::WireAppended {
+    fn from(a: Appended) -> Self {
+        Self {
+            index: a.index,
+            leaf: serde_bytes::ByteBuf::from(a.leaf),
+            nodes: a
+                .nodes
+                .into_iter()
+                .map(|n: NewNode| leadgate_protocol::WireNode {
+                    level: n.level,
+                    index: n.index,
+                    hash: serde_bytes::ByteBuf::from(n.hash.to_vec()),
+                })
+                .collect(),
+            receipt: a.receipt,
+        }
+    }
+}

@@ -9,10 +9,12 @@ use clap::Parser;
 use leadgate_enclave::attest::{
     AttestationProvider, DevAttestationProvider, NsmAttestationProvider,
 };
+use leadgate_enclave::clock::now_ms;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::kms::{KmsClient, KmsKey};
 use leadgate_enclave::sealing::{DevFileSealer, KmsSealer, Sealer};
-use leadgate_enclave::transport::{now_ms, serve_with, Endpoint, LinkLimits, Listener};
+use leadgate_enclave::server::{serve_with, LinkLimits};
+use leadgate_protocol::transport::{Endpoint, Listener};
 
 /// Parses durations like `90s`, `5m`, `1h`, `250ms` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {

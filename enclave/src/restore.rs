@@ -16,7 +16,7 @@ use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{leaf_hash, Frontier, Hash};
 
 use crate::auctions::{AuctionBook, PlacedBid};
-use crate::protocol::{ReplayBase, ReplayEntry, WireError};
+use leadgate_protocol::{ReplayBase, ReplayEntry, WireError};
 
 fn invalid(message: impl Into<String>) -> WireError {
     WireError::new("boot.replay_invalid", message)

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use common::{corpus, Host, ORIGIN, T0};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_enclave::protocol::{Request, Response, SubmitOutcome};
+use leadgate_protocol::{Request, Response, SubmitOutcome};
 use leadgate_verifier::auction::{
     check_own_bid, commitments_root, tie_rank, verify_seed, OpenedBid, Outcome, Pricing,
     TokenAmount,

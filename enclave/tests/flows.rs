@@ -7,8 +7,8 @@ use common::{corpus, seal, Host, ORIGIN, T0};
 use ed25519_dalek::SigningKey;
 use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_enclave::protocol::{decode, encode, Request, Response, SubmitOutcome, Tip};
 use leadgate_enclave::sealing::DevFileSealer;
+use leadgate_protocol::{decode, encode, Request, Response, SubmitOutcome, Tip};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{seal_lead, SealedLead};
 use leadgate_verifier::keys::EnclaveKeys;
@@ -366,7 +366,7 @@ fn parallel_batches_give_the_same_outcomes_as_one_thread() {
 /// exactly that checkpoint and deployment; a bad target is refused and signs nothing.
 #[test]
 fn checkpoint_anchor_signature_binds_the_attested_key() {
-    use leadgate_enclave::protocol::AnchorTarget;
+    use leadgate_protocol::AnchorTarget;
     use leadgate_verifier::anchor::{address_of_sec1, recover_signer, AnchorDomain};
     use leadgate_verifier::checkpoint::Checkpoint;
     use leadgate_verifier::note::Note;

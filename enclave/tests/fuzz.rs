@@ -9,7 +9,7 @@
 mod common;
 
 use bolero::check;
-use leadgate_enclave::protocol::{decode, encode, read_frame, Request, Response};
+use leadgate_protocol::{decode, encode, read_frame, Request, Response};
 
 #[test]
 fn request_frames_are_decoded_and_handled_without_panic() {

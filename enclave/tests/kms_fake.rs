@@ -14,8 +14,8 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::kms::{AwsCredentials, KmsClient, KmsKey};
-use leadgate_enclave::protocol::{Request, Response};
 use leadgate_enclave::sealing::{KmsSealer, SealError, Sealer, KMS_MAGIC};
+use leadgate_protocol::{Request, Response};
 use leadgate_verifier::attestation::{root_der_from_pem, verify_attestation, AttestationPolicy};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -262,7 +262,7 @@ fn answer(kms: &Shared, parts: &http::request::Parts, body: &[u8]) -> (u16, serd
     };
     let mut kms = kms.lock().unwrap();
     let policy = AttestationPolicy {
-        now_unix_ms: leadgate_enclave::transport::now_ms(),
+        now_unix_ms: leadgate_enclave::clock::now_ms(),
         root_der: Some(&kms.root_der),
         expected_pcr0: None,
         allow_debug: true,
@@ -412,9 +412,8 @@ struct Setup {
 
 fn setup(configure: impl FnOnce(&mut FakeKms)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let dev =
-        DevAttestationProvider::open_or_create(dir.path(), leadgate_enclave::transport::now_ms())
-            .unwrap();
+    let dev = DevAttestationProvider::open_or_create(dir.path(), leadgate_enclave::clock::now_ms())
+        .unwrap();
     let mut kms = FakeKms {
         policy_pcr0: vec![0; 48], // the dev enclave's PCR0
         root_der: root_der_from_pem(&dev.root_pem()).unwrap(),
@@ -448,7 +447,7 @@ impl Setup {
     fn sealer(&self) -> KmsSealer {
         let attestor = DevAttestationProvider::open_or_create(
             &self.dev_dir,
-            leadgate_enclave::transport::now_ms(),
+            leadgate_enclave::clock::now_ms(),
         )
         .unwrap();
         KmsSealer::new(self.client(true), Box::new(attestor))
@@ -542,7 +541,7 @@ fn a_server_outside_the_trusted_roots_is_refused() {
     // The host (or anyone on the path) answering for KMS with its own certificate.
     let s = setup(|_| {});
     let attestor =
-        DevAttestationProvider::open_or_create(&s.dev_dir, leadgate_enclave::transport::now_ms())
+        DevAttestationProvider::open_or_create(&s.dev_dir, leadgate_enclave::clock::now_ms())
             .unwrap();
     let sealer = KmsSealer::new(s.client(false), Box::new(attestor));
     let e = sealer.seal(b"x", Some(&credentials())).unwrap_err();
@@ -570,11 +569,9 @@ fn enclave_boots_seals_and_reboots_with_kms() {
     use leadgate_enclave::core::{Enclave, EnclaveConfig};
     let s = setup(|_| {});
     let boot = |sealed: Option<serde_bytes::ByteBuf>| {
-        let attestor = DevAttestationProvider::open_or_create(
-            &s.dev_dir,
-            leadgate_enclave::transport::now_ms(),
-        )
-        .unwrap();
+        let attestor =
+            DevAttestationProvider::open_or_create(&s.dev_dir, leadgate_enclave::clock::now_ms())
+                .unwrap();
         let mut config = EnclaveConfig::new("leadgate.test/kms");
         config.dev_root_pem = Some(attestor.root_pem());
         let mut enclave = Enclave::new(config, Box::new(s.sealer()), Box::new(attestor));
@@ -584,7 +581,7 @@ fn enclave_boots_seals_and_reboots_with_kms() {
                 tip: None,
                 aws_credentials: Some(credentials()),
             },
-            leadgate_enclave::transport::now_ms(),
+            leadgate_enclave::clock::now_ms(),
         )
     };
     let Response::Booted {

@@ -1,13 +1,14 @@
 //! One test suite for both link transports: the same frames through the same
-//! `transport::serve` over TCP and over vsock. The vsock run needs a kernel with `AF_VSOCK`
+//! `server::serve` over TCP and over vsock. The vsock run needs a kernel with `AF_VSOCK`
 //! loopback (`vsock_loopback`, CID 1); where there is none it says so and is skipped.
 
 mod common;
 
 use std::sync::Arc;
 
-use leadgate_enclave::protocol::{decode, encode, read_frame, Request, Response, MAX_FRAME_LEN};
-use leadgate_enclave::transport::{connect, serve, Endpoint, Listener};
+use leadgate_enclave::server::serve;
+use leadgate_protocol::transport::{connect, Endpoint, Listener};
+use leadgate_protocol::{decode, encode, read_frame, Request, Response, MAX_FRAME_LEN};
 use leadgate_verifier::attestation::parse_attestation;
 use serde_bytes::ByteBuf;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -15,7 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// `VMADDR_CID_LOCAL`: the local machine, through the `vsock_loopback` transport.
 const VSOCK_CID_LOCAL: u32 = 1;
 
-async fn call(s: &mut leadgate_enclave::transport::BoxStream, body: &[u8]) -> Option<Response> {
+async fn call(s: &mut leadgate_protocol::transport::BoxStream, body: &[u8]) -> Option<Response> {
     s.write_all(&(body.len() as u32).to_be_bytes())
         .await
         .unwrap();

@@ -21,7 +21,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, FixedBytes, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use leadgate_enclave::protocol::AnchorTarget;
+use leadgate_protocol::AnchorTarget;
 use leadgate_verifier::merkle::{self, Hash};
 use serde_bytes::ByteBuf;
 use tokio::sync::Notify;
@@ -245,7 +245,7 @@ impl Anchorer {
     }
 
     async fn anchor_one(&self, row: &AnchorRecord) -> Result<(), AnchorError> {
-        let now = leadgate_enclave::transport::now_ms();
+        let now = crate::clock::now_ms();
         // A transaction already sent: follow it rather than send another.
         if let Some(tx) = row.tx_hash {
             let hash = B256::from(tx);
@@ -345,7 +345,7 @@ impl Anchorer {
         tx: Option<&[u8; 32]>,
         mined: Option<(u64, u64)>,
     ) -> Result<(), AnchorError> {
-        let now = leadgate_enclave::transport::now_ms();
+        let now = crate::clock::now_ms();
         self.store
             .set_anchor_state(row.size, "anchored", tx, mined, now)
             .await?;

@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use leadgate_enclave::protocol::{BidOutcome, SubmitOutcome};
+use leadgate_protocol::{BidOutcome, SubmitOutcome};
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::merkle;
@@ -219,7 +219,7 @@ fn admit(s: &AppState, lead: SealedLead, sealed_json: String) -> AppResult<Pendi
     let sub = lead
         .decode()
         .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-    let now = leadgate_enclave::transport::now_ms();
+    let now = crate::clock::now_ms();
     if !s.limiter.reserve(&lead.seller, now) {
         return Err(ApiError::new(
             "rate.limited",

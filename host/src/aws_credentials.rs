@@ -8,7 +8,7 @@
 //! restarts days after the host still unseals.
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use leadgate_enclave::kms::AwsCredentials;
+use leadgate_protocol::AwsCredentials;
 
 /// Why credentials could not be had (the provider's own message; never the secret).
 #[derive(Debug, thiserror::Error)]

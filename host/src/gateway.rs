@@ -24,8 +24,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use leadgate_enclave::core::MAX_CLOSES_PER_TICK;
-use leadgate_enclave::protocol::{
+use leadgate_protocol::MAX_CLOSES_PER_TICK;
+use leadgate_protocol::{
     BidOutcome, ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip,
     WireAppended, WireError, WireNode, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
 };
@@ -134,7 +134,7 @@ pub struct SentBatch {
 pub struct Gateway {
     /// Storage.
     pub store: Store,
-    addr: leadgate_enclave::transport::Endpoint,
+    addr: leadgate_protocol::transport::Endpoint,
     conn: Mutex<Link>,
     info: RwLock<Option<EnclaveInfo>>,
     /// Batches stored (or discarded) so far; the flush barrier waits on it.
@@ -155,7 +155,7 @@ pub struct Gateway {
 }
 
 fn now_ms() -> u64 {
-    leadgate_enclave::transport::now_ms()
+    crate::clock::now_ms()
 }
 
 /// Exchanges on the held connection. Any link failure drops the connection (the stream may
@@ -208,7 +208,7 @@ fn expect_ok(resp: Response) -> Result<(), LinkError> {
     }
 }
 
-fn enclave_err(e: leadgate_enclave::protocol::WireError) -> LinkError {
+fn enclave_err(e: leadgate_protocol::WireError) -> LinkError {
     LinkError::Enclave {
         code: e.code,
         message: e.message,
@@ -217,7 +217,7 @@ fn enclave_err(e: leadgate_enclave::protocol::WireError) -> LinkError {
 
 impl Gateway {
     /// A gateway that will connect to the enclave at `addr`.
-    pub fn new(store: Store, addr: leadgate_enclave::transport::Endpoint) -> Self {
+    pub fn new(store: Store, addr: leadgate_protocol::transport::Endpoint) -> Self {
         Self {
             store,
             addr,
@@ -331,7 +331,7 @@ impl Gateway {
                 self.up.store(false, Ordering::Release);
                 // Boot reads the tip from the store: everything sent must be in it.
                 self.flush(&guard).await;
-                match leadgate_enclave::transport::connect(&self.addr).await {
+                match leadgate_protocol::transport::connect(&self.addr).await {
                     Ok(stream) => {
                         let mut conn = EnclaveConn::new(stream);
                         match self.boot(&mut conn).await {

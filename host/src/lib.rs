@@ -5,13 +5,14 @@
 //! plaintext and signs nothing; clients verify what it serves.
 //!
 //! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
-//! (credentials lent to the enclave's KMS sealer), [`gateway`] (enclave link, boot, catch-up and the
+//! (credentials lent to the enclave's KMS sealer), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up and the
 //! store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
 pub mod api;
 pub mod aws_credentials;
+pub mod clock;
 pub mod error;
 pub mod gateway;
 pub mod http;
@@ -22,7 +23,7 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadgate_enclave::protocol::{SubmitOutcome, MAX_BATCH, MAX_BIDS};
+use leadgate_protocol::{SubmitOutcome, MAX_BATCH, MAX_BIDS};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -36,7 +37,7 @@ use crate::storage::Store;
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Enclave link: `vsock://CID:PORT` on Nitro, a TCP `host:port` in dev.
-    pub enclave_addr: leadgate_enclave::transport::Endpoint,
+    pub enclave_addr: leadgate_protocol::transport::Endpoint,
     /// SQLite database path.
     pub db_path: std::path::PathBuf,
     /// Largest request body, bytes (default 64 KiB: a 16 KiB lead sealed and base64-encoded is
@@ -61,7 +62,7 @@ pub struct HostConfig {
 impl HostConfig {
     /// Defaults.
     pub fn new(
-        enclave_addr: leadgate_enclave::transport::Endpoint,
+        enclave_addr: leadgate_protocol::transport::Endpoint,
         db_path: std::path::PathBuf,
     ) -> Self {
         Self {

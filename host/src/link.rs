@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use leadgate_enclave::protocol::{decode, encode, read_frame, write_frame, Request, Response};
-use leadgate_enclave::transport::BoxStream;
+use leadgate_protocol::transport::BoxStream;
+use leadgate_protocol::{decode, encode, read_frame, write_frame, Request, Response};
 use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -116,7 +116,7 @@ pub async fn answer(rx: Answer) -> Result<Response, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leadgate_enclave::protocol::WireError;
+    use leadgate_protocol::WireError;
     use serde_bytes::ByteBuf;
 
     /// A fake enclave that answers each `Attest` with its nonce, in order, after `n` requests

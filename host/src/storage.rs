@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::str::FromStr as _;
 
-use leadgate_enclave::protocol::{JournalRecord, SubmitOutcome, WireAppended};
+use leadgate_protocol::{JournalRecord, SubmitOutcome, WireAppended};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{Frontier, Hash, NodeStore};
 use leadgate_verifier::receipt::Receipt;

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use leadgate_enclave::kms::AwsCredentials;
 use leadgate_host::aws_credentials::CredentialSource;
+use leadgate_protocol::AwsCredentials;
 
 const TOKEN: &str = "imds-session-token-for-tests";
 const ROLE: &str = "leadgate-parent-instance";

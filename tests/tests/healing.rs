@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use leadgate_e2e::{corpus, proof, seal, Stack};
-use leadgate_enclave::protocol::{decode, encode, Request, Response, SubmitOutcome};
+use leadgate_protocol::{decode, encode, Request, Response, SubmitOutcome};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::keys::EnclaveKeys;

@@ -13,11 +13,7 @@ use super::{err, Enclave};
 use crate::auctions::{PlacedBid, ReleaseStanding};
 use crate::log::UnsignedAppend;
 use crate::parallel::par_map;
-use crate::protocol::{BidOutcome, Response, WireError, MAX_BIDS};
-
-/// Most auctions closed by one `Tick`; a full answer tells the host to tick again at once.
-/// A close event is under 1 KiB, so 1,024 of them stay well inside one frame.
-pub const MAX_CLOSES_PER_TICK: usize = 1_024;
+use leadgate_protocol::{BidOutcome, Response, WireError, MAX_BIDS};
 
 /// Stage 2's result for one bid.
 enum LoggedBid {
@@ -109,7 +105,7 @@ impl Enclave {
     }
 
     /// Closes every auction whose close time has passed by the enclave clock (at most
-    /// [`MAX_CLOSES_PER_TICK`]), appending `auction.closed` or `auction.unsold`.
+    /// [`leadgate_protocol::MAX_CLOSES_PER_TICK`]), appending `auction.closed` or `auction.unsold`.
     pub(super) fn tick(&mut self, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
         let window = self.config.release_window_ms;
@@ -118,7 +114,12 @@ impl Enclave {
         };
         r.book.expire_sales(now_ms, window);
         let mut closed = Vec::new();
-        for id in r.book.due(now_ms).into_iter().take(MAX_CLOSES_PER_TICK) {
+        for id in r
+            .book
+            .due(now_ms)
+            .into_iter()
+            .take(leadgate_protocol::MAX_CLOSES_PER_TICK)
+        {
             let seed = r
                 .secrets
                 .log_key()

@@ -6,7 +6,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use super::{gcm_open, gcm_seal, SealError, Sealer};
-use crate::kms::AwsCredentials;
+use leadgate_protocol::AwsCredentials;
 
 /// Sealed blob prefix for the dev sealer (format version 1).
 const DEV_MAGIC: &[u8; 4] = b"LGS1";

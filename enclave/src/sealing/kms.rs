@@ -17,9 +17,9 @@ use zeroize::Zeroizing;
 
 use super::{gcm_open, gcm_seal, SealError, Sealer};
 use crate::attest::AttestationProvider;
+use crate::clock::now_ms;
 use crate::kms::recipient::RecipientKey;
 use crate::kms::{block_on, AwsCredentials, KmsClient, KmsError};
-use crate::transport::now_ms;
 
 /// Sealed blob prefix for the KMS sealer (format version 1).
 pub const KMS_MAGIC: &[u8; 4] = b"LGK1";

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use ed25519_dalek::SigningKey;
 use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_enclave::protocol::{
+use leadgate_enclave::sealing::DevFileSealer;
+use leadgate_protocol::{
     BidOutcome, ReplayBase, ReplayEntry, Request, Response, SubmitOutcome, Tip, WireAppended,
 };
-use leadgate_enclave::sealing::DevFileSealer;
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{seal_lead, SealedLead};

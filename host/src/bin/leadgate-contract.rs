@@ -82,7 +82,7 @@ fn read_key(path: Option<&PathBuf>) -> anyhow::Result<PrivateKeySigner> {
 }
 
 fn now_ms() -> u64 {
-    leadgate_enclave::transport::now_ms()
+    leadgate_host::clock::now_ms()
 }
 
 #[tokio::main]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use ed25519_dalek::SigningKey;
 use leadgate_e2e::{attested_keys, corpus, seal};
-use leadgate_enclave::protocol::{encode, Request};
+use leadgate_protocol::{encode, Request};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::keys::EnclaveKeys;
@@ -539,19 +539,19 @@ fn stray_submit(leads: &[SealedLead]) -> anyhow::Result<Vec<Receipt>> {
         s.read_exact(&mut len)?;
         let mut answer = vec![0u8; u32::from_be_bytes(len) as usize];
         s.read_exact(&mut answer)?;
-        match leadgate_enclave::protocol::decode::<leadgate_enclave::protocol::Response>(&answer)? {
-            leadgate_enclave::protocol::Response::Submitted { results } => {
+        match leadgate_protocol::decode::<leadgate_protocol::Response>(&answer)? {
+            leadgate_protocol::Response::Submitted { results } => {
                 return Ok(results
                     .into_iter()
                     .filter_map(|r| match r {
-                        leadgate_enclave::protocol::SubmitOutcome::Logged { appended, .. } => {
+                        leadgate_protocol::SubmitOutcome::Logged { appended, .. } => {
                             Some(appended.receipt)
                         }
-                        leadgate_enclave::protocol::SubmitOutcome::Refused(_) => None,
+                        leadgate_protocol::SubmitOutcome::Refused(_) => None,
                     })
                     .collect())
             }
-            leadgate_enclave::protocol::Response::Error(e) if e.code == "session.busy" => {
+            leadgate_protocol::Response::Error(e) if e.code == "session.busy" => {
                 std::thread::sleep(Duration::from_millis(20))
             }
             other => bail!("stray submit: {other:?}"),

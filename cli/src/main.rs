@@ -7,7 +7,6 @@ mod audit;
 mod bench;
 mod buyer;
 mod http;
-#[cfg(feature = "eif")]
 mod pcr;
 mod seller;
 mod verify;
@@ -45,7 +44,6 @@ enum Cmd {
     /// Compute the PCRs (SHA-384) an AWS Nitro Enclave image will measure: PCR0 (whole image),
     /// PCR1 (kernel, command line, first ramdisk), PCR2 (the other ramdisks) and PCR8 (signing
     /// certificate, signed images only).
-    #[cfg(feature = "eif")]
     Pcr {
         /// The enclave image file (.eif), as `nitro-cli build-enclave` writes it.
         eif: PathBuf,
@@ -496,7 +494,6 @@ fn main() -> anyhow::Result<()> {
             state,
             concurrency,
         }) => verify::receipts(&receipts, &gateway, &trust, &state, concurrency),
-        #[cfg(feature = "eif")]
         Cmd::Pcr { eif, json } => pcr::pcr(&eif, json),
         Cmd::Audit {
             gateway,

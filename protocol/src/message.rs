@@ -1,51 +1,13 @@
-//! The host ↔ enclave protocol: CBOR (RFC 8949) messages in length-prefixed frames.
-//!
-//! Frame: 4-byte big-endian body length, then the body, at most [`MAX_FRAME_LEN`] bytes. The
-//! host sends one [`Request`] and reads one [`Response`], in order. A frame that does not decode
-//! gets a [`Response::Error`] with code `protocol.malformed_frame`; the enclave never crashes on
-//! input.
-//!
-//! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadTags`* (the
-//! `email_tag`s of all accepted events, in chunks) → `Replay`* (the leaves from the last
-//! `log.epoch`'s `replay_from` to the tip, with the sealed bid of each `bid.sealed`; required
-//! when there is a tip) → `Start` (appends `log.epoch`). Then any of `Attest`, `Submit`,
-//! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`, `Durable`, `Journal`.
-//!
-//! Reconnecting to a running enclave (the host restarted or dropped the link): `Boot` answers
-//! `boot.already_booted`; the host compares `Status` with its store and, if the enclave is
-//! ahead, fetches the missing tail with `Journal` (entries the host has not confirmed with
-//! `Durable`), checks it against the enclave's root and stores it. If the tail is gone
-//! (`journal.gap`), or the enclave is not started or holds another log, the host sends
-//! `Reset` and boots it again from its own tip: a new epoch, as after an enclave restart.
-//!
-//! Sessions: the enclave serves one host session at a time (see [`crate::transport`]).
+//! The messages: [`Request`]s from host to enclave and [`Response`]s back, with what they carry.
 
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
-use leadgate_verifier::merkle::NewNode;
 use leadgate_verifier::receipt::Receipt;
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
+
+use crate::credentials::AwsCredentials;
 use serde_bytes::ByteBuf;
-
-use crate::log::Appended;
-
-/// Largest frame body, bytes: a submit batch of 256 leads of 16 KiB is 5.6 MiB in base64.
-pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
-/// Most leads in one `Submit`.
-pub const MAX_BATCH: usize = 256;
-/// Most tags in one `LoadTags` (32 bytes each; 64k tags ≈ 2.2 MiB of CBOR).
-pub const MAX_TAGS_PER_FRAME: usize = 65_536;
-/// Most entries in one `Replay` (a leaf is at most 8 KiB, a sealed bid under 1 KiB; leaves
-/// average under 1 KiB, so 2,048 entries stay far below [`MAX_FRAME_LEN`]).
-pub const MAX_REPLAY_ENTRIES: usize = 2_048;
-/// Most bids in one `Bid`.
-pub const MAX_BIDS: usize = 256;
-/// Most entries in one `Journal` answer.
-pub const MAX_JOURNAL_ENTRIES: usize = 1_024;
-/// Most bytes (by [`JournalEntry::weight`]) in one `Journal` answer, past its first entry:
-/// base64 and CBOR keep the frame under [`MAX_FRAME_LEN`].
-pub const MAX_JOURNAL_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the host stores beside a journal entry's leaf, besides the receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +22,7 @@ pub enum JournalRecord {
     Release(ReleasedLead),
 }
 
-/// One appended entry as the enclave's journal keeps it (see [`crate::journal`]). The host
+/// One appended entry as the enclave's journal keeps it (the appended tail the host has not yet confirmed durable). The host
 /// recomputes the tree nodes from the leaf and checks them against the signed receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
@@ -117,7 +79,7 @@ pub enum Request {
         tip: Option<Tip>,
         /// AWS credentials for the KMS sealer's calls (the instance role's); none in dev.
         #[serde(default)]
-        aws_credentials: Option<crate::kms::AwsCredentials>,
+        aws_credentials: Option<AwsCredentials>,
     },
     /// Email tags of accepted events, to rebuild duplicate detection (32 bytes each).
     LoadTags {
@@ -130,7 +92,7 @@ pub enum Request {
         from: u64,
         /// Required in the first chunk when `from > 0`.
         base: Option<ReplayBase>,
-        /// The leaves, in order (≤ [`MAX_REPLAY_ENTRIES`]).
+        /// The leaves, in order (≤ [`crate::MAX_REPLAY_ENTRIES`]).
         entries: Vec<ReplayEntry>,
     },
     /// Finish start-up: append `log.epoch`.
@@ -140,12 +102,12 @@ pub enum Request {
         /// The requester's nonce.
         nonce: Option<ByteBuf>,
     },
-    /// Sealed leads to take in, in order (≤ [`MAX_BATCH`]).
+    /// Sealed leads to take in, in order (≤ [`crate::MAX_BATCH`]).
     Submit {
         /// The leads.
         leads: Vec<SealedLead>,
     },
-    /// Sealed bids, in order (≤ [`MAX_BIDS`]).
+    /// Sealed bids, in order (≤ [`crate::MAX_BIDS`]).
     Bid {
         /// The bids.
         bids: Vec<SealedBid>,
@@ -176,7 +138,7 @@ pub enum Request {
         /// Stored log size.
         size: u64,
     },
-    /// Journal entries from `from` on (at most [`MAX_JOURNAL_ENTRIES`]); `journal.gap` if the
+    /// Journal entries from `from` on (at most [`crate::MAX_JOURNAL_ENTRIES`]); `journal.gap` if the
     /// enclave no longer holds entry `from`.
     Journal {
         /// First index wanted.
@@ -229,7 +191,7 @@ pub struct WireNode {
     pub hash: ByteBuf,
 }
 
-/// An append on the wire: see [`Appended`].
+/// An append on the wire: the new leaf, the tree nodes it created and its signed receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireAppended {
     /// Leaf index.
@@ -240,25 +202,6 @@ pub struct WireAppended {
     pub nodes: Vec<WireNode>,
     /// Signed receipt.
     pub receipt: Receipt,
-}
-
-impl From<Appended> for WireAppended {
-    fn from(a: Appended) -> Self {
-        Self {
-            index: a.index,
-            leaf: ByteBuf::from(a.leaf),
-            nodes: a
-                .nodes
-                .into_iter()
-                .map(|n: NewNode| WireNode {
-                    level: n.level,
-                    index: n.index,
-                    hash: ByteBuf::from(n.hash.to_vec()),
-                })
-                .collect(),
-            receipt: a.receipt,
-        }
-    }
 }
 
 /// The outcome for one submitted lead.
@@ -383,98 +326,20 @@ pub enum Response {
     Error(WireError),
 }
 
-/// Errors decoding frames. Code: `protocol.malformed_frame` or `protocol.frame_too_large`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FrameError {
-    /// Over [`MAX_FRAME_LEN`].
-    #[error("frame of {0} bytes is over the limit")]
-    TooLarge(usize),
-    /// Not the expected CBOR message.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    /// The connection failed.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl FrameError {
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FrameError::TooLarge(_) => "protocol.frame_too_large",
-            FrameError::Malformed(_) => "protocol.malformed_frame",
-            FrameError::Io(_) => "protocol.io",
-        }
+impl JournalEntry {
+    /// Approximate bytes the entry holds (leaf, receipt and record), for the bounds.
+    pub fn weight(&self) -> usize {
+        const RECEIPT: usize = 400;
+        let record = match &self.record {
+            JournalRecord::None => 0,
+            JournalRecord::Lead(l) => {
+                l.seller.len() + l.enc.len() + l.ciphertext.len() + l.signature.len() + 64
+            }
+            JournalRecord::Bid(b) => {
+                b.auction_id.len() + b.buyer.len() + b.enc.len() + b.ciphertext.len() + 192
+            }
+            JournalRecord::Release(r) => r.enc.len() + r.ciphertext.len() + 128,
+        };
+        self.leaf.len() + RECEIPT + record
     }
-}
-
-/// Encodes a message body (CBOR).
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(msg, &mut out).expect("writing CBOR to a Vec cannot fail");
-    out
-}
-
-/// Decodes a message body, rejecting trailing bytes.
-///
-/// # Errors
-/// [`FrameError::TooLarge`], [`FrameError::Malformed`].
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    if body.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(body.len()));
-    }
-    let mut rest = body;
-    let msg =
-        ciborium::de::from_reader(&mut rest).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(FrameError::Malformed("trailing bytes".into()));
-    }
-    Ok(msg)
-}
-
-/// Reads one frame body. `Ok(None)` at a clean end of stream.
-///
-/// # Errors
-/// [`FrameError::Io`], [`FrameError::TooLarge`] (the stream is then unusable).
-pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    use tokio::io::AsyncReadExt as _;
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
-    }
-    // Grown as bytes arrive, so a peer that announces a large frame and sends little of it
-    // costs what it sent, not what it announced.
-    let mut body = Vec::with_capacity(len.min(64 * 1024));
-    r.take(len as u64).read_to_end(&mut body).await?;
-    if body.len() != len {
-        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-    }
-    Ok(Some(body))
-}
-
-/// Writes one frame.
-///
-/// # Errors
-/// [`FrameError::Io`], [`FrameError::TooLarge`].
-pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
-    w: &mut W,
-    body: &[u8],
-) -> Result<(), FrameError> {
-    use tokio::io::AsyncWriteExt as _;
-    if body.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(body.len()));
-    }
-    w.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    w.write_all(body).await?;
-    w.flush().await?;
-    Ok(())
 }

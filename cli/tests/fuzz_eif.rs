@@ -2,11 +2,10 @@
 //! `EifReader` it guards. The reader takes a path, so each input is written to one file in a
 //! temporary directory first. The property: an error, never a panic or an allocation a header
 //! merely claims, and anything accepted has PCR0, PCR1 and PCR2 as 96 hex characters.
-//! Committed corpus: `tests/__fuzz__/eif_files/corpus` (a valid three-section EIF
+//! Committed corpus: `cli/tests/__fuzz__/eif_files/corpus` (a valid three-section EIF
 //! and variants).
-#![cfg(feature = "eif")]
 
-#[path = "../src/bin/leadgate/pcr.rs"]
+#[path = "../src/pcr.rs"]
 mod pcr;
 
 use bolero::check;

@@ -2,7 +2,6 @@
 //! computation: PCRn = SHA-384(48 zero bytes ‖ SHA-384(the sections it covers)), with the EIF
 //! layout (header, then section header + data, CRC-32/ISO-HDLC over everything but the CRC
 //! field) written from AWS's format description, not with AWS's crate.
-#![cfg(feature = "eif")]
 
 use sha2::{Digest, Sha384};
 use std::process::Command;

@@ -1,0 +1,40 @@
+//! The host ↔ enclave protocol: CBOR (RFC 8949) messages in length-prefixed frames.
+//!
+//! Frame: 4-byte big-endian body length, then the body, at most [`MAX_FRAME_LEN`] bytes. The
+//! host sends one [`Request`] and reads one [`Response`], in order. A frame that does not decode
+//! gets a [`Response::Error`] with code `protocol.malformed_frame`; the enclave never crashes on
+//! input.
+//!
+//! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadTags`* (the
+//! `email_tag`s of all accepted events, in chunks) → `Replay`* (the leaves from the last
+//! `log.epoch`'s `replay_from` to the tip, with the sealed bid of each `bid.sealed`; required
+//! when there is a tip) → `Start` (appends `log.epoch`). Then any of `Attest`, `Submit`,
+//! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`, `Durable`, `Journal`.
+//!
+//! Reconnecting to a running enclave (the host restarted or dropped the link): `Boot` answers
+//! `boot.already_booted`; the host compares `Status` with its store and, if the enclave is
+//! ahead, fetches the missing tail with `Journal` (entries the host has not confirmed with
+//! `Durable`), checks it against the enclave's root and stores it. If the tail is gone
+//! (`journal.gap`), or the enclave is not started or holds another log, the host sends
+//! `Reset` and boots it again from its own tip: a new epoch, as after an enclave restart.
+//!
+//! Sessions: the enclave serves one host session at a time (see `leadgate_enclave::server`).
+//!
+//! Modules: [`message`] (what each request and answer carries), [`frame`] (the framing and the
+//! CBOR codec), [`limits`] (sizes both sides enforce), [`transport`] (TCP and vsock streams),
+//! [`credentials`] (the AWS credentials the host lends the enclave). The enclave
+//! (`leadgate-enclave`) serves this protocol; the host (`leadgate-host`) speaks it without
+//! linking the enclave.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod credentials;
+pub mod frame;
+pub mod limits;
+pub mod message;
+pub mod transport;
+
+pub use credentials::AwsCredentials;
+pub use frame::{decode, encode, read_frame, write_frame, FrameError};
+pub use limits::*;
+pub use message::*;

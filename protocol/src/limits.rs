@@ -1,0 +1,21 @@
+//! Sizes both sides enforce: frames, batches, chunks.
+
+/// Largest frame body, bytes: a submit batch of 256 leads of 16 KiB is 5.6 MiB in base64.
+pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+/// Most leads in one `Submit`.
+pub const MAX_BATCH: usize = 256;
+/// Most tags in one `LoadTags` (32 bytes each; 64k tags ≈ 2.2 MiB of CBOR).
+pub const MAX_TAGS_PER_FRAME: usize = 65_536;
+/// Most entries in one `Replay` (a leaf is at most 8 KiB, a sealed bid under 1 KiB; leaves
+/// average under 1 KiB, so 2,048 entries stay far below [`MAX_FRAME_LEN`]).
+pub const MAX_REPLAY_ENTRIES: usize = 2_048;
+/// Most bids in one `Bid`.
+pub const MAX_BIDS: usize = 256;
+/// Most entries in one `Journal` answer.
+pub const MAX_JOURNAL_ENTRIES: usize = 1_024;
+/// Most bytes (by [`crate::JournalEntry::weight`]) in one `Journal` answer, past its first entry:
+/// base64 and CBOR keep the frame under [`MAX_FRAME_LEN`].
+pub const MAX_JOURNAL_BYTES: usize = 4 * 1024 * 1024;
+/// Most auctions closed by one `Tick`; a full answer tells the host to tick again at once.
+/// A close event is under 1 KiB, so 1,024 of them stay well inside one frame.
+pub const MAX_CLOSES_PER_TICK: usize = 1_024;
