@@ -388,7 +388,7 @@ struct Submitter<'a> {
 fn retry_later(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("overloaded" | "enclave.unavailable" | "storage.unavailable" | "server.busy")
+        Some("server.overloaded" | "enclave.unavailable" | "storage.unavailable" | "server.busy")
     )
 }
 

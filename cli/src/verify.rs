@@ -42,7 +42,7 @@ pub fn attestation(
                 allow_debug: trust.allow_debug,
                 expected_nonce: None,
             };
-            verify_attestation(&doc, &policy).map_err(|e| (e.code(), e.to_string()))
+            verify_attestation(&doc, &policy).map_err(|e| (e.code().as_str(), e.to_string()))
         }
         (None, Some(g)) => {
             if at.is_some() {

@@ -3,6 +3,8 @@
 //! format (COSE_Sign1 over the NSM payload) binding the same fields: `public_key` = the intake
 //! key, `user_data` = the bound keys, `nonce` = the requester's.
 
+use leadgate_verifier::ErrorCode;
+
 mod dev;
 mod nsm;
 
@@ -32,13 +34,13 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ProviderError::TooLarge => "attestation.provider_too_large",
+            ProviderError::TooLarge => ErrorCode::AttestationProviderTooLarge,
             ProviderError::DevCa(_) | ProviderError::NsmUnavailable(_) | ProviderError::Nsm(_) => {
-                "attestation.provider_failed"
+                ErrorCode::AttestationProviderFailed
             }
-            ProviderError::BadDocument(_) => "attestation.provider_bad_document",
+            ProviderError::BadDocument(_) => ErrorCode::AttestationProviderBadDocument,
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Bid amounts live only here, in enclave memory (and sealed in the host's store).
 
+use leadgate_verifier::ErrorCode;
 use std::collections::{HashMap, HashSet};
 
 use leadgate_verifier::auction::{commitments_root, decide, OpenedBid, Outcome, TokenAmount};
@@ -64,11 +65,11 @@ pub enum BidRefusal {
 
 impl BidRefusal {
     /// Stable code.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            BidRefusal::Unknown => "auction.unknown",
-            BidRefusal::Closed => "auction.closed",
-            BidRefusal::Replayed => "bid.replayed",
+            BidRefusal::Unknown => ErrorCode::AuctionUnknown,
+            BidRefusal::Closed => ErrorCode::AuctionClosed,
+            BidRefusal::Replayed => ErrorCode::BidReplayed,
         }
     }
 }

@@ -19,6 +19,7 @@ use serde_bytes::ByteBuf;
 use crate::attest::AttestationProvider;
 use crate::auctions::AuctionBook;
 use crate::dedup::EmailTags;
+use crate::error::EnclaveError;
 use crate::journal::Journal;
 use crate::log::{Log, UnsignedAppend};
 use crate::parallel::par_map;
@@ -207,33 +208,27 @@ fn open_one(
     });
     let sub = match verified {
         Ok(s) => s,
-        Err(e) => return Opened::BadSubmission(WireError::new(e.code(), e.to_string())),
+        Err(e) => return Opened::BadSubmission(EnclaveError::from(e).into()),
     };
     let Some(terms) = config.auction_terms(sub.auction.as_ref(), now_ms) else {
-        return Opened::BadSubmission(WireError::new(
-            "submission.bad_terms",
-            format!(
-                "auction duration must be {} to {} ms",
-                config.min_duration_ms, config.max_duration_ms
-            ),
-        ));
+        return Opened::BadSubmission(
+            EnclaveError::BadTerms {
+                min_ms: config.min_duration_ms,
+                max_ms: config.max_duration_ms,
+            }
+            .into(),
+        );
     };
     let verdict = match open_lead(secrets.intake_key(), origin, &sub) {
-        Err(e) => Err(WireError::new(e.code(), e.to_string())),
+        Err(e) => Err(EnclaveError::from(e).into()),
         Ok(p) if p.len() > MAX_LEAD_BYTES => {
             drop(zeroize::Zeroizing::new(p));
-            Err(WireError::new(
-                "lead.too_large",
-                "lead is over the size limit",
-            ))
+            Err(EnclaveError::LeadTooLarge.into())
         }
         Ok(p) => {
             let plaintext = zeroize::Zeroizing::new(p);
             match serde_json::from_slice::<serde_json::Value>(&plaintext) {
-                Err(_) => Err(WireError::new(
-                    "lead.malformed_json",
-                    "lead is not valid JSON",
-                )),
+                Err(_) => Err(EnclaveError::LeadMalformedJson.into()),
                 Ok(value) => Ok(check_lead(&value, year).map(|c| {
                     let tag = secrets.email_tag(&c.normalised_email);
                     (c, tag)
@@ -256,22 +251,20 @@ pub struct Enclave {
     running: Option<Running>,
 }
 
-fn err(code: &str, message: impl Into<String>) -> Response {
-    Response::Error(WireError::new(code, message))
+fn err(e: impl Into<EnclaveError>) -> Response {
+    Response::Error(e.into().into())
 }
 
 /// PCR0/1/2 from this enclave's own attestation document (`attestation.provider_failed` if
 /// the provider returned a document without them).
-fn own_pcrs(document: &[u8]) -> Result<EpochPcrs, WireError> {
+fn own_pcrs(document: &[u8]) -> Result<EpochPcrs, EnclaveError> {
     let (_, doc) = leadgate_verifier::attestation::parse_attestation(document)
-        .map_err(|e| WireError::new("attestation.provider_failed", e.to_string()))?;
+        .map_err(|e| EnclaveError::OwnDocument(e.to_string()))?;
     let pcr = |i: u8| {
-        doc.pcrs.get(&i).map(hex::encode).ok_or_else(|| {
-            WireError::new(
-                "attestation.provider_failed",
-                format!("no PCR{i} in own document"),
-            )
-        })
+        doc.pcrs
+            .get(&i)
+            .map(hex::encode)
+            .ok_or_else(|| EnclaveError::OwnDocument(format!("no PCR{i}")))
     };
     Ok(EpochPcrs {
         pcr0: pcr(0)?,
@@ -382,14 +375,14 @@ impl Enclave {
                     r.journal.confirm(size);
                     Response::Ok
                 }
-                None => err("enclave.not_ready", "enclave has not finished start-up"),
+                None => err(EnclaveError::NotReady),
             },
             Request::Journal { from } => match self.ready() {
                 Some(r) => match r.journal.read(from, MAX_JOURNAL_ENTRIES, MAX_JOURNAL_BYTES) {
                     Ok(entries) => Response::Journal { entries },
-                    Err(gap) => err("journal.gap", gap.to_string()),
+                    Err(gap) => err(gap),
                 },
-                None => err("enclave.not_ready", "enclave has not finished start-up"),
+                None => err(EnclaveError::NotReady),
             },
             Request::Reset => {
                 if self.running.take().is_some() {
@@ -415,30 +408,25 @@ impl Enclave {
         now_ms: u64,
     ) -> Response {
         if self.running.is_some() {
-            return err("boot.already_booted", "enclave is already booted");
+            return err(EnclaveError::AlreadyBooted);
         }
         let (secrets, sealed) = match sealed {
-            None if tip.is_some() => {
-                return err(
-                    "boot.no_secrets",
-                    "a log tip needs the sealed secrets that signed it",
-                )
-            }
+            None if tip.is_some() => return err(EnclaveError::NoSecrets),
             None => {
                 let s = Secrets::generate();
                 match self.sealer.seal(&s.to_bytes(), aws_credentials) {
                     Ok(blob) => (s, blob),
-                    Err(e) => return err(e.code(), e.to_string()),
+                    Err(e) => return err(e),
                 }
             }
             Some(blob) => {
                 let plain = match self.sealer.unseal(&blob, aws_credentials) {
                     Ok(p) => p,
-                    Err(e) => return err(e.code(), e.to_string()),
+                    Err(e) => return err(e),
                 };
                 match Secrets::from_bytes(&plain) {
                     Ok(s) => (s, blob.into_vec()),
-                    Err(e) => return err("boot.secrets_malformed", e.to_string()),
+                    Err(e) => return err(EnclaveError::SecretsMalformed(e)),
                 }
             }
         };
@@ -453,27 +441,30 @@ impl Enclave {
                     .verify(&secrets.log_key().verifying_key(), &origin)
                 {
                     Ok(r) => r,
-                    Err(e) => return err("boot.tip_invalid", format!("tip receipt: {e}")),
+                    Err(e) => return err(EnclaveError::TipInvalid(format!("tip receipt: {e}"))),
                 };
                 let frontier =
                     match hashes(&tip.peaks).map(|p| Frontier::from_parts(receipt.index + 1, p)) {
                         Some(Ok(f)) if f.root() == receipt.root => f,
                         _ => {
-                            return err(
-                                "boot.tip_invalid",
-                                "frontier does not match the tip receipt's root",
-                            )
+                            return err(EnclaveError::TipInvalid(
+                                "frontier does not match the tip receipt's root".into(),
+                            ))
                         }
                     };
                 if let Some(note) = &tip.checkpoint {
                     let verifier = match secrets.public_keys(&origin).note_verifier() {
                         Ok(v) => v,
-                        Err(e) => return err("boot.bad_origin", e.to_string()),
+                        Err(e) => return err(EnclaveError::BadOrigin(e)),
                     };
                     let cp = match verify_checkpoint(note, &verifier, &origin) {
                         Ok(c) if c.checkpoint().size <= frontier.size() => c,
-                        Ok(_) => return err("boot.tip_invalid", "checkpoint is beyond the tip"),
-                        Err(e) => return err("boot.tip_invalid", format!("checkpoint: {e}")),
+                        Ok(_) => {
+                            return err(EnclaveError::TipInvalid(
+                                "checkpoint is beyond the tip".into(),
+                            ))
+                        }
+                        Err(e) => return err(EnclaveError::TipInvalid(format!("checkpoint: {e}"))),
                     };
                     // The tip must extend the checkpoint we signed (RFC 9162 §2.1.4.2).
                     let consistent = hashes(&tip.checkpoint_consistency).is_some_and(|p| {
@@ -487,10 +478,9 @@ impl Enclave {
                         .is_ok()
                     });
                     if !consistent {
-                        return err(
-                            "boot.tip_invalid",
-                            "tip is not consistent with the checkpoint",
-                        );
+                        return err(EnclaveError::TipInvalid(
+                            "tip is not consistent with the checkpoint".into(),
+                        ));
                     }
                 }
                 (receipt.epoch + 1, frontier)
@@ -526,15 +516,17 @@ impl Enclave {
 
     fn load_tags(&mut self, tags: Vec<ByteBuf>) -> Response {
         let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
-            return err("boot.bad_state", "tags are loaded between Boot and Start");
+            return err(EnclaveError::BadState(
+                "tags are loaded between Boot and Start",
+            ));
         };
         if tags.len() > MAX_TAGS_PER_FRAME {
-            return err("protocol.too_many_tags", "too many tags in one frame");
+            return err(EnclaveError::TooManyTags);
         }
         let parsed: Option<Vec<[u8; 32]>> =
             tags.iter().map(|t| t.as_slice().try_into().ok()).collect();
         let Some(parsed) = parsed else {
-            return err("protocol.malformed_tag", "tags are 32 bytes");
+            return err(EnclaveError::MalformedTag);
         };
         for t in &parsed {
             r.tags.record(t);
@@ -551,33 +543,31 @@ impl Enclave {
     ) -> Response {
         let origin = self.config.origin.clone();
         let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
-            return err(
-                "boot.bad_state",
+            return err(EnclaveError::BadState(
                 "leaves are replayed between Boot and Start",
-            );
+            ));
         };
         if entries.len() > MAX_REPLAY_ENTRIES {
-            return err("protocol.too_many_entries", "too many entries in one frame");
+            return err(EnclaveError::TooManyEntries);
         }
         let mut restore = match r.restore.take() {
             Some(rs) if rs.next_index() == from && base.is_none() => rs,
             Some(_) => {
                 self.running = None;
-                return err(
-                    "boot.replay_invalid",
-                    "replay chunks must follow on; boot again",
-                );
+                return err(EnclaveError::ReplayInvalid(
+                    "replay chunks must follow on; boot again".into(),
+                ));
             }
             None => match Restore::begin(from, base, &r.secrets.log_key().verifying_key(), &origin)
             {
                 Ok(rs) => rs,
-                Err(e) => return Response::Error(e),
+                Err(e) => return err(e),
             },
         };
         if let Err(e) = restore.apply(&entries, &mut r.book, r.secrets.intake_key(), &origin) {
             // The book may be half-built: only a new boot may continue.
             self.running = None;
-            return Response::Error(e);
+            return err(e);
         }
         r.restore = Some(restore);
         Response::Ok
@@ -587,37 +577,36 @@ impl Enclave {
         let origin = self.config.origin.clone();
         let release_window_ms = self.config.release_window_ms;
         let Some(r) = self.running.as_mut().filter(|r| !r.started) else {
-            return err("boot.bad_state", "Start follows Boot, once");
+            return err(EnclaveError::BadState("Start follows Boot, once"));
         };
         // With a tip, the auction book must have been rebuilt from a complete replay.
         if r.log.size() > 0 {
             let checked = match r.restore.take() {
                 Some(rs) => rs.finish(r.log.frontier()),
-                None => Err(WireError::new(
-                    "boot.replay_invalid",
-                    "a log with a tip must be replayed before Start",
+                None => Err(EnclaveError::ReplayInvalid(
+                    "a log with a tip must be replayed before Start".into(),
                 )),
             };
             if let Err(e) = checked {
                 self.running = None;
-                return Response::Error(e);
+                return err(e);
             }
         }
         r.book.expire_sales(now_ms, release_window_ms);
         let keys = r.secrets.public_keys(&origin);
         let log_key = match keys.note_verifier() {
             Ok(v) => v.to_vkey_string(),
-            Err(e) => return err("boot.bad_origin", e.to_string()),
+            Err(e) => return err(EnclaveError::BadOrigin(e)),
         };
         // The image's own measurements, as its attestation documents report them.
         let pcrs = match self
             .attestor
             .attest(now_ms, None, &keys.to_user_data(), &keys.intake_key)
-            .map_err(|e| WireError::new(e.code(), e.to_string()))
+            .map_err(EnclaveError::from)
             .and_then(|doc| own_pcrs(&doc))
         {
             Ok(p) => p,
-            Err(e) => return Response::Error(e),
+            Err(e) => return err(e),
         };
         let event = Event::LogEpoch(LogEpoch {
             time: now_ms,
@@ -641,7 +630,7 @@ impl Enclave {
                 );
                 Response::Started { appended: a.into() }
             }
-            Err(e) => err(e.code(), e.to_string()),
+            Err(e) => err(e),
         }
     }
 
@@ -652,7 +641,7 @@ impl Enclave {
     fn attest(&mut self, nonce: Option<ByteBuf>, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
         let Some(r) = self.ready() else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         let keys = r.secrets.public_keys(&origin);
         match self.attestor.attest(
@@ -664,21 +653,21 @@ impl Enclave {
             Ok(doc) => Response::Attestation {
                 document: ByteBuf::from(doc),
             },
-            Err(e) => err(e.code(), e.to_string()),
+            Err(e) => err(e),
         }
     }
 
     fn submit(&mut self, leads: &[SealedLead], now_ms: u64) -> Response {
         if leads.len() > MAX_BATCH {
-            return err(
-                "protocol.batch_too_large",
-                format!("at most {MAX_BATCH} leads per batch"),
-            );
+            return err(EnclaveError::BatchTooLarge {
+                max: MAX_BATCH,
+                what: "leads",
+            });
         }
         let workers = self.config.workers;
         let config = &self.config;
         let Some(r) = self.running.as_mut().filter(|r| r.started) else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
         // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
@@ -714,18 +703,8 @@ impl Enclave {
             .check(&sub.ciphertext_sha256, sub.issued_at_ms, now_ms)
         {
             ReplayVerdict::Fresh => {}
-            ReplayVerdict::Stale => {
-                return Err(WireError::new(
-                    "submission.stale",
-                    "issued_at_ms is outside the accepted window",
-                ))
-            }
-            ReplayVerdict::Replayed => {
-                return Err(WireError::new(
-                    "submission.replayed",
-                    "this submission was already received",
-                ))
-            }
+            ReplayVerdict::Stale => return Err(EnclaveError::SubmissionStale.into()),
+            ReplayVerdict::Replayed => return Err(EnclaveError::SubmissionReplayed.into()),
         }
         let verdict = verdict?;
         r.replay.record(&sub.ciphertext_sha256);
@@ -771,10 +750,7 @@ impl Enclave {
                 None,
             ),
         };
-        let unsigned = r
-            .log
-            .append_unsigned(&event)
-            .map_err(|e| WireError::new(e.code(), e.to_string()))?;
+        let unsigned = r.log.append_unsigned(&event).map_err(EnclaveError::from)?;
         if let Some(tag) = &email_tag {
             r.tags.record(tag);
             r.book.open(
@@ -799,15 +775,10 @@ impl Enclave {
         let origin = self.config.origin.clone();
         let domain = match anchor.map(|t| anchor_domain(&t)).transpose() {
             Ok(d) => d,
-            Err(()) => {
-                return err(
-                    "request.bad_anchor_target",
-                    "contract address is not 20 bytes",
-                )
-            }
+            Err(()) => return err(EnclaveError::BadAnchorTarget),
         };
         let Some(r) = self.ready() else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         if !force && !r.log.checkpoint_due(now_ms, interval) {
             return Response::Checkpoint {
@@ -823,7 +794,7 @@ impl Enclave {
                 let key = k256::ecdsa::SigningKey::from(r.secrets.anchor_key());
                 match anchor::sign_digest(&key, &digest) {
                     Ok(sig) => Some(ByteBuf::from(sig.to_vec())),
-                    Err(e) => return err(e.code(), e.to_string()),
+                    Err(e) => return err(e),
                 }
             }
         };
@@ -836,7 +807,7 @@ impl Enclave {
     fn status(&mut self) -> Response {
         let origin = self.config.origin.clone();
         let Some(r) = self.ready() else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         Response::Status(Status {
             size: r.log.size(),

@@ -16,6 +16,7 @@
 pub mod cms;
 pub mod recipient;
 
+use leadgate_verifier::ErrorCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -75,14 +76,14 @@ pub enum KmsError {
 
 impl KmsError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            KmsError::BadKeyArn(_) => "sealing.kms_bad_key",
-            KmsError::NoCredentials => "sealing.no_credentials",
-            KmsError::Denied { .. } => "sealing.kms_denied",
-            KmsError::Service { .. } => "sealing.kms_failed",
-            KmsError::Unreachable(_) => "sealing.kms_unreachable",
-            KmsError::BadResponse(_) => "sealing.kms_bad_response",
+            KmsError::BadKeyArn(_) => ErrorCode::SealingKmsBadKey,
+            KmsError::NoCredentials => ErrorCode::SealingNoCredentials,
+            KmsError::Denied { .. } => ErrorCode::SealingKmsDenied,
+            KmsError::Service { .. } => ErrorCode::SealingKmsFailed,
+            KmsError::Unreachable(_) => ErrorCode::SealingKmsUnreachable,
+            KmsError::BadResponse(_) => ErrorCode::SealingKmsBadResponse,
             KmsError::Attestation(e) => e.code(),
         }
     }

@@ -7,6 +7,7 @@
 //! * [`server`]: the link server around [`core`]: the frame loop of `leadgate-protocol` over TCP
 //!   (dev) or vsock (Nitro), one host session at a time.
 //! * [`clock`]: the enclave's clock (the host's is never used).
+//! * [`error`]: the enclave's errors and their stable codes, mapped to the wire once.
 //! * [`secrets`], [`sealing`]: the keys and how they are sealed at rest.
 //! * [`attest`]: attestation providers: NSM (`/dev/nsm`, AWS Nitro) and the dev CA.
 //! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
@@ -27,6 +28,7 @@ pub mod bloom;
 pub mod clock;
 pub mod core;
 pub mod dedup;
+pub mod error;
 pub mod journal;
 pub mod kms;
 pub mod log;

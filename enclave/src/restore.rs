@@ -16,13 +16,14 @@ use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{leaf_hash, Frontier, Hash};
 
 use crate::auctions::{AuctionBook, PlacedBid};
-use leadgate_protocol::{ReplayBase, ReplayEntry, WireError};
+use crate::error::EnclaveError;
+use leadgate_protocol::{ReplayBase, ReplayEntry};
 
-fn invalid(message: impl Into<String>) -> WireError {
-    WireError::new("boot.replay_invalid", message)
+fn invalid(message: impl Into<String>) -> EnclaveError {
+    EnclaveError::ReplayInvalid(message.into())
 }
 
-fn hex32(s: &str) -> Result<[u8; 32], WireError> {
+fn hex32(s: &str) -> Result<[u8; 32], EnclaveError> {
     leadgate_verifier::bid::hex32(s).ok_or_else(|| invalid("a replayed event has a bad hash"))
 }
 
@@ -44,7 +45,7 @@ impl Restore {
         base: Option<ReplayBase>,
         log_key: &VerifyingKey,
         origin: &str,
-    ) -> Result<Self, WireError> {
+    ) -> Result<Self, EnclaveError> {
         let frontier = match (from, base) {
             (0, None) => Frontier::new(),
             (0, Some(_)) => return Err(invalid("a replay from leaf 0 has no base")),
@@ -91,7 +92,7 @@ impl Restore {
         book: &mut AuctionBook,
         intake: &HpkeSecret,
         origin: &str,
-    ) -> Result<(), WireError> {
+    ) -> Result<(), EnclaveError> {
         for entry in entries {
             let index = self.frontier.size();
             self.frontier.append(leaf_hash(&entry.leaf));
@@ -142,7 +143,7 @@ impl Restore {
     ///
     /// # Errors
     /// `boot.replay_invalid`.
-    pub fn finish(self, tip: &Frontier) -> Result<(), WireError> {
+    pub fn finish(self, tip: &Frontier) -> Result<(), EnclaveError> {
         if self.frontier.size() != tip.size() || self.frontier.root() != tip.root() {
             return Err(invalid(format!(
                 "replayed leaves end at size {} with another root than the tip ({})",

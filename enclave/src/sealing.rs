@@ -15,6 +15,7 @@ pub use kms::{KmsSealer, KMS_MAGIC};
 use crate::kms::{AwsCredentials, KmsError};
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use leadgate_verifier::ErrorCode;
 use rand_core::{OsRng, RngCore};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -81,11 +82,11 @@ pub enum SealError {
 
 impl SealError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SealError::Unseal => "sealing.unseal_failed",
+            SealError::Unseal => ErrorCode::SealingUnsealFailed,
             SealError::Kms(e) => e.code(),
-            SealError::KeyFile { .. } => "sealing.key_file",
+            SealError::KeyFile { .. } => ErrorCode::SealingKeyFile,
         }
     }
 }

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadgate_protocol::transport::{BoxStream, Listener};
-use leadgate_protocol::{decode, encode, read_frame, write_frame, Request, Response, WireError};
+use leadgate_protocol::{decode, encode, read_frame, write_frame, Request, Response};
 use tokio::sync::Mutex;
 
 use crate::core::Enclave;
+use crate::error::EnclaveError;
 
 /// Limits of the link server: they bound the enclave's memory for connections (at most
 /// `max_connections` × [`leadgate_protocol::MAX_FRAME_LEN`] of frames being read) whatever
@@ -154,24 +155,17 @@ async fn serve_connection(
                 break;
             }
             Ok(Err(e)) => {
-                tracing::warn!(connection = id, code = e.code(), "closing connection");
-                let resp = reply(Response::Error(WireError::new(e.code(), e.to_string())));
+                tracing::warn!(connection = id, code = %e.code(), "closing connection");
+                let resp = reply(Response::Error(EnclaveError::from(e).into()));
                 let _ = tokio::time::timeout(frame, write_frame(&mut wr, &resp)).await;
                 break;
             }
         };
         let (resp, close) = match decode::<Request>(&body) {
-            Err(e) => (
-                Response::Error(WireError::new(e.code(), e.to_string())),
-                false,
-            ),
-            Ok(_) if !sessions.claim(id) => (
-                Response::Error(WireError::new(
-                    "session.busy",
-                    "another host session is active",
-                )),
-                true,
-            ),
+            Err(e) => (Response::Error(EnclaveError::from(e).into()), false),
+            Ok(_) if !sessions.claim(id) => {
+                (Response::Error(EnclaveError::SessionBusy.into()), true)
+            }
             Ok(req) => {
                 let mut e = enclave.lock().await;
                 (

@@ -136,7 +136,7 @@ fn release(
             );
             Ok(serde_json::to_vec(&released).unwrap())
         }
-        Response::Error(e) => Err(e.code),
+        Response::Error(e) => Err(e.code.to_string()),
         other => panic!("{other:?}"),
     }
 }
@@ -489,13 +489,13 @@ fn start(host: &Host, dir: &std::path::Path, replay: Vec<Request>, now: u64) -> 
     for req in replay {
         match e.handle(req, now) {
             Response::Ok => {}
-            Response::Error(err) => return Err(err.code),
+            Response::Error(err) => return Err(err.code.to_string()),
             other => panic!("{other:?}"),
         }
     }
     match e.handle(Request::Start, now) {
         Response::Started { .. } => Ok(()),
-        Response::Error(err) => Err(err.code),
+        Response::Error(err) => Err(err.code.to_string()),
         other => panic!("{other:?}"),
     }
 }

@@ -288,7 +288,7 @@ fn summary(r: &SubmitOutcome) -> String {
             "{lead_id} {accepted} {reason:?} {score:?} {}",
             appended.index
         ),
-        SubmitOutcome::Refused(e) => e.code.clone(),
+        SubmitOutcome::Refused(e) => e.code.to_string(),
     }
 }
 
@@ -428,5 +428,5 @@ fn checkpoint_anchor_signature_binds_the_attested_key() {
     ) else {
         panic!("a 19-byte contract was accepted")
     };
-    assert_eq!(err.code, "request.bad_anchor_target");
+    assert_eq!(err.code, "protocol.bad_anchor_target");
 }

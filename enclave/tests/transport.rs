@@ -52,7 +52,7 @@ async fn suite(bind: Endpoint) -> Result<(), String> {
     }
     // Not CBOR: an error frame, and the connection stays usable.
     match call(&mut s, b"\xff\x00not cbor").await {
-        Some(Response::Error(e)) => assert!(e.code.starts_with("protocol."), "{}", e.code),
+        Some(Response::Error(e)) => assert!(e.code.as_str().starts_with("protocol."), "{}", e.code),
         other => panic!("{other:?}"),
     }
     // Pipelined: three requests written before any answer; answers come in order.

@@ -18,7 +18,9 @@
 //! | `GET /v1/proof/inclusion?index=&size=` | `{index, size, proof: [hex]}` |
 //! | `GET /v1/proof/consistency?from=&to=` | `{from, to, proof: [hex]}` |
 //! | `GET /healthz` | `{status, size, enclave, reason}` (`reason` names the fault when degraded) |
+//! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
 
+use leadgate_verifier::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -39,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
 use crate::gateway::{Gateway, Job};
+use crate::metrics::Metrics;
 use crate::ratelimit::SellerLimiter;
 use crate::storage::AuctionFilter;
 
@@ -68,6 +71,10 @@ pub struct AppState {
     pub body_budget: crate::http::BodyBudget,
     /// Longest wait for a request body.
     pub body_timeout: std::time::Duration,
+    /// Operator metrics (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Whether checkpoints are anchored on a chain.
+    pub anchoring: bool,
 }
 
 type AppResult<T> = Result<T, ApiError>;
@@ -90,8 +97,42 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/proof/inclusion", get(inclusion))
         .route("/v1/proof/consistency", get(consistency))
         .route("/healthz", get(healthz))
-        .fallback(|| async { ApiError::new("not_found", "no such endpoint") })
+        .route("/metrics", get(get_metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        .fallback(|| async { ApiError::new(ErrorCode::RequestNotFound, "no such endpoint") })
         .with_state(state)
+}
+
+/// `GET /metrics`: the gauges are read now (queue depths, log size, link state, checkpoint
+/// age, anchor lag), the counters and histograms kept as requests pass.
+async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Response> {
+    let m = &s.metrics;
+    let depth = |max: usize, free: usize| max.saturating_sub(free) as i64;
+    m.submit_queue
+        .set(depth(s.queue.max_capacity(), s.queue.capacity()));
+    m.bid_queue
+        .set(depth(s.bids.max_capacity(), s.bids.capacity()));
+    let size = s.gateway.stored_size();
+    m.log_size.set(size as i64);
+    m.enclave_up.set(i64::from(s.gateway.health().0));
+    let (checkpoint_ms, anchored) = s
+        .gateway
+        .store
+        .checkpoint_and_anchor_marks()
+        .await
+        .map_err(db)?;
+    let now = crate::clock::now_ms();
+    m.checkpoint_age
+        .set(checkpoint_ms.map_or(-1, |t| (now.saturating_sub(t) / 1000) as i64));
+    m.anchor_lag.set(if s.anchoring {
+        size.saturating_sub(anchored.unwrap_or(0)) as i64
+    } else {
+        -1
+    });
+    Ok(crate::metrics::exposition(m))
 }
 
 fn db(e: sqlx::Error) -> ApiError {
@@ -107,14 +148,14 @@ async fn attest(
     State(s): State<Arc<AppState>>,
     q: Result<Query<AttestQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let nonce = match q.nonce {
         Some(h) => {
             let n = hex::decode(&h)
-                .map_err(|_| ApiError::new("attest.bad_nonce", "nonce must be hex"))?;
+                .map_err(|_| ApiError::new(ErrorCode::AttestationBadNonce, "nonce must be hex"))?;
             if n.is_empty() || n.len() > 512 {
                 return Err(ApiError::new(
-                    "attest.bad_nonce",
+                    ErrorCode::AttestationBadNonce,
                     "nonce must be 1 to 512 bytes",
                 ));
             }
@@ -139,9 +180,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("unknown field") {
-            ApiError::new("request.unknown_field", msg)
+            ApiError::new(ErrorCode::RequestUnknownField, msg)
         } else {
-            ApiError::new("request.malformed_json", msg)
+            ApiError::new(ErrorCode::RequestMalformedJson, msg)
         }
     })
 }
@@ -163,7 +204,7 @@ async fn read_body(
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !json {
         return Err(ApiError::new(
-            "request.unsupported_media_type",
+            ErrorCode::RequestUnsupportedMediaType,
             "the body must be application/json",
         ));
     }
@@ -173,21 +214,26 @@ async fn read_body(
         .and_then(|v| v.parse::<usize>().ok());
     if announced.is_some_and(|n| n > limit) {
         return Err(ApiError::new(
-            "request.too_large",
+            ErrorCode::RequestTooLarge,
             format!("body over {limit} bytes"),
         ));
     }
     let permit = s
         .body_budget
         .reserve(announced.unwrap_or(limit))
-        .ok_or_else(|| ApiError::new("server.busy", "too many request bodies in flight; retry"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ServerBusy,
+                "too many request bodies in flight; retry",
+            )
+        })?;
     match tokio::time::timeout(s.body_timeout, axum::body::to_bytes(body, limit)).await {
         Err(_) => Err(ApiError::new(
-            "request.timeout",
+            ErrorCode::RequestTimeout,
             "the body did not arrive in time",
         )),
         Ok(Err(_)) => Err(ApiError::new(
-            "request.too_large",
+            ErrorCode::RequestTooLarge,
             format!("body over {limit} bytes or cut short"),
         )),
         Ok(Ok(bytes)) => Ok((bytes, permit)),
@@ -202,7 +248,7 @@ fn parse_id(id: &str) -> AppResult<String> {
         Ok(lower)
     } else {
         Err(ApiError::new(
-            "request.bad_id",
+            ErrorCode::RequestBadId,
             "lead and auction ids are 32 hex digits",
         ))
     }
@@ -222,7 +268,7 @@ fn admit(s: &AppState, lead: SealedLead, sealed_json: String) -> AppResult<Pendi
     let now = crate::clock::now_ms();
     if !s.limiter.reserve(&lead.seller, now) {
         return Err(ApiError::new(
-            "rate.limited",
+            ErrorCode::RateLimited,
             "seller is over its daily submission limit",
         ));
     }
@@ -236,7 +282,7 @@ fn admit(s: &AppState, lead: SealedLead, sealed_json: String) -> AppResult<Pendi
     if s.queue.try_send((job, tx)).is_err() {
         s.limiter.release(&seller, now);
         return Err(ApiError::new(
-            "overloaded",
+            ErrorCode::ServerOverloaded,
             "submission queue is full; retry",
         ));
     }
@@ -275,9 +321,12 @@ async fn settle(s: &AppState, pending: Pending) -> AppResult<Value> {
                 "receipt": appended.receipt,
             }))
         }
-        Ok(Ok(SubmitOutcome::Refused(e))) => ApiError::new(&e.code, e.message),
+        Ok(Ok(SubmitOutcome::Refused(e))) => ApiError::from(e),
         Ok(Err(e)) => e,
-        Err(_) => ApiError::new("enclave.unavailable", "submission was dropped; retry"),
+        Err(_) => ApiError::new(
+            ErrorCode::EnclaveUnavailable,
+            "submission was dropped; retry",
+        ),
     };
     s.limiter.release(&pending.seller, pending.reserved_ms);
     Err(outcome)
@@ -288,7 +337,7 @@ async fn origin(s: &AppState) -> AppResult<String> {
         .info()
         .await
         .map(|i| i.keys.origin)
-        .ok_or_else(|| ApiError::new("enclave.not_ready", "enclave is starting"))
+        .ok_or_else(|| ApiError::new(ErrorCode::EnclaveNotReady, "enclave is starting"))
 }
 
 async fn post_lead(
@@ -325,7 +374,7 @@ async fn post_leads_batch(
     let batch: BatchBody = parse_json(&bytes)?;
     if batch.leads.is_empty() || batch.leads.len() > MAX_LEADS_PER_BATCH_REQUEST {
         return Err(ApiError::new(
-            "request.batch_size",
+            ErrorCode::RequestBatchSize,
             format!("a batch holds 1 to {MAX_LEADS_PER_BATCH_REQUEST} leads"),
         ));
     }
@@ -359,7 +408,7 @@ async fn get_lead(
         .lead(&lead_id)
         .await
         .map_err(db)?
-        .ok_or_else(|| ApiError::new("not_found", "no such lead"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::LeadUnknown, "no such lead"))?;
     Ok(Json(
         serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?,
     ))
@@ -384,14 +433,14 @@ async fn list_auctions(
     State(s): State<Arc<AppState>>,
     q: Result<Query<AuctionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let status = match q.status.as_deref() {
         None | Some("open") => Some("open".to_owned()),
         Some("all") => None,
         Some(st @ ("sold" | "unsold")) => Some(st.to_owned()),
         Some(_) => {
             return Err(ApiError::new(
-                "request.bad_query",
+                ErrorCode::RequestBadQuery,
                 "status is open, sold, unsold or all",
             ))
         }
@@ -420,7 +469,7 @@ async fn get_auction(
         .auction(&id)
         .await
         .map_err(db)?
-        .ok_or_else(|| ApiError::new("auction.unknown", "no such auction"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::AuctionUnknown, "no such auction"))?;
     let mut v = serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?;
     v["bid_entries"] = bids
         .into_iter()
@@ -445,7 +494,7 @@ async fn post_bid(
     let (tx, rx) = oneshot::channel();
     s.bids
         .try_send((bid, json, tx))
-        .map_err(|_| ApiError::new("overloaded", "bid queue is full; retry"))?;
+        .map_err(|_| ApiError::new(ErrorCode::ServerOverloaded, "bid queue is full; retry"))?;
     match rx.await {
         Ok(Ok(BidOutcome::Logged {
             auction_id,
@@ -457,10 +506,10 @@ async fn post_bid(
             "index": appended.index,
             "receipt": appended.receipt,
         }))),
-        Ok(Ok(BidOutcome::Refused(e))) => Err(ApiError::new(&e.code, e.message)),
+        Ok(Ok(BidOutcome::Refused(e))) => Err(ApiError::from(e)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(ApiError::new(
-            "enclave.unavailable",
+            ErrorCode::EnclaveUnavailable,
             "bid was dropped; retry",
         )),
     }
@@ -479,7 +528,7 @@ async fn post_release(
     let req: ReleaseRequest = parse_json(&bytes)?;
     if req.lead_id != lead_id {
         return Err(ApiError::new(
-            "request.bad_id",
+            ErrorCode::RequestBadId,
             "the request is for another lead",
         ));
     }
@@ -520,7 +569,7 @@ async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
         .latest_checkpoint()
         .await
         .map_err(db)?
-        .ok_or_else(|| ApiError::new("checkpoint.none", "no checkpoint yet"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::CheckpointNone, "no checkpoint yet"))?;
     Ok(note_response(note))
 }
 
@@ -536,7 +585,7 @@ async fn post_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> 
 fn parse_u64(s: &str, what: &str) -> AppResult<u64> {
     leadgate_verifier::checkpoint::parse_decimal(s).ok_or_else(|| {
         ApiError::new(
-            "request.bad_number",
+            ErrorCode::RequestBadNumber,
             format!("{what} must be a decimal integer"),
         )
     })
@@ -553,7 +602,7 @@ async fn get_entry(
         .leaf(index)
         .await
         .map_err(db)?
-        .ok_or_else(|| ApiError::new("not_found", "no such entry"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::EntryUnknown, "no such entry"))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], leaf).into_response())
 }
 
@@ -573,7 +622,7 @@ async fn proof_hex(
     let stored = s.gateway.store.size().await.map_err(db)?;
     if size > stored {
         return Err(ApiError::new(
-            "proof.size_beyond_log",
+            ErrorCode::ProofSizeBeyondLog,
             format!("log has {stored} entries"),
         ));
     }
@@ -586,7 +635,7 @@ async fn inclusion(
     State(s): State<Arc<AppState>>,
     q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let (index, size) = (parse_u64(&q.index, "index")?, parse_u64(&q.size, "size")?);
     let proof = proof_hex(&s, size, |st| merkle::inclusion_proof(st, index, size)).await?;
     Ok(Json(
@@ -604,7 +653,7 @@ async fn consistency(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::new("request.bad_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let (from, to) = (parse_u64(&q.from, "from")?, parse_u64(&q.to, "to")?);
     let proof = proof_hex(&s, to, |st| merkle::consistency_proof(st, from, to)).await?;
     Ok(Json(json!({ "from": from, "to": to, "proof": proof })))

@@ -21,6 +21,7 @@
 //! `Retry-After` meanwhile; a retried submission or bid that was stored gets its original
 //! answer.
 
+use leadgate_verifier::ErrorCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -63,14 +64,9 @@ pub enum LinkError {
     /// The enclave answered something unexpected.
     #[error("enclave protocol error: {0}")]
     Protocol(String),
-    /// The enclave refused (boot errors).
-    #[error("enclave error {code}: {message}")]
-    Enclave {
-        /// Code.
-        code: String,
-        /// Message.
-        message: String,
-    },
+    /// The enclave refused or failed, with its code.
+    #[error("enclave error {}: {}", .0.code, .0.message)]
+    Enclave(WireError),
     /// Storing failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -88,11 +84,12 @@ impl From<sqlx::Error> for LinkError {
 impl From<LinkError> for ApiError {
     fn from(e: LinkError) -> Self {
         match e {
-            LinkError::Unavailable => {
-                ApiError::new("enclave.unavailable", "the enclave is not reachable; retry")
-            }
+            LinkError::Unavailable => ApiError::new(
+                ErrorCode::EnclaveUnavailable,
+                "the enclave is not reachable; retry",
+            ),
             LinkError::Protocol(m) => ApiError::internal("enclave protocol", m),
-            LinkError::Enclave { code, message } => ApiError::new(&code, message),
+            LinkError::Enclave(e) => ApiError::from(e),
             LinkError::Store(e) => ApiError::storage(e),
             LinkError::Credentials(e) => ApiError::internal("aws credentials", e),
         }
@@ -195,7 +192,7 @@ fn original_answer(rec: &LeadRecord) -> SubmitOutcome {
 
 fn replayed() -> SubmitOutcome {
     SubmitOutcome::Refused(WireError::new(
-        "submission.replayed",
+        ErrorCode::SubmissionReplayed,
         "this submission was already received",
     ))
 }
@@ -208,11 +205,8 @@ fn expect_ok(resp: Response) -> Result<(), LinkError> {
     }
 }
 
-fn enclave_err(e: leadgate_protocol::WireError) -> LinkError {
-    LinkError::Enclave {
-        code: e.code,
-        message: e.message,
-    }
+fn enclave_err(e: WireError) -> LinkError {
+    LinkError::Enclave(e)
 }
 
 impl Gateway {
@@ -470,7 +464,7 @@ impl Gateway {
                 }
                 keys
             }
-            Response::Error(e) if e.code == "boot.already_booted" && reconcile => {
+            Response::Error(e) if e.code == ErrorCode::BootAlreadyBooted && reconcile => {
                 match self.reconcile(conn).await? {
                     Some(keys) => keys,
                     None => {
@@ -496,7 +490,7 @@ impl Gateway {
     async fn reconcile(&self, conn: &mut EnclaveConn) -> Result<Option<ByteBuf>, LinkError> {
         let status = match conn.call(&Request::Status).await? {
             Response::Status(status) => status,
-            Response::Error(e) if e.code == "enclave.not_ready" => {
+            Response::Error(e) if e.code == ErrorCode::EnclaveNotReady => {
                 tracing::warn!("the running enclave never finished start-up; resetting it");
                 return Ok(None);
             }
@@ -552,7 +546,7 @@ impl Gateway {
                 Response::Journal { .. } => {
                     return Err(bad("ended before the enclave's size".into()))
                 }
-                Response::Error(e) if e.code == "journal.gap" => {
+                Response::Error(e) if e.code == ErrorCode::JournalGap => {
                     tracing::warn!(from, error = %e.message, "the enclave no longer holds the tail");
                     return Ok(false);
                 }
@@ -726,7 +720,9 @@ impl Gateway {
         let replayed: Vec<usize> = results
             .iter()
             .enumerate()
-            .filter(|(_, r)| matches!(r, BidOutcome::Refused(e) if e.code == "bid.replayed"))
+            .filter(
+                |(_, r)| matches!(r, BidOutcome::Refused(e) if e.code == ErrorCode::BidReplayed),
+            )
             .map(|(i, _)| i)
             .collect();
         if !replayed.is_empty() {
@@ -857,10 +853,10 @@ impl Gateway {
         request: ReleaseRequest,
     ) -> Result<(ReleasedLead, WireAppended), LinkError> {
         let Some(sealed) = self.store.sealed_lead(&request.lead_id).await? else {
-            return Err(LinkError::Enclave {
-                code: "release.not_sold".into(),
-                message: "no accepted lead with this id".into(),
-            });
+            return Err(LinkError::Enclave(WireError::new(
+                ErrorCode::ReleaseNotSold,
+                "no accepted lead with this id",
+            )));
         };
         let lead = serde_json::from_str(&sealed)
             .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
@@ -1058,7 +1054,7 @@ impl Gateway {
             .iter()
             .enumerate()
             .filter(
-                |(_, o)| matches!(o, SubmitOutcome::Refused(e) if e.code == "submission.replayed"),
+                |(_, o)| matches!(o, SubmitOutcome::Refused(e) if e.code == ErrorCode::SubmissionReplayed),
             )
             .map(|(i, _)| i)
             .collect();

@@ -6,7 +6,7 @@
 //!
 //! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
 //! (credentials lent to the enclave's KMS sealer), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up and the
-//! store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
+//! store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`metrics`] (`GET /metrics`), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod link;
+pub mod metrics;
 pub mod ratelimit;
 pub mod storage;
 
@@ -86,7 +87,11 @@ type Replies = Vec<tokio::sync::oneshot::Sender<Result<SubmitOutcome, ApiError>>
 /// enclave, a second one waits for each answer, stores it and answers the submitters, in
 /// order. Up to three batches are in flight (one being stored, one queued, one being sent),
 /// so the enclave works while earlier batches commit.
-async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) {
+async fn run_pipeline(
+    gateway: Arc<Gateway>,
+    mut rx: mpsc::Receiver<QueuedJob>,
+    metrics: Arc<metrics::Metrics>,
+) {
     let (to_store, mut sent) = mpsc::channel::<(Vec<Job>, Replies, SentBatch)>(1);
     let storer = gateway.clone();
     tokio::spawn(async move {
@@ -98,6 +103,7 @@ async fn run_pipeline(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedJob>) 
     while let Some(first) = rx.recv().await {
         let (jobs, replies): (Vec<_>, Vec<_>) =
             drain_batch(&mut rx, first, MAX_BATCH).into_iter().unzip();
+        metrics.submit_batch.observe(jobs.len() as f64);
         match gateway.send_batch(&jobs).await {
             Ok(batch) => {
                 if let Err(mpsc::error::SendError((_, replies, _))) =
@@ -145,12 +151,17 @@ fn drain_batch<T>(rx: &mut mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
 
 /// Batches queued bids: one enclave exchange and one transaction per batch of up to
 /// [`MAX_BIDS`].
-async fn run_bids(gateway: Arc<Gateway>, mut rx: mpsc::Receiver<QueuedBid>) {
+async fn run_bids(
+    gateway: Arc<Gateway>,
+    mut rx: mpsc::Receiver<QueuedBid>,
+    metrics: Arc<metrics::Metrics>,
+) {
     while let Some(first) = rx.recv().await {
         let (bids, replies): (Vec<_>, Vec<_>) = drain_batch(&mut rx, first, MAX_BIDS)
             .into_iter()
             .map(|(b, j, r)| ((b, j), r))
             .unzip();
+        metrics.bid_batch.observe(bids.len() as f64);
         answer(replies, gateway.place_bids(&bids).await);
     }
 }
@@ -186,8 +197,9 @@ pub async fn run(
         tokio::spawn(anchorer.run());
     }
     tokio::spawn(gateway.clone().maintain());
+    let metrics = Arc::new(metrics::Metrics::new());
     let (tx, rx) = mpsc::channel(config.queue_len);
-    tokio::spawn(run_pipeline(gateway.clone(), rx));
+    tokio::spawn(run_pipeline(gateway.clone(), rx, metrics.clone()));
     let ticker = gateway.clone();
     let tick = Duration::from_millis(config.tick_ms);
     tokio::spawn(async move {
@@ -204,7 +216,7 @@ pub async fn run(
         }
     });
     let (bid_tx, bid_rx) = mpsc::channel(config.queue_len);
-    tokio::spawn(run_bids(gateway.clone(), bid_rx));
+    tokio::spawn(run_bids(gateway.clone(), bid_rx, metrics.clone()));
     let state = Arc::new(AppState {
         gateway,
         queue: tx,
@@ -213,6 +225,8 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         body_budget: http::BodyBudget::new(config.http.max_buffered_bytes),
         body_timeout: config.http.body_timeout,
+        metrics,
+        anchoring: config.anchor.is_some(),
     });
     tracing::info!(addr = %listener.local_addr()?, limits = ?config.http, "host listening");
     http::serve(listener, api::router(state), config.http, shutdown).await?;

@@ -132,7 +132,10 @@ mod tests {
                     Request::Attest { nonce } => Response::Attestation {
                         document: nonce.unwrap_or_default(),
                     },
-                    _ => Response::Error(WireError::new("test", "unexpected")),
+                    _ => Response::Error(WireError::new(
+                        leadgate_verifier::ErrorCode::EnclaveProtocol,
+                        "unexpected",
+                    )),
                 };
                 // Answer slowly, so later requests are queued behind this one.
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;

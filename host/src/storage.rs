@@ -356,6 +356,20 @@ impl Store {
         .await
     }
 
+    /// When the latest checkpoint was stored (Unix ms), if any, and the largest anchored
+    /// checkpoint size, if any (for `GET /metrics`).
+    pub async fn checkpoint_and_anchor_marks(
+        &self,
+    ) -> Result<(Option<u64>, Option<u64>), sqlx::Error> {
+        let (created, anchored): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(created_ms) FROM checkpoints),
+                    (SELECT MAX(size) FROM anchors WHERE state = 'anchored')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((created.map(|v| v as u64), anchored.map(|v| v as u64)))
+    }
+
     /// Stores a checkpoint note of `size` leaves.
     pub async fn put_checkpoint(
         &self,

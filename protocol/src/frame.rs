@@ -1,6 +1,7 @@
 //! Framing: a 4-byte big-endian body length, then the CBOR body (RFC 8949), at most
 //! [`MAX_FRAME_LEN`] bytes.
 
+use leadgate_verifier::ErrorCode;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::limits::MAX_FRAME_LEN;
@@ -22,11 +23,11 @@ pub enum FrameError {
 
 impl FrameError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FrameError::TooLarge(_) => "protocol.frame_too_large",
-            FrameError::Malformed(_) => "protocol.malformed_frame",
-            FrameError::Io(_) => "protocol.io",
+            FrameError::TooLarge(_) => ErrorCode::ProtocolFrameTooLarge,
+            FrameError::Malformed(_) => ErrorCode::ProtocolMalformedFrame,
+            FrameError::Io(_) => ErrorCode::ProtocolIo,
         }
     }
 }

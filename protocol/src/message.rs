@@ -4,6 +4,7 @@ use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::receipt::Receipt;
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
+use leadgate_verifier::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::AwsCredentials;
@@ -164,17 +165,17 @@ pub struct AnchorTarget {
 /// An error as sent on the wire: stable code and a message without PII.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireError {
-    /// Stable code, e.g. `submission.bad_signature`.
-    pub code: String,
+    /// Stable code, e.g. `submission.bad_signature`; a text string in CBOR.
+    pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
 }
 
 impl WireError {
     /// A new error.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            code: code.to_owned(),
+            code,
             message: message.into(),
         }
     }

@@ -299,8 +299,8 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
         ),
         ("/v1/entries/x", "request.bad_number"),
         ("/v1/leads/nothex", "request.bad_id"),
-        ("/attest?nonce=zz", "attest.bad_nonce"),
-        ("/nope", "not_found"),
+        ("/attest?nonce=zz", "attestation.bad_nonce"),
+        ("/nope", "request.not_found"),
     ] {
         let mut r = stack
             .http
@@ -313,6 +313,21 @@ fn bad_input_gets_its_error_code_and_changes_nothing() {
     // The accepted lead's record.
     let rec = stack.get_json(&format!("/v1/leads/{}", body["lead_id"].as_str().unwrap()));
     assert_eq!(rec["verdict"], "accepted");
+
+    // The operator's metrics count each of those under its route, status and code.
+    let metrics = String::from_utf8(stack.get_bytes("/metrics")).unwrap();
+    for line in [
+        "leadgate_http_requests_total{endpoint=\"/v1/entries/{index}\",method=\"GET\",status=\"400\",code=\"request.bad_number\"} 1",
+        "leadgate_http_requests_total{endpoint=\"/v1/leads/{lead_id}\",method=\"GET\",status=\"200\",code=\"ok\"} 1",
+        "leadgate_http_requests_total{endpoint=\"/attest\",method=\"GET\",status=\"400\",code=\"attestation.bad_nonce\"} 1",
+        "leadgate_enclave_up 1",
+        "leadgate_anchor_lag_leaves -1",
+        &format!("leadgate_log_size {}", stack.size()),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
+    assert!(metrics.contains("leadgate_http_request_duration_seconds_bucket{le=\""));
+    assert!(metrics.contains("leadgate_submit_batch_leads_count "));
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! `r ‖ vs` (EIP-2098 <https://eips.ethereum.org/EIPS/eip-2098>), which the host submits because
 //! it is 32 calldata bytes shorter; [`compact_signature`] converts.
 
+use crate::ErrorCode;
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use sha3::{Digest as _, Keccak256};
 
@@ -35,8 +36,8 @@ pub enum AnchorError {
 
 impl AnchorError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        "anchor.bad_signature"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::AnchorBadSignature
     }
 }
 

@@ -16,6 +16,7 @@
 //! Dev-mode documents made by `leadgate-enclave` have the same shape, signed by a local CA,
 //! with all-zero PCRs: they verify only with that CA as root *and* `allow_debug`.
 
+use crate::ErrorCode;
 use std::collections::BTreeMap;
 
 use ciborium::Value;
@@ -99,19 +100,19 @@ pub enum AttestationError {
 
 impl AttestationError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AttestationError::TooLarge => "attestation.too_large",
-            AttestationError::Malformed(_) => "attestation.malformed",
-            AttestationError::UnsupportedAlgorithm(_) => "attestation.unsupported_algorithm",
-            AttestationError::UntrustedRoot => "attestation.untrusted_root",
-            AttestationError::ChainInvalid(_) => "attestation.chain_invalid",
-            AttestationError::CertificateExpired { .. } => "attestation.expired",
-            AttestationError::SignatureInvalid => "attestation.signature_invalid",
-            AttestationError::DebugMode => "attestation.debug_mode",
-            AttestationError::PcrMismatch => "attestation.pcr_mismatch",
-            AttestationError::NonceMismatch => "attestation.nonce_mismatch",
-            AttestationError::BadRoot(_) => "attestation.bad_root",
+            AttestationError::TooLarge => ErrorCode::AttestationTooLarge,
+            AttestationError::Malformed(_) => ErrorCode::AttestationMalformed,
+            AttestationError::UnsupportedAlgorithm(_) => ErrorCode::AttestationUnsupportedAlgorithm,
+            AttestationError::UntrustedRoot => ErrorCode::AttestationUntrustedRoot,
+            AttestationError::ChainInvalid(_) => ErrorCode::AttestationChainInvalid,
+            AttestationError::CertificateExpired { .. } => ErrorCode::AttestationExpired,
+            AttestationError::SignatureInvalid => ErrorCode::AttestationSignatureInvalid,
+            AttestationError::DebugMode => ErrorCode::AttestationDebugMode,
+            AttestationError::PcrMismatch => ErrorCode::AttestationPcrMismatch,
+            AttestationError::NonceMismatch => ErrorCode::AttestationNonceMismatch,
+            AttestationError::BadRoot(_) => ErrorCode::AttestationBadRoot,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! * **Considered set**: the commitments the enclave opened at close, committed to by
 //!   [`commitments_root`], an RFC 6962 tree over the commitments in ascending byte order.
 
+use crate::ErrorCode;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -100,11 +101,11 @@ pub enum AuctionError {
 
 impl AuctionError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuctionError::AmountTooLarge => "auction.amount_too_large",
-            AuctionError::BadSeed => "auction.bad_seed",
-            AuctionError::OutcomeInconsistent(_) => "auction.outcome_inconsistent",
+            AuctionError::AmountTooLarge => ErrorCode::AuctionAmountTooLarge,
+            AuctionError::BadSeed => ErrorCode::AuctionBadSeed,
+            AuctionError::OutcomeInconsistent(_) => ErrorCode::AuctionOutcomeInconsistent,
         }
     }
 }

@@ -383,7 +383,7 @@ pub fn consistency_check(
             (n, m, rn, rm)
         };
         merkle::verify_consistency(a, b, proof.unwrap_or(&[]), &ra, &rb)
-            .map_err(|e| e.code().to_owned())
+            .map_err(|e| e.code().as_str().to_owned())
     };
     match result {
         Ok(()) if n >= m => Check::pass(

@@ -10,6 +10,7 @@
 //! * The buyer signs, with Ed25519 (`verify_strict`), the text
 //!   `leadgate.bid.v1\n{origin}\n{auction_id}\n{buyer}\n{commitment hex}\n`.
 
+use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -44,12 +45,12 @@ pub enum BidError {
 
 impl BidError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            BidError::Malformed(_) => "bid.malformed",
-            BidError::BadSignature => "bid.bad_signature",
-            BidError::Decrypt => "bid.decrypt_failed",
-            BidError::Mismatch(_) => "bid.mismatch",
+            BidError::Malformed(_) => ErrorCode::BidMalformed,
+            BidError::BadSignature => ErrorCode::BidBadSignature,
+            BidError::Decrypt => ErrorCode::BidDecryptFailed,
+            BidError::Mismatch(_) => ErrorCode::BidMismatch,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! The note text is: origin line, tree size in decimal, base64 root hash, then optional
 //! extension lines, each ending in `\n`.
 
+use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 
 use crate::merkle::Hash;
@@ -30,11 +31,11 @@ pub enum CheckpointError {
 
 impl CheckpointError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             CheckpointError::Note(e) => e.code(),
-            CheckpointError::Malformed(_) => "checkpoint.malformed",
-            CheckpointError::WrongOrigin { .. } => "checkpoint.wrong_origin",
+            CheckpointError::Malformed(_) => ErrorCode::CheckpointMalformed,
+            CheckpointError::WrongOrigin { .. } => ErrorCode::CheckpointWrongOrigin,
         }
     }
 }

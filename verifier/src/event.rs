@@ -5,6 +5,7 @@
 //! the verdict and the redacted listing, and `email_tag`, a keyed hash (HMAC-SHA-256 under an
 //! enclave-only key) that lets anyone see two accepted leads share an email without learning it.
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auction::{Pricing, TokenAmount};
@@ -34,11 +35,11 @@ pub enum EventError {
 
 impl EventError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            EventError::TooLarge => "event.too_large",
-            EventError::Malformed(_) => "event.malformed",
-            EventError::NotCanonical | EventError::Jcs(_) => "event.not_canonical",
+            EventError::TooLarge => ErrorCode::EventTooLarge,
+            EventError::Malformed(_) => ErrorCode::EventMalformed,
+            EventError::NotCanonical | EventError::Jcs(_) => ErrorCode::EventNotCanonical,
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   ciphertext)`. A submission that asks for auction terms ([`AuctionRequest`]) signs three
 //!   more lines: `{reserve}\n{duration_ms}\n{pricing}\n`, each `default` when not given.
 
+use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -41,11 +42,11 @@ pub enum SubmissionError {
 
 impl SubmissionError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SubmissionError::Malformed(_) => "submission.malformed",
-            SubmissionError::BadSignature => "submission.bad_signature",
-            SubmissionError::Decrypt => "submission.decrypt_failed",
+            SubmissionError::Malformed(_) => ErrorCode::SubmissionMalformed,
+            SubmissionError::BadSignature => ErrorCode::SubmissionBadSignature,
+            SubmissionError::Decrypt => ErrorCode::SubmissionDecryptFailed,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `log_key` (32-byte Ed25519), `intake_key` (32-byte X25519) and `anchor_key` (33-byte SEC1
 //! compressed secp256k1). The verifier requires both to agree.
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// Most bytes NSM accepts in `user_data` (AWS Nitro Enclaves NSM API, `Attestation` request).
@@ -24,8 +25,8 @@ pub enum KeysError {
 
 impl KeysError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        "attestation.key_binding"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::AttestationKeyBinding
     }
 }
 

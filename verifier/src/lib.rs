@@ -29,6 +29,7 @@ pub mod audit;
 pub mod bid;
 pub mod checkpoint;
 pub mod envelope;
+pub mod error_code;
 pub mod event;
 pub mod intake;
 pub mod jcs;
@@ -37,3 +38,5 @@ pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod release;
+
+pub use error_code::ErrorCode;

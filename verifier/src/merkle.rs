@@ -11,6 +11,7 @@
 //!   compute the root. It is all the state an appender needs (Tessera's "integrate" step), and
 //!   [`Frontier::append`] returns the new nodes to persist.
 
+use crate::ErrorCode;
 use sha2::{Digest, Sha256};
 
 /// A SHA-256 digest: 32 bytes.
@@ -61,13 +62,13 @@ pub enum ProofError {
 
 impl ProofError {
     /// Stable machine-readable code, e.g. `proof.root_mismatch`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ProofError::IndexOutOfRange { .. } => "proof.index_out_of_range",
-            ProofError::SizesOutOfOrder { .. } => "proof.sizes_out_of_order",
-            ProofError::WrongLength => "proof.wrong_length",
-            ProofError::RootMismatch => "proof.root_mismatch",
-            ProofError::MissingNode { .. } => "proof.missing_node",
+            ProofError::IndexOutOfRange { .. } => ErrorCode::ProofIndexOutOfRange,
+            ProofError::SizesOutOfOrder { .. } => ErrorCode::ProofSizesOutOfOrder,
+            ProofError::WrongLength => ErrorCode::ProofWrongLength,
+            ProofError::RootMismatch => ErrorCode::ProofRootMismatch,
+            ProofError::MissingNode { .. } => ErrorCode::ProofMissingNode,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `— <key name> base64(key ID || signature)`. Key ID = `SHA-256(name || 0x0A || 0x01 ||
 //! pubkey)[:4]`. Verifier keys are written `name+hex(key ID)+base64(0x01 || pubkey)`.
 
+use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -42,13 +43,13 @@ pub enum NoteError {
 
 impl NoteError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            NoteError::TooLarge => "note.too_large",
-            NoteError::Malformed(_) => "note.malformed",
-            NoteError::MalformedKey(_) => "note.malformed_key",
-            NoteError::UnverifiedNote => "note.unverified",
-            NoteError::BadSignature => "note.bad_signature",
+            NoteError::TooLarge => ErrorCode::NoteTooLarge,
+            NoteError::Malformed(_) => ErrorCode::NoteMalformed,
+            NoteError::MalformedKey(_) => ErrorCode::NoteMalformedKey,
+            NoteError::UnverifiedNote => ErrorCode::NoteUnverified,
+            NoteError::BadSignature => ErrorCode::NoteBadSignature,
         }
     }
 }

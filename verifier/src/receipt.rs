@@ -9,6 +9,7 @@
 //! The signature is Ed25519 by the log key over the text
 //! `leadgate.receipt.v1\n{origin}\n{epoch}\n{index}\n{leaf_hash hex}\n{root hex}\n{time}\n`.
 
+use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,11 @@ pub enum ReceiptError {
 
 impl ReceiptError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ReceiptError::Malformed(_) => "receipt.malformed",
-            ReceiptError::BadSignature => "receipt.bad_signature",
-            ReceiptError::WrongOrigin => "receipt.wrong_origin",
+            ReceiptError::Malformed(_) => ErrorCode::ReceiptMalformed,
+            ReceiptError::BadSignature => ErrorCode::ReceiptBadSignature,
+            ReceiptError::WrongOrigin => ErrorCode::ReceiptWrongOrigin,
         }
     }
 }

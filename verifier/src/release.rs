@@ -8,6 +8,7 @@
 //!   only that buyer can open it, and it cannot pass for another lead. The log's `lead.released`
 //!   event carries `sealed_sha256` = SHA-256(enc ‖ ciphertext) of exactly this envelope.
 
+use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -36,11 +37,11 @@ pub enum ReleaseError {
 
 impl ReleaseError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ReleaseError::Malformed(_) => "release.malformed",
-            ReleaseError::BadSignature => "release.bad_signature",
-            ReleaseError::Decrypt => "release.decrypt_failed",
+            ReleaseError::Malformed(_) => ErrorCode::ReleaseMalformed,
+            ReleaseError::BadSignature => ErrorCode::ReleaseBadSignature,
+            ReleaseError::Decrypt => ErrorCode::ReleaseDecryptFailed,
         }
     }
 }

@@ -11,6 +11,7 @@ use serde_bytes::ByteBuf;
 
 use super::{err, Enclave};
 use crate::auctions::{PlacedBid, ReleaseStanding};
+use crate::error::EnclaveError;
 use crate::log::UnsignedAppend;
 use crate::parallel::par_map;
 use leadgate_protocol::{BidOutcome, Response, WireError, MAX_BIDS};
@@ -30,15 +31,15 @@ impl Enclave {
     /// checks (open by the enclave clock, nonce unused) and `bid.sealed`, then the receipts.
     pub(super) fn bid(&mut self, bids: &[SealedBid], now_ms: u64) -> Response {
         if bids.len() > MAX_BIDS {
-            return err(
-                "protocol.batch_too_large",
-                format!("at most {MAX_BIDS} bids per request"),
-            );
+            return err(EnclaveError::BatchTooLarge {
+                max: MAX_BIDS,
+                what: "bids",
+            });
         }
         let origin = self.config.origin.as_str();
         let workers = self.config.workers;
         let Some(r) = self.running.as_mut().filter(|r| r.started) else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         let intake = r.secrets.intake_key();
         let opened: Vec<Result<(VerifiedBid, OpenedBidContent), WireError>> =
@@ -48,18 +49,14 @@ impl Enclave {
                 Ok((v, c))
             })
             .into_iter()
-            .map(|r| {
-                r.map_err(|e: leadgate_verifier::bid::BidError| {
-                    WireError::new(e.code(), e.to_string())
-                })
-            })
+            .map(|r| r.map_err(|e: leadgate_verifier::bid::BidError| EnclaveError::from(e).into()))
             .collect();
         let mut logged = Vec::with_capacity(opened.len());
         for o in opened {
             let entry = o.and_then(|(bid, content)| {
                 r.book
                     .check_bid(&bid.auction_id, &content.nonce, now_ms)
-                    .map_err(|why| WireError::new(why.code(), "bid refused"))?;
+                    .map_err(|why| WireError::from(EnclaveError::from(why)))?;
                 let event = Event::BidSealed(BidSealed {
                     time: now_ms,
                     auction_id: bid.auction_id.clone(),
@@ -69,7 +66,7 @@ impl Enclave {
                 let unsigned = r
                     .log
                     .append_unsigned(&event)
-                    .map_err(|e| WireError::new(e.code(), e.to_string()))?;
+                    .map_err(|e| WireError::from(EnclaveError::from(e)))?;
                 r.book.record_bid(
                     &bid.auction_id,
                     bid.buyer,
@@ -110,7 +107,7 @@ impl Enclave {
         let origin = self.config.origin.clone();
         let window = self.config.release_window_ms;
         let Some(r) = self.running.as_mut().filter(|r| r.started) else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         r.book.expire_sales(now_ms, window);
         let mut closed = Vec::new();
@@ -159,7 +156,7 @@ impl Enclave {
                     r.book.close(&id, now_ms, d.winner);
                     closed.push(a.into());
                 }
-                Err(e) => return err(e.code(), e.to_string()),
+                Err(e) => return err(e),
             }
         }
         Response::Ticked { closed }
@@ -176,33 +173,20 @@ impl Enclave {
         let origin = self.config.origin.as_str();
         let window = self.config.replay_window_ms;
         let Some(r) = self.running.as_mut().filter(|r| r.started) else {
-            return err("enclave.not_ready", "enclave has not finished start-up");
+            return err(EnclaveError::NotReady);
         };
         let buyer = match request.verify(origin) {
             Ok(b) => b,
-            Err(e) => return err(e.code(), e.to_string()),
+            Err(e) => return err(e),
         };
         if request.issued_at_ms.abs_diff(now_ms) > window {
-            return err(
-                "release.stale",
-                "issued_at_ms is outside the accepted window",
-            );
+            return err(EnclaveError::ReleaseStale);
         }
         let sale = match r.book.release_standing(&request.lead_id) {
-            ReleaseStanding::Open => {
-                return err("release.not_closed", "the auction has not closed yet")
-            }
-            ReleaseStanding::NotForRelease => {
-                return err(
-                    "release.not_sold",
-                    "no sale of this lead is open for release (unknown, unsold or expired)",
-                )
-            }
+            ReleaseStanding::Open => return err(EnclaveError::ReleaseNotClosed),
+            ReleaseStanding::NotForRelease => return err(EnclaveError::ReleaseNotSold),
             ReleaseStanding::Sold(s) if s.winner != buyer => {
-                return err(
-                    "release.not_winner",
-                    "only the auction's winner gets the lead",
-                )
+                return err(EnclaveError::ReleaseNotWinner)
             }
             ReleaseStanding::Sold(s) => s,
         };
@@ -210,19 +194,17 @@ impl Enclave {
         let sub = match lead.decode() {
             Ok(d) if d.ciphertext_sha256 == sale.ciphertext_sha256 => d.verify(origin),
             _ => {
-                return err(
-                    "release.lead_mismatch",
+                return err(EnclaveError::ReleaseLeadMismatch(
                     "the stored submission is not the accepted lead",
-                )
+                ))
             }
         };
         let plaintext = match sub.and_then(|s| open_lead(r.secrets.intake_key(), origin, &s)) {
             Ok(p) if p.len() <= MAX_LEAD_BYTES => zeroize::Zeroizing::new(p),
             _ => {
-                return err(
-                    "release.lead_mismatch",
+                return err(EnclaveError::ReleaseLeadMismatch(
                     "the stored submission does not open",
-                )
+                ))
             }
         };
         let released = match ReleasedLead::seal(
@@ -233,11 +215,11 @@ impl Enclave {
             &plaintext,
         ) {
             Ok(s) => s,
-            Err(e) => return err(e.code(), e.to_string()),
+            Err(e) => return err(e),
         };
         let sealed_sha256 = match released.sealed_sha256() {
             Ok(h) => h,
-            Err(e) => return err(e.code(), e.to_string()),
+            Err(e) => return err(e),
         };
         let event = Event::LeadReleased(LeadReleased {
             time: now_ms,
@@ -250,7 +232,7 @@ impl Enclave {
                 released,
                 appended: a.into(),
             },
-            Err(e) => err(e.code(), e.to_string()),
+            Err(e) => err(e),
         }
     }
 }

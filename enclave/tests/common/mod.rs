@@ -240,7 +240,7 @@ impl Host {
                     self.store(&appended);
                     "ok".to_owned()
                 }
-                BidOutcome::Refused(e) => e.code,
+                BidOutcome::Refused(e) => e.code.to_string(),
             })
             .collect()
     }

@@ -229,7 +229,7 @@ fn start_load(http: &ureq::Agent, leads: Vec<SealedLead>, clients: usize) -> Loa
                                 Some(
                                     "enclave.unavailable"
                                         | "storage.unavailable"
-                                        | "overloaded"
+                                        | "server.overloaded"
                                         | "server.busy"
                                 )
                             ) {
@@ -551,7 +551,9 @@ fn stray_submit(leads: &[SealedLead]) -> anyhow::Result<Vec<Receipt>> {
                     })
                     .collect())
             }
-            leadgate_protocol::Response::Error(e) if e.code == "session.busy" => {
+            leadgate_protocol::Response::Error(e)
+                if e.code == leadgate_verifier::ErrorCode::SessionBusy =>
+            {
                 std::thread::sleep(Duration::from_millis(20))
             }
             other => bail!("stray submit: {other:?}"),

@@ -1,0 +1,226 @@
+//! The enclave's errors: one enum, each variant with its stable [`ErrorCode`]
+//! ([`EnclaveError::code`]), turned into the wire's [`WireError`] in one place
+//! (`From<EnclaveError> for WireError`). A refused request changes nothing.
+
+use leadgate_protocol::{FrameError, WireError};
+use leadgate_verifier::anchor::AnchorError;
+use leadgate_verifier::bid::BidError;
+use leadgate_verifier::event::EventError;
+use leadgate_verifier::intake::SubmissionError;
+use leadgate_verifier::note::NoteError;
+use leadgate_verifier::release::ReleaseError;
+use leadgate_verifier::ErrorCode;
+
+use crate::attest::ProviderError;
+use crate::auctions::BidRefusal;
+use crate::journal::JournalGap;
+use crate::sealing::SealError;
+
+/// Why the enclave refused a request, or failed one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnclaveError {
+    // Start-up and the host session (host ↔ enclave protocol; never a client's doing).
+    /// A request that needs a started enclave came before `Start`. `enclave.not_ready`.
+    #[error("enclave has not finished start-up")]
+    NotReady,
+    /// `Boot` to an enclave that is booted (the host reconnected). `boot.already_booted`.
+    #[error("enclave is already booted")]
+    AlreadyBooted,
+    /// A start-up message out of order (what was expected). `boot.bad_state`.
+    #[error("{0}")]
+    BadState(&'static str),
+    /// A log tip without the sealed secrets that signed it. `boot.no_secrets`.
+    #[error("a log tip needs the sealed secrets that signed it")]
+    NoSecrets,
+    /// The unsealed secrets do not parse. `boot.secrets_malformed`.
+    #[error("sealed secrets: {0}")]
+    SecretsMalformed(crate::secrets::SecretsError),
+    /// The host's tip (receipt, frontier, checkpoint) does not verify. `boot.tip_invalid`.
+    #[error("{0}")]
+    TipInvalid(String),
+    /// A replayed leaf does not fit the log. `boot.replay_invalid`.
+    #[error("{0}")]
+    ReplayInvalid(String),
+    /// The enclave's origin gives no valid note key. `boot.bad_origin`.
+    #[error("origin: {0}")]
+    BadOrigin(NoteError),
+    /// A `Journal` read past what the enclave still holds. `journal.gap`.
+    #[error(transparent)]
+    JournalGap(#[from] JournalGap),
+    /// A `Submit` or `Bid` over its batch limit. `protocol.batch_too_large`.
+    #[error("at most {max} {what} per request")]
+    BatchTooLarge {
+        /// The limit.
+        max: usize,
+        /// What is counted (`leads`, `bids`).
+        what: &'static str,
+    },
+    /// A `LoadTags` over [`leadgate_protocol::MAX_TAGS_PER_FRAME`]. `protocol.too_many_tags`.
+    #[error("too many tags in one frame")]
+    TooManyTags,
+    /// A `Replay` over [`leadgate_protocol::MAX_REPLAY_ENTRIES`]. `protocol.too_many_entries`.
+    #[error("too many entries in one frame")]
+    TooManyEntries,
+    /// A tag that is not 32 bytes. `protocol.malformed_tag`.
+    #[error("tags are 32 bytes")]
+    MalformedTag,
+    /// An anchor target whose contract address is not 20 bytes. `protocol.bad_anchor_target`.
+    #[error("contract address is not 20 bytes")]
+    BadAnchorTarget,
+    /// Another host session holds the enclave. `session.busy`.
+    #[error("another host session is active")]
+    SessionBusy,
+    /// A frame that does not decode. `protocol.*`.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+
+    // A seller's submission.
+    /// The submission does not decode, verify or open. `submission.*`.
+    #[error(transparent)]
+    Submission(#[from] SubmissionError),
+    /// Auction terms outside the configured range. `submission.bad_terms`.
+    #[error("auction duration must be {min_ms} to {max_ms} ms")]
+    BadTerms {
+        /// Shortest duration, ms.
+        min_ms: u64,
+        /// Longest duration, ms.
+        max_ms: u64,
+    },
+    /// `issued_at_ms` outside the freshness window. `submission.stale`.
+    #[error("issued_at_ms is outside the accepted window")]
+    SubmissionStale,
+    /// The same submission was taken in before. `submission.replayed`.
+    #[error("this submission was already received")]
+    SubmissionReplayed,
+    /// The opened lead is over the size limit. `lead.too_large`.
+    #[error("lead is over the size limit")]
+    LeadTooLarge,
+    /// The opened lead is not JSON. `lead.malformed_json`.
+    #[error("lead is not valid JSON")]
+    LeadMalformedJson,
+
+    // A buyer's bid or release request.
+    /// The bid does not decode, verify or open. `bid.*`.
+    #[error(transparent)]
+    Bid(#[from] BidError),
+    /// The auction book refuses the bid. `auction.unknown`, `auction.closed`, `bid.replayed`.
+    #[error("bid refused")]
+    BidRefused(BidRefusal),
+    /// The release request does not decode or verify. `release.*`.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// `issued_at_ms` outside the freshness window. `release.stale`.
+    #[error("issued_at_ms is outside the accepted window")]
+    ReleaseStale,
+    /// The auction has not closed yet. `release.not_closed`.
+    #[error("the auction has not closed yet")]
+    ReleaseNotClosed,
+    /// No sale of this lead is open for release. `release.not_sold`.
+    #[error("no sale of this lead is open for release (unknown, unsold or expired)")]
+    ReleaseNotSold,
+    /// The requester is not the winner. `release.not_winner`.
+    #[error("only the auction's winner gets the lead")]
+    ReleaseNotWinner,
+    /// The stored submission is not the accepted lead, or does not open.
+    /// `release.lead_mismatch`.
+    #[error("{0}")]
+    ReleaseLeadMismatch(&'static str),
+
+    // Faults inside the enclave.
+    /// Sealing or unsealing the secrets failed. `sealing.*`.
+    #[error(transparent)]
+    Sealing(#[from] SealError),
+    /// The attestation provider failed. `attestation.provider_*`.
+    #[error(transparent)]
+    Attestation(#[from] ProviderError),
+    /// The provider's document lacks what the enclave reads from it (its PCRs).
+    /// `attestation.provider_failed`.
+    #[error("own attestation document: {0}")]
+    OwnDocument(String),
+    /// An event the enclave built does not encode. `event.*`.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Signing a checkpoint anchor failed. `anchor.bad_signature`.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
+}
+
+impl EnclaveError {
+    /// The stable code sent on the wire.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EnclaveError::NotReady => ErrorCode::EnclaveNotReady,
+            EnclaveError::AlreadyBooted => ErrorCode::BootAlreadyBooted,
+            EnclaveError::BadState(_) => ErrorCode::BootBadState,
+            EnclaveError::NoSecrets => ErrorCode::BootNoSecrets,
+            EnclaveError::SecretsMalformed(_) => ErrorCode::BootSecretsMalformed,
+            EnclaveError::TipInvalid(_) => ErrorCode::BootTipInvalid,
+            EnclaveError::ReplayInvalid(_) => ErrorCode::BootReplayInvalid,
+            EnclaveError::BadOrigin(_) => ErrorCode::BootBadOrigin,
+            EnclaveError::JournalGap(_) => ErrorCode::JournalGap,
+            EnclaveError::BatchTooLarge { .. } => ErrorCode::ProtocolBatchTooLarge,
+            EnclaveError::TooManyTags => ErrorCode::ProtocolTooManyTags,
+            EnclaveError::TooManyEntries => ErrorCode::ProtocolTooManyEntries,
+            EnclaveError::MalformedTag => ErrorCode::ProtocolMalformedTag,
+            EnclaveError::BadAnchorTarget => ErrorCode::ProtocolBadAnchorTarget,
+            EnclaveError::SessionBusy => ErrorCode::SessionBusy,
+            EnclaveError::Frame(e) => e.code(),
+            EnclaveError::Submission(e) => e.code(),
+            EnclaveError::BadTerms { .. } => ErrorCode::SubmissionBadTerms,
+            EnclaveError::SubmissionStale => ErrorCode::SubmissionStale,
+            EnclaveError::SubmissionReplayed => ErrorCode::SubmissionReplayed,
+            EnclaveError::LeadTooLarge => ErrorCode::LeadTooLarge,
+            EnclaveError::LeadMalformedJson => ErrorCode::LeadMalformedJson,
+            EnclaveError::Bid(e) => e.code(),
+            EnclaveError::BidRefused(why) => why.code(),
+            EnclaveError::Release(e) => e.code(),
+            EnclaveError::ReleaseStale => ErrorCode::ReleaseStale,
+            EnclaveError::ReleaseNotClosed => ErrorCode::ReleaseNotClosed,
+            EnclaveError::ReleaseNotSold => ErrorCode::ReleaseNotSold,
+            EnclaveError::ReleaseNotWinner => ErrorCode::ReleaseNotWinner,
+            EnclaveError::ReleaseLeadMismatch(_) => ErrorCode::ReleaseLeadMismatch,
+            EnclaveError::Sealing(e) => e.code(),
+            EnclaveError::Attestation(e) => e.code(),
+            EnclaveError::OwnDocument(_) => ErrorCode::AttestationProviderFailed,
+            EnclaveError::Event(e) => e.code(),
+            EnclaveError::Anchor(e) => e.code(),
+        }
+    }
+}
+
+impl From<EnclaveError> for WireError {
+    fn from(e: EnclaveError) -> Self {
+        WireError {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<BidRefusal> for EnclaveError {
+    fn from(why: BidRefusal) -> Self {
+        EnclaveError::BidRefused(why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_errors_carry_the_code_and_message() {
+        let w = WireError::from(EnclaveError::BatchTooLarge {
+            max: 256,
+            what: "leads",
+        });
+        assert_eq!(w.code, ErrorCode::ProtocolBatchTooLarge);
+        assert_eq!(w.message, "at most 256 leads per request");
+        let w = WireError::from(EnclaveError::from(BidRefusal::Replayed));
+        assert_eq!(w.code, ErrorCode::BidReplayed);
+        assert_eq!(
+            WireError::from(EnclaveError::NotReady).code.http_status(),
+            503
+        );
+    }
+}

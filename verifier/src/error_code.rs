@@ -1,0 +1,375 @@
+//! Every stable error code leadgate sends, in one namespace (`area.condition`), and the HTTP
+//! status each maps to. The enclave puts them in its wire errors, the host in its JSON error
+//! bodies (`{"error": {"code", "message"}}`), and this crate's errors report them with
+//! `code()`. The status mapping is one exhaustive table: a client's mistake is 4xx, a fault
+//! of the gateway (host, store or enclave) is 5xx, with `Retry-After` on 429 and 503.
+//!
+//! On the wire and in JSON a code is its string ([`ErrorCode::as_str`]); an unknown string
+//! does not deserialize (a peer that sends one speaks another protocol version).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $code:literal => $status:literal, )*) => {
+        /// A stable error code. See the module documentation.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code's string, e.g. `submission.bad_signature`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status (RFC 9110 §15) an API error with this code carries.
+            pub const fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// The code whose string is `s`, if any.
+            pub fn from_code(s: &str) -> Option<Self> {
+                match s { $($code => Some(ErrorCode::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // The HTTP request itself (host).
+    /// Unknown path.
+    RequestNotFound = "request.not_found" => 404,
+    /// The body is not JSON, or not the expected shape.
+    RequestMalformedJson = "request.malformed_json" => 400,
+    /// The body has a field the endpoint does not take.
+    RequestUnknownField = "request.unknown_field" => 400,
+    /// A query parameter is missing or malformed.
+    RequestBadQuery = "request.bad_query" => 400,
+    /// A path id (lead or auction id) is malformed.
+    RequestBadId = "request.bad_id" => 400,
+    /// A number in the path or query is malformed or out of range.
+    RequestBadNumber = "request.bad_number" => 400,
+    /// A batch is empty or over its limit.
+    RequestBatchSize = "request.batch_size" => 400,
+    /// The body is over the size limit.
+    RequestTooLarge = "request.too_large" => 413,
+    /// The body is not `application/json`.
+    RequestUnsupportedMediaType = "request.unsupported_media_type" => 415,
+    /// The request did not arrive in time.
+    RequestTimeout = "request.timeout" => 408,
+    /// Too many requests from this client; retry after `Retry-After`.
+    RateLimited = "rate.limited" => 429,
+    /// Too many requests in flight at the gateway; retry.
+    ServerBusy = "server.busy" => 503,
+    /// A queue of the gateway is full; retry.
+    ServerOverloaded = "server.overloaded" => 503,
+    /// A fault of the host not otherwise named.
+    ServerInternal = "server.internal" => 500,
+    /// The host's store is failing; the gateway heals by itself.
+    StorageUnavailable = "storage.unavailable" => 503,
+    /// The enclave is unreachable; the gateway heals by itself.
+    EnclaveUnavailable = "enclave.unavailable" => 503,
+    /// The enclave has not finished start-up.
+    EnclaveNotReady = "enclave.not_ready" => 503,
+    /// The enclave answered out of protocol.
+    EnclaveProtocol = "enclave.protocol" => 502,
+    /// An attestation nonce is not hex, or over 512 bytes.
+    AttestationBadNonce = "attestation.bad_nonce" => 400,
+    /// No checkpoint has been signed yet.
+    CheckpointNone = "checkpoint.none" => 404,
+    /// No lead with this id.
+    LeadUnknown = "lead.unknown" => 404,
+    /// No log entry at this index.
+    EntryUnknown = "entry.unknown" => 404,
+
+    // A seller's sealed submission (verifier::intake, enclave intake).
+    /// A field is not in its encoding, or a size is out of range.
+    SubmissionMalformed = "submission.malformed" => 422,
+    /// The seller's Ed25519 signature does not verify.
+    SubmissionBadSignature = "submission.bad_signature" => 422,
+    /// The HPKE ciphertext does not open.
+    SubmissionDecryptFailed = "submission.decrypt_failed" => 422,
+    /// The auction terms asked for are out of the enclave's range.
+    SubmissionBadTerms = "submission.bad_terms" => 422,
+    /// The submission's time is outside the freshness window.
+    SubmissionStale = "submission.stale" => 422,
+    /// The same submission was taken in before.
+    SubmissionReplayed = "submission.replayed" => 409,
+    /// The opened lead is over the size limit.
+    LeadTooLarge = "lead.too_large" => 422,
+    /// The opened lead is not JSON.
+    LeadMalformedJson = "lead.malformed_json" => 422,
+
+    // A buyer's sealed bid (verifier::bid, enclave market).
+    /// A field is not in its encoding.
+    BidMalformed = "bid.malformed" => 422,
+    /// The buyer's signature does not verify.
+    BidBadSignature = "bid.bad_signature" => 422,
+    /// The bid's ciphertext does not open.
+    BidDecryptFailed = "bid.decrypt_failed" => 422,
+    /// The opened bid does not match its envelope (auction or buyer).
+    BidMismatch = "bid.mismatch" => 422,
+    /// The same bid nonce was used before in this auction.
+    BidReplayed = "bid.replayed" => 409,
+    /// No open or recent auction with this id.
+    AuctionUnknown = "auction.unknown" => 404,
+    /// The auction has closed.
+    AuctionClosed = "auction.closed" => 409,
+    /// A bid amount is over the largest amount an auction takes.
+    AuctionAmountTooLarge = "auction.amount_too_large" => 422,
+    /// An auction's tie-break seed is malformed.
+    AuctionBadSeed = "auction.bad_seed" => 500,
+    /// An auction outcome does not follow from its bids.
+    AuctionOutcomeInconsistent = "auction.outcome_inconsistent" => 500,
+
+    // A buyer's release request (verifier::release, enclave market).
+    /// A field is not in its encoding.
+    ReleaseMalformed = "release.malformed" => 422,
+    /// The buyer's signature does not verify.
+    ReleaseBadSignature = "release.bad_signature" => 422,
+    /// The released envelope does not open.
+    ReleaseDecryptFailed = "release.decrypt_failed" => 422,
+    /// The request's time is outside the freshness window.
+    ReleaseStale = "release.stale" => 422,
+    /// The sealed lead given is not the auction's.
+    ReleaseLeadMismatch = "release.lead_mismatch" => 422,
+    /// The auction has not closed yet.
+    ReleaseNotClosed = "release.not_closed" => 409,
+    /// The auction closed unsold.
+    ReleaseNotSold = "release.not_sold" => 403,
+    /// The requester is not the auction's winner.
+    ReleaseNotWinner = "release.not_winner" => 403,
+
+    // Verification of what a gateway serves (the verifier library). A gateway that reports
+    // one of these about its own data is at fault.
+    /// A Merkle proof's index is beyond its tree.
+    ProofIndexOutOfRange = "proof.index_out_of_range" => 400,
+    /// A consistency proof's sizes are out of order.
+    ProofSizesOutOfOrder = "proof.sizes_out_of_order" => 400,
+    /// A proof asked beyond the log's size.
+    ProofSizeBeyondLog = "proof.size_beyond_log" => 400,
+    /// A proof has the wrong number of hashes.
+    ProofWrongLength = "proof.wrong_length" => 500,
+    /// A proof does not lead to the expected root.
+    ProofRootMismatch = "proof.root_mismatch" => 500,
+    /// A tree node the proof needs is missing.
+    ProofMissingNode = "proof.missing_node" => 500,
+    /// An attestation document is over its size limit.
+    AttestationTooLarge = "attestation.too_large" => 500,
+    /// An attestation document is not COSE_Sign1 with the expected payload.
+    AttestationMalformed = "attestation.malformed" => 500,
+    /// An attestation document is signed with another algorithm than ES384.
+    AttestationUnsupportedAlgorithm = "attestation.unsupported_algorithm" => 500,
+    /// An attestation chain does not end at the pinned root.
+    AttestationUntrustedRoot = "attestation.untrusted_root" => 500,
+    /// An attestation chain breaks a rule of X.509 path validation.
+    AttestationChainInvalid = "attestation.chain_invalid" => 500,
+    /// An attestation certificate is outside its validity.
+    AttestationExpired = "attestation.expired" => 500,
+    /// An attestation document's signature does not verify.
+    AttestationSignatureInvalid = "attestation.signature_invalid" => 500,
+    /// An attestation document is from a debug-mode enclave.
+    AttestationDebugMode = "attestation.debug_mode" => 500,
+    /// An attestation document's PCR0 is not the expected one.
+    AttestationPcrMismatch = "attestation.pcr_mismatch" => 500,
+    /// An attestation document does not carry the requester's nonce.
+    AttestationNonceMismatch = "attestation.nonce_mismatch" => 500,
+    /// The pinned root certificate is malformed.
+    AttestationBadRoot = "attestation.bad_root" => 500,
+    /// An attestation document's `user_data` does not bind the keys as expected.
+    AttestationKeyBinding = "attestation.key_binding" => 500,
+    /// A log event is over its size limit.
+    EventTooLarge = "event.too_large" => 500,
+    /// A log event is not the expected JSON.
+    EventMalformed = "event.malformed" => 500,
+    /// A log event is not in RFC 8785 canonical form.
+    EventNotCanonical = "event.not_canonical" => 500,
+    /// A checkpoint is not a C2SP checkpoint body.
+    CheckpointMalformed = "checkpoint.malformed" => 500,
+    /// A checkpoint is for another origin.
+    CheckpointWrongOrigin = "checkpoint.wrong_origin" => 500,
+    /// A receipt is malformed.
+    ReceiptMalformed = "receipt.malformed" => 500,
+    /// A receipt's signature does not verify.
+    ReceiptBadSignature = "receipt.bad_signature" => 500,
+    /// A receipt is for another origin.
+    ReceiptWrongOrigin = "receipt.wrong_origin" => 500,
+    /// A signed note is over its size limit.
+    NoteTooLarge = "note.too_large" => 500,
+    /// A signed note is malformed.
+    NoteMalformed = "note.malformed" => 500,
+    /// A note verifier key (vkey) is malformed.
+    NoteMalformedKey = "note.malformed_key" => 500,
+    /// No signature of a known key on a note.
+    NoteUnverified = "note.unverified" => 500,
+    /// A note signature by a known key does not verify.
+    NoteBadSignature = "note.bad_signature" => 500,
+    /// A checkpoint anchor's EIP-712 signature does not verify.
+    AnchorBadSignature = "anchor.bad_signature" => 500,
+
+    // Faults inside the enclave, and host ↔ enclave protocol errors (never a client's doing).
+    /// The attestation provider (NSM or the dev CA) failed.
+    AttestationProviderFailed = "attestation.provider_failed" => 502,
+    /// The attestation provider returned a document the enclave cannot read.
+    AttestationProviderBadDocument = "attestation.provider_bad_document" => 502,
+    /// The attestation provider was asked for more than it takes.
+    AttestationProviderTooLarge = "attestation.provider_too_large" => 502,
+    /// The sealed secrets do not unseal.
+    SealingUnsealFailed = "sealing.unseal_failed" => 502,
+    /// The dev sealer's key file cannot be read or written.
+    SealingKeyFile = "sealing.key_file" => 502,
+    /// KMS returned a key the enclave cannot use.
+    SealingKmsBadKey = "sealing.kms_bad_key" => 502,
+    /// No AWS credentials were lent for a KMS call.
+    SealingNoCredentials = "sealing.no_credentials" => 502,
+    /// KMS refused the call (key policy, attestation condition).
+    SealingKmsDenied = "sealing.kms_denied" => 502,
+    /// KMS answered with an error.
+    SealingKmsFailed = "sealing.kms_failed" => 502,
+    /// KMS could not be reached through the vsock proxy.
+    SealingKmsUnreachable = "sealing.kms_unreachable" => 502,
+    /// KMS's answer is malformed.
+    SealingKmsBadResponse = "sealing.kms_bad_response" => 502,
+    /// The enclave is already booted (the host reconnected to a running enclave).
+    BootAlreadyBooted = "boot.already_booted" => 502,
+    /// A start-up message out of order.
+    BootBadState = "boot.bad_state" => 502,
+    /// Sealed secrets are required and none were given.
+    BootNoSecrets = "boot.no_secrets" => 502,
+    /// The sealed secrets' plaintext is malformed.
+    BootSecretsMalformed = "boot.secrets_malformed" => 502,
+    /// The host's log tip does not verify.
+    BootTipInvalid = "boot.tip_invalid" => 502,
+    /// A replayed leaf does not fit the log.
+    BootReplayInvalid = "boot.replay_invalid" => 502,
+    /// The log is for another origin than the enclave's.
+    BootBadOrigin = "boot.bad_origin" => 502,
+    /// The enclave no longer holds the journal entry asked for.
+    JournalGap = "journal.gap" => 502,
+    /// Another host session holds the enclave.
+    SessionBusy = "session.busy" => 503,
+    /// A frame that does not decode as a request.
+    ProtocolMalformedFrame = "protocol.malformed_frame" => 502,
+    /// A frame over the size limit.
+    ProtocolFrameTooLarge = "protocol.frame_too_large" => 502,
+    /// The link failed mid-frame.
+    ProtocolIo = "protocol.io" => 502,
+    /// More leads than a `Submit` takes.
+    ProtocolBatchTooLarge = "protocol.batch_too_large" => 502,
+    /// More tags than a `LoadTags` takes.
+    ProtocolTooManyTags = "protocol.too_many_tags" => 502,
+    /// More entries than a `Replay` takes.
+    ProtocolTooManyEntries = "protocol.too_many_entries" => 502,
+    /// A tag that is not 32 bytes.
+    ProtocolMalformedTag = "protocol.malformed_tag" => 502,
+    /// An anchor target with a contract address that is not 20 bytes.
+    ProtocolBadAnchorTarget = "protocol.bad_anchor_target" => 502,
+}
+
+impl ErrorCode {
+    /// Whether the caller can fix it (4xx) rather than the gateway being at fault (5xx).
+    pub const fn is_client_error(self) -> bool {
+        self.http_status() < 500
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for ErrorCode {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A string that is not a known [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error code {0:?}")]
+pub struct UnknownCode(pub String);
+
+impl std::str::FromStr for ErrorCode {
+    type Err = UnknownCode;
+
+    fn from_str(s: &str) -> Result<Self, UnknownCode> {
+        ErrorCode::from_code(s).ok_or_else(|| UnknownCode(s.to_owned()))
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        ErrorCode::from_code(&s).ok_or_else(|| serde::de::Error::custom(UnknownCode(s.into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_namespaced_and_round_trip() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &c in ErrorCode::ALL {
+            let s = c.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            let (area, condition) = s.split_once('.').expect("area.condition");
+            for part in [area, condition] {
+                assert!(
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    "{s}"
+                );
+            }
+            assert_eq!(s.parse::<ErrorCode>(), Ok(c));
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), c);
+            assert!((400..600).contains(&c.http_status()), "{s}");
+        }
+        assert!(serde_json::from_str::<ErrorCode>("\"no.such_code\"").is_err());
+        assert!("not_found".parse::<ErrorCode>().is_err());
+    }
+
+    /// A client never gets a fault of ours as its own mistake, nor the reverse.
+    #[test]
+    fn faults_are_5xx_and_mistakes_4xx() {
+        for c in ErrorCode::ALL {
+            let s = c.as_str();
+            let area = s.split_once('.').map(|(a, _)| a).unwrap_or(s);
+            if matches!(
+                area,
+                "boot" | "sealing" | "journal" | "session" | "protocol" | "storage" | "server"
+            ) || s.starts_with("attestation.provider_")
+                || s.starts_with("enclave.")
+            {
+                assert!(!c.is_client_error(), "{s} is a fault of ours");
+            }
+            if matches!(area, "request" | "submission" | "bid" | "release" | "rate") {
+                assert!(c.is_client_error(), "{s} is the caller's");
+            }
+        }
+        assert_eq!(ErrorCode::SubmissionReplayed.http_status(), 409);
+        assert_eq!(ErrorCode::ReleaseNotWinner.http_status(), 403);
+        assert_eq!(ErrorCode::AttestationProviderFailed.http_status(), 502);
+        assert_eq!(ErrorCode::StorageUnavailable.http_status(), 503);
+    }
+}
