@@ -1,5 +1,5 @@
 //! The auction book: every open auction with its opened bids, and every recent sale whose
-//! winner may still ask for the lead. Pure state, no keys: [`crate::market`] runs the flows
+//! winner may still ask for the lead. Pure state, no keys: `core/market.rs` runs the flows
 //! and appends the events; [`crate::restore`] rebuilds the book from replayed events.
 //!
 //! Bid amounts live only here, in enclave memory (and sealed in the host's store).

@@ -12,7 +12,7 @@ use leadgate_verifier::intake::{seal_lead, SealedLead};
 use leadgate_verifier::keys::EnclaveKeys;
 use serde_json::Value;
 
-/// Path of a workspace binary next to the test executable (target/<profile>/NAME).
+/// Path of a workspace binary next to the test executable (`target/<profile>/NAME`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
     let dir = exe

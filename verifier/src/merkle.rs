@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 digest: 32 bytes.
 pub type Hash = [u8; 32];
 
-/// Size of a [`Hash`] in bytes.
+/// Size of a [`Hash`](type@Hash) in bytes.
 pub const HASH_LEN: usize = 32;
 
 /// Longest proof accepted: a tree of at most 2^64 leaves has proofs of at most 64 hashes
