@@ -8,6 +8,10 @@
 
 /// Number of hash functions.
 pub const HASHES: u64 = 7;
+/// Smallest filter, log2 bits (1 Kib).
+pub const MIN_BITS_LOG2: u32 = 10;
+/// Largest filter, log2 bits (2 GiB).
+pub const MAX_BITS_LOG2: u32 = 34;
 
 /// A fixed-size Bloom filter of 32-byte hashes.
 pub struct HashFilter {
@@ -22,7 +26,10 @@ impl HashFilter {
     /// # Panics
     /// If `bits_log2` is out of that range (a configuration error caught at start-up).
     pub fn new(bits_log2: u32) -> Self {
-        assert!((10..=34).contains(&bits_log2), "filter size out of range");
+        assert!(
+            (MIN_BITS_LOG2..=MAX_BITS_LOG2).contains(&bits_log2),
+            "filter size out of range"
+        );
         let bits = 1u64 << bits_log2;
         // Write every word now (not `vec![0; n]`, which maps lazily-zeroed pages): the filter's
         // memory is resident from the start, so the enclave's footprint does not grow later.

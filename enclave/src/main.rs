@@ -169,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         config.workers = w.max(1);
     }
+    config.validate()?;
     let enclave = Enclave::new(config, sealer, attestor);
     let endpoint: Endpoint = args.listen.parse().context("--listen")?;
     let listener = Listener::bind(&endpoint)

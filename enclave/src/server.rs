@@ -166,13 +166,7 @@ async fn serve_connection(
             Ok(_) if !sessions.claim(id) => {
                 (Response::Error(EnclaveError::SessionBusy.into()), true)
             }
-            Ok(req) => {
-                let mut e = enclave.lock().await;
-                (
-                    tokio::task::block_in_place(|| e.handle(req, crate::clock::now_ms())),
-                    false,
-                )
-            }
+            Ok(req) => (handle(&enclave, req).await, false),
         };
         drop(body);
         let written = tokio::time::timeout(frame, write_frame(&mut wr, &reply(resp))).await;
@@ -188,4 +182,50 @@ async fn serve_connection(
     }
     // Before the stream closes, so a peer that sees the close can take the session at once.
     sessions.release(id);
+}
+
+/// Handles one request. A `Boot` to an unbooted enclave unseals (or seals) its secrets first,
+/// without the enclave's lock: with the KMS sealer that is a network call of up to
+/// [`crate::kms::CALL_TIMEOUT`], and nothing else waits on it. The core checks again that
+/// it is unbooted when the secrets arrive (one host session at a time sends `Boot`).
+async fn handle(enclave: &Mutex<Enclave>, req: Request) -> Response {
+    let req = match req {
+        Request::Boot {
+            sealed_secrets,
+            tip,
+            aws_credentials,
+        } => {
+            let sealer = {
+                let e = enclave.lock().await;
+                (!e.is_booted()).then(|| e.sealer())
+            };
+            let Some(sealer) = sealer else {
+                return Response::Error(EnclaveError::AlreadyBooted.into());
+            };
+            let has_tip = tip.is_some();
+            let secrets = tokio::task::spawn_blocking(move || {
+                Enclave::boot_secrets(
+                    sealer.as_ref(),
+                    sealed_secrets.as_deref().map(|b| b.as_slice()),
+                    has_tip,
+                    aws_credentials.as_ref(),
+                )
+            })
+            .await;
+            let secrets = match secrets {
+                Ok(s) => s,
+                Err(join) => {
+                    tracing::error!(error = %join, "sealing task failed");
+                    return Response::Error(
+                        EnclaveError::BadState("sealing failed; boot again").into(),
+                    );
+                }
+            };
+            let mut e = enclave.lock().await;
+            return tokio::task::block_in_place(|| e.boot(secrets, tip, crate::clock::now_ms()));
+        }
+        other => other,
+    };
+    let mut e = enclave.lock().await;
+    tokio::task::block_in_place(|| e.handle(req, crate::clock::now_ms()))
 }

@@ -125,3 +125,91 @@ async fn vsock_link() {
         .expect("vsock connect timed out")
         .expect("vsock suite");
 }
+
+/// A sealer that holds each call until released, to catch the link server sealing under
+/// the enclave's lock.
+struct GatedSealer {
+    inner: leadgate_enclave::sealing::DevFileSealer,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl GatedSealer {
+    fn wait(&self) {
+        self.entered.send(()).unwrap();
+        self.release.lock().unwrap().recv().unwrap();
+    }
+}
+
+impl leadgate_enclave::sealing::Sealer for GatedSealer {
+    fn seal(
+        &self,
+        plaintext: &[u8],
+        credentials: Option<&leadgate_protocol::AwsCredentials>,
+    ) -> Result<Vec<u8>, leadgate_enclave::sealing::SealError> {
+        self.wait();
+        self.inner.seal(plaintext, credentials)
+    }
+
+    fn unseal(
+        &self,
+        blob: &[u8],
+        credentials: Option<&leadgate_protocol::AwsCredentials>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, leadgate_enclave::sealing::SealError> {
+        self.wait();
+        self.inner.unseal(blob, credentials)
+    }
+}
+
+/// `Boot` seals (with KMS: a network call of up to 20 s) without holding the enclave's lock,
+/// and the boot completes once the sealer answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_seals_without_the_enclave_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let sealer = GatedSealer {
+        inner: leadgate_enclave::sealing::DevFileSealer::open_or_create(dir.path()).unwrap(),
+        entered: entered_tx,
+        release: std::sync::Mutex::new(release_rx),
+    };
+    let attestor =
+        leadgate_enclave::attest::DevAttestationProvider::open_or_create(dir.path(), common::T0)
+            .unwrap();
+    let enclave = Arc::new(tokio::sync::Mutex::new(
+        leadgate_enclave::core::Enclave::new(
+            leadgate_enclave::core::EnclaveConfig::new("leadgate.test/log"),
+            Box::new(sealer),
+            Box::new(attestor),
+        ),
+    ));
+    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let at = listener.local_endpoint().unwrap();
+    let server = tokio::spawn(serve(listener, enclave.clone()));
+    let mut s = connect(&at).await.unwrap();
+    let boot = encode(&Request::Boot {
+        sealed_secrets: None,
+        tip: None,
+        aws_credentials: None,
+    });
+    let client = tokio::spawn(async move { call(&mut s, &boot).await });
+    // The sealer is called, and while it works the lock is free.
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
+    {
+        let e = enclave
+            .try_lock()
+            .expect("the enclave's lock is free while sealing");
+        assert!(!e.is_booted());
+    }
+    release_tx.send(()).unwrap();
+    match client.await.unwrap() {
+        Some(Response::Booted { sealed_secrets, .. }) => assert!(!sealed_secrets.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(enclave.lock().await.is_booted());
+    server.abort();
+}

@@ -38,7 +38,7 @@ impl Enclave {
         }
         let origin = self.config.origin.as_str();
         let workers = self.config.workers;
-        let Some(r) = self.running.as_mut().filter(|r| r.started) else {
+        let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
         let intake = r.secrets.intake_key();
@@ -106,7 +106,7 @@ impl Enclave {
     pub(super) fn tick(&mut self, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
         let window = self.config.release_window_ms;
-        let Some(r) = self.running.as_mut().filter(|r| r.started) else {
+        let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
         r.book.expire_sales(now_ms, window);
@@ -172,7 +172,7 @@ impl Enclave {
     ) -> Response {
         let origin = self.config.origin.as_str();
         let window = self.config.replay_window_ms;
-        let Some(r) = self.running.as_mut().filter(|r| r.started) else {
+        let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
         let buyer = match request.verify(origin) {

@@ -1,0 +1,263 @@
+//! Lead intake: a `Submit` batch in three stages: verify, open and check each lead in
+//! parallel; replay memory, duplicate emails and the tree in order; receipts in parallel.
+
+use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, LeadRejected};
+use leadgate_verifier::intake::{open_lead, SealedLead, VerifiedSubmission, MAX_LEAD_BYTES};
+use serde_bytes::ByteBuf;
+
+use crate::error::EnclaveError;
+use crate::log::UnsignedAppend;
+use crate::parallel::par_map;
+use crate::replay::ReplayVerdict;
+use crate::rules::{check_lead, CheckedLead, RejectReason};
+use crate::secrets::Secrets;
+use crate::sellers::SellerKeys;
+use leadgate_protocol::{Response, SubmitOutcome, WireError, MAX_BATCH};
+
+use super::{err, Enclave, EnclaveConfig, Running};
+
+/// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
+type RuleVerdict = Result<(CheckedLead, [u8; 32]), RejectReason>;
+
+/// Stage 1's result for one lead.
+enum Opened {
+    /// Not decodable, not signed by its seller, or asking for terms out of bounds: refused
+    /// before anything else.
+    BadSubmission(WireError),
+    /// Signed by its seller. `verdict` is the rules' verdict, or the refusal if the ciphertext
+    /// did not open to JSON (given only after the replay check, as for one lead at a time).
+    Signed(Box<SignedLead>),
+}
+
+/// Stage 2's result for one lead.
+enum Logged {
+    /// Refused; nothing appended.
+    Refused(WireError),
+    /// Appended; the receipt is signed in stage 3.
+    Appended(Box<PendingOutcome>),
+}
+
+/// An appended lead waiting for its receipt signature.
+struct PendingOutcome {
+    lead_id: String,
+    accepted: bool,
+    reason: Option<String>,
+    score: Option<u8>,
+    email_tag: Option<[u8; 32]>,
+    unsigned: UnsignedAppend,
+}
+
+impl PendingOutcome {
+    /// Signs the receipt.
+    fn finish(self, log_key: &ed25519_dalek::SigningKey) -> SubmitOutcome {
+        SubmitOutcome::Logged {
+            lead_id: self.lead_id,
+            accepted: self.accepted,
+            reason: self.reason,
+            score: self.score,
+            email_tag: self.email_tag.map(|t| ByteBuf::from(t.to_vec())),
+            appended: self.unsigned.sign(log_key).into(),
+        }
+    }
+}
+
+/// A lead with a valid seller signature, opened and checked.
+struct SignedLead {
+    sub: VerifiedSubmission,
+    /// The auction it opens if accepted.
+    terms: AuctionTerms,
+    /// The rules' verdict, or the refusal if the ciphertext did not open to JSON.
+    verdict: Result<RuleVerdict, WireError>,
+}
+
+/// Verifies, opens and checks one lead. Touches no mutable state.
+fn open_one(
+    config: &EnclaveConfig,
+    secrets: &Secrets,
+    sellers: &SellerKeys,
+    lead: &SealedLead,
+    now_ms: u64,
+) -> Opened {
+    let origin = config.origin.as_str();
+    let year = year_of(now_ms);
+    let verified = lead.decode().and_then(|d| match sellers.get(&d.seller) {
+        Some(key) => d.verify_with_key(origin, key),
+        None => d.verify(origin),
+    });
+    let sub = match verified {
+        Ok(s) => s,
+        Err(e) => return Opened::BadSubmission(EnclaveError::from(e).into()),
+    };
+    let Some(terms) = config.auction_terms(sub.auction.as_ref(), now_ms) else {
+        return Opened::BadSubmission(
+            EnclaveError::BadTerms {
+                min_ms: config.min_duration_ms,
+                max_ms: config.max_duration_ms,
+            }
+            .into(),
+        );
+    };
+    let verdict = match open_lead(secrets.intake_key(), origin, &sub) {
+        Err(e) => Err(EnclaveError::from(e).into()),
+        Ok(p) if p.len() > MAX_LEAD_BYTES => {
+            drop(zeroize::Zeroizing::new(p));
+            Err(EnclaveError::LeadTooLarge.into())
+        }
+        Ok(p) => {
+            let plaintext = zeroize::Zeroizing::new(p);
+            match serde_json::from_slice::<serde_json::Value>(&plaintext) {
+                Err(_) => Err(EnclaveError::LeadMalformedJson.into()),
+                Ok(value) => Ok(check_lead(&value, year).map(|c| {
+                    let tag = secrets.email_tag(&c.normalised_email);
+                    (c, tag)
+                })),
+            }
+        }
+    };
+    Opened::Signed(Box::new(SignedLead {
+        sub,
+        terms,
+        verdict,
+    }))
+}
+
+/// Civil year of a Unix ms timestamp (for the `founded_year` plausibility check).
+fn year_of(now_ms: u64) -> u64 {
+    // Days since 1970-01-01 to civil year (Howard Hinnant's algorithm).
+    let z = (now_ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2)) as u64
+}
+
+impl Enclave {
+    pub(super) fn submit(&mut self, leads: &[SealedLead], now_ms: u64) -> Response {
+        if leads.len() > MAX_BATCH {
+            return err(EnclaveError::BatchTooLarge {
+                max: MAX_BATCH,
+                what: "leads",
+            });
+        }
+        let workers = self.config.workers;
+        let config = &self.config;
+        let Some(r) = self.phase.serving() else {
+            return err(EnclaveError::NotReady);
+        };
+        // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
+        // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
+        r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
+        let opened = par_map(leads.iter().collect(), workers, |l| {
+            open_one(config, &r.secrets, &r.sellers, l, now_ms)
+        });
+        let logged: Vec<Logged> = opened
+            .into_iter()
+            .map(|o| Self::log_one(r, o, now_ms))
+            .collect();
+        // Stage 3, in parallel: the receipts' signatures (the tree is already final).
+        let key = r.secrets.log_key();
+        let results = par_map(logged, workers, |l| match l {
+            Logged::Appended(p) => p.finish(key),
+            Logged::Refused(e) => SubmitOutcome::Refused(e),
+        });
+        Response::Submitted { results }
+    }
+
+    fn log_one(r: &mut Running, opened: Opened, now_ms: u64) -> Logged {
+        Self::log_one_inner(r, opened, now_ms).unwrap_or_else(Logged::Refused)
+    }
+
+    /// Stage 2 for one lead: replay memory, duplicate emails, the tree. `Err` is a refusal.
+    fn log_one_inner(r: &mut Running, opened: Opened, now_ms: u64) -> Result<Logged, WireError> {
+        let (sub, terms, verdict) = match opened {
+            Opened::BadSubmission(e) => return Err(e),
+            Opened::Signed(signed) => (signed.sub, signed.terms, signed.verdict),
+        };
+        match r
+            .replay
+            .check(&sub.ciphertext_sha256, sub.issued_at_ms, now_ms)
+        {
+            ReplayVerdict::Fresh => {}
+            ReplayVerdict::Stale => return Err(EnclaveError::SubmissionStale.into()),
+            ReplayVerdict::Replayed => return Err(EnclaveError::SubmissionReplayed.into()),
+        }
+        let verdict = verdict?;
+        r.replay.record(&sub.ciphertext_sha256);
+        let lead_id = sub.lead_id();
+        let seller = hex::encode(sub.seller);
+        let ciphertext_sha256 = hex::encode(sub.ciphertext_sha256);
+        let verdict = verdict.and_then(|(c, tag)| {
+            if r.tags.seen(&tag) {
+                Err(RejectReason::DuplicateEmail)
+            } else {
+                Ok((c, tag))
+            }
+        });
+        let (event, accepted, reason, score, email_tag) = match verdict {
+            Ok((c, tag)) => (
+                Event::LeadAccepted(LeadAccepted {
+                    time: now_ms,
+                    lead_id: lead_id.clone(),
+                    seller,
+                    ciphertext_sha256,
+                    score: c.score,
+                    reasons: c.reasons,
+                    listing: c.listing,
+                    email_tag: hex::encode(tag),
+                    auction: terms,
+                }),
+                true,
+                None,
+                Some(c.score),
+                Some(tag),
+            ),
+            Err(reason) => (
+                Event::LeadRejected(LeadRejected {
+                    time: now_ms,
+                    lead_id: lead_id.clone(),
+                    seller,
+                    ciphertext_sha256,
+                    reason: reason.code().to_owned(),
+                }),
+                false,
+                Some(reason.code().to_owned()),
+                None,
+                None,
+            ),
+        };
+        let unsigned = r.log.append_unsigned(&event).map_err(EnclaveError::from)?;
+        if let Some(tag) = &email_tag {
+            r.tags.record(tag);
+            r.book.open(
+                lead_id.clone(),
+                unsigned.index(),
+                sub.ciphertext_sha256,
+                terms,
+            );
+        }
+        Ok(Logged::Appended(Box::new(PendingOutcome {
+            lead_id,
+            accepted,
+            reason,
+            score,
+            email_tag,
+            unsigned,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_year() {
+        assert_eq!(year_of(0), 1970);
+        assert_eq!(year_of(1_700_000_000_000), 2023);
+        assert_eq!(year_of(1_798_761_599_000), 2026); // 2026-12-31T23:59:59Z
+        assert_eq!(year_of(1_798_761_600_000), 2027);
+    }
+}
