@@ -291,11 +291,11 @@ impl Enclave {
                 self.boot(secrets, tip, now_ms)
             }
             Request::LoadTags { tags } => self.load_tags(tags),
-            Request::Replay {
+            Request::Restore {
                 from,
                 base,
                 entries,
-            } => self.replay(from, base, entries),
+            } => self.restore(from, base, entries),
             Request::Start => {
                 let resp = self.start(now_ms);
                 if let (Response::Started { appended }, Some(r)) = (&resp, self.phase.serving()) {

@@ -41,7 +41,7 @@ pub enum EnclaveError {
     TipInvalid(String),
     /// A replayed leaf does not fit the log. `boot.replay_invalid`.
     #[error("{0}")]
-    ReplayInvalid(String),
+    RestoreInvalid(String),
     /// The enclave's origin gives no valid note key. `boot.bad_origin`.
     #[error("origin: {0}")]
     BadOrigin(NoteError),
@@ -59,7 +59,7 @@ pub enum EnclaveError {
     /// A `LoadTags` over [`leadgate_protocol::MAX_TAGS_PER_FRAME`]. `protocol.too_many_tags`.
     #[error("too many tags in one frame")]
     TooManyTags,
-    /// A `Replay` over [`leadgate_protocol::MAX_REPLAY_ENTRIES`]. `protocol.too_many_entries`.
+    /// A `Replay` over [`leadgate_protocol::MAX_RESTORE_ENTRIES`]. `protocol.too_many_entries`.
     #[error("too many entries in one frame")]
     TooManyEntries,
     /// A tag that is not 32 bytes. `protocol.malformed_tag`.
@@ -156,7 +156,7 @@ impl EnclaveError {
             EnclaveError::NoSecrets => ErrorCode::BootNoSecrets,
             EnclaveError::SecretsMalformed(_) => ErrorCode::BootSecretsMalformed,
             EnclaveError::TipInvalid(_) => ErrorCode::BootTipInvalid,
-            EnclaveError::ReplayInvalid(_) => ErrorCode::BootReplayInvalid,
+            EnclaveError::RestoreInvalid(_) => ErrorCode::BootReplayInvalid,
             EnclaveError::BadOrigin(_) => ErrorCode::BootBadOrigin,
             EnclaveError::JournalGap(_) => ErrorCode::JournalGap,
             EnclaveError::BatchTooLarge { .. } => ErrorCode::ProtocolBatchTooLarge,

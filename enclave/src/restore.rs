@@ -17,10 +17,10 @@ use leadgate_verifier::merkle::{leaf_hash, Frontier, Hash};
 
 use crate::auctions::{AuctionBook, PlacedBid};
 use crate::error::EnclaveError;
-use leadgate_protocol::{ReplayBase, ReplayEntry};
+use leadgate_protocol::{RestoreBase, RestoreEntry};
 
 fn invalid(message: impl Into<String>) -> EnclaveError {
-    EnclaveError::ReplayInvalid(message.into())
+    EnclaveError::RestoreInvalid(message.into())
 }
 
 fn hex32(s: &str) -> Result<[u8; 32], EnclaveError> {
@@ -42,7 +42,7 @@ impl Restore {
     /// `boot.replay_invalid`.
     pub fn begin(
         from: u64,
-        base: Option<ReplayBase>,
+        base: Option<RestoreBase>,
         log_key: &VerifyingKey,
         origin: &str,
     ) -> Result<Self, EnclaveError> {
@@ -88,7 +88,7 @@ impl Restore {
     /// sealed bid or with another one.
     pub fn apply(
         &mut self,
-        entries: &[ReplayEntry],
+        entries: &[RestoreEntry],
         book: &mut AuctionBook,
         intake: &HpkeSecret,
         origin: &str,

@@ -546,35 +546,35 @@ fn a_host_that_tampers_with_the_replay_cannot_start_the_enclave() {
     let mut h = host.clone();
     h.bids.remove(&bid_index);
     assert_eq!(
-        start_error(&h, d, h.replay_requests(from, 100), now),
+        start_error(&h, d, h.restore_requests(from, 100), now),
         "boot.replay_invalid"
     );
     let mut h = host.clone();
     let other = b2.bid(&keys, a, 1, 9).0;
     h.bids.insert(bid_index, other);
     assert_eq!(
-        start_error(&h, d, h.replay_requests(from, 100), now),
+        start_error(&h, d, h.restore_requests(from, 100), now),
         "boot.replay_invalid"
     );
     // Starting after the auction opened (its bids would be lost), or after the last epoch.
     assert_eq!(
-        start_error(&host, d, host.replay_requests(from + 1, 100), now),
+        start_error(&host, d, host.restore_requests(from + 1, 100), now),
         "boot.replay_invalid"
     );
     let last = host.leaves.len() as u64 - 1;
     assert_eq!(
-        start_error(&host, d, host.replay_requests(last, 100), now),
+        start_error(&host, d, host.restore_requests(last, 100), now),
         "boot.replay_invalid"
     );
     // A bid leaf dropped from the replay, or the close time rewritten in the accepted event.
-    let mut reqs = host.replay_requests(from, 100_000);
-    if let Request::Replay { entries, .. } = &mut reqs[0] {
+    let mut reqs = host.restore_requests(from, 100_000);
+    if let Request::Restore { entries, .. } = &mut reqs[0] {
         let i = (bid_index - from) as usize;
         entries.remove(i);
     }
     assert_eq!(start_error(&host, d, reqs, now), "boot.replay_invalid");
-    let mut reqs = host.replay_requests(from, 100_000);
-    if let Request::Replay { entries, .. } = &mut reqs[0] {
+    let mut reqs = host.restore_requests(from, 100_000);
+    if let Request::Restore { entries, .. } = &mut reqs[0] {
         let accepted = entries
             .iter_mut()
             .find(|en| String::from_utf8_lossy(&en.leaf).contains("\"closes_at\""))
@@ -587,8 +587,8 @@ fn a_host_that_tampers_with_the_replay_cannot_start_the_enclave() {
     assert_eq!(start_error(&host, d, reqs, now), "boot.replay_invalid");
     // The honest replay, and a full one from leaf 0, start the enclave.
     assert_eq!(
-        start(&host, d, host.replay_requests(from, 100), now),
+        start(&host, d, host.restore_requests(from, 100), now),
         Ok(())
     );
-    assert_eq!(start(&host, d, host.replay_requests(0, 7), now), Ok(()));
+    assert_eq!(start(&host, d, host.restore_requests(0, 7), now), Ok(()));
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use leadgate_protocol::MAX_CLOSES_PER_TICK;
 use leadgate_protocol::{
-    BidOutcome, ReplayBase, ReplayEntry, Request, Response, Status, SubmitOutcome, Tip,
-    WireAppended, WireError, WireNode, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+    BidOutcome, Request, Response, RestoreBase, RestoreEntry, Status, SubmitOutcome, Tip,
+    WireAppended, WireError, WireNode, MAX_RESTORE_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::checkpoint::Checkpoint;
@@ -451,7 +451,7 @@ impl Gateway {
                     let tags = chunk.iter().cloned().map(ByteBuf::from).collect();
                     expect_ok(conn.call(&Request::LoadTags { tags }).await?)?;
                 }
-                self.replay(conn).await?;
+                self.restore(conn).await?;
                 match conn.call(&Request::Start).await? {
                     Response::Started { appended } => {
                         self.store
@@ -602,7 +602,7 @@ impl Gateway {
     /// Replays the leaves from the last `log.epoch`'s `replay_from` to the tip, each
     /// `bid.sealed` with its sealed bid, so the enclave rebuilds its auction book (it checks
     /// the replay against the tip; see `leadgate_enclave::restore`).
-    async fn replay(&self, conn: &mut EnclaveConn) -> Result<(), LinkError> {
+    async fn restore(&self, conn: &mut EnclaveConn) -> Result<(), LinkError> {
         let size = self.store.size().await?;
         if size == 0 {
             return Ok(());
@@ -620,7 +620,7 @@ impl Gateway {
                 .iter()
                 .map(|p| ByteBuf::from(p.to_vec()))
                 .collect();
-            Some(ReplayBase { receipt, peaks })
+            Some(RestoreBase { receipt, peaks })
         } else {
             None
         };
@@ -628,7 +628,7 @@ impl Gateway {
         while at < size {
             let rows = self
                 .store
-                .replay_entries(at, MAX_REPLAY_ENTRIES as u64)
+                .restore_entries(at, MAX_RESTORE_ENTRIES as u64)
                 .await?;
             if rows.is_empty() {
                 break;
@@ -641,14 +641,14 @@ impl Gateway {
                         .map(|j| serde_json::from_str::<SealedBid>(&j))
                         .transpose()
                         .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
-                    Ok(ReplayEntry {
+                    Ok(RestoreEntry {
                         leaf: ByteBuf::from(leaf),
                         bid,
                     })
                 })
                 .collect::<Result<Vec<_>, LinkError>>()?;
             expect_ok(
-                conn.call(&Request::Replay {
+                conn.call(&Request::Restore {
                     from: at,
                     base: base.take(),
                     entries,

@@ -804,7 +804,7 @@ impl Store {
     }
 
     /// Up to `limit` leaves from `from`, each with the sealed bid JSON of a `bid.sealed`.
-    pub async fn replay_entries(
+    pub async fn restore_entries(
         &self,
         from: u64,
         limit: u64,

@@ -6,9 +6,14 @@
 //! input.
 //!
 //! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadTags`* (the
-//! `email_tag`s of all accepted events, in chunks) → `Replay`* (the leaves from the last
-//! `log.epoch`'s `replay_from` to the tip, with the sealed bid of each `bid.sealed`; required
-//! when there is a tip) → `Start` (appends `log.epoch`). Then any of `Attest`, `Submit`,
+//! `email_tag`s of all accepted events, in chunks) → `Restore`* (wire name `Replay`: the
+//! leaves from the last `log.epoch`'s `replay_from` to the tip, with the sealed bid of each
+//! `bid.sealed`, from which the enclave restores its auction book; required when there is a
+//! tip) → `Start` (appends `log.epoch`).
+//!
+//! Words: *restore* is rebuilding the enclave's state from the log at start-up; *replay*
+//! is a client sending the same submission or bid again, which the enclave refuses
+//! (`submission.replayed`, `bid.replayed`). Then any of `Attest`, `Submit`,
 //! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`, `Durable`, `Journal`.
 //!
 //! Reconnecting to a running enclave (the host restarted or dropped the link): `Boot` answers

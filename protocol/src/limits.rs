@@ -8,7 +8,7 @@ pub const MAX_BATCH: usize = 256;
 pub const MAX_TAGS_PER_FRAME: usize = 65_536;
 /// Most entries in one `Replay` (a leaf is at most 8 KiB, a sealed bid under 1 KiB; leaves
 /// average under 1 KiB, so 2,048 entries stay far below [`MAX_FRAME_LEN`]).
-pub const MAX_REPLAY_ENTRIES: usize = 2_048;
+pub const MAX_RESTORE_ENTRIES: usize = 2_048;
 /// Most bids in one `Bid`.
 pub const MAX_BIDS: usize = 256;
 /// Most entries in one `Journal` answer.

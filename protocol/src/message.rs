@@ -38,7 +38,7 @@ pub struct JournalEntry {
 /// Where a `Replay` starts when it does not start at leaf 0: the receipt of leaf `from − 1`
 /// (its root is the tree of `from` leaves) and the frontier of that tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplayBase {
+pub struct RestoreBase {
     /// The receipt of leaf `from − 1`.
     pub receipt: Receipt,
     /// Frontier peaks at `from`, largest subtree first, 32 bytes each.
@@ -47,7 +47,7 @@ pub struct ReplayBase {
 
 /// One replayed leaf.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplayEntry {
+pub struct RestoreEntry {
     /// Canonical event bytes.
     pub leaf: ByteBuf,
     /// For a `bid.sealed` leaf: the sealed bid whose SHA-256 is its commitment.
@@ -88,13 +88,15 @@ pub enum Request {
         tags: Vec<ByteBuf>,
     },
     /// Leaves `from ..` to rebuild the auction book; chunks follow on (see the module doc).
-    Replay {
+    // Its variant name on the wire is `Replay`, as in frames of earlier releases.
+    #[serde(rename = "Replay")]
+    Restore {
         /// Index of the first entry.
         from: u64,
         /// Required in the first chunk when `from > 0`.
-        base: Option<ReplayBase>,
-        /// The leaves, in order (≤ [`crate::MAX_REPLAY_ENTRIES`]).
-        entries: Vec<ReplayEntry>,
+        base: Option<RestoreBase>,
+        /// The leaves, in order (≤ [`crate::MAX_RESTORE_ENTRIES`]).
+        entries: Vec<RestoreEntry>,
     },
     /// Finish start-up: append `log.epoch`.
     Start,
@@ -342,5 +344,27 @@ impl JournalEntry {
             JournalRecord::Release(r) => r.enc.len() + r.ciphertext.len() + 128,
         };
         self.leaf.len() + RECEIPT + record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Restore` keeps the wire name `Replay`: a CBOR map keyed by that text string.
+    #[test]
+    fn restore_is_replay_on_the_wire() {
+        let body = crate::encode(&Request::Restore {
+            from: 0,
+            base: None,
+            entries: vec![],
+        });
+        let value: ciborium::Value = ciborium::from_reader(body.as_slice()).unwrap();
+        let map = value.as_map().expect("externally tagged variant");
+        assert_eq!(map[0].0, ciborium::Value::Text("Replay".into()));
+        assert!(matches!(
+            crate::decode::<Request>(&body).unwrap(),
+            Request::Restore { from: 0, .. }
+        ));
     }
 }

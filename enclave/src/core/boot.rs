@@ -18,7 +18,7 @@ use crate::sealing::Sealer;
 use crate::secrets::Secrets;
 use crate::sellers::SellerKeys;
 use leadgate_protocol::{
-    ReplayBase, ReplayEntry, Response, Tip, MAX_REPLAY_ENTRIES, MAX_TAGS_PER_FRAME,
+    Response, RestoreBase, RestoreEntry, Tip, MAX_RESTORE_ENTRIES, MAX_TAGS_PER_FRAME,
 };
 
 use super::{err, hashes, Enclave, Phase, Running};
@@ -204,11 +204,11 @@ impl Enclave {
     }
 
     /// Rebuilds the auction book from replayed leaves (see [`crate::restore`]).
-    pub(super) fn replay(
+    pub(super) fn restore(
         &mut self,
         from: u64,
-        base: Option<ReplayBase>,
-        entries: Vec<ReplayEntry>,
+        base: Option<RestoreBase>,
+        entries: Vec<RestoreEntry>,
     ) -> Response {
         let origin = self.config.origin.clone();
         let Some((r, slot)) = self.phase.restoring() else {
@@ -216,14 +216,14 @@ impl Enclave {
                 "leaves are replayed between Boot and Start",
             ));
         };
-        if entries.len() > MAX_REPLAY_ENTRIES {
+        if entries.len() > MAX_RESTORE_ENTRIES {
             return err(EnclaveError::TooManyEntries);
         }
         let mut restore = match slot.take() {
             Some(rs) if rs.next_index() == from && base.is_none() => rs,
             Some(_) => {
                 self.phase = Phase::Unbooted;
-                return err(EnclaveError::ReplayInvalid(
+                return err(EnclaveError::RestoreInvalid(
                     "replay chunks must follow on; boot again".into(),
                 ));
             }
@@ -252,7 +252,7 @@ impl Enclave {
         if r.log.size() > 0 {
             let checked = match slot.take() {
                 Some(rs) => rs.finish(r.log.frontier()),
-                None => Err(EnclaveError::ReplayInvalid(
+                None => Err(EnclaveError::RestoreInvalid(
                     "a log with a tip must be replayed before Start".into(),
                 )),
             };

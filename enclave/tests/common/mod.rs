@@ -10,7 +10,7 @@ use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::sealing::DevFileSealer;
 use leadgate_protocol::{
-    BidOutcome, ReplayBase, ReplayEntry, Request, Response, SubmitOutcome, Tip, WireAppended,
+    BidOutcome, Request, Response, RestoreBase, RestoreEntry, SubmitOutcome, Tip, WireAppended,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::event::Event;
@@ -98,8 +98,8 @@ impl Host {
     }
 
     /// The replay requests from `from` to the tip, in chunks of `chunk` entries.
-    pub fn replay_requests(&self, from: u64, chunk: usize) -> Vec<Request> {
-        let base = (from > 0).then(|| ReplayBase {
+    pub fn restore_requests(&self, from: u64, chunk: usize) -> Vec<Request> {
+        let base = (from > 0).then(|| RestoreBase {
             receipt: self.receipts[from as usize - 1].clone(),
             peaks: Frontier::from_store(self, from)
                 .unwrap()
@@ -108,8 +108,8 @@ impl Host {
                 .map(|p| ByteBuf::from(p.to_vec()))
                 .collect(),
         });
-        let entries: Vec<ReplayEntry> = (from as usize..self.leaves.len())
-            .map(|i| ReplayEntry {
+        let entries: Vec<RestoreEntry> = (from as usize..self.leaves.len())
+            .map(|i| RestoreEntry {
                 leaf: ByteBuf::from(self.leaves[i].clone()),
                 bid: self.bids.get(&(i as u64)).cloned(),
             })
@@ -118,7 +118,7 @@ impl Host {
         let mut base = base;
         let mut at = from;
         for c in entries.chunks(chunk.max(1)) {
-            out.push(Request::Replay {
+            out.push(Request::Restore {
                 from: at,
                 base: base.take(),
                 entries: c.to_vec(),
@@ -172,7 +172,7 @@ impl Host {
             );
         }
         if self.last.is_some() {
-            for req in self.replay_requests(self.replay_from(), 500) {
+            for req in self.restore_requests(self.replay_from(), 500) {
                 assert_eq!(e.handle(req, now), Response::Ok);
             }
         }
