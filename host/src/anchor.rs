@@ -97,7 +97,7 @@ pub enum AnchorError {
     Reverted(String),
     /// Storage failed.
     #[error("storage: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(#[from] crate::storage::StoreError),
     /// The log lacks nodes for a proof.
     #[error("proof: {0}")]
     Proof(#[from] merkle::ProofError),
@@ -170,7 +170,7 @@ impl Anchorer {
         root: &Hash,
         signature: &[u8],
         now_ms: u64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), crate::storage::StoreError> {
         let target = (self.config.chain_id, &self.config.contract);
         self.store
             .put_anchor(size, root, signature, target, now_ms)

@@ -135,7 +135,7 @@ async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Response> {
     Ok(crate::metrics::exposition(m))
 }
 
-fn db(e: sqlx::Error) -> ApiError {
+fn db(e: crate::storage::StoreError) -> ApiError {
     ApiError::storage(e)
 }
 

@@ -1,0 +1,272 @@
+//! Auctions, sealed bids, closes and releases (copied from public events, or sealed).
+
+use std::collections::HashMap;
+
+use leadgate_protocol::WireAppended;
+use leadgate_verifier::receipt::Receipt;
+use sqlx::{FromRow as _, Row as _};
+
+use super::log::insert_appends;
+use super::{Store, StoreError};
+
+/// A sealed bid to store with its `bid.sealed` leaf index.
+pub struct StoredBid<'a> {
+    /// Leaf index of its `bid.sealed`.
+    pub index: u64,
+    /// Auction id.
+    pub auction_id: &'a str,
+    /// Buyer id, hex.
+    pub buyer: &'a str,
+    /// Commitment, hex.
+    pub commitment: &'a str,
+    /// The sealed bid JSON.
+    pub sealed_json: &'a str,
+}
+
+/// Filters for [`Store::auctions`].
+#[derive(Debug, Clone, Default)]
+pub struct AuctionFilter {
+    /// `open`, `sold` or `unsold`; all if `None`.
+    pub status: Option<String>,
+    /// Exact industry.
+    pub industry: Option<String>,
+    /// Exact region.
+    pub region: Option<String>,
+    /// Lowest score.
+    pub min_score: Option<u8>,
+    /// Winning buyer id.
+    pub winner: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// An auction as served: every field comes from public log events.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuctionRecord {
+    /// Auction (lead) id.
+    pub auction_id: String,
+    /// Leaf index of its `lead.accepted`.
+    pub open_index: u64,
+    /// The redacted listing.
+    pub listing: serde_json::Value,
+    /// Score 0–100.
+    pub score: u8,
+    /// Reserve, smallest token units.
+    pub reserve: u64,
+    /// Close time, Unix ms (enclave clock).
+    pub closes_at: u64,
+    /// `first_price` or `second_price`.
+    pub pricing: String,
+    /// `open`, `sold` or `unsold`.
+    pub status: String,
+    /// Leaf index of its `auction.closed` / `auction.unsold`.
+    pub close_index: Option<u64>,
+    /// Winning buyer id.
+    pub winner: Option<String>,
+    /// The winner's price, smallest token units.
+    pub price: Option<u64>,
+    /// Bids considered at close.
+    pub bids: Option<u64>,
+}
+
+const AUCTION_COLUMNS: &str = "auction_id, open_idx, listing, score, reserve, closes_at, pricing, \
+    status, close_idx, winner, price, bids";
+
+/// An auction row as stored ([`AUCTION_COLUMNS`]).
+#[derive(sqlx::FromRow)]
+struct AuctionRow {
+    auction_id: String,
+    open_idx: i64,
+    #[sqlx(json)]
+    listing: serde_json::Value,
+    score: i64,
+    reserve: i64,
+    closes_at: i64,
+    pricing: String,
+    status: String,
+    close_idx: Option<i64>,
+    winner: Option<String>,
+    price: Option<i64>,
+    bids: Option<i64>,
+}
+
+fn auction_record(row: &sqlx::sqlite::SqliteRow) -> Result<AuctionRecord, sqlx::Error> {
+    let r = AuctionRow::from_row(row)?;
+    Ok(AuctionRecord {
+        auction_id: r.auction_id,
+        open_index: r.open_idx as u64,
+        listing: r.listing,
+        score: r.score as u8,
+        reserve: r.reserve as u64,
+        closes_at: r.closes_at as u64,
+        pricing: r.pricing,
+        status: r.status,
+        close_index: r.close_idx.map(|v| v as u64),
+        winner: r.winner,
+        price: r.price.map(|v| v as u64),
+        bids: r.bids.map(|v| v as u64),
+    })
+}
+
+impl Store {
+    /// The stored answers for these bid commitments (hex), keyed by commitment: the sealed bid
+    /// JSON as stored, its `bid.sealed` index and receipt.
+    pub async fn bid_answers(
+        &self,
+        commitments: &[&str],
+    ) -> Result<HashMap<String, (String, u64, Receipt)>, StoreError> {
+        if commitments.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT b.commitment, b.sealed, b.idx, r.receipt FROM bids b \
+             JOIN receipts r ON r.idx = b.idx WHERE b.commitment IN (",
+        );
+        let mut sep = q.separated(", ");
+        for c in commitments {
+            sep.push_bind(*c);
+        }
+        sep.push_unseparated(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let receipt: String = row.try_get(3)?;
+                let receipt =
+                    serde_json::from_str(&receipt).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok((
+                    row.try_get(0)?,
+                    (row.try_get(1)?, row.try_get::<i64, _>(2)? as u64, receipt),
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores `bid.sealed` appends with their sealed bids (same order), in one transaction.
+    ///
+    /// # Errors
+    /// As [`Store::store_appends`].
+    pub async fn store_bids(
+        &self,
+        appends: &[&WireAppended],
+        bids: &[StoredBid<'_>],
+    ) -> Result<(), StoreError> {
+        let write = self.write();
+        let mut tx = self.pool.begin().await?;
+        insert_appends(&mut tx, appends).await?;
+        if !bids.is_empty() {
+            sqlx::QueryBuilder::new(
+                "INSERT INTO bids (idx, auction_id, buyer, commitment, sealed) ",
+            )
+            .push_values(bids, |mut b, bid| {
+                b.push_bind(bid.index as i64)
+                    .push_bind(bid.auction_id)
+                    .push_bind(bid.buyer)
+                    .push_bind(bid.commitment)
+                    .push_bind(bid.sealed_json);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        write.done();
+        Ok(())
+    }
+
+    /// Stores close events (the auctions table follows them).
+    ///
+    /// # Errors
+    /// As [`Store::store_appends`].
+    pub async fn store_closes(&self, appends: &[&WireAppended]) -> Result<(), StoreError> {
+        let write = self.write();
+        let mut tx = self.pool.begin().await?;
+        insert_appends(&mut tx, appends).await?;
+        tx.commit().await?;
+        write.done();
+        Ok(())
+    }
+
+    /// Stores a `lead.released` append with the envelope handed to the buyer.
+    ///
+    /// # Errors
+    /// As [`Store::store_appends`].
+    pub async fn store_release(
+        &self,
+        append: &WireAppended,
+        lead_id: &str,
+        buyer: &str,
+        released_json: &str,
+    ) -> Result<(), StoreError> {
+        let write = self.write();
+        let mut tx = self.pool.begin().await?;
+        insert_appends(&mut tx, &[append]).await?;
+        sqlx::query("INSERT INTO releases (idx, lead_id, buyer, released) VALUES (?, ?, ?, ?)")
+            .bind(append.index as i64)
+            .bind(lead_id)
+            .bind(buyer)
+            .bind(released_json)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        write.done();
+        Ok(())
+    }
+
+    /// Auctions matching `filter`, soonest close first.
+    pub async fn auctions(&self, filter: &AuctionFilter) -> Result<Vec<AuctionRecord>, StoreError> {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions WHERE 1 = 1"
+        ));
+        if let Some(st) = &filter.status {
+            q.push(" AND status = ").push_bind(st.clone());
+        }
+        if let Some(v) = &filter.industry {
+            q.push(" AND industry = ").push_bind(v.clone());
+        }
+        if let Some(v) = &filter.region {
+            q.push(" AND region = ").push_bind(v.clone());
+        }
+        if let Some(v) = filter.min_score {
+            q.push(" AND score >= ").push_bind(i64::from(v));
+        }
+        if let Some(v) = &filter.winner {
+            q.push(" AND winner = ").push_bind(v.clone());
+        }
+        q.push(" ORDER BY closes_at, auction_id LIMIT ")
+            .push_bind(filter.limit as i64)
+            .push(" OFFSET ")
+            .push_bind(filter.offset as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(auction_record)
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// One auction and its `bid.sealed` entries (index, buyer, commitment) in log order.
+    pub async fn auction(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AuctionRecord, Vec<(u64, String, String)>)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions WHERE auction_id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let rec = auction_record(&row)?;
+        let bids = sqlx::query(
+            "SELECT idx, buyer, commitment FROM bids WHERE auction_id = ? ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some((rec, bids)))
+    }
+}
