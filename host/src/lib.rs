@@ -41,15 +41,15 @@ pub struct HostConfig {
     pub enclave_addr: leadgate_protocol::transport::Endpoint,
     /// SQLite database path.
     pub db_path: std::path::PathBuf,
-    /// Largest request body, bytes (default 64 KiB: a 16 KiB lead sealed and base64-encoded is
-    /// about 22 KiB).
+    /// Largest request body, bytes ([`HostConfig::DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
-    /// Submissions per seller per UTC day (default 1,000).
+    /// Submissions per seller per UTC day ([`HostConfig::DEFAULT_SELLER_DAILY_LIMIT`]).
     pub seller_daily_limit: u32,
     /// How often to ask the enclave to close due auctions and whether a checkpoint is due,
-    /// ms (default 5 s). The enclave decides by its own clock; this only bounds the lag.
+    /// ms ([`HostConfig::DEFAULT_TICK_MS`]). The enclave decides by its own clock; this only
+    /// bounds the lag.
     pub tick_ms: u64,
-    /// Submission queue length before answering 503 (default 8,192).
+    /// Submission and bid queue length before answering 503 ([`HostConfig::DEFAULT_QUEUE_LEN`]).
     pub queue_len: usize,
     /// On-chain anchoring; off when `None` (no RPC configured).
     pub anchor: Option<anchor::AnchorConfig>,
@@ -61,7 +61,17 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Defaults.
+    /// Default largest request body, bytes: 64 KiB (a 16 KiB lead sealed and base64-encoded
+    /// is about 22 KiB).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+    /// Default submissions per seller per UTC day.
+    pub const DEFAULT_SELLER_DAILY_LIMIT: u32 = 1_000;
+    /// Default tick, ms: a close is logged at most this late.
+    pub const DEFAULT_TICK_MS: u64 = 1_000;
+    /// Default queue length.
+    pub const DEFAULT_QUEUE_LEN: usize = 8_192;
+
+    /// Defaults (the `leadgate-host` binary's flags default to the same constants).
     pub fn new(
         enclave_addr: leadgate_protocol::transport::Endpoint,
         db_path: std::path::PathBuf,
@@ -69,10 +79,10 @@ impl HostConfig {
         Self {
             enclave_addr,
             db_path,
-            max_body_bytes: 64 * 1024,
-            seller_daily_limit: 1_000,
-            tick_ms: 5_000,
-            queue_len: 8_192,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            seller_daily_limit: Self::DEFAULT_SELLER_DAILY_LIMIT,
+            tick_ms: Self::DEFAULT_TICK_MS,
+            queue_len: Self::DEFAULT_QUEUE_LEN,
             anchor: None,
             aws_credentials: None,
             http: http::HttpLimits::default(),
@@ -166,7 +176,8 @@ async fn run_bids(
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, then stops every background task
+/// (the enclave link, the pipelines, the tick, anchoring) before returning.
 ///
 /// # Errors
 /// Storage open errors and server errors.
@@ -177,15 +188,30 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // A database that cannot be opened now (read-only files, a full or missing disk) is
     // retried: the host comes up by itself once the storage does.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
     let store = loop {
         match Store::open(&config.db_path).await {
             Ok(store) => break store,
             Err(e) => {
                 tracing::error!(error = %e, db = %config.db_path.display(), "opening the database failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stopped(stop.clone()) => return Ok(()),
+                }
             }
         }
     };
+    // Every background task lives in this set: when the server stops, they are stopped too
+    // (at an await point: a store transaction in progress rolls back, nothing was answered
+    // for it), and the enclave link and the database are closed.
+    let mut tasks = tokio::task::JoinSet::new();
     let gateway = Arc::new(Gateway::new(store.clone(), config.enclave_addr.clone()));
     if let Some(credentials) = config.aws_credentials.clone() {
         let _ = gateway.aws_credentials.set(credentials);
@@ -194,15 +220,15 @@ pub async fn run(
         tracing::info!(?anchor, "anchoring checkpoints");
         let anchorer = anchor::Anchorer::new(store, anchor)?;
         let _ = gateway.anchorer.set(anchorer.clone());
-        tokio::spawn(anchorer.run());
+        tasks.spawn(anchorer.run());
     }
-    tokio::spawn(gateway.clone().maintain());
+    tasks.spawn(gateway.clone().maintain());
     let metrics = Arc::new(metrics::Metrics::new());
     let (tx, rx) = mpsc::channel(config.queue_len);
-    tokio::spawn(run_pipeline(gateway.clone(), rx, metrics.clone()));
+    tasks.spawn(run_pipeline(gateway.clone(), rx, metrics.clone()));
     let ticker = gateway.clone();
     let tick = Duration::from_millis(config.tick_ms);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             tokio::time::sleep(tick).await;
             if ticker.connected().await {
@@ -216,7 +242,7 @@ pub async fn run(
         }
     });
     let (bid_tx, bid_rx) = mpsc::channel(config.queue_len);
-    tokio::spawn(run_bids(gateway.clone(), bid_rx, metrics.clone()));
+    tasks.spawn(run_bids(gateway.clone(), bid_rx, metrics.clone()));
     let state = Arc::new(AppState {
         gateway,
         queue: tx,
@@ -229,6 +255,9 @@ pub async fn run(
         anchoring: config.anchor.is_some(),
     });
     tracing::info!(addr = %listener.local_addr()?, limits = ?config.http, "host listening");
-    http::serve(listener, api::router(state), config.http, shutdown).await?;
+    let served = http::serve(listener, api::router(state), config.http, stopped(stop)).await;
+    tasks.shutdown().await;
+    tracing::info!("host stopped");
+    served?;
     Ok(())
 }

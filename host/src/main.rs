@@ -18,14 +18,14 @@ struct Args {
     #[arg(long, env = "LEADGATE_HOST_DB", default_value = "host.db")]
     db: std::path::PathBuf,
     /// Largest request body, bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = HostConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Submissions per seller per UTC day.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = HostConfig::DEFAULT_SELLER_DAILY_LIMIT)]
     seller_daily_limit: u32,
     /// Tick, ms: closes due auctions and signs a checkpoint when one is due (the enclave
     /// decides both by its own clock; the tick bounds how late a close is logged).
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = HostConfig::DEFAULT_TICK_MS)]
     tick_ms: u64,
     /// JSON-RPC URL of the chain to anchor checkpoints on; anchoring is off without it.
     #[arg(long, env = "LEADGATE_ANCHOR_RPC", requires_all = ["anchor_contract", "anchor_chain_id", "anchor_account_key_file"])]
@@ -53,10 +53,10 @@ struct Args {
     max_connections: usize,
     /// Longest wait for a request's headers, and for the next request on an idle keep-alive
     /// connection, seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = leadgate_host::http::HttpLimits::default().header_timeout.as_secs())]
     header_timeout_secs: u64,
     /// Longest wait for a request body once its headers are in, seconds (then 408).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = leadgate_host::http::HttpLimits::default().body_timeout.as_secs())]
     body_timeout_secs: u64,
     /// Most request-body bytes buffered across all connections (then 503 `server.busy`).
     #[arg(long, default_value_t = leadgate_host::http::HttpLimits::default().max_buffered_bytes)]
