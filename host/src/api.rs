@@ -40,20 +40,10 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
-use crate::gateway::{Gateway, Job};
+use crate::gateway::{Gateway, Job, QueuedBid, QueuedJob};
 use crate::metrics::Metrics;
 use crate::ratelimit::SellerLimiter;
 use crate::storage::AuctionFilter;
-
-/// A job with its reply channel.
-pub type QueuedJob = (Job, oneshot::Sender<Result<SubmitOutcome, ApiError>>);
-
-/// A sealed bid (and its JSON as stored) with its reply channel.
-pub type QueuedBid = (
-    SealedBid,
-    String,
-    oneshot::Sender<Result<BidOutcome, ApiError>>,
-);
 
 /// Shared state of the API.
 pub struct AppState {

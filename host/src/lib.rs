@@ -5,8 +5,8 @@
 //! plaintext and signs nothing; clients verify what it serves.
 //!
 //! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
-//! (credentials lent to the enclave's KMS sealer), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up and the
-//! store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`metrics`] (`GET /metrics`), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
+//! (credentials lent to the enclave's KMS sealer), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up, the submit
+//! pipeline and the store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`metrics`] (`GET /metrics`), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
@@ -24,13 +24,11 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadgate_protocol::{SubmitOutcome, MAX_BATCH, MAX_BIDS};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::api::{AppState, QueuedBid, QueuedJob};
-use crate::error::ApiError;
-use crate::gateway::{Gateway, Job, SentBatch};
+use crate::api::AppState;
+use crate::gateway::Gateway;
 use crate::ratelimit::SellerLimiter;
 use crate::storage::Store;
 
@@ -90,92 +88,6 @@ impl HostConfig {
     }
 }
 
-type Replies = Vec<tokio::sync::oneshot::Sender<Result<SubmitOutcome, ApiError>>>;
-
-/// Batches queued submissions (group commit: one enclave call and one transaction per batch)
-/// and runs them through the two stages of [`Gateway`]: this task sends batches to the
-/// enclave, a second one waits for each answer, stores it and answers the submitters, in
-/// order. Up to three batches are in flight (one being stored, one queued, one being sent),
-/// so the enclave works while earlier batches commit.
-async fn run_pipeline(
-    gateway: Arc<Gateway>,
-    mut rx: mpsc::Receiver<QueuedJob>,
-    metrics: Arc<metrics::Metrics>,
-) {
-    let (to_store, mut sent) = mpsc::channel::<(Vec<Job>, Replies, SentBatch)>(1);
-    let storer = gateway.clone();
-    tokio::spawn(async move {
-        while let Some((jobs, replies, batch)) = sent.recv().await {
-            let result = storer.store_batch(&jobs, batch).await;
-            answer(replies, result);
-        }
-    });
-    while let Some(first) = rx.recv().await {
-        let (jobs, replies): (Vec<_>, Vec<_>) =
-            drain_batch(&mut rx, first, MAX_BATCH).into_iter().unzip();
-        metrics.submit_batch.observe(jobs.len() as f64);
-        match gateway.send_batch(&jobs).await {
-            Ok(batch) => {
-                if let Err(mpsc::error::SendError((_, replies, _))) =
-                    to_store.send((jobs, replies, batch)).await
-                {
-                    answer(replies, Err(gateway::LinkError::Unavailable));
-                }
-            }
-            Err(e) => answer(replies, Err(e)),
-        }
-    }
-}
-
-/// Sends each reply its outcome, or every reply the batch's error.
-fn answer<T>(
-    replies: Vec<tokio::sync::oneshot::Sender<Result<T, ApiError>>>,
-    result: Result<Vec<T>, gateway::LinkError>,
-) {
-    match result {
-        Ok(outcomes) => {
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-        Err(e) => {
-            let err: ApiError = e.into();
-            for reply in replies {
-                let _ = reply.send(Err(err.clone()));
-            }
-        }
-    }
-}
-
-/// `first` and whatever else is already queued, up to `max` items.
-fn drain_batch<T>(rx: &mut mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match rx.try_recv() {
-            Ok(j) => batch.push(j),
-            Err(_) => break,
-        }
-    }
-    batch
-}
-
-/// Batches queued bids: one enclave exchange and one transaction per batch of up to
-/// [`MAX_BIDS`].
-async fn run_bids(
-    gateway: Arc<Gateway>,
-    mut rx: mpsc::Receiver<QueuedBid>,
-    metrics: Arc<metrics::Metrics>,
-) {
-    while let Some(first) = rx.recv().await {
-        let (bids, replies): (Vec<_>, Vec<_>) = drain_batch(&mut rx, first, MAX_BIDS)
-            .into_iter()
-            .map(|(b, j, r)| ((b, j), r))
-            .unzip();
-        metrics.bid_batch.observe(bids.len() as f64);
-        answer(replies, gateway.place_bids(&bids).await);
-    }
-}
-
 /// Serves the API on `listener` until `shutdown` resolves, then stops every background task
 /// (the enclave link, the pipelines, the tick, anchoring) before returning.
 ///
@@ -225,7 +137,7 @@ pub async fn run(
     tasks.spawn(gateway.clone().maintain());
     let metrics = Arc::new(metrics::Metrics::new());
     let (tx, rx) = mpsc::channel(config.queue_len);
-    tasks.spawn(run_pipeline(gateway.clone(), rx, metrics.clone()));
+    tasks.spawn(gateway::run_pipeline(gateway.clone(), rx, metrics.clone()));
     let ticker = gateway.clone();
     let tick = Duration::from_millis(config.tick_ms);
     tasks.spawn(async move {
@@ -242,7 +154,7 @@ pub async fn run(
         }
     });
     let (bid_tx, bid_rx) = mpsc::channel(config.queue_len);
-    tasks.spawn(run_bids(gateway.clone(), bid_rx, metrics.clone()));
+    tasks.spawn(gateway::run_bids(gateway.clone(), bid_rx, metrics.clone()));
     let state = Arc::new(AppState {
         gateway,
         queue: tx,

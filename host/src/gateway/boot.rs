@@ -1,0 +1,371 @@
+//! Connecting to the enclave and bringing it up: boot from the stored tip (secrets, tags,
+//! the restore of its auction book), or reconnect to a running enclave and catch up on the
+//! tail it journaled; the link task that keeps this going.
+
+use leadgate_verifier::ErrorCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use leadgate_protocol::{
+    Request, Response, RestoreBase, RestoreEntry, Status, Tip, WireAppended, WireNode,
+    MAX_RESTORE_ENTRIES, MAX_TAGS_PER_FRAME,
+};
+use leadgate_verifier::bid::SealedBid;
+use leadgate_verifier::checkpoint::Checkpoint;
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle;
+use leadgate_verifier::note::Note;
+use serde_bytes::ByteBuf;
+
+use super::{enclave_err, expect_ok, now_ms, EnclaveInfo, Gateway, LinkError};
+use crate::link::EnclaveConn;
+use crate::storage::StoreError;
+
+impl Gateway {
+    /// Keeps the link up: connects, boots or catches up whenever it is down, retrying with
+    /// backoff (200 ms, then 400 ms, then every 500 ms). Runs forever.
+    pub async fn maintain(self: std::sync::Arc<Self>) {
+        let mut last_beat = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut guard = self.link().await;
+            if guard.conn.is_none() {
+                self.up.store(false, Ordering::Release);
+                // Boot reads the tip from the store: everything sent must be in it.
+                self.flush(&guard).await;
+                match leadgate_protocol::transport::connect(&self.addr).await {
+                    Ok(stream) => {
+                        let mut conn = EnclaveConn::new(stream);
+                        match self.boot(&mut conn).await {
+                            Ok(info) => {
+                                tracing::info!(origin = %info.keys.origin, "enclave link up");
+                                *self.info.write().await = Some(info);
+                                guard.conn = Some(conn);
+                                guard.confirmed = 0;
+                                guard.epoch += 1;
+                                self.confirm_durable(&mut guard, true).await;
+                                *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                                self.up.store(true, Ordering::Release);
+                                backoff = Duration::from_millis(200);
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "enclave boot or catch-up failed");
+                                self.degraded(format!("enclave boot or catch-up failed: {e}"));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "enclave not reachable");
+                        self.degraded(format!("enclave not reachable: {e}"));
+                    }
+                }
+            }
+            let down = guard.conn.is_none();
+            drop(guard);
+            tokio::time::sleep(if down {
+                backoff
+            } else {
+                Duration::from_millis(200)
+            })
+            .await;
+            if down {
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            // Heartbeat: a dead enclave is noticed within a second even when idle, so
+            // `/healthz` tells the truth and the next boot starts promptly; it also keeps the
+            // enclave's session alive and confirms what is stored.
+            if last_beat.elapsed() >= Duration::from_secs(1) {
+                last_beat = tokio::time::Instant::now();
+                if self.connected().await {
+                    if let Err(LinkError::Unavailable) = self.call(&Request::Status).await {
+                        tracing::warn!("enclave link lost");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn tip(&self) -> Result<Option<Tip>, LinkError> {
+        let Some(receipt) = self.store.last_receipt().await? else {
+            return Ok(None);
+        };
+        let size = receipt.index + 1;
+        let frontier = self.store.frontier(size).await?;
+        let checkpoint = self.store.latest_checkpoint().await?;
+        let mut checkpoint_consistency = Vec::new();
+        if let Some(note) = &checkpoint {
+            let cp_size = Note::parse(note)
+                .ok()
+                .and_then(|n| Checkpoint::parse_text(&n.text).ok())
+                .map(|c| c.size)
+                .ok_or_else(|| LinkError::Protocol("stored checkpoint does not parse".into()))?;
+            let proof = self
+                .store
+                .with_nodes(|st| merkle::consistency_proof(st, cp_size, size))
+                .await?
+                .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
+            checkpoint_consistency = proof.iter().map(|h| ByteBuf::from(h.to_vec())).collect();
+        }
+        Ok(Some(Tip {
+            receipt,
+            peaks: frontier
+                .peaks()
+                .iter()
+                .map(|p| ByteBuf::from(p.to_vec()))
+                .collect(),
+            checkpoint: checkpoint.map(ByteBuf::from),
+            checkpoint_consistency,
+        }))
+    }
+
+    /// The start-up sequence (see `leadgate_enclave::protocol`). An enclave that is already
+    /// running (host restarted, link dropped) is caught up ([`Gateway::reconcile`]), or reset
+    /// and booted again from the stored tip.
+    async fn boot(&self, conn: &mut EnclaveConn) -> Result<EnclaveInfo, LinkError> {
+        self.boot_once(conn, true).await
+    }
+
+    /// [`Gateway::boot`]; `reconcile` is false after a reset, when the enclave must boot.
+    async fn boot_once(
+        &self,
+        conn: &mut EnclaveConn,
+        reconcile: bool,
+    ) -> Result<EnclaveInfo, LinkError> {
+        self.stored_to(self.store.size().await?);
+        let sealed = self.store.sealed_secrets().await?;
+        let tip = self.tip().await?;
+        let aws_credentials = match self.aws_credentials.get() {
+            Some(source) => Some(source.resolve().await?),
+            None => None,
+        };
+        let resp = conn
+            .call(&Request::Boot {
+                sealed_secrets: sealed.clone().map(ByteBuf::from),
+                tip,
+                aws_credentials,
+            })
+            .await?;
+        let keys = match resp {
+            Response::Booted {
+                sealed_secrets,
+                keys,
+                ..
+            } => {
+                if sealed.as_deref() != Some(sealed_secrets.as_slice()) {
+                    self.store.put_sealed_secrets(&sealed_secrets).await?;
+                }
+                let tags = self.store.email_tags().await?;
+                for chunk in tags.chunks(MAX_TAGS_PER_FRAME) {
+                    let tags = chunk.iter().cloned().map(ByteBuf::from).collect();
+                    expect_ok(conn.call(&Request::LoadTags { tags }).await?)?;
+                }
+                self.restore(conn).await?;
+                match conn.call(&Request::Start).await? {
+                    Response::Started { appended } => {
+                        self.store
+                            .store_appends(&[&appended], &[], now_ms())
+                            .await?;
+                        self.stored_to(appended.index + 1);
+                    }
+                    Response::Error(e) => return Err(enclave_err(e)),
+                    other => return Err(LinkError::Protocol(format!("{other:?}"))),
+                }
+                keys
+            }
+            Response::Error(e) if e.code == ErrorCode::BootAlreadyBooted && reconcile => {
+                match self.reconcile(conn).await? {
+                    Some(keys) => keys,
+                    None => {
+                        // Another log, not started, or the tail is gone: boot afresh from our
+                        // tip (a new epoch), as after an enclave restart.
+                        expect_ok(conn.call(&Request::Reset).await?)?;
+                        return Box::pin(self.boot_once(conn, false)).await;
+                    }
+                }
+            }
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("{other:?}"))),
+        };
+        let keys = EnclaveKeys::from_attested(Some(&keys), None)
+            .map_err(|e| LinkError::Protocol(e.to_string()))?;
+        Ok(EnclaveInfo { keys })
+    }
+
+    /// A running enclave met on (re)connect: returns its keys once the store holds exactly its
+    /// log (after catching up on a tail the store lacks), or `None` when it must be reset: it
+    /// has not finished start-up, holds another log, is behind the store, or no longer holds
+    /// the tail the store lacks.
+    async fn reconcile(&self, conn: &mut EnclaveConn) -> Result<Option<ByteBuf>, LinkError> {
+        let status = match conn.call(&Request::Status).await? {
+            Response::Status(status) => status,
+            Response::Error(e) if e.code == ErrorCode::EnclaveNotReady => {
+                tracing::warn!("the running enclave never finished start-up; resetting it");
+                return Ok(None);
+            }
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("{other:?}"))),
+        };
+        let size = self.store.size().await?;
+        let ours = self.store.sealed_secrets().await?.is_some();
+        if !ours || status.size < size {
+            tracing::warn!(
+                enclave = status.size,
+                store = size,
+                "the running enclave holds another log; resetting it"
+            );
+            return Ok(None);
+        }
+        if status.size > size {
+            self.degraded(format!(
+                "catching up: enclave has {} entries, store has {size}",
+                status.size
+            ));
+            if !self.catch_up(conn, &status, size).await? {
+                return Ok(None);
+            }
+        } else if status.root.as_slice() != self.store.frontier(size).await?.root() {
+            tracing::warn!(
+                size,
+                "the running enclave's root differs from the store's; resetting it"
+            );
+            return Ok(None);
+        }
+        Ok(Some(status.keys))
+    }
+
+    /// Fetches entries `size ..` from the enclave's journal, checks them (each receipt signed
+    /// by the log key, for the next index, over the leaf's hash and the root the stored tree
+    /// grows to; the last root equal to the enclave's) and stores them, chunk by chunk. False
+    /// if the enclave no longer holds them (`journal.gap`).
+    async fn catch_up(
+        &self,
+        conn: &mut EnclaveConn,
+        status: &Status,
+        size: u64,
+    ) -> Result<bool, LinkError> {
+        let keys = EnclaveKeys::from_attested(Some(&status.keys), None)
+            .map_err(|e| LinkError::Protocol(e.to_string()))?;
+        let mut frontier = self.store.frontier(size).await?;
+        let bad = |m: String| LinkError::Protocol(format!("journal: {m}"));
+        while frontier.size() < status.size {
+            let from = frontier.size();
+            let entries = match conn.call(&Request::Journal { from }).await? {
+                Response::Journal { entries } if !entries.is_empty() => entries,
+                Response::Journal { .. } => {
+                    return Err(bad("ended before the enclave's size".into()))
+                }
+                Response::Error(e) if e.code == ErrorCode::JournalGap => {
+                    tracing::warn!(from, error = %e.message, "the enclave no longer holds the tail");
+                    return Ok(false);
+                }
+                Response::Error(e) => return Err(enclave_err(e)),
+                other => return Err(LinkError::Protocol(format!("{other:?}"))),
+            };
+            let mut batch = Vec::with_capacity(entries.len());
+            for e in entries {
+                let index = frontier.size();
+                let r = e
+                    .receipt
+                    .verify(&keys.log_key, &keys.origin)
+                    .map_err(|err| bad(format!("receipt {index}: {err}")))?;
+                let leaf_hash = merkle::leaf_hash(&e.leaf);
+                if r.index != index || r.leaf_hash != leaf_hash {
+                    return Err(bad(format!("entry {index} does not follow on")));
+                }
+                let nodes = frontier.append(leaf_hash);
+                if r.root != frontier.root() {
+                    return Err(bad(format!(
+                        "entry {index}: root differs from the stored tree's"
+                    )));
+                }
+                let appended = WireAppended {
+                    index,
+                    leaf: e.leaf,
+                    nodes: nodes
+                        .into_iter()
+                        .map(|n| WireNode {
+                            level: n.level,
+                            index: n.index,
+                            hash: ByteBuf::from(n.hash.to_vec()),
+                        })
+                        .collect(),
+                    receipt: e.receipt,
+                };
+                batch.push((appended, e.record));
+            }
+            self.store.store_journal(&batch, now_ms()).await?;
+            self.stored_to(frontier.size());
+            tracing::info!(
+                from,
+                to = frontier.size(),
+                "caught up from the enclave's journal"
+            );
+        }
+        if frontier.root().as_slice() != status.root.as_slice() {
+            return Err(bad("caught-up root differs from the enclave's".into()));
+        }
+        Ok(true)
+    }
+
+    /// Replays the leaves from the last `log.epoch`'s `replay_from` to the tip, each
+    /// `bid.sealed` with its sealed bid, so the enclave rebuilds its auction book (it checks
+    /// the replay against the tip; see `leadgate_enclave::restore`).
+    async fn restore(&self, conn: &mut EnclaveConn) -> Result<(), LinkError> {
+        let size = self.store.size().await?;
+        if size == 0 {
+            return Ok(());
+        }
+        let from = self.store.last_replay_from().await?.unwrap_or(0).min(size);
+        let mut base = if from > 0 {
+            let receipt = self.store.receipt(from - 1).await?.ok_or_else(|| {
+                LinkError::Store(StoreError::Inconsistent(format!("no receipt {}", from - 1)))
+            })?;
+            let peaks = self
+                .store
+                .frontier(from)
+                .await?
+                .peaks()
+                .iter()
+                .map(|p| ByteBuf::from(p.to_vec()))
+                .collect();
+            Some(RestoreBase { receipt, peaks })
+        } else {
+            None
+        };
+        let mut at = from;
+        while at < size {
+            let rows = self
+                .store
+                .restore_entries(at, MAX_RESTORE_ENTRIES as u64)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let n = rows.len() as u64;
+            let entries = rows
+                .into_iter()
+                .map(|(leaf, bid)| {
+                    let bid = bid
+                        .map(|j| serde_json::from_str::<SealedBid>(&j))
+                        .transpose()
+                        .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
+                    Ok(RestoreEntry {
+                        leaf: ByteBuf::from(leaf),
+                        bid,
+                    })
+                })
+                .collect::<Result<Vec<_>, LinkError>>()?;
+            expect_ok(
+                conn.call(&Request::Restore {
+                    from: at,
+                    base: base.take(),
+                    entries,
+                })
+                .await?,
+            )?;
+            at += n;
+        }
+        tracing::info!(from, to = size, "replayed the log for the auction book");
+        Ok(())
+    }
+}

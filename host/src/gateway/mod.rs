@@ -1,0 +1,352 @@
+//! The host's side of the enclave link: connecting, booting the enclave from stored state,
+//! and every exchange that changes the log.
+//!
+//! Submissions run as a two-stage pipeline so that the enclave works on one batch while the
+//! previous one is being committed: [`Gateway::send_batch`] (under the link lock) writes a
+//! batch to the enclave without waiting ([`crate::link`] pipelines requests), and
+//! [`Gateway::store_batch`] waits for its answer and stores its appends, in the same order,
+//! before anyone is answered. Whatever reads the store to talk to the enclave (boot, a
+//! checkpoint) first waits until every sent batch is stored ([`Gateway`]'s flush), so the
+//! enclave never signs a checkpoint over entries that are not stored and never boots from a
+//! stale tip. If storing fails, every later batch of that link is discarded unstored (the log
+//! would have a gap) and the link is dropped.
+//!
+//! Healing: the host reconnects to the enclave, which is still running, and catches up: it
+//! fetches the tail it did not store from the enclave's journal, checks each entry's receipt
+//! and the recomputed tree against the enclave's root, and stores it, so no receipt the
+//! enclave gave out is voided. After each commit the host confirms the stored size
+//! (`Request::Durable`) so the enclave can drop that part of its journal. Only when the tail
+//! is no longer held (`journal.gap`), or the running enclave holds another log, does the host
+//! reset the enclave and boot it from its own tip (a new epoch). Clients are answered 503 with
+//! `Retry-After` meanwhile; a retried submission or bid that was stored gets its original
+//! answer.
+//!
+//! Files: this one (the link, its health, the flush barrier, checkpoints and attestation),
+//! `boot.rs` (connect, boot, restore, catch-up), `intake.rs` (the whole submit pipeline, from
+//! the API's queue to the stored answer), `market.rs` (bids, closes, releases).
+
+use leadgate_verifier::ErrorCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use leadgate_protocol::{Request, Response, WireAppended, WireError};
+use leadgate_verifier::checkpoint::Checkpoint;
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::note::Note;
+use serde_bytes::ByteBuf;
+use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
+
+use crate::error::ApiError;
+use crate::link::EnclaveConn;
+use crate::storage::{Store, StoreError};
+
+mod boot;
+mod intake;
+mod market;
+
+pub use intake::{run_pipeline, Job, QueuedJob, SentBatch};
+pub use market::{run_bids, QueuedBid};
+
+/// Link failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Not connected, or the connection broke.
+    #[error("enclave unavailable")]
+    Unavailable,
+    /// The enclave answered something unexpected.
+    #[error("enclave protocol error: {0}")]
+    Protocol(String),
+    /// The enclave refused or failed, with its code.
+    #[error("enclave error {}: {}", .0.code, .0.message)]
+    Enclave(WireError),
+    /// Storing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The AWS credentials to lend the enclave at boot could not be had.
+    #[error(transparent)]
+    Credentials(#[from] crate::aws_credentials::CredentialsError),
+}
+
+impl From<sqlx::Error> for LinkError {
+    fn from(e: sqlx::Error) -> Self {
+        LinkError::Store(StoreError::Db(e))
+    }
+}
+
+impl From<LinkError> for ApiError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Unavailable => ApiError::new(
+                ErrorCode::EnclaveUnavailable,
+                "the enclave is not reachable; retry",
+            ),
+            LinkError::Protocol(m) => ApiError::internal("enclave protocol", m),
+            LinkError::Enclave(e) => ApiError::from(e),
+            LinkError::Store(e) => ApiError::storage(e),
+            LinkError::Credentials(e) => ApiError::internal("aws credentials", e),
+        }
+    }
+}
+
+/// How far the stored log may grow before the host confirms it to the enclave outside the
+/// heartbeat: well inside the enclave's journal (4,096 entries by default), with the three
+/// batches of 256 that can be in flight on top.
+const DURABLE_EVERY: u64 = 1_024;
+
+/// Public facts learned at boot.
+#[derive(Debug, Clone)]
+pub struct EnclaveInfo {
+    /// The bound public keys.
+    pub keys: EnclaveKeys,
+}
+
+/// The enclave connection and the boot it belongs to.
+struct Link {
+    conn: Option<EnclaveConn>,
+    /// The stored size last confirmed to the enclave on this connection.
+    confirmed: u64,
+    /// Incremented at every boot (first boot: 1).
+    epoch: u64,
+    /// Batches sent so far (all epochs).
+    sent: u64,
+}
+
+/// The gateway: store + enclave connection.
+pub struct Gateway {
+    /// Storage.
+    pub store: Store,
+    addr: leadgate_protocol::transport::Endpoint,
+    conn: Mutex<Link>,
+    info: RwLock<Option<EnclaveInfo>>,
+    /// Batches stored (or discarded) so far; the flush barrier waits on it.
+    stored: watch::Sender<u64>,
+    /// The link epoch whose batch failed to store (0: none).
+    failed_epoch: AtomicU64,
+    /// The anchoring worker, when anchoring is configured.
+    pub anchorer: std::sync::OnceLock<std::sync::Arc<crate::anchor::Anchorer>>,
+    /// Where the AWS credentials lent to the enclave at each boot (for its KMS sealer) come
+    /// from, when configured; asked afresh at every boot.
+    pub aws_credentials: std::sync::OnceLock<crate::aws_credentials::CredentialSource>,
+    /// The stored log size, as of the last commit (read without touching the database).
+    durable: AtomicU64,
+    /// Whether the link is up and booted (read without taking the link lock).
+    up: AtomicBool,
+    /// Why the gateway is degraded, when it is.
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+fn now_ms() -> u64 {
+    crate::clock::now_ms()
+}
+
+/// Exchanges on the held connection. Any link failure drops the connection (the stream may
+/// be out of step), so that [`Gateway::maintain`] reconnects and re-boots the enclave.
+async fn exchange_held(
+    conn: &mut Option<EnclaveConn>,
+    req: &Request,
+) -> Result<Response, LinkError> {
+    let result = conn.as_mut().ok_or(LinkError::Unavailable)?.call(req).await;
+    if result.is_err() {
+        *conn = None;
+    }
+    result
+}
+
+/// A stored append as answered again: index and receipt (the leaf and nodes are not sent).
+fn stored_answer(index: u64, receipt: leadgate_verifier::receipt::Receipt) -> WireAppended {
+    WireAppended {
+        index,
+        leaf: ByteBuf::new(),
+        nodes: Vec::new(),
+        receipt,
+    }
+}
+
+fn expect_ok(resp: Response) -> Result<(), LinkError> {
+    match resp {
+        Response::Ok => Ok(()),
+        Response::Error(e) => Err(enclave_err(e)),
+        other => Err(LinkError::Protocol(format!("{other:?}"))),
+    }
+}
+
+fn enclave_err(e: WireError) -> LinkError {
+    LinkError::Enclave(e)
+}
+
+impl Gateway {
+    /// A gateway that will connect to the enclave at `addr`.
+    pub fn new(store: Store, addr: leadgate_protocol::transport::Endpoint) -> Self {
+        Self {
+            store,
+            addr,
+            conn: Mutex::new(Link {
+                conn: None,
+                confirmed: 0,
+                epoch: 0,
+                sent: 0,
+            }),
+            info: RwLock::new(None),
+            stored: watch::channel(0).0,
+            failed_epoch: AtomicU64::new(0),
+            anchorer: std::sync::OnceLock::new(),
+            aws_credentials: std::sync::OnceLock::new(),
+            durable: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            reason: std::sync::Mutex::new(Some("starting: the enclave link is not up yet".into())),
+        }
+    }
+
+    /// The stored log size as of the last commit (no database access).
+    pub fn stored_size(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Whether the gateway serves, and why not when it does not (no lock, no database).
+    pub fn health(&self) -> (bool, Option<String>) {
+        let up = self.up.load(Ordering::Acquire);
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (up, if up { None } else { reason })
+    }
+
+    fn degraded(&self, why: impl Into<String>) {
+        self.up.store(false, Ordering::Release);
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.into());
+    }
+
+    /// Records a commit that made the stored log `size` long.
+    fn stored_to(&self, size: u64) {
+        self.durable.fetch_max(size, Ordering::AcqRel);
+    }
+
+    /// Pipelines `Durable` ahead of the next request when the store grew by at least
+    /// [`DURABLE_EVERY`] entries since the last one, or by any amount when `now` (the
+    /// heartbeat). Its answer is not waited for: it only lets the enclave drop journal entries.
+    /// Confirming every batch would add an enclave round of work per batch.
+    async fn confirm_durable(&self, link: &mut Link, now: bool) {
+        let size = self.stored_size();
+        let due = if now {
+            size > link.confirmed
+        } else {
+            size >= link.confirmed + DURABLE_EVERY
+        };
+        if !due {
+            return;
+        }
+        if let Some(conn) = link.conn.as_mut() {
+            if conn.send(&Request::Durable { size }).await.is_ok() {
+                link.confirmed = size;
+            }
+        }
+    }
+
+    /// Locks the link, dropping the connection if it closed or a batch of its epoch failed
+    /// to store.
+    async fn link(&self) -> MutexGuard<'_, Link> {
+        let mut link = self.conn.lock().await;
+        if let Some(c) = &link.conn {
+            if !c.is_alive() {
+                tracing::warn!("enclave link closed");
+                link.conn = None;
+                self.degraded("enclave link closed; reconnecting");
+            } else if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
+                tracing::error!("a batch failed to store; dropping the enclave link");
+                link.conn = None;
+                self.degraded("storage failed; reconnecting and catching up");
+            }
+        }
+        link
+    }
+
+    /// Waits until every batch sent on `link` is stored or discarded. Called with the link
+    /// locked, so no new batch can be sent meanwhile.
+    async fn flush(&self, link: &Link) {
+        let mut rx = self.stored.subscribe();
+        let _ = rx.wait_for(|stored| *stored >= link.sent).await;
+    }
+
+    /// The enclave's keys, once booted.
+    pub async fn info(&self) -> Option<EnclaveInfo> {
+        self.info.read().await.clone()
+    }
+
+    /// Whether the link is up.
+    pub async fn connected(&self) -> bool {
+        self.link().await.conn.is_some()
+    }
+
+    /// Locks the link for an exchange that appends to (or signs over) the log outside the
+    /// submission pipeline: waits until every sent batch is stored, then exchanges `req`. The
+    /// caller stores the answer while holding the guard (and drops the connection if that
+    /// fails), so nothing is signed over unstored entries.
+    async fn exchange_appending(
+        &self,
+        req: &Request,
+    ) -> Result<(MutexGuard<'_, Link>, Response), LinkError> {
+        let mut link = self.link().await;
+        if link.conn.is_none() {
+            return Err(LinkError::Unavailable);
+        }
+        self.flush(&link).await;
+        if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
+            link.conn = None;
+            return Err(LinkError::Unavailable);
+        }
+        self.confirm_durable(&mut link, false).await;
+        let resp = exchange_held(&mut link.conn, req).await?;
+        Ok((link, resp))
+    }
+
+    /// Sends one request that does not change the log.
+    async fn call(&self, req: &Request) -> Result<Response, LinkError> {
+        let mut link = self.link().await;
+        self.confirm_durable(&mut link, true).await;
+        exchange_held(&mut link.conn, req).await
+    }
+
+    /// An attestation document for `nonce`.
+    pub async fn attest(&self, nonce: Option<Vec<u8>>) -> Result<Vec<u8>, LinkError> {
+        match self
+            .call(&Request::Attest {
+                nonce: nonce.map(ByteBuf::from),
+            })
+            .await?
+        {
+            Response::Attestation { document } => Ok(document.into_vec()),
+            Response::Error(e) => Err(enclave_err(e)),
+            other => Err(LinkError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks for a checkpoint (now if `force`) and stores it, with the enclave's anchor
+    /// signature when anchoring is on. Returns the note if one was signed.
+    pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
+        // The lock is held until the note is stored, and the checkpoint is asked for only once
+        // every sent batch is stored: a stored checkpoint never covers unstored entries.
+        let anchor = self.anchorer.get().map(|a| a.target());
+        let (_link, resp) = self
+            .exchange_appending(&Request::Checkpoint { force, anchor })
+            .await?;
+        let (note, anchor_signature) = match resp {
+            Response::Checkpoint {
+                note,
+                anchor_signature,
+            } => (note, anchor_signature),
+            Response::Error(e) => return Err(enclave_err(e)),
+            other => return Err(LinkError::Protocol(format!("{other:?}"))),
+        };
+        let Some(note) = note else { return Ok(None) };
+        let parsed = Note::parse(&note).map_err(|e| LinkError::Protocol(e.to_string()))?;
+        let cp =
+            Checkpoint::parse_text(&parsed.text).map_err(|e| LinkError::Protocol(e.to_string()))?;
+        self.store.put_checkpoint(cp.size, &note, now_ms()).await?;
+        tracing::info!(size = cp.size, "checkpoint stored");
+        if let (Some(a), Some(sig)) = (self.anchorer.get(), anchor_signature) {
+            a.enqueue(cp.size, &cp.root, &sig, now_ms()).await?;
+        }
+        Ok(Some(note.into_vec()))
+    }
+}
