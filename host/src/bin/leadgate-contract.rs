@@ -81,10 +81,6 @@ fn read_key(path: Option<&PathBuf>) -> anyhow::Result<PrivateKeySigner> {
     PrivateKeySigner::from_bytes(&B256::from(key)).map_err(|e| anyhow!("account key: {e}"))
 }
 
-fn now_ms() -> u64 {
-    leadgate_host::clock::now_ms()
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -141,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
             let verified = verify_attestation(
                 &doc,
                 &AttestationPolicy {
-                    now_unix_ms: now_ms(),
+                    now_unix_ms: leadgate_host::clock::now_ms(),
                     root_der: root.as_deref(),
                     expected_pcr0: pcr0.as_deref(),
                     allow_debug,

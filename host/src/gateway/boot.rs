@@ -17,7 +17,7 @@ use leadgate_verifier::merkle;
 use leadgate_verifier::note::Note;
 use serde_bytes::ByteBuf;
 
-use super::{enclave_err, expect_ok, now_ms, EnclaveInfo, Gateway, LinkError};
+use super::{expect_ok, EnclaveInfo, Gateway, LinkError};
 use crate::link::EnclaveConn;
 use crate::storage::StoreError;
 
@@ -163,11 +163,11 @@ impl Gateway {
                 match conn.call(&Request::Start).await? {
                     Response::Started { appended } => {
                         self.store
-                            .store_appends(&[&appended], &[], now_ms())
+                            .store_appends(&[&appended], &[], crate::clock::now_ms())
                             .await?;
                         self.stored_to(appended.index + 1);
                     }
-                    Response::Error(e) => return Err(enclave_err(e)),
+                    Response::Error(e) => return Err(LinkError::Enclave(e)),
                     other => return Err(LinkError::Protocol(format!("{other:?}"))),
                 }
                 keys
@@ -183,7 +183,7 @@ impl Gateway {
                     }
                 }
             }
-            Response::Error(e) => return Err(enclave_err(e)),
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),
         };
         let keys = EnclaveKeys::from_attested(Some(&keys), None)
@@ -202,7 +202,7 @@ impl Gateway {
                 tracing::warn!("the running enclave never finished start-up; resetting it");
                 return Ok(None);
             }
-            Response::Error(e) => return Err(enclave_err(e)),
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),
         };
         let size = self.store.size().await?;
@@ -258,7 +258,7 @@ impl Gateway {
                     tracing::warn!(from, error = %e.message, "the enclave no longer holds the tail");
                     return Ok(false);
                 }
-                Response::Error(e) => return Err(enclave_err(e)),
+                Response::Error(e) => return Err(LinkError::Enclave(e)),
                 other => return Err(LinkError::Protocol(format!("{other:?}"))),
             };
             let mut batch = Vec::with_capacity(entries.len());
@@ -293,7 +293,9 @@ impl Gateway {
                 };
                 batch.push((appended, e.record));
             }
-            self.store.store_journal(&batch, now_ms()).await?;
+            self.store
+                .store_journal(&batch, crate::clock::now_ms())
+                .await?;
             self.stored_to(frontier.size());
             tracing::info!(
                 from,

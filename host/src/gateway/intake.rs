@@ -13,7 +13,7 @@ use std::sync::Arc;
 use leadgate_protocol::MAX_BATCH;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{enclave_err, now_ms, stored_answer, Gateway, LinkError};
+use super::{stored_answer, Gateway, LinkError};
 use crate::error::ApiError;
 use crate::link::{self, Answer};
 use crate::storage::{LeadRecord, StoredSubmission};
@@ -165,7 +165,7 @@ impl Gateway {
         let fresh = batch.stored.iter().filter(|r| r.is_none()).count();
         let fresh_results = match response? {
             Response::Submitted { results } if results.len() == fresh => results,
-            Response::Error(e) => return Err(enclave_err(e)),
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
         let mut fresh_results = fresh_results.into_iter();
@@ -196,7 +196,9 @@ impl Gateway {
                 outcome,
             })
             .collect();
-        self.store.store_appends(&appends, &subs, now_ms()).await?;
+        self.store
+            .store_appends(&appends, &subs, crate::clock::now_ms())
+            .await?;
         if let Some(last) = appends.last() {
             self.stored_to(last.index + 1);
         }

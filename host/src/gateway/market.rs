@@ -15,7 +15,7 @@ use leadgate_protocol::MAX_BIDS;
 use tokio::sync::{mpsc, oneshot};
 
 use super::intake::{answer, drain_batch};
-use super::{enclave_err, stored_answer, Gateway, LinkError};
+use super::{stored_answer, Gateway, LinkError};
 use crate::error::ApiError;
 use crate::storage::{StoreError, StoredBid};
 
@@ -114,7 +114,7 @@ impl Gateway {
         let (mut link, resp) = self.exchange_appending(&req).await?;
         let results = match resp {
             Response::Bids { results } if results.len() == bids.len() => results,
-            Response::Error(e) => return Err(enclave_err(e)),
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
         let mut appends = Vec::new();
@@ -159,7 +159,7 @@ impl Gateway {
             let (mut link, resp) = self.exchange_appending(&Request::Tick).await?;
             let closed = match resp {
                 Response::Ticked { closed } => closed,
-                Response::Error(e) => return Err(enclave_err(e)),
+                Response::Error(e) => return Err(LinkError::Enclave(e)),
                 other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
             };
             let appends: Vec<&WireAppended> = closed.iter().collect();
@@ -203,7 +203,7 @@ impl Gateway {
             .await?;
         let (released, appended) = match resp {
             Response::Released { released, appended } => (released, appended),
-            Response::Error(e) => return Err(enclave_err(e)),
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
         let json =

@@ -134,10 +134,6 @@ pub struct Gateway {
     reason: std::sync::Mutex<Option<String>>,
 }
 
-fn now_ms() -> u64 {
-    crate::clock::now_ms()
-}
-
 /// Exchanges on the held connection. Any link failure drops the connection (the stream may
 /// be out of step), so that [`Gateway::maintain`] reconnects and re-boots the enclave.
 async fn exchange_held(
@@ -164,13 +160,9 @@ fn stored_answer(index: u64, receipt: leadgate_verifier::receipt::Receipt) -> Wi
 fn expect_ok(resp: Response) -> Result<(), LinkError> {
     match resp {
         Response::Ok => Ok(()),
-        Response::Error(e) => Err(enclave_err(e)),
+        Response::Error(e) => Err(LinkError::Enclave(e)),
         other => Err(LinkError::Protocol(format!("{other:?}"))),
     }
-}
-
-fn enclave_err(e: WireError) -> LinkError {
-    LinkError::Enclave(e)
 }
 
 impl Gateway {
@@ -316,7 +308,7 @@ impl Gateway {
             .await?
         {
             Response::Attestation { document } => Ok(document.into_vec()),
-            Response::Error(e) => Err(enclave_err(e)),
+            Response::Error(e) => Err(LinkError::Enclave(e)),
             other => Err(LinkError::Protocol(format!("{other:?}"))),
         }
     }
@@ -335,17 +327,20 @@ impl Gateway {
                 note,
                 anchor_signature,
             } => (note, anchor_signature),
-            Response::Error(e) => return Err(enclave_err(e)),
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("{other:?}"))),
         };
         let Some(note) = note else { return Ok(None) };
         let parsed = Note::parse(&note).map_err(|e| LinkError::Protocol(e.to_string()))?;
         let cp =
             Checkpoint::parse_text(&parsed.text).map_err(|e| LinkError::Protocol(e.to_string()))?;
-        self.store.put_checkpoint(cp.size, &note, now_ms()).await?;
+        self.store
+            .put_checkpoint(cp.size, &note, crate::clock::now_ms())
+            .await?;
         tracing::info!(size = cp.size, "checkpoint stored");
         if let (Some(a), Some(sig)) = (self.anchorer.get(), anchor_signature) {
-            a.enqueue(cp.size, &cp.root, &sig, now_ms()).await?;
+            a.enqueue(cp.size, &cp.root, &sig, crate::clock::now_ms())
+                .await?;
         }
         Ok(Some(note.into_vec()))
     }
