@@ -21,6 +21,8 @@ pub struct BenchArgs {
     pub concurrency: usize,
     pub rate: f64,
     pub json: bool,
+    /// Where to write each request's timing as CSV (`sent_ms,latency_ms,ok`), if anywhere.
+    pub latencies: Option<std::path::PathBuf>,
     /// Leads per request: 1 posts to `/v1/leads`, more to `/v1/leads/batch`.
     pub batch: usize,
 }
@@ -71,6 +73,8 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
             .collect();
         (format!("{}/v1/leads/batch", a.gateway), joined)
     };
+    // (index, sent since start, latency, ok) of every request, for --latencies.
+    let timings: Mutex<Vec<(usize, Duration, Duration, bool)>> = Mutex::new(Vec::new());
     let latencies = Mutex::new(Vec::with_capacity(bodies.len()));
     let (next, accepted, errors) = (
         AtomicUsize::new(0),
@@ -82,6 +86,7 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
         for _ in 0..a.concurrency.max(1) {
             s.spawn(|| {
                 let mut local = Vec::new();
+                let mut timed = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= bodies.len() {
@@ -98,9 +103,19 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
                         .post(&url)
                         .header("content-type", "application/json")
                         .send(&bodies[i][..]);
+                    let sent = t.duration_since(start);
+                    let ok = matches!(&r, Ok(resp) if resp.status().is_success());
+                    if a.latencies.is_some() {
+                        timed.push((i, sent, t.elapsed(), ok));
+                    }
                     match r {
                         Ok(mut resp) if resp.status().is_success() => {
+                            // The answer is read to its end in both cases, as a client
+                            // would read its receipt: ureq returns a connection to its pool
+                            // only then, and an unread one is closed (a new TCP connection per
+                            // request would load the host with accepts and teardowns).
                             let ok = if batch == 1 {
+                                let _ = resp.body_mut().read_to_vec();
                                 1
                             } else {
                                 let v: serde_json::Value =
@@ -125,10 +140,28 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .extend(local);
+                timings
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(timed);
             });
         }
     });
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(path) = &a.latencies {
+        let mut t = timings.into_inner().unwrap_or_default();
+        t.sort_by_key(|x| x.0);
+        let mut csv = String::from("sent_ms,latency_ms,ok\n");
+        for (_, sent, lat, ok) in t {
+            csv.push_str(&format!(
+                "{:.3},{:.3},{}\n",
+                sent.as_secs_f64() * 1000.0,
+                lat.as_secs_f64() * 1000.0,
+                u8::from(ok)
+            ));
+        }
+        std::fs::write(path, csv)?;
+    }
     let mut l = latencies.into_inner().unwrap_or_default();
     l.sort();
     let report = json!({

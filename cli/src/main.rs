@@ -358,6 +358,11 @@ enum BenchCmd {
         /// Leads per request (more than 1 uses POST /v1/leads/batch, at most 256).
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Also write every request's timing as CSV to this file: `sent_ms` (since the run
+        /// started), `latency_ms`, and `ok` (1 or 0), in the order the requests were sent. For
+        /// finding where a latency tail comes from (which seconds of the run it falls in).
+        #[arg(long)]
+        latencies: Option<PathBuf>,
     },
 }
 
@@ -520,6 +525,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             rate,
             json,
+            latencies,
             batch,
         }) => bench::submit(bench::BenchArgs {
             gateway,
@@ -528,6 +534,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             rate,
             json,
+            latencies,
             batch,
         }),
     }

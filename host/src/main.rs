@@ -27,6 +27,9 @@ struct Args {
     /// decides both by its own clock; the tick bounds how late a close is logged).
     #[arg(long, default_value_t = HostConfig::DEFAULT_TICK_MS)]
     tick_ms: u64,
+    /// How often the database's WAL is checkpointed beside the writes, ms.
+    #[arg(long, default_value_t = HostConfig::DEFAULT_WAL_CHECKPOINT_MS)]
+    wal_checkpoint_ms: u64,
     /// JSON-RPC URL of the chain to anchor checkpoints on; anchoring is off without it.
     #[arg(long, env = "LEADGATE_ANCHOR_RPC", requires_all = ["anchor_contract", "anchor_chain_id", "anchor_account_key_file"])]
     anchor_rpc: Option<String>,
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     config.max_body_bytes = args.max_body_bytes;
     config.seller_daily_limit = args.seller_daily_limit;
     config.tick_ms = args.tick_ms;
+    config.wal_checkpoint_ms = args.wal_checkpoint_ms;
     config.http = leadgate_host::http::HttpLimits {
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),

@@ -75,7 +75,9 @@ impl Gateway {
         // Looked up before the link is taken: a query under the link lock would serialize
         // every batch behind it. An original stored after this look-up is caught as a race
         // in `store_batch`.
+        let looking = std::time::Instant::now();
         let stored = self.submission_originals(jobs).await?;
+        let looked = looking.elapsed();
         let mut link = self.link().await;
         if link.conn.is_none() {
             return Err(LinkError::Unavailable);
@@ -101,6 +103,12 @@ impl Gateway {
             }
         };
         link.sent += 1;
+        tracing::debug!(
+            jobs = jobs.len(),
+            lookup_us = looked.as_micros() as u64,
+            send_us = (looking.elapsed() - looked).as_micros() as u64,
+            "batch sent"
+        );
         Ok(SentBatch {
             answer,
             stored,
@@ -158,7 +166,9 @@ impl Gateway {
         jobs: &[Job],
         batch: SentBatch,
     ) -> Result<Vec<SubmitOutcome>, LinkError> {
+        let waited = std::time::Instant::now();
         let response = link::answer(batch.answer).await;
+        let answered = waited.elapsed();
         if self.failed_epoch.load(Ordering::Acquire) == batch.epoch {
             return Err(LinkError::Unavailable);
         }
@@ -196,9 +206,16 @@ impl Gateway {
                 outcome,
             })
             .collect();
+        let storing = std::time::Instant::now();
         self.store
             .store_appends(&appends, &subs, crate::clock::now_ms())
             .await?;
+        tracing::debug!(
+            jobs = jobs.len(),
+            answer_us = answered.as_micros() as u64,
+            store_us = storing.elapsed().as_micros() as u64,
+            "batch stored"
+        );
         if let Some(last) = appends.last() {
             self.stored_to(last.index + 1);
         }

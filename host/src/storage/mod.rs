@@ -31,6 +31,30 @@ use sqlx::SqlitePool;
 /// recorded with their checksums in sqlx's `_sqlx_migrations` table.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// WAL size, in 4 KiB pages (64 MiB), past which a commit runs a checkpoint itself
+/// (`PRAGMA wal_autocheckpoint`).
+///
+/// The background [`Store::checkpoint_wal`] copies frames without ever blocking a writer, but
+/// while commits keep coming it cannot start the WAL over (SQLite restarts the WAL only at a
+/// write that begins when every frame is already copied). So the WAL grows until this bound,
+/// where the committing connection checkpoints: by then the background checkpoints have copied
+/// all but the last [`crate::HostConfig::wal_checkpoint_ms`] of frames, so that commit copies
+/// only those instead of all 64 MiB, and the WAL then starts over. 64 MiB rather than
+/// SQLite's 4 MiB also writes each hot index page once per checkpoint rather than ~16 times.
+pub const WAL_BACKSTOP_PAGES: u32 = 16_384;
+
+/// What one [`Store::checkpoint_wal`] did (the three columns of `PRAGMA wal_checkpoint`,
+/// <https://sqlite.org/pragma.html#pragma_wal_checkpoint>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalCheckpoint {
+    /// Whether the checkpoint could not complete (a reader still uses older frames).
+    pub busy: bool,
+    /// Frames (pages) in the WAL.
+    pub wal_frames: i64,
+    /// Frames copied into the database file so far.
+    pub checkpointed_frames: i64,
+}
+
 /// The host database.
 #[derive(Clone)]
 pub struct Store {
@@ -98,12 +122,14 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             // Inserts land on random pages of the hash-keyed indexes: a 32 MiB page cache per
-            // connection and memory-mapped reads keep them from going through read(2). WAL
-            // checkpoints every 64 MiB instead of 4 MiB write each hot page once per
-            // checkpoint rather than ~16 times (host CPU per submission -18%).
+            // connection and memory-mapped reads keep them from going through read(2).
             .pragma("cache_size", "-32768")
             .pragma("mmap_size", "1073741824")
-            .pragma("wal_autocheckpoint", "16384");
+            // WAL checkpoints mostly run beside the writes (`Store::checkpoint_wal`, called by
+            // `run` every `HostConfig::wal_checkpoint_ms`): a checkpoint run by a commit holds
+            // up the sequential store stage, and so every answer, while it copies the WAL into
+            // the database file. See `WAL_BACKSTOP_PAGES` for what is left to commits.
+            .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string());
         let write_failed_at: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>> =
             Default::default();
         let stale = {
@@ -146,6 +172,26 @@ impl Store {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Copies the WAL's committed pages into the database file and fsyncs it, beside the
+    /// writers (`PRAGMA wal_checkpoint(PASSIVE)`: neither readers nor writers wait for it, and
+    /// it stops short of frames a reader still needs). Once every frame is copied, the next
+    /// write that begins before anything new is committed starts the WAL over (under steady
+    /// writes that rarely happens here: [`WAL_BACKSTOP_PAGES`] bounds the WAL).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] if SQLite fails (an I/O error, a full disk).
+    pub async fn checkpoint_wal(&self) -> Result<WalCheckpoint, StoreError> {
+        let (busy, wal_frames, checkpointed_frames): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(WalCheckpoint {
+            busy: busy != 0,
+            wal_frames,
+            checkpointed_frames,
+        })
     }
 
     /// Starts a write: dropped without [`WriteGuard::done`], it records a failure.
