@@ -2,6 +2,7 @@
 //! `leadgate_verifier::audit` for the checks and their names). Exit status 0 only if none
 //! fails.
 
+use leadgate_verifier::api::EpochList;
 use std::io::BufRead as _;
 use std::path::Path;
 
@@ -241,7 +242,7 @@ fn epochs(
     allowed: &[Vec<u8>],
     allow_debug: bool,
 ) -> Check {
-    let listed = match crate::http::get_json(http, &format!("{gateway}/v1/epochs")) {
+    let listed: EpochList = match crate::http::get_typed(http, &format!("{gateway}/v1/epochs")) {
         Ok(v) => v,
         Err(e) => {
             return Check::fail(
@@ -250,17 +251,8 @@ fn epochs(
             )
         }
     };
-    let Some(indexes) = listed["epochs"].as_array() else {
-        return Check::fail(
-            "log.epochs",
-            "the epoch index is not {\"epochs\": [index, …]}",
-        );
-    };
     let mut found = Vec::new();
-    for i in indexes {
-        let Some(i) = i.as_u64() else {
-            return Check::fail("log.epochs", format!("epoch index {i} is not a number"));
-        };
+    for i in listed.epochs {
         if i >= size {
             continue; // after the checkpoint: the next audit sees it
         }

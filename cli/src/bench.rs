@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
+use leadgate_verifier::api::{BatchAnswer, BatchResult};
 use leadgate_verifier::intake::seal_lead;
 use serde_json::json;
 
@@ -118,12 +119,14 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
                                 let _ = resp.body_mut().read_to_vec();
                                 1
                             } else {
-                                let v: serde_json::Value =
-                                    resp.body_mut().read_json().unwrap_or_default();
-                                let results = v["results"].as_array().cloned().unwrap_or_default();
+                                let results = resp
+                                    .body_mut()
+                                    .read_json::<BatchAnswer>()
+                                    .map(|a| a.results)
+                                    .unwrap_or_default();
                                 let ok = results
                                     .iter()
-                                    .filter(|r| r.get("verdict").is_some())
+                                    .filter(|r| matches!(r, BatchResult::Logged(_)))
                                     .count();
                                 errors.fetch_add(results.len() - ok, Ordering::Relaxed);
                                 ok

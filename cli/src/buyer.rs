@@ -8,17 +8,20 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
 use ed25519_dalek::SigningKey;
+use leadgate_verifier::api::{AuctionList, BidAnswer, ReleaseAnswer};
 use leadgate_verifier::auction::TokenAmount;
 use leadgate_verifier::bid::seal_bid;
 use leadgate_verifier::envelope::{keypair_from_seed, HpkeSecret};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::keys::EnclaveKeys;
-use leadgate_verifier::receipt::Receipt;
-use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
+use leadgate_verifier::release::ReleaseRequest;
 use rand_core::RngCore as _;
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 
-use crate::http::{agent, attest_gateway, error_code, get_json, now_ms, write_key_file, TrustArgs};
+use crate::http::{
+    agent, attest_gateway, error_code, get_typed, now_ms, write_key_file, TrustArgs,
+};
 use crate::verify::{checkpoint_covering, receipt_entry};
 
 /// A buyer's keys: Ed25519 (its id and signatures) and X25519 (HPKE, where won leads go).
@@ -100,9 +103,9 @@ pub fn auctions(a: AuctionsArgs) -> anyhow::Result<()> {
     if let Some(m) = a.min_score {
         url.push_str(&format!("&min_score={m}"));
     }
-    let v = get_json(&http, &url)?;
-    for auction in v["auctions"].as_array().into_iter().flatten() {
-        println!("{auction}");
+    let list: AuctionList = get_typed(&http, &url)?;
+    for auction in list.auctions {
+        println!("{}", serde_json::to_string(&auction)?);
     }
     Ok(())
 }
@@ -244,11 +247,12 @@ fn post_bid(
         let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
         match status {
             200..=299 => {
-                let receipt: Receipt = serde_json::from_value(v["receipt"].clone())?;
+                let answer = BidAnswer::deserialize(&v).context("not a bid answer")?;
+                let receipt = answer.receipt;
                 receipt
                     .verify(&keys.log_key, &keys.origin)
                     .map_err(|e| anyhow!("bid receipt: {}", e.code()))?;
-                if v["commitment"].as_str() != Some(hex::encode(commitment).as_str()) {
+                if answer.commitment != hex::encode(commitment) {
                     bail!("the gateway answered for another commitment");
                 }
                 return Ok(json!({
@@ -256,7 +260,7 @@ fn post_bid(
                     "buyer": buyer.id(),
                     "amount": amount,
                     "commitment": hex::encode(commitment),
-                    "index": v["index"],
+                    "index": answer.index,
                     "receipt": receipt,
                 }));
             }
@@ -295,7 +299,7 @@ pub fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
         (Some(l), Some(o), false, None) => vec![(l.clone(), o.clone())],
         (None, None, true, Some(dir)) => {
             std::fs::create_dir_all(dir)?;
-            let v = get_json(
+            let list: AuctionList = get_typed(
                 &http,
                 &format!(
                     "{}/v1/auctions?status=sold&winner={}&limit=1000",
@@ -303,12 +307,12 @@ pub fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
                     buyer.id()
                 ),
             )?;
-            v["auctions"]
-                .as_array()
+            list.auctions
                 .into_iter()
-                .flatten()
-                .filter_map(|x| x["auction_id"].as_str())
-                .map(|id| (id.to_owned(), dir.join(format!("{id}.json"))))
+                .map(|x| {
+                    let out = dir.join(format!("{}.json", x.auction_id));
+                    (x.auction_id, out)
+                })
                 .collect()
         }
         _ => bail!("give --lead ID --out FILE, or --won --out-dir DIR"),
@@ -327,9 +331,8 @@ pub fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
         if !(200..300).contains(&status) {
             bail!("lead {lead}: refused: {status} {}", error_code(&v));
         }
-        let receipt: Receipt = serde_json::from_value(v["receipt"].clone())?;
-        let env: ReleasedLead = serde_json::from_value(v["released"].clone())?;
-        released.push((lead, out, receipt, env));
+        let answer = ReleaseAnswer::deserialize(&v).context("not a release answer")?;
+        released.push((lead, out, answer.receipt, answer.released));
     }
     let max = released.iter().map(|r| r.2.index + 1).max().unwrap_or(0);
     let cp = checkpoint_covering(&http, &a.gateway, &keys, max)?;

@@ -1,5 +1,7 @@
 //! Blocking HTTP to a gateway (ureq) and the attestation check every command starts with.
 
+use leadgate_verifier::api::{AttestAnswer, ErrorBody};
+use serde::Deserialize as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -73,6 +75,18 @@ pub fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
     Ok(v)
 }
 
+/// GET `url` and read the answer as the API contract type `T` ([`leadgate_verifier::api`]).
+///
+/// # Errors
+/// Fetch failures, a non-2xx status, or an answer that is not a `T`.
+pub fn get_typed<T: serde::de::DeserializeOwned>(
+    agent: &ureq::Agent,
+    url: &str,
+) -> anyhow::Result<T> {
+    serde_json::from_value(get_json(agent, url)?)
+        .with_context(|| format!("GET {url}: the answer does not match the API contract"))
+}
+
 /// GET `url` as bytes.
 pub fn get_bytes(agent: &ureq::Agent, url: &str) -> anyhow::Result<Vec<u8>> {
     let mut resp = agent
@@ -85,13 +99,13 @@ pub fn get_bytes(agent: &ureq::Agent, url: &str) -> anyhow::Result<Vec<u8>> {
     Ok(resp.body_mut().with_config().limit(1 << 20).read_to_vec()?)
 }
 
-/// `code: message` of a gateway error body.
+/// `code: message` of a gateway error body ([`ErrorBody`]), or the body itself if it is not
+/// one (another server, or a code this build does not know).
 pub fn error_code(v: &Value) -> String {
-    format!(
-        "{}: {}",
-        v["error"]["code"].as_str().unwrap_or("unknown"),
-        v["error"]["message"].as_str().unwrap_or("")
-    )
+    match ErrorBody::deserialize(v) {
+        Ok(ErrorBody { error }) => format!("{}: {}", error.code.as_str(), error.message),
+        Err(_) => format!("unexpected answer {v}"),
+    }
 }
 
 /// Creates a secret key file (must not exist), mode 0600, holding `body` as one JSON line.
@@ -182,12 +196,9 @@ pub fn fetch_attestation(
             (status, v) => bail!("GET {url}: {status} {}", error_code(&v)),
         }
     };
+    let answer = AttestAnswer::deserialize(&v).context("attest: not an attestation answer")?;
     base64::engine::general_purpose::STANDARD
-        .decode(
-            v["document"]
-                .as_str()
-                .ok_or_else(|| anyhow!("attest: no document"))?,
-        )
+        .decode(answer.document)
         .context("attest: document is not base64")
 }
 

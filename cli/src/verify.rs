@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
+use leadgate_verifier::api::{AuctionDetail, ConsistencyProof, InclusionProof};
 use leadgate_verifier::attestation::{
     decode_document_input, verify_attestation, AttestationPolicy,
 };
@@ -18,7 +19,7 @@ use leadgate_verifier::receipt::{Receipt, VerifiedReceipt};
 use serde_json::{json, Value};
 
 use crate::http::{
-    agent, attest_gateway, check_trust, get_bytes, get_json, now_ms, root_der, TrustArgs,
+    agent, attest_gateway, check_trust, get_bytes, get_typed, now_ms, root_der, TrustArgs,
 };
 
 /// `verify attestation`.
@@ -118,14 +119,12 @@ fn fetch_checkpoint(
         .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))
 }
 
-/// The `proof` array of a gateway proof answer: 32-byte hex hashes.
-pub fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
-    v["proof"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no proof"))?
+/// The `proof` of a gateway proof answer: 32-byte hashes, hex.
+pub fn hashes(proof: &[String]) -> anyhow::Result<Vec<Hash>> {
+    proof
         .iter()
         .map(|h| {
-            let b = hex::decode(h.as_str().unwrap_or_default())?;
+            let b = hex::decode(h)?;
             b.try_into()
                 .map_err(|_| anyhow!("proof hash is not 32 bytes"))
         })
@@ -427,10 +426,11 @@ pub fn fetch_consistency(
     from: u64,
     to: u64,
 ) -> anyhow::Result<Vec<Hash>> {
-    hashes(&get_json(
+    let p: ConsistencyProof = get_typed(
         http,
         &format!("{gateway}/v1/proof/consistency?from={from}&to={to}"),
-    )?)
+    )?;
+    hashes(&p.proof)
 }
 
 /// `POST {gateway}/v1/checkpoint`: the enclave signs a checkpoint of the log as it is now;
@@ -462,12 +462,18 @@ pub fn included_entry(
         bail!("entry {index} is not in the checkpoint of size {size}");
     }
     let leaf = get_bytes(http, &format!("{gateway}/v1/entries/{index}"))?;
-    let p = get_json(
+    let p: InclusionProof = get_typed(
         http,
         &format!("{gateway}/v1/proof/inclusion?index={index}&size={size}"),
     )?;
-    merkle::verify_inclusion(&merkle::leaf_hash(&leaf), index, size, &hashes(&p)?, root)
-        .map_err(|e| anyhow!("entry {index} inclusion: {}", e.code()))?;
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(&leaf),
+        index,
+        size,
+        &hashes(&p.proof)?,
+        root,
+    )
+    .map_err(|e| anyhow!("entry {index} inclusion: {}", e.code()))?;
     let event = Event::from_leaf(&leaf).map_err(|e| anyhow!("entry {index}: {}", e.code()))?;
     Ok((event, leaf))
 }
@@ -583,13 +589,12 @@ fn check_auction(
     use leadgate_verifier::auction::{
         check_own_bid, commitments_root, verify_seed, OpenedBid, Outcome, TokenAmount,
     };
-    let a = get_json(http, &format!("{gateway}/v1/auctions/{id}"))?;
-    let close_index = a["close_index"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("not closed yet (status {})", a["status"]))?;
-    let open_index = a["open_index"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("no open index"))?;
+    let a: AuctionDetail = get_typed(http, &format!("{gateway}/v1/auctions/{id}"))?;
+    let close_index = a
+        .auction
+        .close_index
+        .ok_or_else(|| anyhow!("not closed yet (status {})", a.auction.status.as_str()))?;
+    let open_index = a.auction.open_index;
     let cp = checkpoint_covering(http, gateway, keys, close_index + 1)?;
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
     let Event::LeadAccepted(opened) = included_entry(http, gateway, open_index, size, &root)?.0
@@ -653,14 +658,8 @@ fn check_auction(
     verify_seed(&keys.log_key, &keys.origin, id, &seed).map_err(|e| anyhow!("{}", e.code()))?;
     // The considered set: the last bid.sealed of each buyer between open and close.
     let mut last: std::collections::BTreeMap<String, (u64, String)> = Default::default();
-    for b in a["bid_entries"].as_array().into_iter().flatten() {
-        let (Some(i), Some(buyer), Some(c)) = (
-            b["index"].as_u64(),
-            b["buyer"].as_str(),
-            b["commitment"].as_str(),
-        ) else {
-            bail!("malformed bid entry");
-        };
+    for b in &a.bid_entries {
+        let (i, buyer, c) = (b.index, b.buyer.as_str(), b.commitment.as_str());
         if i > open_index && i < close_index {
             let e = last.entry(buyer.to_owned()).or_insert((i, c.to_owned()));
             if i >= e.0 {

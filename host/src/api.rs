@@ -1,24 +1,9 @@
-//! The HTTP API (axum). Every error is `{"error": {"code", "message"}}` (see [`crate::error`]).
-//!
-//! | method and path | answer |
-//! |---|---|
-//! | `GET /attest?nonce=<hex>` | `{"document": base64 COSE_Sign1, "origin"}` |
-//! | `POST /v1/leads` | sealed lead in; `{verdict, reason, score, lead_id, index, receipt}` |
-//! | `POST /v1/leads/batch` | `{leads: [sealed lead]}` (≤ 256) in; `{results: [answer or {error}]}` |
-//! | `GET /v1/leads/{lead_id}` | the stored record |
-//! | `GET /v1/auctions?status=&industry=&region=&min_score=&winner=&limit=&offset=` | `{auctions: [auction]}`, soonest close first; `status` defaults to `open` (`all` for every status) |
-//! | `GET /v1/auctions/{id}` | the auction and `bids: [{index, buyer, commitment}]` (never amounts) |
-//! | `POST /v1/bids` | sealed bid in; `{auction_id, commitment, index, receipt}` |
-//! | `POST /v1/leads/{lead_id}/release` | signed release request in; `{lead_id, index, receipt, released}` (winner only) |
-//! | `GET /v1/checkpoint` | latest signed note, `text/plain` |
-//! | `GET /v1/anchors` | `{anchors: [{size, root, state, tx_hash, block_number, gas_used, attempts, last_error, signature}]}` |
-//! | `GET /v1/epochs` | `{epochs: [index, …]}`: the leaf index of every `log.epoch`, ascending |
-//! | `POST /v1/checkpoint` | sign one now, `text/plain` |
-//! | `GET /v1/entries/{index}` | leaf bytes (canonical JSON) |
-//! | `GET /v1/proof/inclusion?index=&size=` | `{index, size, proof: [hex]}` |
-//! | `GET /v1/proof/consistency?from=&to=` | `{from, to, proof: [hex]}` |
-//! | `GET /healthz` | `{status, size, enclave, reason}` (`reason` names the fault when degraded) |
-//! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
+//! The HTTP API (axum). Every answer body is a type of [`leadgate_verifier::api`], the
+//! contract the `leadgate` CLI reads with; every error is `{"error": {"code", "message"}}`
+//! (see [`crate::error`]). Each handler carries its `#[utoipa::path]` (method, path,
+//! parameters, bodies), from which [`ApiDoc`] builds the OpenAPI 3.1 document served at
+//! `GET /openapi.json` and committed as `docs/openapi.json`; `host/tests/openapi.rs` checks it
+//! against that copy, the README's endpoint table and the routes below.
 
 use leadgate_verifier::ErrorCode;
 use std::sync::Arc;
@@ -31,12 +16,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use leadgate_protocol::{BidOutcome, SubmitOutcome};
+use leadgate_verifier::api::{
+    AnchorList, AttestAnswer, AuctionDetail, AuctionList, BatchAnswer, BatchRequest, BatchResult,
+    BidAnswer, BidEntry, ConsistencyProof, EpochList, ErrorBody, ErrorDetail, Health, HealthStatus,
+    InclusionProof, LeadRecord, ReleaseAnswer, SubmitAnswer, Verdict,
+};
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::merkle;
 use leadgate_verifier::release::ReleaseRequest;
 use serde::Deserialize;
-use serde_json::{json, Value};
+#[allow(unused_imports)] // named by the `#[utoipa::path]` annotations only
+use serde_json::Value as Object;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -88,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/proof/consistency", get(consistency))
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
+        .route("/openapi.json", get(get_openapi))
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,
@@ -96,8 +88,52 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The OpenAPI 3.1 document of this API: the paths from the handlers' `#[utoipa::path]`
+/// annotations, the schemas from the contract types of [`leadgate_verifier::api`]. Served at
+/// `GET /openapi.json` and committed as `docs/openapi.json` (a test keeps the two, and the
+/// README's endpoint table, in step).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "leadgate gateway",
+        description = "The untrusted host's HTTP API. Formats inside the fields (signed texts, AADs, encodings): docs/PROTOCOL.md. Every error is an ErrorBody whose code fixes the status."
+    ),
+    paths(
+        attest, post_lead, post_leads_batch, get_lead, post_release, list_auctions, get_auction,
+        post_bid, get_checkpoint, post_checkpoint, get_anchors, get_epochs, get_entry, inclusion,
+        consistency, healthz, get_metrics, get_openapi
+    ),
+    tags(
+        (name = "attestation", description = "Trusting the enclave"),
+        (name = "seller", description = "Submitting leads"),
+        (name = "buyer", description = "Auctions, bids and releases"),
+        (name = "auditor", description = "The log, its proofs, checkpoints and anchors"),
+        (name = "operator", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as pretty JSON (what `GET /openapi.json` serves).
+pub fn openapi_json() -> String {
+    let mut json = <ApiDoc as utoipa::OpenApi>::openapi()
+        .to_pretty_json()
+        .unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operator",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)))]
+async fn get_openapi() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(openapi_json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
+}
+
 /// `GET /metrics`: the gauges are read now (queue depths, log size, link state, checkpoint
 /// age, anchor lag), the counters and histograms kept as requests pass.
+#[utoipa::path(get, path = "/metrics", tag = "operator",
+    responses((status = 200, description = "Prometheus / OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Response> {
     let m = &s.metrics;
     let depth = |max: usize, free: usize| max.saturating_sub(free) as i64;
@@ -134,10 +170,13 @@ struct AttestQuery {
     nonce: Option<String>,
 }
 
+#[utoipa::path(get, path = "/attest", tag = "attestation",
+    params(("nonce" = Option<String>, Query, description = "1 to 512 bytes, hex: echoed in the document")),
+    responses((status = 200, description = "An attestation document binding the enclave's keys", body = AttestAnswer), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn attest(
     State(s): State<Arc<AppState>>,
     q: Result<Query<AttestQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<AttestAnswer>> {
     let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let nonce = match q.nonce {
         Some(h) => {
@@ -160,10 +199,10 @@ async fn attest(
         .await
         .map(|i| i.keys.origin)
         .unwrap_or_default();
-    Ok(Json(json!({
-        "document": base64::engine::general_purpose::STANDARD.encode(doc),
-        "origin": origin,
-    })))
+    Ok(Json(AttestAnswer {
+        document: base64::engine::general_purpose::STANDARD.encode(doc),
+        origin,
+    }))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
@@ -292,7 +331,7 @@ struct Pending {
 
 /// Waits for a queued lead's outcome: the JSON answer for one lead. Releases the seller's
 /// reservation unless the enclave logged the lead.
-async fn settle(s: &AppState, pending: Pending) -> AppResult<Value> {
+async fn settle(s: &AppState, pending: Pending) -> AppResult<SubmitAnswer> {
     let outcome = match pending.rx.await {
         Ok(Ok(SubmitOutcome::Logged {
             lead_id,
@@ -302,14 +341,18 @@ async fn settle(s: &AppState, pending: Pending) -> AppResult<Value> {
             appended,
             ..
         })) => {
-            return Ok(json!({
-                "verdict": if accepted { "accepted" } else { "rejected" },
-                "reason": reason,
-                "score": score,
-                "lead_id": lead_id,
-                "index": appended.index,
-                "receipt": appended.receipt,
-            }))
+            return Ok(SubmitAnswer {
+                verdict: if accepted {
+                    Verdict::Accepted
+                } else {
+                    Verdict::Rejected
+                },
+                reason,
+                score,
+                lead_id,
+                index: appended.index,
+                receipt: appended.receipt,
+            })
         }
         Ok(Ok(SubmitOutcome::Refused(e))) => ApiError::from(e),
         Ok(Err(e)) => e,
@@ -330,11 +373,13 @@ async fn origin(s: &AppState) -> AppResult<String> {
         .ok_or_else(|| ApiError::new(ErrorCode::EnclaveNotReady, "enclave is starting"))
 }
 
+#[utoipa::path(post, path = "/v1/leads", tag = "seller", request_body = SealedLead,
+    responses((status = 200, description = "The verdict and its receipt (the same request again: the same answer)", body = SubmitAnswer), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn post_lead(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<SubmitAnswer>> {
     let (bytes, _budget) = read_body(&s, &headers, body, s.max_body_bytes).await?;
     let lead: SealedLead = parse_json(&bytes)?;
     origin(&s).await?;
@@ -345,23 +390,19 @@ async fn post_lead(
 /// Most leads in one `POST /v1/leads/batch`.
 pub const MAX_LEADS_PER_BATCH_REQUEST: usize = 256;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchBody {
-    leads: Vec<SealedLead>,
-}
-
 /// `POST /v1/leads/batch`: `{"leads": [sealed lead, …]}` (at most 256). Answers
 /// `{"results": [...]}` in request order, each the single-lead answer or `{"error": …}`.
 /// Leads are queued in order, so a later lead never overtakes an earlier one.
+#[utoipa::path(post, path = "/v1/leads/batch", tag = "seller", request_body = BatchRequest,
+    responses((status = 200, description = "One result per lead, in request order", body = BatchAnswer), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn post_leads_batch(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<BatchAnswer>> {
     let limit = s.max_body_bytes.saturating_mul(MAX_LEADS_PER_BATCH_REQUEST);
     let (bytes, _budget) = read_body(&s, &headers, body, limit).await?;
-    let batch: BatchBody = parse_json(&bytes)?;
+    let batch: BatchRequest = parse_json(&bytes)?;
     if batch.leads.is_empty() || batch.leads.len() > MAX_LEADS_PER_BATCH_REQUEST {
         return Err(ApiError::new(
             ErrorCode::RequestBatchSize,
@@ -380,17 +421,26 @@ async fn post_leads_batch(
             Ok(p) => settle(&s, p).await,
             Err(e) => Err(e),
         };
-        results.push(
-            r.unwrap_or_else(|e| json!({ "error": { "code": e.code, "message": e.message } })),
-        );
+        results.push(match r {
+            Ok(answer) => BatchResult::Logged(answer),
+            Err(e) => BatchResult::Error(ErrorBody {
+                error: ErrorDetail {
+                    code: e.code,
+                    message: e.message,
+                },
+            }),
+        });
     }
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(BatchAnswer { results }))
 }
 
+#[utoipa::path(get, path = "/v1/leads/{lead_id}", tag = "seller",
+    params(("lead_id" = String, Path, description = "32 hex digits, either case")),
+    responses((status = 200, description = "The stored verdict and receipt", body = LeadRecord), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn get_lead(
     State(s): State<Arc<AppState>>,
     Path(lead_id): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<LeadRecord>> {
     let lead_id = parse_id(&lead_id)?;
     let rec = s
         .gateway
@@ -399,9 +449,7 @@ async fn get_lead(
         .await
         .map_err(db)?
         .ok_or_else(|| ApiError::new(ErrorCode::LeadUnknown, "no such lead"))?;
-    Ok(Json(
-        serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?,
-    ))
+    Ok(Json(rec))
 }
 
 #[derive(Deserialize)]
@@ -419,10 +467,21 @@ struct AuctionQuery {
 /// Most auctions in one page.
 pub const MAX_AUCTIONS_PAGE: u32 = 1_000;
 
+#[utoipa::path(get, path = "/v1/auctions", tag = "buyer",
+    params(
+        ("status" = Option<String>, Query, description = "open (default), sold, unsold or all"),
+        ("industry" = Option<String>, Query, description = "Exact listing industry"),
+        ("region" = Option<String>, Query, description = "Exact listing region"),
+        ("min_score" = Option<u8>, Query, description = "Lowest score, 0 to 100"),
+        ("winner" = Option<String>, Query, description = "Winning buyer id, 64 hex digits"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1,000 (default 100)"),
+        ("offset" = Option<u32>, Query, description = "Auctions to skip"),
+    ),
+    responses((status = 200, description = "A page of auctions, soonest close first", body = AuctionList), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn list_auctions(
     State(s): State<Arc<AppState>>,
     q: Result<Query<AuctionQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<AuctionList>> {
     let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let status = match q.status.as_deref() {
         None | Some("open") => Some("open".to_owned()),
@@ -445,13 +504,16 @@ async fn list_auctions(
         offset: q.offset.unwrap_or(0),
     };
     let auctions = s.gateway.store.auctions(&filter).await.map_err(db)?;
-    Ok(Json(json!({ "auctions": auctions })))
+    Ok(Json(AuctionList { auctions }))
 }
 
+#[utoipa::path(get, path = "/v1/auctions/{id}", tag = "buyer",
+    params(("id" = String, Path, description = "Auction (lead) id, 32 hex digits")),
+    responses((status = 200, description = "The auction and its bid entries (never amounts)", body = AuctionDetail), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn get_auction(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<AuctionDetail>> {
     let id = parse_id(&id)?;
     let (rec, bids) = s
         .gateway
@@ -460,21 +522,28 @@ async fn get_auction(
         .await
         .map_err(db)?
         .ok_or_else(|| ApiError::new(ErrorCode::AuctionUnknown, "no such auction"))?;
-    let mut v = serde_json::to_value(rec).map_err(|e| ApiError::internal("encode", e))?;
-    v["bid_entries"] = bids
-        .into_iter()
-        .map(|(index, buyer, commitment)| json!({"index": index, "buyer": buyer, "commitment": commitment}))
-        .collect();
-    Ok(Json(v))
+    Ok(Json(AuctionDetail {
+        auction: rec,
+        bid_entries: bids
+            .into_iter()
+            .map(|(index, buyer, commitment)| BidEntry {
+                index,
+                buyer,
+                commitment,
+            })
+            .collect(),
+    }))
 }
 
 /// `POST /v1/bids`: a sealed bid. The host checks only its encoding; the enclave checks the
 /// signature, opens it, and decides.
+#[utoipa::path(post, path = "/v1/bids", tag = "buyer", request_body = SealedBid,
+    responses((status = 200, description = "The bid's commitment and receipt (the same bid again: the same answer)", body = BidAnswer), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn post_bid(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<BidAnswer>> {
     let (bytes, _budget) = read_body(&s, &headers, body, s.max_body_bytes).await?;
     let bid: SealedBid = parse_json(&bytes)?;
     bid.decode()
@@ -490,12 +559,12 @@ async fn post_bid(
             auction_id,
             commitment,
             appended,
-        })) => Ok(Json(json!({
-            "auction_id": auction_id,
-            "commitment": hex::encode(commitment),
-            "index": appended.index,
-            "receipt": appended.receipt,
-        }))),
+        })) => Ok(Json(BidAnswer {
+            auction_id,
+            commitment: hex::encode(commitment),
+            index: appended.index,
+            receipt: appended.receipt,
+        })),
         Ok(Ok(BidOutcome::Refused(e))) => Err(ApiError::from(e)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(ApiError::new(
@@ -507,12 +576,15 @@ async fn post_bid(
 
 /// `POST /v1/leads/{lead_id}/release`: a buyer's signed request; only the winner gets the lead
 /// (sealed to its HPKE key).
+#[utoipa::path(post, path = "/v1/leads/{lead_id}/release", tag = "buyer", request_body = ReleaseRequest,
+    params(("lead_id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "The lead sealed to the winner, and the receipt of its lead.released", body = ReleaseAnswer), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn post_release(
     State(s): State<Arc<AppState>>,
     Path(lead_id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ReleaseAnswer>> {
     let lead_id = parse_id(&lead_id)?;
     let (bytes, _budget) = read_body(&s, &headers, body, s.max_body_bytes).await?;
     let req: ReleaseRequest = parse_json(&bytes)?;
@@ -524,12 +596,12 @@ async fn post_release(
     }
     origin(&s).await?;
     let (released, appended) = s.gateway.release(req).await?;
-    Ok(Json(json!({
-        "lead_id": lead_id,
-        "index": appended.index,
-        "receipt": appended.receipt,
-        "released": released,
-    })))
+    Ok(Json(ReleaseAnswer {
+        lead_id,
+        index: appended.index,
+        receipt: appended.receipt,
+        released,
+    }))
 }
 
 fn note_response(note: Vec<u8>) -> Response {
@@ -538,20 +610,26 @@ fn note_response(note: Vec<u8>) -> Response {
 
 /// The host's anchoring record (what it sent, what is mined); auditors check the chain itself
 /// with `leadgate verify anchor`.
-async fn get_anchors(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/anchors", tag = "auditor",
+    responses((status = 200, description = "Every anchor the host has recorded", body = AnchorList), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
+async fn get_anchors(State(s): State<Arc<AppState>>) -> AppResult<Json<AnchorList>> {
     let anchors = s.gateway.store.anchors().await.map_err(db)?;
-    Ok(Json(json!({ "anchors": anchors })))
+    Ok(Json(AnchorList { anchors }))
 }
 
 /// `GET /v1/epochs`: `{"epochs": [index, …]}`, the leaf index of every `log.epoch` entry in
 /// ascending order. An index only: auditors fetch each entry with its inclusion proof
 /// (`/v1/entries/{index}`, `/v1/proof/inclusion`) and check the epochs are numbered 1, 2, …
 /// with none missing, so an omitted epoch shows.
-async fn get_epochs(State(s): State<Arc<AppState>>) -> AppResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/epochs", tag = "auditor",
+    responses((status = 200, description = "The leaf index of every log.epoch, ascending", body = EpochList), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
+async fn get_epochs(State(s): State<Arc<AppState>>) -> AppResult<Json<EpochList>> {
     let epochs = s.gateway.store.epoch_indexes().await.map_err(db)?;
-    Ok(Json(json!({ "epochs": epochs })))
+    Ok(Json(EpochList { epochs }))
 }
 
+#[utoipa::path(get, path = "/v1/checkpoint", tag = "auditor",
+    responses((status = 200, description = "The latest checkpoint, a C2SP signed note", content_type = "text/plain", body = String), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
     let note = s
         .gateway
@@ -563,6 +641,8 @@ async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
     Ok(note_response(note))
 }
 
+#[utoipa::path(post, path = "/v1/checkpoint", tag = "auditor",
+    responses((status = 200, description = "A checkpoint signed now, a C2SP signed note", content_type = "text/plain", body = String), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn post_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
     let note = s
         .gateway
@@ -581,6 +661,9 @@ fn parse_u64(s: &str, what: &str) -> AppResult<u64> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/entries/{index}", tag = "auditor",
+    params(("index" = u64, Path, description = "Leaf index, decimal")),
+    responses((status = 200, description = "The leaf: one event in RFC 8785 canonical JSON", content_type = "application/json", body = Object), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn get_entry(
     State(s): State<Arc<AppState>>,
     Path(index): Path<String>,
@@ -621,16 +704,17 @@ async fn proof_hex(
     Ok(proof.iter().map(hex::encode).collect())
 }
 
+#[utoipa::path(get, path = "/v1/proof/inclusion", tag = "auditor",
+    params(("index" = u64, Query, description = "Leaf index"), ("size" = u64, Query, description = "Tree size, at most the stored size")),
+    responses((status = 200, description = "RFC 9162 inclusion proof", body = InclusionProof), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn inclusion(
     State(s): State<Arc<AppState>>,
     q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<InclusionProof>> {
     let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let (index, size) = (parse_u64(&q.index, "index")?, parse_u64(&q.size, "size")?);
     let proof = proof_hex(&s, size, |st| merkle::inclusion_proof(st, index, size)).await?;
-    Ok(Json(
-        json!({ "index": index, "size": size, "proof": proof }),
-    ))
+    Ok(Json(InclusionProof { index, size, proof }))
 }
 
 #[derive(Deserialize)]
@@ -639,25 +723,34 @@ struct ConsistencyQuery {
     to: String,
 }
 
+#[utoipa::path(get, path = "/v1/proof/consistency", tag = "auditor",
+    params(("from" = u64, Query, description = "Older tree size"), ("to" = u64, Query, description = "Newer tree size, at most the stored size")),
+    responses((status = 200, description = "RFC 9162 consistency proof", body = ConsistencyProof), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn consistency(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ConsistencyProof>> {
     let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let (from, to) = (parse_u64(&q.from, "from")?, parse_u64(&q.to, "to")?);
     let proof = proof_hex(&s, to, |st| merkle::consistency_proof(st, from, to)).await?;
-    Ok(Json(json!({ "from": from, "to": to, "proof": proof })))
+    Ok(Json(ConsistencyProof { from, to, proof }))
 }
 
 /// `{status: "ok" | "degraded", size, enclave, reason}`: `size` is the stored log size as of
 /// the last commit, `reason` says why when degraded. Takes no lock and reads no database, so
 /// it answers while the gateway is busy or its storage is failing.
-async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {
+#[utoipa::path(get, path = "/healthz", tag = "operator",
+    responses((status = 200, description = "Whether the gateway serves; answers without locks or database reads", body = Health)))]
+async fn healthz(State(s): State<Arc<AppState>>) -> Json<Health> {
     let (up, reason) = s.gateway.health();
-    Json(json!({
-        "status": if up { "ok" } else { "degraded" },
-        "size": s.gateway.stored_size(),
-        "enclave": up,
-        "reason": reason,
-    }))
+    Json(Health {
+        status: if up {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        },
+        size: s.gateway.stored_size(),
+        enclave: up,
+        reason,
+    })
 }

@@ -51,6 +51,25 @@ impl TokenAmount {
     }
 }
 
+/// A JSON integer from 0 to [`MAX_AMOUNT`].
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TokenAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(MAX_AMOUNT))
+            .description(Some(
+                "Amount in the settlement token's smallest unit (USDC: 6 decimals), 0 to 2^53 - 1",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TokenAmount {}
+
 impl TryFrom<u64> for TokenAmount {
     type Error = AuctionError;
     fn try_from(units: u64) -> Result<Self, AuctionError> {
@@ -65,6 +84,7 @@ impl From<TokenAmount> for u64 {
 }
 
 /// How the winner's price is set.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pricing {

@@ -72,6 +72,7 @@ pub struct BidPlaintext {
 }
 
 /// A sealed, signed bid as posted to `POST /v1/bids` (JSON).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealedBid {

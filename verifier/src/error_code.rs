@@ -9,6 +9,24 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// A string, one of [`ErrorCode::ALL`].
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .description(Some(
+                "Stable error code (area.condition); its HTTP status is in docs/PROTOCOL.md",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
+
 macro_rules! error_codes {
     ($( $(#[doc = $doc:literal])* $variant:ident = $code:literal => $status:literal, )*) => {
         /// A stable error code. See the module documentation.

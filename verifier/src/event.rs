@@ -46,6 +46,7 @@ impl EventError {
 
 /// The redacted, public part of a lead: what buyers see before they win it. Free-text fields are
 /// the seller's own words about the company and role, capped at [`MAX_LISTING_FIELD`] chars.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listing {

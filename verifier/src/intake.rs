@@ -52,6 +52,7 @@ impl SubmissionError {
 }
 
 /// A sealed, signed lead as posted to `POST /v1/leads` (JSON).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealedLead {
@@ -72,6 +73,7 @@ pub struct SealedLead {
 
 /// Auction terms a seller asks for in its signed submission. Absent fields take the enclave's
 /// configured defaults; the enclave refuses values outside its bounds (`submission.bad_terms`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuctionRequest {

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod anchor;
+pub mod api;
 pub mod attestation;
 pub mod auction;
 pub mod audit;

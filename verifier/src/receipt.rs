@@ -46,6 +46,7 @@ impl ReceiptError {
 }
 
 /// A receipt as JSON: hashes in lowercase hex, signature in base64.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {

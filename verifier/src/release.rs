@@ -47,6 +47,7 @@ impl ReleaseError {
 }
 
 /// A buyer's signed request for a won lead (`POST /v1/leads/{lead_id}/release`, JSON).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
@@ -114,6 +115,7 @@ impl ReleaseRequest {
 }
 
 /// A lead sealed to its winner (JSON in the release answer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleasedLead {

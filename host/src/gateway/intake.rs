@@ -41,7 +41,7 @@ pub struct SentBatch {
 fn original_answer(rec: &LeadRecord) -> SubmitOutcome {
     SubmitOutcome::Logged {
         lead_id: rec.lead_id.clone(),
-        accepted: rec.verdict == "accepted",
+        accepted: rec.verdict == leadgate_verifier::api::Verdict::Accepted,
         reason: rec.reason.clone(),
         score: rec.score,
         email_tag: None,

@@ -3,7 +3,25 @@
 use leadgate_verifier::merkle::Hash;
 use sqlx::Row as _;
 
+use leadgate_verifier::api::AnchorState;
+
 use super::{bad_column, Store, StoreError};
+
+/// The `state` column.
+fn anchor_state(s: &str) -> Result<AnchorState, sqlx::Error> {
+    Ok(match s {
+        "pending" => AnchorState::Pending,
+        "sent" => AnchorState::Sent,
+        "anchored" => AnchorState::Anchored,
+        "superseded" => AnchorState::Superseded,
+        "conflict" => AnchorState::Conflict,
+        other => {
+            return Err(sqlx::Error::Decode(
+                format!("anchor state {other:?}").into(),
+            ))
+        }
+    })
+}
 
 /// A checkpoint still to anchor.
 #[derive(Debug, Clone)]
@@ -18,28 +36,7 @@ pub struct AnchorRecord {
     pub tx_hash: Option<[u8; 32]>,
 }
 
-/// An anchor's public status, as `GET /v1/anchors` serves it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AnchorStatus {
-    /// Tree size.
-    pub size: u64,
-    /// Root hash, hex.
-    pub root: String,
-    /// `pending`, `sent`, `anchored`, `superseded` or `conflict`.
-    pub state: String,
-    /// `0x`-prefixed transaction hash, once sent.
-    pub tx_hash: Option<String>,
-    /// Block of the anchoring transaction.
-    pub block_number: Option<u64>,
-    /// Gas the anchoring transaction used.
-    pub gas_used: Option<u64>,
-    /// Failed attempts so far.
-    pub attempts: u64,
-    /// The last failure (RPC or revert text).
-    pub last_error: Option<String>,
-    /// The enclave's 65-byte EIP-712 signature, hex: anyone may submit the anchor with it.
-    pub signature: String,
-}
+pub use leadgate_verifier::api::AnchorStatus;
 
 /// An anchor row as stored.
 #[derive(sqlx::FromRow)]
@@ -159,18 +156,20 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| AnchorStatus {
-                size: r.size as u64,
-                root: hex::encode(r.root),
-                state: r.state,
-                tx_hash: r.tx_hash.map(|t| format!("0x{}", hex::encode(t))),
-                block_number: r.block_number.map(|b| b as u64),
-                gas_used: r.gas_used.map(|g| g as u64),
-                attempts: r.attempts as u64,
-                last_error: r.last_error,
-                signature: hex::encode(r.signature),
+            .map(|r| {
+                Ok(AnchorStatus {
+                    size: r.size as u64,
+                    root: hex::encode(r.root),
+                    state: anchor_state(&r.state)?,
+                    tx_hash: r.tx_hash.map(|t| format!("0x{}", hex::encode(t))),
+                    block_number: r.block_number.map(|b| b as u64),
+                    gas_used: r.gas_used.map(|g| g as u64),
+                    attempts: r.attempts as u64,
+                    last_error: r.last_error,
+                    signature: hex::encode(r.signature),
+                })
             })
-            .collect())
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     /// When the latest checkpoint was stored (Unix ms), if any, and the largest anchored

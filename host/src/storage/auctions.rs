@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use leadgate_protocol::WireAppended;
+use leadgate_verifier::api::AuctionStatus;
+use leadgate_verifier::auction::TokenAmount;
 use leadgate_verifier::receipt::Receipt;
 use sqlx::{FromRow as _, Row as _};
 
@@ -42,34 +44,7 @@ pub struct AuctionFilter {
     pub offset: u32,
 }
 
-/// An auction as served: every field comes from public log events.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuctionRecord {
-    /// Auction (lead) id.
-    pub auction_id: String,
-    /// Leaf index of its `lead.accepted`.
-    pub open_index: u64,
-    /// The redacted listing.
-    pub listing: serde_json::Value,
-    /// Score 0–100.
-    pub score: u8,
-    /// Reserve, smallest token units.
-    pub reserve: u64,
-    /// Close time, Unix ms (enclave clock).
-    pub closes_at: u64,
-    /// `first_price` or `second_price`.
-    pub pricing: String,
-    /// `open`, `sold` or `unsold`.
-    pub status: String,
-    /// Leaf index of its `auction.closed` / `auction.unsold`.
-    pub close_index: Option<u64>,
-    /// Winning buyer id.
-    pub winner: Option<String>,
-    /// The winner's price, smallest token units.
-    pub price: Option<u64>,
-    /// Bids considered at close.
-    pub bids: Option<u64>,
-}
+pub use leadgate_verifier::api::Auction as AuctionRecord;
 
 const AUCTION_COLUMNS: &str = "auction_id, open_idx, listing, score, reserve, closes_at, pricing, \
     status, close_idx, winner, price, bids";
@@ -94,18 +69,21 @@ struct AuctionRow {
 
 fn auction_record(row: &sqlx::sqlite::SqliteRow) -> Result<AuctionRecord, sqlx::Error> {
     let r = AuctionRow::from_row(row)?;
+    let decode = |what: &str| sqlx::Error::Decode(format!("auction {what}").into());
+    let amount = |v: i64| TokenAmount::new(v as u64).map_err(|_| decode("amount"));
     Ok(AuctionRecord {
         auction_id: r.auction_id,
         open_index: r.open_idx as u64,
-        listing: r.listing,
+        listing: serde_json::from_value(r.listing).map_err(|_| decode("listing"))?,
         score: r.score as u8,
-        reserve: r.reserve as u64,
+        reserve: amount(r.reserve)?,
         closes_at: r.closes_at as u64,
-        pricing: r.pricing,
-        status: r.status,
+        pricing: serde_json::from_value(serde_json::Value::String(r.pricing))
+            .map_err(|_| decode("pricing"))?,
+        status: AuctionStatus::from_name(&r.status).ok_or_else(|| decode("status"))?,
         close_index: r.close_idx.map(|v| v as u64),
         winner: r.winner,
-        price: r.price.map(|v| v as u64),
+        price: r.price.map(amount).transpose()?,
         bids: r.bids.map(|v| v as u64),
     })
 }

@@ -3,29 +3,13 @@
 use std::collections::HashMap;
 
 use leadgate_protocol::SubmitOutcome;
+use leadgate_verifier::api::Verdict;
 use leadgate_verifier::receipt::Receipt;
 use sqlx::{FromRow as _, Row as _};
 
 use super::{Store, StoreError};
 
-/// A stored lead's public record.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LeadRecord {
-    /// Lead id.
-    pub lead_id: String,
-    /// Seller public key, hex.
-    pub seller: String,
-    /// `accepted` or `rejected`.
-    pub verdict: String,
-    /// Rejection reason.
-    pub reason: Option<String>,
-    /// Score, for accepted leads.
-    pub score: Option<u8>,
-    /// Leaf index.
-    pub index: u64,
-    /// The signed receipt.
-    pub receipt: Receipt,
-}
+pub use leadgate_verifier::api::LeadRecord;
 
 /// A submission to store with its outcome.
 pub struct StoredSubmission<'a> {
@@ -58,7 +42,11 @@ fn lead_record(row: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord, sqlx::Error>
     Ok(LeadRecord {
         lead_id: r.lead_id,
         seller: r.seller,
-        verdict: if r.accepted { "accepted" } else { "rejected" }.into(),
+        verdict: if r.accepted {
+            Verdict::Accepted
+        } else {
+            Verdict::Rejected
+        },
         reason: r.reason,
         score: r.score.map(|s| s as u8),
         index: r.idx as u64,

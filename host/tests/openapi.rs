@@ -1,0 +1,158 @@
+//! The OpenAPI document (`GET /openapi.json`) against what it describes: the committed copy
+//! (`docs/openapi.json`), the README's endpoint table, and the routes the host really serves.
+//!
+//! `LEADGATE_WRITE_OPENAPI=1 cargo test -p leadgate-host --test openapi` rewrites the
+//! committed copy (review the diff: it is an API change).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use leadgate_host::HostConfig;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every (method, path) the document describes.
+fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            out.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let generated = leadgate_host::api::openapi_json();
+    let path = root().join("docs/openapi.json");
+    if std::env::var_os("LEADGATE_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(committed, generated, "docs/openapi.json is stale");
+    let doc: Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // The contract types are all there, with their fields.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "SealedLead",
+        "SubmitAnswer",
+        "BatchAnswer",
+        "ErrorBody",
+        "Receipt",
+        "SealedBid",
+        "BidAnswer",
+        "ReleaseRequest",
+        "ReleaseAnswer",
+        "AuctionDetail",
+        "Health",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap();
+    assert_eq!(codes.len(), leadgate_verifier::ErrorCode::ALL.len());
+}
+
+#[test]
+fn the_readme_table_lists_exactly_the_documented_endpoints() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("## HTTP API (host)").expect("HTTP API section");
+    let section = &readme[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    let mut listed = BTreeSet::new();
+    for line in section[..end].lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split(" | ").next().unwrap_or_default();
+        for cell in first.split('`').skip(1).step_by(2) {
+            let (method, path) = cell.split_once(' ').expect("METHOD /path");
+            let path = path.split('?').next().unwrap_or(path);
+            listed.insert((method.to_owned(), path.to_owned()));
+        }
+    }
+    let doc: Value = serde_json::from_str(&leadgate_host::api::openapi_json()).unwrap();
+    assert_eq!(listed, documented(&doc), "README table vs OpenAPI paths");
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+async fn request(addr: &str, method: &str, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = if method == "POST" { "{}" } else { "" };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The `error.code` of an error body, if the body is one.
+fn error_code(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    v["error"]["code"].as_str().map(str::to_owned)
+}
+
+/// Every documented path is routed (none falls through to `request.not_found`), and the
+/// served document is the generated one. The host runs in process with no enclave (every
+/// answer that needs one is 503), which is enough to see the router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_path_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let enclave = nowhere.local_addr().unwrap().to_string();
+    drop(nowhere);
+    let config = HostConfig::new(enclave.parse().unwrap(), dir.path().join("host.db"));
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap().to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn(leadgate_host::run(config, http, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let (status, served) = request(&addr, "GET", "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(served, leadgate_host::api::openapi_json());
+    let doc: Value = serde_json::from_str(&served).unwrap();
+    let zeros = "0".repeat(32);
+    for (method, path) in documented(&doc) {
+        let concrete = path
+            .replace("{lead_id}", &zeros)
+            .replace("{id}", &zeros)
+            .replace("{index}", "0");
+        let (status, body) = request(&addr, &method, &concrete).await;
+        assert!(
+            error_code(&body).as_deref() != Some("request.not_found"),
+            "{method} {path} is documented but not routed ({status} {body})"
+        );
+    }
+    // And the fallback does answer request.not_found, so the check above can fail.
+    let (status, body) = request(&addr, "GET", "/v1/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body).as_deref(), Some("request.not_found"));
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), host)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
