@@ -77,6 +77,8 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
     // (index, sent since start, latency, ok) of every request, for --latencies.
     let timings: Mutex<Vec<(usize, Duration, Duration, bool)>> = Mutex::new(Vec::new());
     let latencies = Mutex::new(Vec::with_capacity(bodies.len()));
+    // The first failure, reported with the summary (what kind of error the errors are).
+    let first_error: Mutex<Option<String>> = Mutex::new(None);
     let (next, accepted, errors) = (
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -134,8 +136,18 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
                             accepted.fetch_add(ok, Ordering::Relaxed);
                             local.push(t.elapsed());
                         }
-                        _ => {
+                        other => {
                             errors.fetch_add(1, Ordering::Relaxed);
+                            let what = match other {
+                                Ok(mut resp) => format!(
+                                    "HTTP {}: {}",
+                                    resp.status().as_u16(),
+                                    resp.body_mut().read_to_string().unwrap_or_default()
+                                ),
+                                Err(e) => e.to_string(),
+                            };
+                            let mut first = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                            first.get_or_insert(what);
                         }
                     }
                 }
@@ -151,6 +163,9 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
         }
     });
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(e) = first_error.into_inner().unwrap_or_default() {
+        eprintln!("first error: {e}");
+    }
     if let Some(path) = &a.latencies {
         let mut t = timings.into_inner().unwrap_or_default();
         t.sort_by_key(|x| x.0);
