@@ -26,8 +26,6 @@ use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::merkle;
 use leadgate_verifier::release::ReleaseRequest;
 use serde::Deserialize;
-#[allow(unused_imports)] // named by the `#[utoipa::path]` annotations only
-use serde_json::Value as Object;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;

@@ -10,6 +10,8 @@
 //!   from the enclave's journal), and the same request then gets the entry the enclave
 //!   logged, stored, with a receipt over the stored leaf.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,31 +25,12 @@ use leadgate_verifier::api::{ErrorBody, Health, HealthStatus, SubmitAnswer};
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::leaf_hash;
 use sqlx::{ConnectOptions as _, Executor as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
+
+use common::http;
 
 fn now_ms() -> u64 {
     leadgate_host::clock::now_ms()
-}
-
-/// One HTTP/1.1 request; returns the status and the body.
-async fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
-        .await
-        .expect("an answer within 30 s")
-        .unwrap();
-    let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (status, out[split..].to_vec())
 }
 
 async fn health(addr: &str) -> Health {

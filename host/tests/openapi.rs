@@ -4,13 +4,14 @@
 //! `LEADGATE_WRITE_OPENAPI=1 cargo test -p leadgate-host --test openapi` rewrites the
 //! committed copy (review the diff: it is an API change).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use leadgate_host::HostConfig;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 fn root() -> PathBuf {
@@ -81,28 +82,11 @@ fn the_readme_table_lists_exactly_the_documented_endpoints() {
     assert_eq!(listed, documented(&doc), "README table vs OpenAPI paths");
 }
 
-/// One HTTP/1.1 request; returns the status and the body.
+/// One request, with `{}` as the body of a POST; the body of the answer as text.
 async fn request(addr: &str, method: &str, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = if method == "POST" { "{}" } else { "" };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let body: &[u8] = if method == "POST" { b"{}" } else { b"" };
+    let (status, answer) = common::http(addr, method, path, body).await;
+    (status, String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// The `error.code` of an error body, if the body is one.
