@@ -42,6 +42,8 @@ use crate::storage::{Store, StoreError};
 mod boot;
 mod intake;
 mod market;
+#[cfg(test)]
+mod tests;
 
 pub use intake::{run_pipeline, Job, QueuedJob, SentBatch};
 pub use market::{run_bids, QueuedBid};
@@ -284,7 +286,9 @@ impl Gateway {
         }
         self.flush(&link).await;
         if self.failed_epoch.load(Ordering::Acquire) == link.epoch {
+            tracing::error!("a batch failed to store; dropping the enclave link");
             link.conn = None;
+            self.degraded("storage failed; reconnecting and catching up");
             return Err(LinkError::Unavailable);
         }
         self.confirm_durable(&mut link, false).await;
