@@ -25,7 +25,7 @@
 //!
 //! Sessions: the enclave serves one host session at a time (see `leadgate_enclave::server`).
 //!
-//! Modules: [`message`] (what each request and answer carries), [`frame`] (the framing and the
+//! Modules: [`boot`] (the host's side of the start-up sequence, over its stored tree), [`message`] (what each request and answer carries), [`frame`] (the framing and the
 //! CBOR codec), [`limits`] (sizes both sides enforce), [`transport`] (TCP and vsock streams),
 //! [`credentials`] (the AWS credentials the host lends the enclave). The enclave
 //! (`leadgate-enclave`) serves this protocol; the host (`leadgate-host`) speaks it without
@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod boot;
 pub mod credentials;
 pub mod frame;
 pub mod limits;

@@ -1,6 +1,6 @@
 //! A minimal in-memory host for the enclave's flow tests: stores what the enclave returns and
-//! boots it the way the real host does (tip, tags, replay from the last epoch's
-//! `replay_from`, start).
+//! boots it the way the real host does (tip, tags, restore from the last epoch's
+//! `replay_from`, start), with the host's own start-up code (`leadgate_protocol::boot`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -9,14 +9,15 @@ use ed25519_dalek::SigningKey;
 use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::sealing::DevFileSealer;
+use leadgate_protocol::boot;
 use leadgate_protocol::{
-    BidOutcome, Request, Response, RestoreBase, RestoreEntry, SubmitOutcome, Tip, WireAppended,
+    BidOutcome, Request, Response, RestoreEntry, SubmitOutcome, Tip, WireAppended,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{seal_lead, SealedLead};
 use leadgate_verifier::keys::EnclaveKeys;
-use leadgate_verifier::merkle::{self, Frontier, NodeStore};
+use leadgate_verifier::merkle::NodeStore;
 use serde_bytes::ByteBuf;
 
 pub const ORIGIN: &str = "leadgate.test/log";
@@ -30,7 +31,7 @@ pub struct Host {
     pub leaves: Vec<Vec<u8>>,
     pub receipts: Vec<leadgate_verifier::receipt::Receipt>,
     pub last: Option<WireAppended>,
-    pub tags: Vec<ByteBuf>,
+    pub tags: Vec<Vec<u8>>,
     pub checkpoint: Option<ByteBuf>,
     /// Sealed bids by the leaf index of their `bid.sealed`.
     pub bids: HashMap<u64, SealedBid>,
@@ -56,33 +57,11 @@ impl Host {
         self.last = Some(a.clone());
     }
 
+    /// The tip, as the host builds it ([`boot::tip`]).
     pub fn tip(&self) -> Option<Tip> {
         let last = self.last.as_ref()?;
-        let f = Frontier::from_store(self, last.index + 1).unwrap();
-        let checkpoint_consistency = match &self.checkpoint {
-            Some(note) => {
-                let n = leadgate_verifier::note::Note::parse(note).unwrap();
-                let size = leadgate_verifier::checkpoint::Checkpoint::parse_text(&n.text)
-                    .unwrap()
-                    .size;
-                merkle::consistency_proof(self, size, last.index + 1)
-                    .unwrap()
-                    .iter()
-                    .map(|h| ByteBuf::from(h.to_vec()))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        Some(Tip {
-            receipt: last.receipt.clone(),
-            peaks: f
-                .peaks()
-                .iter()
-                .map(|p| ByteBuf::from(p.to_vec()))
-                .collect(),
-            checkpoint: self.checkpoint.clone(),
-            checkpoint_consistency,
-        })
+        let checkpoint = self.checkpoint.as_ref().map(|c| c.to_vec());
+        Some(boot::tip(last.receipt.clone(), self, checkpoint).unwrap())
     }
 
     /// `replay_from` of the last `log.epoch`.
@@ -97,35 +76,23 @@ impl Host {
             .unwrap_or(0)
     }
 
-    /// The replay requests from `from` to the tip, in chunks of `chunk` entries.
+    /// The restore requests from `from` to the tip, in chunks of `chunk` entries, as the host
+    /// builds them ([`boot::Restore`]).
     pub fn restore_requests(&self, from: u64, chunk: usize) -> Vec<Request> {
-        let base = (from > 0).then(|| RestoreBase {
-            receipt: self.receipts[from as usize - 1].clone(),
-            peaks: Frontier::from_store(self, from)
-                .unwrap()
-                .peaks()
-                .iter()
-                .map(|p| ByteBuf::from(p.to_vec()))
-                .collect(),
-        });
+        let before = from
+            .checked_sub(1)
+            .map(|i| self.receipts[i as usize].clone());
+        let mut restore = boot::Restore::new(from, before, self).unwrap();
         let entries: Vec<RestoreEntry> = (from as usize..self.leaves.len())
             .map(|i| RestoreEntry {
                 leaf: ByteBuf::from(self.leaves[i].clone()),
                 bid: self.bids.get(&(i as u64)).cloned(),
             })
             .collect();
-        let mut out = Vec::new();
-        let mut base = base;
-        let mut at = from;
-        for c in entries.chunks(chunk.max(1)) {
-            out.push(Request::Restore {
-                from: at,
-                base: base.take(),
-                entries: c.to_vec(),
-            });
-            at += c.len() as u64;
-        }
-        out
+        entries
+            .chunks(chunk.max(1))
+            .map(|c| restore.next_request(c.to_vec()))
+            .collect()
     }
 
     pub fn boot(&mut self, dir: &std::path::Path, now: u64) -> (Enclave, EnclaveKeys) {
@@ -160,16 +127,8 @@ impl Host {
             }
             other => panic!("{other:?}"),
         };
-        for chunk in self.tags.chunks(1000) {
-            assert_eq!(
-                e.handle(
-                    Request::LoadTags {
-                        tags: chunk.to_vec()
-                    },
-                    now
-                ),
-                Response::Ok
-            );
+        for req in boot::load_tags(&self.tags) {
+            assert_eq!(e.handle(req, now), Response::Ok);
         }
         if self.last.is_some() {
             for req in self.restore_requests(self.replay_from(), 500) {
@@ -218,7 +177,7 @@ impl Host {
                 self.store(appended);
                 self.leads.insert(lead_id.clone(), lead);
                 if let Some(t) = email_tag {
-                    self.tags.push(t.clone());
+                    self.tags.push(t.to_vec());
                 }
             }
         }

@@ -6,20 +6,23 @@ use leadgate_verifier::ErrorCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use leadgate_protocol::boot::{self, BootError};
 use leadgate_protocol::{
-    Request, Response, RestoreBase, RestoreEntry, Status, Tip, WireAppended, WireNode,
-    MAX_RESTORE_ENTRIES, MAX_TAGS_PER_FRAME,
+    Request, Response, RestoreEntry, Status, Tip, WireAppended, WireNode, MAX_RESTORE_ENTRIES,
 };
 use leadgate_verifier::bid::SealedBid;
-use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle;
-use leadgate_verifier::note::Note;
 use serde_bytes::ByteBuf;
 
 use super::{expect_ok, EnclaveInfo, Gateway, LinkError};
 use crate::link::EnclaveConn;
 use crate::storage::StoreError;
+
+/// A stored log that cannot be booted from: a fault of the store, never of the enclave.
+fn boot_error(e: BootError) -> LinkError {
+    LinkError::Store(StoreError::Inconsistent(e.to_string()))
+}
 
 impl Gateway {
     /// Keeps the link up: connects, boots or catches up whenever it is down, retrying with
@@ -89,33 +92,13 @@ impl Gateway {
         let Some(receipt) = self.store.last_receipt().await? else {
             return Ok(None);
         };
-        let size = receipt.index + 1;
-        let frontier = self.store.frontier(size).await?;
         let checkpoint = self.store.latest_checkpoint().await?;
-        let mut checkpoint_consistency = Vec::new();
-        if let Some(note) = &checkpoint {
-            let cp_size = Note::parse(note)
-                .ok()
-                .and_then(|n| Checkpoint::parse_text(&n.text).ok())
-                .map(|c| c.size)
-                .ok_or_else(|| LinkError::Protocol("stored checkpoint does not parse".into()))?;
-            let proof = self
-                .store
-                .with_nodes(|st| merkle::consistency_proof(st, cp_size, size))
-                .await?
-                .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
-            checkpoint_consistency = proof.iter().map(|h| ByteBuf::from(h.to_vec())).collect();
-        }
-        Ok(Some(Tip {
-            receipt,
-            peaks: frontier
-                .peaks()
-                .iter()
-                .map(|p| ByteBuf::from(p.to_vec()))
-                .collect(),
-            checkpoint: checkpoint.map(ByteBuf::from),
-            checkpoint_consistency,
-        }))
+        let tip = self
+            .store
+            .with_nodes(|st| boot::tip(receipt.clone(), st, checkpoint.clone()))
+            .await?
+            .map_err(boot_error)?;
+        Ok(Some(tip))
     }
 
     /// The start-up sequence (see `leadgate_enclave::protocol`). An enclave that is already
@@ -155,9 +138,8 @@ impl Gateway {
                     self.store.put_sealed_secrets(&sealed_secrets).await?;
                 }
                 let tags = self.store.email_tags().await?;
-                for chunk in tags.chunks(MAX_TAGS_PER_FRAME) {
-                    let tags = chunk.iter().cloned().map(ByteBuf::from).collect();
-                    expect_ok(conn.call(&Request::LoadTags { tags }).await?)?;
+                for req in boot::load_tags(&tags) {
+                    expect_ok(conn.call(&req).await?)?;
                 }
                 self.restore(conn).await?;
                 match conn.call(&Request::Start).await? {
@@ -318,32 +300,25 @@ impl Gateway {
             return Ok(());
         }
         let from = self.store.last_replay_from().await?.unwrap_or(0).min(size);
-        let mut base = if from > 0 {
-            let receipt = self.store.receipt(from - 1).await?.ok_or_else(|| {
+        let before = match from {
+            0 => None,
+            _ => Some(self.store.receipt(from - 1).await?.ok_or_else(|| {
                 LinkError::Store(StoreError::Inconsistent(format!("no receipt {}", from - 1)))
-            })?;
-            let peaks = self
-                .store
-                .frontier(from)
-                .await?
-                .peaks()
-                .iter()
-                .map(|p| ByteBuf::from(p.to_vec()))
-                .collect();
-            Some(RestoreBase { receipt, peaks })
-        } else {
-            None
+            })?),
         };
-        let mut at = from;
-        while at < size {
+        let mut restore = self
+            .store
+            .with_nodes(|st| boot::Restore::new(from, before.clone(), st))
+            .await?
+            .map_err(boot_error)?;
+        while restore.at() < size {
             let rows = self
                 .store
-                .restore_entries(at, MAX_RESTORE_ENTRIES as u64)
+                .restore_entries(restore.at(), MAX_RESTORE_ENTRIES as u64)
                 .await?;
             if rows.is_empty() {
                 break;
             }
-            let n = rows.len() as u64;
             let entries = rows
                 .into_iter()
                 .map(|(leaf, bid)| {
@@ -357,15 +332,7 @@ impl Gateway {
                     })
                 })
                 .collect::<Result<Vec<_>, LinkError>>()?;
-            expect_ok(
-                conn.call(&Request::Restore {
-                    from: at,
-                    base: base.take(),
-                    entries,
-                })
-                .await?,
-            )?;
-            at += n;
+            expect_ok(conn.call(&restore.next_request(entries)).await?)?;
         }
         tracing::info!(from, to = size, "replayed the log for the auction book");
         Ok(())
