@@ -45,6 +45,11 @@ struct Args {
         default_value = "127.0.0.1:7000"
     )]
     listen: String,
+    /// Once listening, write the bound link address (`tcp://HOST:PORT` or `vsock://CID:PORT`,
+    /// then a newline) to this file: with port 0 in `--listen`, how a supervisor or a test
+    /// learns the port the OS chose.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
     /// State directory (dev sealing key, dev attestation CA).
     #[arg(long, env = "LEADGATE_ENCLAVE_STATE", default_value = "enclave-state")]
     state_dir: PathBuf,
@@ -175,7 +180,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = Listener::bind(&endpoint)
         .await
         .with_context(|| format!("binding {endpoint}"))?;
-    tracing::info!(addr = %listener.local_endpoint()?, "enclave listening");
+    let bound = listener.local_endpoint()?;
+    tracing::info!(addr = %bound, "enclave listening");
+    if let Some(path) = &args.addr_file {
+        write_addr_file(path, &bound.to_string())?;
+    }
     tokio::select! {
         r = serve_with(listener, Arc::new(tokio::sync::Mutex::new(enclave)), LinkLimits {
             max_connections: args.max_connections,
@@ -184,5 +193,15 @@ async fn main() -> anyhow::Result<()> {
         }) => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
     }
+    Ok(())
+}
+
+/// Writes `addr` and a newline to `path` through a temporary file and a rename, so a reader
+/// never sees a partial address.
+fn write_addr_file(path: &std::path::Path, addr: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -10,6 +10,10 @@ struct Args {
     /// HTTP listen address.
     #[arg(long, env = "LEADGATE_HOST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Once listening, write the bound HTTP address (`HOST:PORT`, then a newline) to this file:
+    /// with port 0 in `--listen`, how a supervisor or a test learns the port the OS chose.
+    #[arg(long)]
+    addr_file: Option<std::path::PathBuf>,
     /// Enclave link: `vsock://CID:PORT` (the enclave's CID from `nitro-cli run-enclave`) or a
     /// TCP `host:port` (dev).
     #[arg(long, env = "LEADGATE_ENCLAVE_ADDR", default_value = "127.0.0.1:7000")]
@@ -114,6 +118,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    if let Some(path) = &args.addr_file {
+        // Through a temporary file and a rename, so a reader never sees a partial address.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", listener.local_addr()?))
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
     leadgate_host::run(config, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

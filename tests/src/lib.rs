@@ -1,9 +1,11 @@
 //! Harness for end-to-end tests: starts the real `leadgate-enclave` and `leadgate-host`
-//! binaries (built by `cargo build --bins`, which `scripts/test` runs first) on free loopback
-//! ports, in a temporary directory, and talks to them over HTTP.
+//! binaries (built by the harness itself on first use, see [`bin`]) in a temporary directory,
+//! each on a port the OS chose (port 0, learned from the process's `--addr-file`), and talks
+//! to them over HTTP.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -12,27 +14,94 @@ use leadgate_verifier::intake::{seal_lead, SealedLead};
 use leadgate_verifier::keys::EnclaveKeys;
 use serde_json::Value;
 
-/// Path of a workspace binary next to the test executable (`target/<profile>/NAME`).
+/// Path of a workspace binary (`target/<profile>/NAME`), built if needed.
+///
+/// The first call in a test process runs `cargo build --workspace --bins --tests` into this
+/// test's own target directory and profile: the build `cargo test --workspace` (and
+/// `scripts/test`) has just made, so after one it only checks that everything is fresh, and
+/// after `cargo test -p leadgate-e2e` it builds the binaries the tests start. Panics if the
+/// build fails.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo build --bins` first (scripts/test does)",
-        p.display()
-    );
-    p
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_binaries).join(name)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Builds the workspace's binaries for this test's profile; returns `target/<profile>`.
+fn build_binaries() -> PathBuf {
+    // This test runs as target/<profile>/deps/<name>-<hash>.
+    let exe = std::env::current_exe().expect("test exe path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target/");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("no profile directory in {}", exe.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    // Without the variables cargo set for this test (package, manifest, crate, binaries):
+    // seen by a build, they would make it differ from an ordinary one, so the two would
+    // rebuild each other's crates in turn.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || key.starts_with("CARGO_CRATE_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("__CARGO")
+            || matches!(
+                &*key,
+                "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            build.env_remove(&*key);
+        }
+    }
+    let status = build
+        .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
+        .args(["--profile", profile])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "cargo build of the binaries failed");
+    profile_dir
+}
+
+/// Waits up to 30 s for `child` to write its bound address to `path` (`--addr-file`); returns
+/// it without a `tcp://` prefix. Panics if the child exits first.
+pub fn wait_addr_file(child: &mut Child, path: &Path, log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if let Some(line) = s.lines().next() {
+                return line.trim_start_matches("tcp://").to_owned();
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{} exited ({status}) before listening; see {}",
+                path.display(),
+                log.display()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no address in {} after 30 s; see {}",
+            path.display(),
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The corpus shipped in `tests/data/leads.jsonl`.
@@ -48,10 +117,13 @@ pub fn corpus() -> Vec<Value> {
 pub struct Stack {
     /// Working directory (state, database, logs).
     pub dir: tempfile::TempDir,
-    /// Gateway base URL.
+    /// Gateway base URL (`http://127.0.0.1:PORT`), set once the host has started.
     pub gateway: String,
-    enclave_port: u16,
-    host_port: u16,
+    /// The enclave's link address (`127.0.0.1:PORT`), set at its first start and kept, so
+    /// the host finds a restarted enclave where it was.
+    enclave_addr: Option<String>,
+    /// The host's HTTP address, set at its first start and kept across restarts.
+    host_addr: Option<String>,
     host_args: Vec<String>,
     /// Extra arguments for every start of the enclave.
     pub enclave_args: Vec<String>,
@@ -84,13 +156,15 @@ impl Stack {
         dir: tempfile::TempDir,
     ) -> Self {
         let mut s = Self::new_stopped(seller_daily_limit, host_args, dir);
-        s.start_host();
         s.start_enclave();
+        s.start_host();
+        s.wait_attests();
         s
     }
 
     /// A stack in `dir` with nothing started yet: set [`Stack::enclave_args`], then call
-    /// [`Stack::start_host`] and [`Stack::start_enclave`].
+    /// [`Stack::start_enclave`] and [`Stack::start_host`] (in that order: the host is told
+    /// where the enclave listens) and [`Stack::wait_attests`].
     pub fn new_stopped(
         seller_daily_limit: u32,
         host_args: &[String],
@@ -107,12 +181,11 @@ impl Stack {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let host_port = free_port();
         Stack {
             dir,
-            gateway: format!("http://127.0.0.1:{host_port}"),
-            enclave_port: free_port(),
-            host_port,
+            gateway: String::new(),
+            enclave_addr: None,
+            host_addr: None,
             host_args,
             enclave_args: Vec::new(),
             enclave: None,
@@ -121,34 +194,68 @@ impl Stack {
         }
     }
 
-    /// The enclave's link address (`127.0.0.1:PORT`).
+    /// The enclave's link address (`127.0.0.1:PORT`); panics before its first start.
     pub fn enclave_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.enclave_port)
+        self.enclave_addr
+            .clone()
+            .expect("the enclave has not been started yet")
     }
 
-    /// Starts (or restarts) the host process on the same port and database; does not wait.
-    pub fn start_host(&mut self) {
-        let log = std::fs::OpenOptions::new()
+    /// Appends to the log file `name` in the stack's directory.
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("host.log"))
-            .expect("log");
-        let host = Command::new(bin("leadgate-host"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", self.host_port),
-                "--enclave",
-                &self.enclave_addr(),
-            ])
-            .arg("--db")
-            .arg(self.dir.path().join("host.db"))
-            .args(["--tick-ms", "500"])
-            .args(&self.host_args)
+            .open(self.dir.path().join(name))
+            .expect("log")
+    }
+
+    /// Spawns `bin` with `args` plus `--listen ADDR --addr-file FILE` (ADDR: `known`, or
+    /// port 0 at the first start) and returns the child and the address it bound.
+    fn spawn_listening(
+        &self,
+        bin_name: &str,
+        known: Option<&str>,
+        args: &[std::ffi::OsString],
+        log: &str,
+    ) -> (Child, String) {
+        let addr_file = self.dir.path().join(format!("{bin_name}.addr"));
+        let _ = std::fs::remove_file(&addr_file);
+        let mut child = Command::new(bin(bin_name))
+            .args(["--listen", known.unwrap_or("127.0.0.1:0")])
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(self.log(log))
             .spawn()
-            .expect("spawn host");
-        self.host = Some(host);
+            .unwrap_or_else(|e| panic!("spawn {bin_name}: {e}"));
+        let addr = wait_addr_file(&mut child, &addr_file, &self.dir.path().join(log));
+        (child, addr)
+    }
+
+    /// Starts (or restarts) the host process on the same address and database; returns once
+    /// it listens (its enclave link may still be coming up). The enclave must have been
+    /// started once before.
+    pub fn start_host(&mut self) {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--enclave".into(),
+            self.enclave_addr().into(),
+            "--db".into(),
+            self.dir.path().join("host.db").into(),
+            "--tick-ms".into(),
+            "500".into(),
+        ];
+        args.extend(self.host_args.iter().map(Into::into));
+        let (child, addr) = self.spawn_listening(
+            "leadgate-host",
+            self.host_addr.as_deref(),
+            &args,
+            "host.log",
+        );
+        self.gateway = format!("http://{addr}");
+        self.host_addr = Some(addr);
+        self.host = Some(child);
     }
 
     /// `kill -9` the host.
@@ -178,24 +285,27 @@ impl Stack {
         );
     }
 
-    /// Starts (or restarts) the enclave process and waits until the host has booted it.
+    /// Starts (or restarts) the enclave process on the same address; if the host is running,
+    /// waits until it has booted the enclave.
     pub fn start_enclave(&mut self) {
-        let child = Command::new(bin("leadgate-enclave"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.enclave_port)])
-            .arg("--state-dir")
-            .arg(self.dir.path().join("enclave"))
-            .args(&self.enclave_args)
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("enclave.log"))
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("spawn enclave");
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--state-dir".into(), self.dir.path().join("enclave").into()];
+        args.extend(self.enclave_args.iter().map(Into::into));
+        let (child, addr) = self.spawn_listening(
+            "leadgate-enclave",
+            self.enclave_addr.as_deref(),
+            &args,
+            "enclave.log",
+        );
+        self.enclave_addr = Some(addr);
         self.enclave = Some(child);
+        if self.host.is_some() {
+            self.wait_attests();
+        }
+    }
+
+    /// Waits up to 30 s until the gateway answers `/attest` (the host has booted the enclave).
+    pub fn wait_attests(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(mut r) = self.http.get(&format!("{}/attest", self.gateway)).call() {

@@ -30,25 +30,41 @@ struct Anvil {
 }
 
 impl Anvil {
-    fn start(port: u16, state: &Path) -> Self {
-        let child = Command::new(anvil_bin())
-            .args(["--port", &port.to_string(), "--silent", "--state"])
+    /// Starts anvil on `port`, or on a port the OS chooses (0) when `None`, read from the
+    /// `Listening on HOST:PORT` line anvil prints.
+    fn start(port: Option<u16>, state: &Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(anvil_bin())
+            .args(["--port", &port.unwrap_or(0).to_string(), "--state"])
             .arg(state)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("anvil (run scripts/contracts install)");
-        let a = Anvil {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // Reads until the listening line, then drains anvil's request log so it never blocks.
+        std::thread::spawn(move || {
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("Listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("anvil did not start listening");
+        let port = addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("anvil's port");
+        Anvil {
             child,
             port,
             state: state.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "anvil did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        a
     }
 
     fn rpc(&self) -> String {
@@ -69,14 +85,6 @@ impl Drop for Anvil {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -144,7 +152,7 @@ fn checkpoints_are_anchored_and_forks_rollbacks_and_outages_are_handled() {
     let work = tempfile::tempdir().unwrap();
     let key_file = work.path().join("account.key");
     std::fs::write(&key_file, DEV_KEY).unwrap();
-    let mut anvil = Anvil::start(free_port(), &work.path().join("anvil-state.json"));
+    let mut anvil = Anvil::start(None, &work.path().join("anvil-state.json"));
     let rpc = anvil.rpc();
     let tool = |args: &[&str]| {
         let mut c = Command::new(bin("leadgate-contract"));
@@ -301,7 +309,7 @@ fn checkpoints_are_anchored_and_forks_rollbacks_and_outages_are_handled() {
     let state = anvil.state.clone();
     let port = anvil.port;
     drop(anvil);
-    let anvil = Anvil::start(port, &state);
+    let anvil = Anvil::start(Some(port), &state);
     wait_anchored(&stack, s3);
     let out = verify_anchor(&stack, &anvil.rpc(), &contract);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

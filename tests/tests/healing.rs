@@ -273,8 +273,9 @@ fn a_stray_connection_cannot_take_a_live_session() {
 fn a_tail_beyond_the_journal_falls_back_to_a_new_epoch() {
     let mut stack = Stack::new_stopped(100_000, &[], tempfile::tempdir().unwrap());
     stack.enclave_args = vec!["--journal-max-entries".into(), "4".into()];
-    stack.start_host();
     stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
     let keys = stack.keys();
     let leads = sealed_corpus(&keys, 30);
     post_batch(&stack, &leads[..10]).unwrap();
