@@ -1,5 +1,5 @@
-//! One test suite for both link transports: the same frames through the same
-//! `server::serve` over TCP and over vsock. The vsock run needs a kernel with `AF_VSOCK`
+//! One test suite for every link transport: the same frames through the same
+//! `server::serve` over TCP, in process and over vsock. The vsock run needs a kernel with `AF_VSOCK`
 //! loopback (`vsock_loopback`, CID 1); where there is none it says so and is skipped.
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use leadgate_enclave::server::serve;
-use leadgate_protocol::transport::{connect, Endpoint, Listener};
+use leadgate_protocol::transport::{connect, Endpoint, InProcess, Listener};
 use leadgate_protocol::{decode, encode, read_frame, Request, Response, MAX_FRAME_LEN};
 use leadgate_verifier::attestation::parse_attestation;
 use serde_bytes::ByteBuf;
@@ -100,6 +100,11 @@ async fn suite(bind: Endpoint) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_link() {
     suite(Endpoint::Tcp("127.0.0.1:0".into())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_link() {
+    suite(Endpoint::InProcess(InProcess::new())).await.unwrap();
 }
 
 /// The same suite over vsock loopback (CID 1). Needs a kernel with `vsock_loopback`, which

@@ -1,7 +1,8 @@
 //! The host (`leadgate_host::run`) and the real enclave core (`leadgate_enclave::server`) in
-//! one process, over loopback TCP, with a storage fault injected into the host's own SQLite
-//! database: a trigger that aborts every insert into `leaves`, so the write that stores a
-//! batch fails exactly as a full or failing disk makes it fail.
+//! one process, over an in-process link (`transport::InProcess`), with a storage fault
+//! injected into the host's own SQLite database: a trigger that aborts every insert into
+//! `leaves`, so the write that stores a batch fails exactly as a full or failing disk makes it
+//! fail.
 //!
 //! What must hold (the store-then-answer rule and the failed-batch discard):
 //! - a lead whose batch could not be stored is never answered as logged;
@@ -20,7 +21,7 @@ use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::sealing::DevFileSealer;
 use leadgate_host::HostConfig;
-use leadgate_protocol::transport::{Endpoint, Listener};
+use leadgate_protocol::transport::{Endpoint, InProcess, Listener};
 use leadgate_verifier::api::{ErrorBody, Health, HealthStatus, SubmitAnswer};
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::leaf_hash;
@@ -91,7 +92,7 @@ async fn a_batch_that_fails_to_store_is_never_answered_and_the_host_heals() {
         Box::new(DevFileSealer::open_or_create(&state).unwrap()),
         Box::new(attestor),
     );
-    let listener = Listener::bind(&"127.0.0.1:0".parse::<Endpoint>().unwrap())
+    let listener = Listener::bind(&Endpoint::InProcess(InProcess::new()))
         .await
         .unwrap();
     let enclave_addr = listener.local_endpoint().unwrap();

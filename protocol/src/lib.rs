@@ -25,9 +25,10 @@
 //!
 //! Sessions: the enclave serves one host session at a time (see `leadgate_enclave::server`).
 //!
-//! Modules: [`boot`] (the host's side of the start-up sequence, over its stored tree), [`message`] (what each request and answer carries), [`frame`] (the framing and the
-//! CBOR codec), [`limits`] (sizes both sides enforce), [`transport`] (TCP and vsock streams),
-//! [`credentials`] (the AWS credentials the host lends the enclave). The enclave
+//! Modules: [`boot`] (the host's side of the start-up sequence, over its stored tree),
+//! [`message`] (what each request and answer carries), [`frame`] (the framing and the CBOR
+//! codec), [`limits`] (sizes both sides enforce), [`transport`] (TCP, vsock and in-process
+//! streams), [`credentials`] (the AWS credentials the host lends the enclave). The enclave
 //! (`leadgate-enclave`) serves this protocol; the host (`leadgate-host`) speaks it without
 //! linking the enclave.
 #![forbid(unsafe_code)]

@@ -1,14 +1,18 @@
-//! The link's two transports, TCP (dev) and vsock (AWS Nitro: the enclave's only channel to its
+//! The link's transports, TCP (dev) and vsock (AWS Nitro: the enclave's only channel to its
 //! parent instance, `AF_VSOCK`, see "Nitro Enclaves concepts" in the AWS Nitro Enclaves User
-//! Guide). Both carry the same frames ([`crate::frame`]): [`Listener`] (the enclave's side) and
-//! [`connect`] (the host's) hand out a [`BoxStream`].
+//! Guide), and [`InProcess`] for a host and an enclave in one process (tests). All carry the
+//! same frames ([`crate::frame`]): [`Listener`] (the enclave's side) and [`connect`] (the
+//! host's) hand out a [`BoxStream`].
 //!
 //! Addresses: `vsock://CID:PORT` (CID 4294967295 = any, when listening; 3 = the parent
 //! instance, as seen from the enclave), `tcp://HOST:PORT` or plain `HOST:PORT`.
 
 use std::fmt;
 
+use std::sync::{Arc, Mutex};
+
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 
 /// A byte stream of either transport.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {}
@@ -16,6 +20,57 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Stream for T {}
 
 /// A connected stream, TCP or vsock.
 pub type BoxStream = Box<dyn Stream>;
+
+/// An in-process link: each [`connect`] makes an in-memory duplex stream
+/// ([`tokio::io::duplex`], 64 KiB buffered each way) and hands one end to the [`Listener`]
+/// bound to it. Made in code only (it has no address): one value, cloned, for both sides.
+#[derive(Clone)]
+pub struct InProcess {
+    streams: mpsc::Sender<BoxStream>,
+    /// The listener's end, until [`Listener::bind`] takes it.
+    unbound: Arc<Mutex<Option<mpsc::Receiver<BoxStream>>>>,
+}
+
+impl InProcess {
+    /// Bytes buffered in each direction of a connection.
+    pub const BUFFER_BYTES: usize = 64 * 1024;
+
+    /// A new link, not yet bound.
+    pub fn new() -> Self {
+        let (streams, rx) = mpsc::channel(16);
+        Self {
+            streams,
+            unbound: Arc::new(Mutex::new(Some(rx))),
+        }
+    }
+
+    fn is_bound(&self) -> bool {
+        self.unbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for InProcess {
+    fn eq(&self, other: &Self) -> bool {
+        self.streams.same_channel(&other.streams)
+    }
+}
+
+impl Eq for InProcess {}
+
+impl fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InProcess")
+    }
+}
 
 /// Where the link listens or connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +84,8 @@ pub enum Endpoint {
         /// Port.
         port: u32,
     },
+    /// In the same process (tests): no address, see [`InProcess`].
+    InProcess(InProcess),
 }
 
 /// An address that is neither `vsock://CID:PORT` nor a TCP `host:port`.
@@ -63,6 +120,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
             Endpoint::Vsock { cid, port } => write!(f, "vsock://{cid}:{port}"),
+            Endpoint::InProcess(_) => f.write_str("in-process"),
         }
     }
 }
@@ -70,7 +128,8 @@ impl fmt::Display for Endpoint {
 /// Connects to `endpoint` (the host's side of the link).
 ///
 /// # Errors
-/// The transport's I/O error.
+/// The transport's I/O error; for [`Endpoint::InProcess`], `ConnectionRefused` when no
+/// listener is bound to it (or it was dropped).
 pub async fn connect(endpoint: &Endpoint) -> std::io::Result<BoxStream> {
     match endpoint {
         Endpoint::Tcp(addr) => {
@@ -83,6 +142,18 @@ pub async fn connect(endpoint: &Endpoint) -> std::io::Result<BoxStream> {
                 tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port)).await?;
             Ok(Box::new(s))
         }
+        Endpoint::InProcess(link) => {
+            let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            if !link.is_bound() {
+                return Err(refused());
+            }
+            let (ours, theirs) = tokio::io::duplex(InProcess::BUFFER_BYTES);
+            link.streams
+                .send(Box::new(theirs))
+                .await
+                .map_err(|_| refused())?;
+            Ok(Box::new(ours))
+        }
     }
 }
 
@@ -92,19 +163,39 @@ pub enum Listener {
     Tcp(tokio::net::TcpListener),
     /// vsock.
     Vsock(tokio_vsock::VsockListener),
+    /// In the same process.
+    InProcess {
+        /// The link, for [`Listener::local_endpoint`].
+        link: InProcess,
+        /// The listener's end of it.
+        streams: tokio::sync::Mutex<mpsc::Receiver<BoxStream>>,
+    },
 }
 
 impl Listener {
     /// Binds `endpoint`.
     ///
     /// # Errors
-    /// The transport's I/O error (for vsock, also where the kernel has no `AF_VSOCK`).
+    /// The transport's I/O error (for vsock, also where the kernel has no `AF_VSOCK`; for
+    /// [`Endpoint::InProcess`], `AddrInUse` if a listener was bound to it before).
     pub async fn bind(endpoint: &Endpoint) -> std::io::Result<Self> {
         Ok(match endpoint {
             Endpoint::Tcp(addr) => Listener::Tcp(tokio::net::TcpListener::bind(addr).await?),
             Endpoint::Vsock { cid, port } => Listener::Vsock(tokio_vsock::VsockListener::bind(
                 tokio_vsock::VsockAddr::new(*cid, *port),
             )?),
+            Endpoint::InProcess(link) => {
+                let rx = link
+                    .unbound
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse))?;
+                Listener::InProcess {
+                    link: link.clone(),
+                    streams: tokio::sync::Mutex::new(rx),
+                }
+            }
         })
     }
 
@@ -122,6 +213,7 @@ impl Listener {
                     port: a.port(),
                 }
             }
+            Listener::InProcess { link, .. } => Endpoint::InProcess(link.clone()),
         })
     }
 
@@ -143,6 +235,11 @@ impl Listener {
                     format!("vsock://{}:{}", peer.cid(), peer.port()),
                 ))
             }
+            Listener::InProcess { streams, .. } => match streams.lock().await.recv().await {
+                Some(s) => Ok((s, "in-process".to_owned())),
+                // Unreachable while this listener's own link holds a sender.
+                None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            },
         }
     }
 }
@@ -183,5 +280,33 @@ mod tests {
         ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_in_process_link_connects_only_while_bound_once() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let link = Endpoint::InProcess(InProcess::new());
+        let refused = connect(&link).await.err().map(|e| e.kind());
+        assert_eq!(refused, Some(std::io::ErrorKind::ConnectionRefused));
+
+        let listener = Listener::bind(&link).await.unwrap();
+        assert_eq!(listener.local_endpoint().unwrap(), link);
+        let again = Listener::bind(&link).await.err().map(|e| e.kind());
+        assert_eq!(again, Some(std::io::ErrorKind::AddrInUse));
+
+        let mut host = connect(&link).await.unwrap();
+        let (mut enclave, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, "in-process");
+        host.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        enclave.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        enclave.write_all(b"pong").await.unwrap();
+        host.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+
+        drop(listener);
+        let refused = connect(&link).await.err().map(|e| e.kind());
+        assert_eq!(refused, Some(std::io::ErrorKind::ConnectionRefused));
     }
 }

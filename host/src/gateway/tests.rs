@@ -1,6 +1,7 @@
-//! The two-stage submit pipeline against the real enclave core (over loopback), with a
-//! storage fault injected into the host's own SQLite database: a trigger that aborts every
-//! insert into `leaves`, so storing a batch fails as a full or failing disk makes it fail.
+//! The two-stage submit pipeline against the real enclave core (over an in-process link),
+//! with a storage fault injected into the host's own SQLite database: a trigger that aborts
+//! every insert into `leaves`, so storing a batch fails as a full or failing disk makes it
+//! fail.
 //!
 //! These run inside the crate because they watch the flush barrier itself (how many tasks
 //! wait on it), which no public interface shows.
@@ -12,7 +13,7 @@ use ed25519_dalek::SigningKey;
 use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::sealing::DevFileSealer;
-use leadgate_protocol::transport::{Endpoint, Listener};
+use leadgate_protocol::transport::{Endpoint, InProcess, Listener};
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::note::Note;
 use sqlx::{ConnectOptions as _, Executor as _};
@@ -20,7 +21,7 @@ use sqlx::{ConnectOptions as _, Executor as _};
 use super::{Gateway, Job, LinkError};
 use crate::storage::Store;
 
-/// The enclave core as `leadgate-enclave` runs it in dev mode, on a loopback port.
+/// The enclave core as `leadgate-enclave` runs it in dev mode, on an in-process link.
 async fn start_enclave(state: &std::path::Path) -> Endpoint {
     let now = crate::clock::now_ms();
     let mut config = EnclaveConfig::new("leadgate.dev/log");
@@ -32,7 +33,7 @@ async fn start_enclave(state: &std::path::Path) -> Endpoint {
         Box::new(DevFileSealer::open_or_create(state).unwrap()),
         Box::new(attestor),
     );
-    let listener = Listener::bind(&"127.0.0.1:0".parse::<Endpoint>().unwrap())
+    let listener = Listener::bind(&Endpoint::InProcess(InProcess::new()))
         .await
         .unwrap();
     let addr = listener.local_endpoint().unwrap();
