@@ -71,8 +71,11 @@ impl Anvil {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// SIGTERM: anvil writes its state file and exits.
+    /// SIGTERM: anvil writes its state file and exits. Nothing if it has exited already.
     fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -81,9 +84,10 @@ impl Anvil {
 }
 
 impl Drop for Anvil {
+    /// SIGTERM, not SIGKILL: the npm package's `anvil` is a Node.js wrapper that forwards
+    /// SIGTERM to the native binary; a SIGKILL would leave that binary running.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
