@@ -18,7 +18,7 @@ use base64::Engine as _;
 use leadgate_protocol::{BidOutcome, SubmitOutcome};
 use leadgate_verifier::api::{
     AnchorList, AttestAnswer, AuctionDetail, AuctionList, BatchAnswer, BatchRequest, BatchResult,
-    BidAnswer, BidEntry, ConsistencyProof, EpochList, ErrorBody, ErrorDetail, Health, HealthStatus,
+    BidAnswer, BidEntry, ConsistencyProof, EpochList, ErrorBody, Health, HealthStatus,
     InclusionProof, LeadRecord, ReleaseAnswer, SubmitAnswer, Verdict,
 };
 use leadgate_verifier::bid::SealedBid;
@@ -421,12 +421,7 @@ async fn post_leads_batch(
         };
         results.push(match r {
             Ok(answer) => BatchResult::Logged(answer),
-            Err(e) => BatchResult::Error(ErrorBody {
-                error: ErrorDetail {
-                    code: e.code,
-                    message: e.message,
-                },
-            }),
+            Err(e) => BatchResult::Error(e.into()),
         });
     }
     Ok(Json(BatchAnswer { results }))

@@ -5,8 +5,8 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use leadgate_protocol::WireError;
+use leadgate_verifier::api::{ErrorBody, ErrorDetail};
 use leadgate_verifier::ErrorCode;
-use serde_json::json;
 
 /// An API error with a stable code; its HTTP status follows from the code
 /// ([`ErrorCode::http_status`], one exhaustive table).
@@ -56,13 +56,25 @@ impl From<WireError> for ApiError {
     }
 }
 
+impl From<ApiError> for ErrorBody {
+    /// The `{"error": {"code", "message"}}` body of the contract.
+    fn from(e: ApiError) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: e.code,
+                message: e.message,
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
         let status = self.status();
-        let mut resp = (status, axum::Json(body)).into_response();
+        let code = self.code;
+        let mut resp = (status, axum::Json(ErrorBody::from(self))).into_response();
         // For the metrics middleware's `code` label.
-        resp.extensions_mut().insert(self.code);
+        resp.extensions_mut().insert(code);
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

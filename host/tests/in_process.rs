@@ -26,9 +26,8 @@ use leadgate_verifier::api::{ErrorBody, Health, HealthStatus, SubmitAnswer};
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::leaf_hash;
 use sqlx::{ConnectOptions as _, Executor as _};
-use tokio::net::TcpListener;
 
-use common::http;
+use common::{http, RunningHost};
 
 fn now_ms() -> u64 {
     leadgate_host::clock::now_ms()
@@ -104,12 +103,8 @@ async fn a_batch_that_fails_to_store_is_never_answered_and_the_host_heals() {
     // The host.
     let mut host_config = HostConfig::new(enclave_addr, db.clone());
     host_config.tick_ms = 100;
-    let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = http_listener.local_addr().unwrap().to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(leadgate_host::run(host_config, http_listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let host = RunningHost::start(host_config).await;
+    let addr = host.addr.clone();
     eventually("the host is up", || async {
         health(&addr).await.status == HealthStatus::Ok
     })
@@ -210,11 +205,6 @@ async fn a_batch_that_fails_to_store_is_never_answered_and_the_host_heals() {
     assert!(stored_leaves(&db).await > before);
     assert_eq!(health(&addr).await.status, HealthStatus::Ok);
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), host)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    host.stop().await;
     enclave_task.abort();
 }

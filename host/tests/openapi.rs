@@ -6,13 +6,12 @@
 
 mod common;
 
+use common::RunningHost;
+use leadgate_host::HostConfig;
+use leadgate_protocol::transport::{Endpoint, InProcess};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
-
-use leadgate_host::HostConfig;
-use serde_json::Value;
-use tokio::net::TcpListener;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -101,16 +100,10 @@ fn error_code(body: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_path_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let nowhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let enclave = nowhere.local_addr().unwrap().to_string();
-    drop(nowhere);
-    let config = HostConfig::new(enclave.parse().unwrap(), dir.path().join("host.db"));
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = http.local_addr().unwrap().to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(leadgate_host::run(config, http, async move {
-        let _ = stop_rx.await;
-    }));
+    // An in-process link nothing listens on: every connection is refused.
+    let enclave = Endpoint::InProcess(InProcess::new());
+    let host = RunningHost::start(HostConfig::new(enclave, dir.path().join("host.db"))).await;
+    let addr = host.addr.clone();
 
     let (status, served) = request(&addr, "GET", "/openapi.json").await;
     assert_eq!(status, 200);
@@ -133,10 +126,5 @@ async fn every_documented_path_is_served() {
     assert_eq!(status, 404);
     assert_eq!(error_code(&body).as_deref(), Some("request.not_found"));
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), host)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    host.stop().await;
 }

@@ -1,8 +1,11 @@
 //! `leadgate_host::run` in process: when its shutdown future resolves it returns, and every
 //! background task stops with it: the enclave link it holds is closed and nothing reconnects.
 
+mod common;
+
 use std::time::Duration;
 
+use common::RunningHost;
 use leadgate_host::HostConfig;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpListener;
@@ -15,11 +18,7 @@ async fn shutdown_stops_the_server_and_every_background_task() {
     let enclave_addr = enclave.local_addr().unwrap().to_string();
     let mut config = HostConfig::new(enclave_addr.parse().unwrap(), dir.path().join("host.db"));
     config.tick_ms = 10;
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(leadgate_host::run(config, http, async move {
-        let _ = stop_rx.await;
-    }));
+    let host = RunningHost::start(config).await;
 
     // The host's link task connects and sends its first request (Boot).
     let (mut link, _) = tokio::time::timeout(Duration::from_secs(10), enclave.accept())
@@ -29,12 +28,7 @@ async fn shutdown_stops_the_server_and_every_background_task() {
     let mut len = [0u8; 4];
     link.read_exact(&mut len).await.unwrap();
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), host)
-        .await
-        .expect("run returns after shutdown")
-        .unwrap()
-        .unwrap();
+    host.stop().await;
 
     // The link is closed: the rest of the frame, then end of stream.
     let mut rest = Vec::new();

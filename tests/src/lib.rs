@@ -77,6 +77,23 @@ fn build_binaries() -> PathBuf {
     profile_dir
 }
 
+/// Calls `check` every `every` until it holds (returns how long that took) or `limit` has
+/// passed (`None`).
+fn poll_until(
+    limit: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(every);
+    }
+    None
+}
+
 /// Waits up to 30 s for `child` to write its bound address to `path` (`--addr-file`); returns
 /// it without a `tcp://` prefix. Panics if the child exits first.
 pub fn wait_addr_file(child: &mut Child, path: &Path, log: &Path) -> String {
@@ -268,21 +285,20 @@ impl Stack {
 
     /// Waits until `/healthz` says `ok`; returns how long that took.
     pub fn wait_healthy(&self, limit: Duration) -> Duration {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(mut r) = self.http.get(&format!("{}/healthz", self.gateway)).call() {
-                if let Ok(v) = r.body_mut().read_json::<Value>() {
-                    if v["status"] == "ok" {
-                        return start.elapsed();
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "gateway not healthy after {limit:?}; see {}",
-            self.dir.path().display()
-        );
+        poll_until(limit, Duration::from_millis(20), || {
+            let Ok(mut r) = self.http.get(&format!("{}/healthz", self.gateway)).call() else {
+                return false;
+            };
+            r.body_mut()
+                .read_json::<Value>()
+                .is_ok_and(|v| v["status"] == "ok")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "gateway not healthy after {limit:?}; see {}",
+                self.dir.path().display()
+            )
+        })
     }
 
     /// Starts (or restarts) the enclave process on the same address; if the host is running,
@@ -306,16 +322,13 @@ impl Stack {
 
     /// Waits up to 30 s until the gateway answers `/attest` (the host has booted the enclave).
     pub fn wait_attests(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(mut r) = self.http.get(&format!("{}/attest", self.gateway)).call() {
-                if r.status().is_success() && r.body_mut().read_to_string().is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("gateway did not come up; see {}", self.dir.path().display());
+        poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            self.http
+                .get(&format!("{}/attest", self.gateway))
+                .call()
+                .is_ok_and(|mut r| r.status().is_success() && r.body_mut().read_to_string().is_ok())
+        })
+        .unwrap_or_else(|| panic!("gateway did not come up; see {}", self.dir.path().display()));
     }
 
     /// `kill -9` the enclave.
