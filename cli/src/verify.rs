@@ -656,15 +656,20 @@ fn check_auction(
         .try_into()
         .map_err(|_| anyhow!("seed is not 64 bytes"))?;
     verify_seed(&keys.log_key, &keys.origin, id, &seed).map_err(|e| anyhow!("{}", e.code()))?;
-    // The considered set: the last bid.sealed of each buyer between open and close.
+    // The considered set: in log order between open and close, a sealed bid counts at its
+    // first bid.sealed only (a later one with the same commitment is a replay, void), and each
+    // buyer's last counting bid is considered.
+    let mut entries: Vec<_> = a
+        .bid_entries
+        .iter()
+        .filter(|b| b.index > open_index && b.index < close_index)
+        .collect();
+    entries.sort_by_key(|b| b.index);
+    let mut seen = std::collections::HashSet::new();
     let mut last: std::collections::BTreeMap<String, (u64, String)> = Default::default();
-    for b in &a.bid_entries {
-        let (i, buyer, c) = (b.index, b.buyer.as_str(), b.commitment.as_str());
-        if i > open_index && i < close_index {
-            let e = last.entry(buyer.to_owned()).or_insert((i, c.to_owned()));
-            if i >= e.0 {
-                *e = (i, c.to_owned());
-            }
+    for b in entries {
+        if seen.insert(b.commitment.as_str()) {
+            last.insert(b.buyer.clone(), (b.index, b.commitment.clone()));
         }
     }
     let considered: Vec<Hash> = last

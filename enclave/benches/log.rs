@@ -1,6 +1,7 @@
 //! Enclave-side costs: append + receipt signature per event, checkpoint signing at 1M entries,
-//! and one sealed submission end to end inside the enclave core (signature check, HPKE open,
-//! rules, append, receipt). Run: `cargo bench -p leadgate-enclave --bench log`.
+//! one sealed submission end to end inside the enclave core (signature check, HPKE open,
+//! rules, append, receipt), and one sealed bid (signature check, HPKE open, the auction's
+//! checks, append, receipt). Run: `cargo bench -p leadgate-enclave --bench log`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ed25519_dalek::SigningKey;
@@ -8,8 +9,9 @@ use leadgate_enclave::attest::DevAttestationProvider;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::log::Log;
 use leadgate_enclave::sealing::DevFileSealer;
-use leadgate_protocol::{Request, Response};
+use leadgate_protocol::{BidOutcome, Request, Response, SubmitOutcome};
 use leadgate_verifier::auction::{Pricing, TokenAmount};
+use leadgate_verifier::bid::seal_bid;
 use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, Listing};
 use leadgate_verifier::intake::seal_lead;
 use leadgate_verifier::keys::EnclaveKeys;
@@ -43,6 +45,18 @@ fn event(i: u64) -> Event {
             pricing: Pricing::FirstPrice,
         },
     })
+}
+
+/// A lead that passes intake, with its own email `{local}{n}@{domain}{n}.io`.
+fn lead_json(local: &str, domain: &str, n: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "business": "Acme", "full_name": "Jane Doe", "first": "Jane", "last": "Doe",
+        "email": format!("{local}{n}@{domain}{n}.io"), "role": "Owner",
+        "website": format!("https://{domain}{n}.io"), "industry": "HVAC",
+        "sub_industry": "Heating", "region": "Austin, TX",
+        "linkedin": "https://linkedin.com/in/janedoe", "phone_numbers": ["+1-512-555-0100"]
+    }))
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -94,15 +108,68 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                let lead = serde_json::json!({
-                    "business": "Acme", "full_name": "Jane Doe", "first": "Jane", "last": "Doe",
-                    "email": format!("jane.doe{n}@acme{n}.io"), "role": "Owner", "website": format!("https://acme{n}.io"),
-                    "industry": "HVAC", "sub_industry": "Heating", "region": "Austin, TX",
-                    "linkedin": "https://linkedin.com/in/janedoe", "phone_numbers": ["+1-512-555-0100"]
-                });
-                seal_lead(&seller, &keys.intake_key, &keys.origin, &serde_json::to_vec(&lead).unwrap(), now).unwrap()
+                let lead = lead_json("jane.doe", "acme", n);
+                seal_lead(&seller, &keys.intake_key, &keys.origin, &lead, now).unwrap()
             },
-            |sealed| e.handle(Request::Submit { leads: vec![sealed] }, now + 1),
+            |sealed| {
+                e.handle(
+                    Request::Submit {
+                        leads: vec![sealed],
+                    },
+                    now + 1,
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    // One sealed bid through the enclave core, on 128 open auctions in turn.
+    let leads = (0..128u64)
+        .map(|i| {
+            let lead = lead_json("jo.bid", "bidco", i);
+            seal_lead(&seller, &keys.intake_key, &keys.origin, &lead, now).unwrap()
+        })
+        .collect();
+    let Response::Submitted { results } = e.handle(Request::Submit { leads }, now + 2) else {
+        panic!()
+    };
+    let auctions: Vec<String> = results
+        .into_iter()
+        .map(|r| match r {
+            SubmitOutcome::Logged {
+                lead_id,
+                accepted: true,
+                ..
+            } => lead_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let buyer = SigningKey::from_bytes(&[3u8; 32]);
+    let mut n = 0u64;
+    c.bench_function("enclave_bid_one", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                seal_bid(
+                    &buyer,
+                    &[4u8; 32],
+                    &keys.intake_key,
+                    &keys.origin,
+                    &auctions[(n % 128) as usize],
+                    TokenAmount::new(1_000 + n).unwrap(),
+                    u128::from(n).to_be_bytes(),
+                )
+                .unwrap()
+                .0
+            },
+            |bid| {
+                let r = e.handle(Request::Bid { bids: vec![bid] }, now + 3);
+                assert!(
+                    matches!(&r, Response::Bids { results } if matches!(results[0], BidOutcome::Logged { .. })),
+                    "{r:?}"
+                );
+                r
+            },
             BatchSize::SmallInput,
         )
     });

@@ -1,123 +1,112 @@
-//! The auction book: every open auction with its opened bids, and every recent sale whose
-//! winner may still ask for the lead. Pure state, no keys: `core/market.rs` runs the flows
-//! and appends the events; [`crate::restore`] rebuilds the book from replayed events.
+//! The auction book: one fixed-size record per open auction, and nothing for closed ones.
 //!
-//! Bid amounts live only here, in enclave memory (and sealed in the host's store).
+//! The log already holds everything about an auction: its `lead.accepted` (terms, ciphertext
+//! hash), its `bid.sealed` entries (commitments; the sealed bids are on the host) and its
+//! close. What the enclave must remember is only what lets it catch a host that hands back
+//! something else at close: for each open auction a running hash over the leaf hashes of its
+//! `lead.accepted` and of every `bid.sealed` appended for it, in log order, with their count
+//! and its close time ([`OpenAuction`]: 48 bytes, 64 with its key). At close the host supplies those entries
+//! and the sealed bids; the enclave recomputes the hash and refuses the close unless it is
+//! exactly the one it kept (see `docs/AUCTION-BOOK.md` for the argument). A sold auction
+//! leaves no trace here: a release carries its entries with inclusion proofs
+//! (`core/market.rs`).
+//!
+//! Memory: 64 bytes of key and record plus the hash table's control byte per open auction, at
+//! a load factor between 7/16 and 7/8 (the table doubles when full): between 75 and 149 bytes
+//! per open auction, whatever its bids.
 
+use std::collections::HashMap;
+
+use leadgate_verifier::merkle::{leaf_hash, Hash};
 use leadgate_verifier::ErrorCode;
-use std::collections::{HashMap, HashSet};
+use sha2::{Digest, Sha256};
 
-use leadgate_verifier::auction::{commitments_root, decide, OpenedBid, Outcome, TokenAmount};
-use leadgate_verifier::event::AuctionTerms;
-use leadgate_verifier::merkle::Hash;
+/// An auction id as the book keys it: the 16 bytes of the lead id's 32 hex chars.
+pub type AuctionKey = [u8; 16];
 
-/// A bid the enclave opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlacedBid {
-    /// SHA-256 of the sealed bid.
-    pub commitment: Hash,
-    /// The amount.
-    pub amount: TokenAmount,
-    /// The buyer's HPKE public key.
-    pub buyer_hpke: [u8; 32],
+/// The book's key for `id`, or `None` if `id` is not 32 lowercase hex chars.
+pub fn auction_key(id: &str) -> Option<AuctionKey> {
+    let mut key = [0u8; 16];
+    (id.len() == 32 && !id.bytes().any(|b| b.is_ascii_uppercase()))
+        .then(|| hex::decode_to_slice(id, &mut key).ok())
+        .flatten()
+        .map(|()| key)
 }
 
-/// An open auction.
-#[derive(Debug, Clone)]
+/// The running hash's first value: the `lead.accepted` leaf's RFC 6962 leaf hash.
+pub fn chain_start(accepted_leaf: &[u8]) -> Hash {
+    leaf_hash(accepted_leaf)
+}
+
+/// The running hash after one more `bid.sealed` leaf: `SHA-256(chain ‖ leaf_hash(leaf))`.
+pub fn chain_next(chain: &Hash, bid_leaf: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(chain);
+    h.update(leaf_hash(bid_leaf));
+    h.finalize().into()
+}
+
+/// An open auction as the book keeps it: 48 bytes (64 with its [`AuctionKey`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenAuction {
-    /// Leaf index of its `lead.accepted`.
-    pub opened_index: u64,
-    /// The lead's `ciphertext_sha256`.
-    pub ciphertext_sha256: [u8; 32],
-    /// Reserve, close time, pricing.
-    pub terms: AuctionTerms,
-    /// The last bid of each buyer.
-    bids: HashMap<[u8; 32], PlacedBid>,
-    /// Every nonce used in this auction.
-    nonces: HashSet<[u8; 16]>,
-}
-
-/// A sold auction whose winner may still ask for the lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sale {
-    /// Leaf index of its `lead.accepted`.
-    pub opened_index: u64,
-    /// The lead's `ciphertext_sha256`.
-    pub ciphertext_sha256: [u8; 32],
-    /// When it closed, Unix ms.
-    pub closed_at: u64,
-    /// Winning buyer.
-    pub winner: [u8; 32],
-    /// The winner's HPKE key from its bid.
-    pub winner_hpke: [u8; 32],
+    /// The running hash over its `lead.accepted` and `bid.sealed` leaves, in log order.
+    pub chain: Hash,
+    /// When bidding closes, Unix ms (from its terms).
+    pub closes_at: u64,
+    /// `bid.sealed` entries appended for it.
+    pub bids: u32,
 }
 
 /// Why a bid cannot be placed. Codes are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BidRefusal {
-    /// No such auction (never opened, or its lead was rejected).
+    /// No open auction with this id (never opened, its lead was rejected, or closed).
     Unknown,
     /// The auction's close time has passed (by the enclave clock).
     Closed,
-    /// This nonce was used before in this auction.
+    /// The auction holds [`leadgate_protocol::MAX_BIDS_PER_AUCTION`] bids.
+    Full,
+    /// The same sealed bid was taken recently ([`crate::replay::SealedBidFilter`]).
     Replayed,
 }
 
 impl BidRefusal {
+    /// What it means, for the error message.
+    pub fn message(self) -> &'static str {
+        match self {
+            BidRefusal::Unknown => "no open auction with this id",
+            BidRefusal::Closed => "the auction's close time has passed",
+            BidRefusal::Full => "the auction holds the most bids one auction takes",
+            BidRefusal::Replayed => "this sealed bid was already taken",
+        }
+    }
+
     /// Stable code.
     pub fn code(self) -> ErrorCode {
         match self {
             BidRefusal::Unknown => ErrorCode::AuctionUnknown,
             BidRefusal::Closed => ErrorCode::AuctionClosed,
+            BidRefusal::Full => ErrorCode::AuctionBidLimit,
             BidRefusal::Replayed => ErrorCode::BidReplayed,
         }
     }
 }
 
-/// An auction's decision at close.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// The auction's terms.
-    pub terms: AuctionTerms,
-    /// Winner and price, or unsold.
-    pub outcome: Outcome,
-    /// Winning buyer and its HPKE key (sold only).
-    pub winner: Option<([u8; 32], [u8; 32])>,
-    /// Number of bids considered.
-    pub considered: u64,
-    /// [`commitments_root`] of the considered bids.
-    pub commitments_root: Hash,
-}
-
-/// Where a lead stands for release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseStanding {
-    /// Sold; here is the sale.
-    Sold(Sale),
-    /// Still open.
-    Open,
-    /// Not open and no sale on record (unknown, unsold, or past the release window).
-    NotForRelease,
-}
-
-/// The book.
+/// The open auctions.
 #[derive(Debug, Default)]
 pub struct AuctionBook {
-    open: HashMap<String, OpenAuction>,
-    sold: HashMap<String, Sale>,
+    open: HashMap<AuctionKey, OpenAuction>,
 }
 
 impl AuctionBook {
-    /// Opens an auction for an accepted lead.
-    pub fn open(&mut self, id: String, opened_index: u64, ct_sha: [u8; 32], terms: AuctionTerms) {
+    /// Opens an auction for the `lead.accepted` leaf `accepted_leaf`, closing at `closes_at`.
+    pub fn open(&mut self, key: AuctionKey, accepted_leaf: &[u8], closes_at: u64) {
         self.open.insert(
-            id,
+            key,
             OpenAuction {
-                opened_index,
-                ciphertext_sha256: ct_sha,
-                terms,
-                bids: HashMap::new(),
-                nonces: HashSet::new(),
+                chain: chain_start(accepted_leaf),
+                closes_at,
+                bids: 0,
             },
         );
     }
@@ -126,125 +115,48 @@ impl AuctionBook {
     ///
     /// # Errors
     /// The [`BidRefusal`].
-    pub fn check_bid(&self, id: &str, nonce: &[u8; 16], now_ms: u64) -> Result<(), BidRefusal> {
-        let a = self.open.get(id).ok_or(if self.sold.contains_key(id) {
-            BidRefusal::Closed
-        } else {
-            BidRefusal::Unknown
-        })?;
-        if now_ms >= a.terms.closes_at {
+    pub fn check_bid(&self, key: &AuctionKey, now_ms: u64) -> Result<(), BidRefusal> {
+        let a = self.open.get(key).ok_or(BidRefusal::Unknown)?;
+        if now_ms >= a.closes_at {
             return Err(BidRefusal::Closed);
         }
-        if a.nonces.contains(nonce) {
-            return Err(BidRefusal::Replayed);
+        if a.bids >= leadgate_protocol::MAX_BIDS_PER_AUCTION {
+            return Err(BidRefusal::Full);
         }
         Ok(())
     }
 
-    /// Records a bid (replacing the buyer's earlier one). Call after [`Self::check_bid`]
-    /// passed and the `bid.sealed` event was appended; replayed events call it directly.
-    pub fn record_bid(&mut self, id: &str, buyer: [u8; 32], nonce: [u8; 16], bid: PlacedBid) {
-        if let Some(a) = self.open.get_mut(id) {
-            a.nonces.insert(nonce);
-            a.bids.insert(buyer, bid);
+    /// Folds an appended `bid.sealed` leaf into its auction's record. Call after
+    /// [`Self::check_bid`] passed and the leaf was appended; a restore calls it directly.
+    pub fn record_bid(&mut self, key: &AuctionKey, bid_leaf: &[u8]) {
+        if let Some(a) = self.open.get_mut(key) {
+            a.chain = chain_next(&a.chain, bid_leaf);
+            a.bids += 1;
         }
     }
 
-    /// Ids of open auctions whose close time is at or before `now_ms`, oldest close first.
-    pub fn due(&self, now_ms: u64) -> Vec<String> {
-        let mut due: Vec<(u64, &String)> = self
+    /// The record of an open auction.
+    pub fn get(&self, key: &AuctionKey) -> Option<&OpenAuction> {
+        self.open.get(key)
+    }
+
+    /// Keys of open auctions whose close time is at or before `now_ms`, oldest close first,
+    /// at most `max`.
+    pub fn due(&self, now_ms: u64, max: usize) -> Vec<AuctionKey> {
+        let mut due: Vec<(u64, AuctionKey)> = self
             .open
             .iter()
-            .filter(|(_, a)| a.terms.closes_at <= now_ms)
-            .map(|(id, a)| (a.terms.closes_at, id))
+            .filter(|(_, a)| a.closes_at <= now_ms)
+            .map(|(k, a)| (a.closes_at, *k))
             .collect();
         due.sort_unstable();
-        due.into_iter().map(|(_, id)| id.clone()).collect()
+        due.truncate(max);
+        due.into_iter().map(|(_, k)| k).collect()
     }
 
-    /// Decides an open auction with `seed`, without changing the book.
-    pub fn decide(&self, id: &str, seed: &[u8; 64]) -> Option<Decision> {
-        let a = self.open.get(id)?;
-        let opened: Vec<OpenedBid> = a
-            .bids
-            .values()
-            .map(|b| OpenedBid {
-                commitment: b.commitment,
-                amount: b.amount,
-            })
-            .collect();
-        let commitments: Vec<Hash> = opened.iter().map(|b| b.commitment).collect();
-        let outcome = decide(&opened, a.terms.reserve, a.terms.pricing, seed);
-        let winner = match outcome {
-            Outcome::Sold { winner, .. } => a
-                .bids
-                .iter()
-                .find(|(_, b)| b.commitment == winner)
-                .map(|(buyer, b)| (*buyer, b.buyer_hpke)),
-            Outcome::Unsold => None,
-        };
-        Some(Decision {
-            terms: a.terms,
-            outcome,
-            winner,
-            considered: opened.len() as u64,
-            commitments_root: commitments_root(&commitments),
-        })
-    }
-
-    /// Removes a closed auction from the open set; keeps the sale if `winner` is given.
-    /// Returns whether the auction was open.
-    pub fn close(
-        &mut self,
-        id: &str,
-        closed_at: u64,
-        winner: Option<([u8; 32], [u8; 32])>,
-    ) -> bool {
-        let Some(a) = self.open.remove(id) else {
-            return false;
-        };
-        if let Some((winner, winner_hpke)) = winner {
-            self.sold.insert(
-                id.to_owned(),
-                Sale {
-                    opened_index: a.opened_index,
-                    ciphertext_sha256: a.ciphertext_sha256,
-                    closed_at,
-                    winner,
-                    winner_hpke,
-                },
-            );
-        }
-        true
-    }
-
-    /// Where lead `id` stands for release.
-    pub fn release_standing(&self, id: &str) -> ReleaseStanding {
-        if let Some(s) = self.sold.get(id) {
-            ReleaseStanding::Sold(*s)
-        } else if self.open.contains_key(id) {
-            ReleaseStanding::Open
-        } else {
-            ReleaseStanding::NotForRelease
-        }
-    }
-
-    /// Forgets sales that closed more than `window_ms` before `now_ms`.
-    pub fn expire_sales(&mut self, now_ms: u64, window_ms: u64) {
-        self.sold
-            .retain(|_, s| s.closed_at.saturating_add(window_ms) > now_ms);
-    }
-
-    /// The first leaf a restart must replay: the smallest `opened_index` of an open auction or
-    /// kept sale, or `size` if there is none.
-    pub fn replay_from(&self, size: u64) -> u64 {
-        self.open
-            .values()
-            .map(|a| a.opened_index)
-            .chain(self.sold.values().map(|s| s.opened_index))
-            .min()
-            .unwrap_or(size)
-            .min(size)
+    /// Removes a closed auction. Returns whether it was open.
+    pub fn close(&mut self, key: &AuctionKey) -> bool {
+        self.open.remove(key).is_some()
     }
 
     /// Open auctions.
@@ -252,71 +164,63 @@ impl AuctionBook {
         self.open.len()
     }
 
-    /// Bids held in open auctions.
-    pub fn bid_count(&self) -> usize {
-        self.open.values().map(|a| a.bids.len()).sum()
+    /// Every open record, in no particular order (for sealing the state).
+    pub fn iter(&self) -> impl Iterator<Item = (&AuctionKey, &OpenAuction)> {
+        self.open.iter()
+    }
+
+    /// Reserves room for `n` more records (restoring a sealed state).
+    pub fn reserve(&mut self, n: usize) {
+        self.open.reserve(n);
+    }
+
+    /// Inserts a record as sealed (restoring a sealed state).
+    pub fn insert(&mut self, key: AuctionKey, record: OpenAuction) {
+        self.open.insert(key, record);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leadgate_verifier::auction::Pricing;
 
-    fn terms(reserve: u64, closes_at: u64) -> AuctionTerms {
-        AuctionTerms {
-            reserve: TokenAmount::new(reserve).unwrap(),
-            closes_at,
-            pricing: Pricing::FirstPrice,
-        }
-    }
-
-    fn bid(c: u8, amount: u64) -> PlacedBid {
-        PlacedBid {
-            commitment: [c; 32],
-            amount: TokenAmount::new(amount).unwrap(),
-            buyer_hpke: [c; 32],
-        }
+    #[test]
+    fn keys_are_lowercase_hex_lead_ids() {
+        assert_eq!(auction_key(&"ab".repeat(16)), Some([0xab; 16]));
+        assert_eq!(auction_key(&"AB".repeat(16)), None);
+        assert_eq!(auction_key(&"ab".repeat(15)), None);
+        assert_eq!(auction_key(&"zz".repeat(16)), None);
     }
 
     #[test]
-    fn bids_close_release_and_replay_point() {
+    fn record_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<OpenAuction>(), 48);
+        assert_eq!(std::mem::size_of::<(AuctionKey, OpenAuction)>(), 64);
+    }
+
+    #[test]
+    fn bids_fold_into_the_chain_in_order_and_close_removes() {
         let mut book = AuctionBook::default();
-        book.open("a".into(), 5, [1; 32], terms(10, 100));
-        book.open("b".into(), 7, [2; 32], terms(10, 200));
-        assert_eq!(book.check_bid("x", &[0; 16], 0), Err(BidRefusal::Unknown));
-        assert_eq!(book.check_bid("a", &[0; 16], 100), Err(BidRefusal::Closed));
-        book.record_bid("a", [1; 32], [1; 16], bid(1, 50));
-        assert_eq!(book.check_bid("a", &[1; 16], 99), Err(BidRefusal::Replayed));
-        // A buyer's later bid replaces its earlier one.
-        book.record_bid("a", [1; 32], [2; 16], bid(2, 5));
-        book.record_bid("a", [3; 32], [3; 16], bid(3, 20));
-        assert_eq!(book.bid_count(), 2);
-        assert_eq!(book.due(99), Vec::<String>::new());
-        assert_eq!(book.due(150), vec!["a".to_owned()]);
-        let d = book.decide("a", &[0; 64]).unwrap();
-        assert_eq!(
-            d.outcome,
-            Outcome::Sold {
-                winner: [3; 32],
-                price: TokenAmount::new(20).unwrap()
-            }
-        );
-        assert_eq!(d.winner, Some(([3; 32], [3; 32])));
-        assert_eq!(d.considered, 2);
-        assert_eq!(book.replay_from(50), 5);
-        assert!(book.close("a", 150, d.winner));
-        assert!(!book.close("a", 150, d.winner));
-        assert_eq!(book.check_bid("a", &[9; 16], 99), Err(BidRefusal::Closed));
-        assert!(
-            matches!(book.release_standing("a"), ReleaseStanding::Sold(s) if s.winner == [3; 32])
-        );
-        assert_eq!(book.release_standing("b"), ReleaseStanding::Open);
-        assert_eq!(book.replay_from(50), 5);
-        book.expire_sales(150 + 1000, 1000);
-        assert_eq!(book.release_standing("a"), ReleaseStanding::NotForRelease);
-        assert_eq!(book.replay_from(50), 7);
-        assert!(book.close("b", 300, None));
-        assert_eq!(book.replay_from(50), 50);
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        book.open(a, b"accepted a", 100);
+        book.open(b, b"accepted b", 200);
+        assert_eq!(book.check_bid(&[9; 16], 0), Err(BidRefusal::Unknown));
+        assert_eq!(book.check_bid(&a, 100), Err(BidRefusal::Closed));
+        assert_eq!(book.check_bid(&a, 99), Ok(()));
+        book.record_bid(&a, b"bid 1");
+        book.record_bid(&a, b"bid 2");
+        let want = chain_next(&chain_next(&chain_start(b"accepted a"), b"bid 1"), b"bid 2");
+        assert_eq!(book.get(&a).unwrap().chain, want);
+        assert_eq!(book.get(&a).unwrap().bids, 2);
+        // Order matters.
+        let swapped = chain_next(&chain_next(&chain_start(b"accepted a"), b"bid 2"), b"bid 1");
+        assert_ne!(want, swapped);
+        assert_eq!(book.due(99, 10), Vec::<AuctionKey>::new());
+        assert_eq!(book.due(250, 10), vec![a, b]);
+        assert_eq!(book.due(250, 1), vec![a]);
+        assert!(book.close(&a));
+        assert!(!book.close(&a));
+        assert_eq!(book.check_bid(&a, 0), Err(BidRefusal::Unknown));
+        assert_eq!(book.open_count(), 1);
     }
 }

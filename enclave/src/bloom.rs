@@ -43,6 +43,30 @@ impl HashFilter {
         }
     }
 
+    /// A filter of `2^bits_log2` bits from its words (as [`Self::words`] gave them) and its
+    /// insertion count; missing words are zero, extra ones ignored.
+    ///
+    /// # Panics
+    /// If `bits_log2` is out of range, as [`Self::new`].
+    pub fn from_words(bits_log2: u32, words: impl Iterator<Item = u64>, len: u64) -> Self {
+        let mut f = Self::new(bits_log2);
+        for (slot, w) in f.bits.iter_mut().zip(words) {
+            *slot = w;
+        }
+        f.len = len;
+        f
+    }
+
+    /// The filter's bits, 64 per word.
+    pub fn words(&self) -> &[u64] {
+        &self.bits
+    }
+
+    /// The filter's size, log2 bits.
+    pub fn bits_log2(&self) -> u32 {
+        (self.mask + 1).trailing_zeros()
+    }
+
     fn positions(&self, key: &[u8; 32]) -> impl Iterator<Item = u64> + '_ {
         let h1 = u64::from_le_bytes(key[0..8].try_into().expect("8 bytes"));
         let h2 = u64::from_le_bytes(key[8..16].try_into().expect("8 bytes")) | 1;

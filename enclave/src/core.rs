@@ -27,13 +27,13 @@ use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
 use crate::journal::Journal;
 use crate::log::Log;
-use crate::replay::ReplayGuard;
+use crate::replay::{ReplayGuard, SealedBidFilter};
 use crate::restore::Restore;
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
 use crate::sellers::SellerKeys;
 use leadgate_protocol::{
-    AnchorTarget, BidOutcome, JournalEntry, JournalRecord, Request, Response, Status,
+    AnchorTarget, BidOutcome, CloseOutcome, JournalEntry, JournalRecord, Request, Response, Status,
     SubmitOutcome, WireAppended, MAX_JOURNAL_BYTES, MAX_JOURNAL_ENTRIES,
 };
 
@@ -74,9 +74,17 @@ pub struct EnclaveConfig {
     pub min_duration_ms: u64,
     /// Longest auction a seller may ask for, ms (default 7 days).
     pub max_duration_ms: u64,
-    /// How long after close a winner may ask for its lead, ms (default 7 days). Restarts
-    /// replay the log back to the oldest sale still in this window.
+    /// How long after close a winner may ask for its lead, ms (default 7 days). The enclave
+    /// keeps nothing per sale: a release proves the sale from the log.
     pub release_window_ms: u64,
+    /// Appends after which a sealed state is due (default 50,000): a restart replays at most
+    /// about this many leaves (plus what the host had not stored yet) after the state.
+    pub state_interval_entries: u64,
+    /// Sealed-bid replay filter size per generation, log2 bits (default 24 = 2 MiB; see
+    /// [`crate::replay::SealedBidFilter`]).
+    pub bid_filter_bits_log2: u32,
+    /// Most sellers' decompressed keys kept (default 4,096; see [`crate::sellers`]).
+    pub seller_cache_capacity: usize,
     /// Most appended entries kept until the host confirms them durable (default 4,096).
     pub journal_max_entries: usize,
     /// Most bytes kept for those entries (default 32 MiB); see [`crate::journal`].
@@ -101,6 +109,9 @@ impl EnclaveConfig {
             min_duration_ms: 1_000,
             max_duration_ms: 7 * 86_400_000,
             release_window_ms: 7 * 86_400_000,
+            state_interval_entries: 50_000,
+            bid_filter_bits_log2: crate::replay::BID_FILTER_BITS_LOG2,
+            seller_cache_capacity: crate::sellers::DEFAULT_CAPACITY,
             journal_max_entries: crate::journal::DEFAULT_MAX_ENTRIES,
             journal_max_bytes: crate::journal::DEFAULT_MAX_BYTES,
         }
@@ -123,6 +134,7 @@ impl EnclaveConfig {
         for (option, bits) in [
             ("replay_filter_bits_log2", self.replay_filter_bits_log2),
             ("tag_filter_bits_log2", self.tag_filter_bits_log2),
+            ("bid_filter_bits_log2", self.bid_filter_bits_log2),
         ] {
             if !(crate::bloom::MIN_BITS_LOG2..=crate::bloom::MAX_BITS_LOG2).contains(&bits) {
                 return bad(
@@ -157,6 +169,12 @@ impl EnclaveConfig {
         if self.workers == 0 {
             return bad("workers", "must be at least 1".into());
         }
+        if self.state_interval_entries == 0 {
+            return bad("state_interval_entries", "must be above 0".into());
+        }
+        if self.seller_cache_capacity == 0 {
+            return bad("seller_cache_capacity", "must be at least 1".into());
+        }
         if self.journal_max_entries == 0 || self.journal_max_bytes == 0 {
             return bad(
                 "journal_max_entries",
@@ -187,10 +205,15 @@ struct Running {
     log: Log,
     tags: EmailTags,
     replay: ReplayGuard,
+    bids: SealedBidFilter,
     sellers: SellerKeys,
     book: AuctionBook,
     /// Appends the host has not confirmed durable.
     journal: Journal,
+    /// The log size of the state whose parts are being handed out (see [`crate::state`]).
+    sealing: Option<u64>,
+    /// The log size of the state sealed last (or restored from).
+    sealed_size: u64,
 }
 
 impl Running {
@@ -212,12 +235,14 @@ impl Running {
 enum Phase {
     /// Waiting for `Boot` (at first, after `Reset`, and after a failed replay or `Start`).
     Unbooted,
-    /// Booted: `LoadTags` and `Replay` rebuild what the log implies, until `Start`.
+    /// Booted: `LoadState` and `Replay` rebuild what the log implies, until `Start`.
     Restoring {
         /// The state being rebuilt.
         running: Box<Running>,
-        /// The replay in progress, from its first chunk on.
+        /// The replay in progress, from its first chunk (or the loaded state) on.
         restore: Option<Restore>,
+        /// Sealed state parts received so far.
+        loading: Option<crate::state::StateLoad>,
     },
     /// Started (`log.epoch` appended): serves every other request.
     Serving(Box<Running>),
@@ -231,12 +256,27 @@ impl Phase {
         }
     }
 
-    fn restoring(&mut self) -> Option<(&mut Running, &mut Option<Restore>)> {
+    fn restoring(&mut self) -> Option<Restoring<'_>> {
         match self {
-            Phase::Restoring { running, restore } => Some((running, restore)),
+            Phase::Restoring {
+                running,
+                restore,
+                loading,
+            } => Some(Restoring {
+                running,
+                restore,
+                loading,
+            }),
             _ => None,
         }
     }
+}
+
+/// The parts of [`Phase::Restoring`], borrowed.
+struct Restoring<'a> {
+    running: &'a mut Running,
+    restore: &'a mut Option<Restore>,
+    loading: &'a mut Option<crate::state::StateLoad>,
 }
 
 /// The enclave.
@@ -290,12 +330,8 @@ impl Enclave {
                 );
                 self.boot(secrets, tip, now_ms)
             }
-            Request::LoadTags { tags } => self.load_tags(tags),
-            Request::Restore {
-                from,
-                base,
-                entries,
-            } => self.restore(from, base, entries),
+            Request::LoadState { part } => self.load_state(part),
+            Request::Restore { from, leaves } => self.restore(from, leaves),
             Request::Start => {
                 let resp = self.start(now_ms);
                 if let (Response::Started { appended }, Some(r)) = (&resp, self.phase.serving()) {
@@ -326,17 +362,24 @@ impl Enclave {
                 }
                 resp
             }
-            Request::Tick => {
-                let resp = self.tick(now_ms);
-                if let (Response::Ticked { closed }, Some(r)) = (&resp, self.phase.serving()) {
-                    for appended in closed {
-                        r.journal(appended, JournalRecord::None);
+            Request::Tick => self.tick(now_ms),
+            Request::Close { auctions } => {
+                let resp = self.close(auctions, now_ms);
+                if let (Response::Closed { results }, Some(r)) = (&resp, self.phase.serving()) {
+                    for result in results {
+                        if let CloseOutcome::Logged(appended) = result {
+                            r.journal(appended, JournalRecord::None);
+                        }
                     }
                 }
                 resp
             }
-            Request::Release { request, lead } => {
-                let resp = self.release(request, lead, now_ms);
+            Request::Release {
+                request,
+                lead,
+                proof,
+            } => {
+                let resp = self.release(request, lead, proof, now_ms);
                 if let (Response::Released { released, appended }, Some(r)) =
                     (&resp, self.phase.serving())
                 {
@@ -345,6 +388,7 @@ impl Enclave {
                 resp
             }
             Request::Checkpoint { force, anchor } => self.checkpoint(force, anchor, now_ms),
+            Request::SealState { part, force } => self.seal_state(part, force),
             Request::Status => self.status(),
             Request::Durable { size } => match self.phase.serving() {
                 Some(r) => {
@@ -443,6 +487,55 @@ impl Enclave {
             note: Some(ByteBuf::from(note.to_bytes())),
             anchor_signature,
         }
+    }
+
+    /// Part `part` of the sealed state: part 0 starts a new state when one is due (or
+    /// `force`), the later parts follow at the same log size. A later part asked after an
+    /// append, or beyond the state, is `boot.state_invalid` (the host asks again from part 0).
+    fn seal_state(&mut self, part: u32, force: bool) -> Response {
+        let origin = self.config.origin.clone();
+        let interval = self.config.state_interval_entries;
+        let Some(r) = self.phase.serving() else {
+            return err(EnclaveError::NotReady);
+        };
+        let size = r.log.size();
+        if part == 0 {
+            let due = size.saturating_sub(r.sealed_size) >= interval;
+            if !(force || due) {
+                r.sealing = None;
+                return Response::SealedState { part: None };
+            }
+            r.sealing = Some(size);
+            r.sealed_size = size;
+        }
+        let count = crate::state::part_count(r.log.frontier(), &r.book, &r.tags);
+        if r.sealing != Some(size) || part >= count {
+            r.sealing = None;
+            return err(EnclaveError::StateInvalid(
+                "no such part of the state being sealed; ask again from part 0".into(),
+            ));
+        }
+        let started = std::time::Instant::now();
+        let sealed = crate::state::seal_part(
+            &r.secrets.state_key(),
+            &origin,
+            r.log.frontier(),
+            &r.book,
+            &r.tags,
+            part,
+        );
+        if part + 1 == count {
+            r.sealing = None;
+        }
+        tracing::debug!(
+            size,
+            part,
+            count,
+            open = r.book.open_count(),
+            ms = started.elapsed().as_millis() as u64,
+            "state part sealed"
+        );
+        Response::SealedState { part: Some(sealed) }
     }
 
     fn status(&mut self) -> Response {

@@ -42,6 +42,9 @@ pub enum EnclaveError {
     /// A replayed leaf does not fit the log. `boot.replay_invalid`.
     #[error("{0}")]
     RestoreInvalid(String),
+    /// A sealed state part that does not open, or is out of order. `boot.state_invalid`.
+    #[error("{0}")]
+    StateInvalid(String),
     /// The enclave's origin gives no valid note key. `boot.bad_origin`.
     #[error("origin: {0}")]
     BadOrigin(NoteError),
@@ -56,15 +59,9 @@ pub enum EnclaveError {
         /// What is counted (`leads`, `bids`).
         what: &'static str,
     },
-    /// A `LoadTags` over [`leadgate_protocol::MAX_TAGS_PER_FRAME`]. `protocol.too_many_tags`.
-    #[error("too many tags in one frame")]
-    TooManyTags,
     /// A `Replay` over [`leadgate_protocol::MAX_RESTORE_ENTRIES`]. `protocol.too_many_entries`.
     #[error("too many entries in one frame")]
     TooManyEntries,
-    /// A tag that is not 32 bytes. `protocol.malformed_tag`.
-    #[error("tags are 32 bytes")]
-    MalformedTag,
     /// An anchor target whose contract address is not 20 bytes. `protocol.bad_anchor_target`.
     #[error("contract address is not 20 bytes")]
     BadAnchorTarget,
@@ -104,21 +101,30 @@ pub enum EnclaveError {
     /// The bid does not decode, verify or open. `bid.*`.
     #[error(transparent)]
     Bid(#[from] BidError),
-    /// The auction book refuses the bid. `auction.unknown`, `auction.closed`, `bid.replayed`.
-    #[error("bid refused")]
+    /// The auction book refuses the bid. `auction.unknown`, `auction.closed`,
+    /// `auction.bid_limit`, `bid.replayed`.
+    #[error("{}", .0.message())]
     BidRefused(BidRefusal),
+    /// The entries given to close an auction are not the ones logged for it.
+    /// `auction.close_invalid`.
+    #[error("close: {0}")]
+    CloseInvalid(String),
     /// The release request does not decode or verify. `release.*`.
     #[error(transparent)]
     Release(#[from] ReleaseError),
     /// `issued_at_ms` outside the freshness window. `release.stale`.
     #[error("issued_at_ms is outside the accepted window")]
     ReleaseStale,
-    /// The auction has not closed yet. `release.not_closed`.
-    #[error("the auction has not closed yet")]
-    ReleaseNotClosed,
-    /// No sale of this lead is open for release. `release.not_sold`.
-    #[error("no sale of this lead is open for release (unknown, unsold or expired)")]
+    /// The entry given as the sale is not an `auction.closed`. `release.not_sold`.
+    #[error("the lead was not sold")]
     ReleaseNotSold,
+    /// The sale closed longer ago than the release window. `release.expired`.
+    #[error("the sale closed longer ago than the release window")]
+    ReleaseExpired,
+    /// The sale's entries or proofs do not verify against this epoch's log.
+    /// `release.proof_invalid`.
+    #[error("sale proof: {0}")]
+    ReleaseProofInvalid(String),
     /// The requester is not the winner. `release.not_winner`.
     #[error("only the auction's winner gets the lead")]
     ReleaseNotWinner,
@@ -157,12 +163,11 @@ impl EnclaveError {
             EnclaveError::SecretsMalformed(_) => ErrorCode::BootSecretsMalformed,
             EnclaveError::TipInvalid(_) => ErrorCode::BootTipInvalid,
             EnclaveError::RestoreInvalid(_) => ErrorCode::BootReplayInvalid,
+            EnclaveError::StateInvalid(_) => ErrorCode::BootStateInvalid,
             EnclaveError::BadOrigin(_) => ErrorCode::BootBadOrigin,
             EnclaveError::JournalGap(_) => ErrorCode::JournalGap,
             EnclaveError::BatchTooLarge { .. } => ErrorCode::ProtocolBatchTooLarge,
-            EnclaveError::TooManyTags => ErrorCode::ProtocolTooManyTags,
             EnclaveError::TooManyEntries => ErrorCode::ProtocolTooManyEntries,
-            EnclaveError::MalformedTag => ErrorCode::ProtocolMalformedTag,
             EnclaveError::BadAnchorTarget => ErrorCode::ProtocolBadAnchorTarget,
             EnclaveError::SessionBusy => ErrorCode::SessionBusy,
             EnclaveError::Frame(e) => e.code(),
@@ -174,10 +179,12 @@ impl EnclaveError {
             EnclaveError::LeadMalformedJson => ErrorCode::LeadMalformedJson,
             EnclaveError::Bid(e) => e.code(),
             EnclaveError::BidRefused(why) => why.code(),
+            EnclaveError::CloseInvalid(_) => ErrorCode::AuctionCloseInvalid,
             EnclaveError::Release(e) => e.code(),
             EnclaveError::ReleaseStale => ErrorCode::ReleaseStale,
-            EnclaveError::ReleaseNotClosed => ErrorCode::ReleaseNotClosed,
             EnclaveError::ReleaseNotSold => ErrorCode::ReleaseNotSold,
+            EnclaveError::ReleaseExpired => ErrorCode::ReleaseExpired,
+            EnclaveError::ReleaseProofInvalid(_) => ErrorCode::ReleaseProofInvalid,
             EnclaveError::ReleaseNotWinner => ErrorCode::ReleaseNotWinner,
             EnclaveError::ReleaseLeadMismatch(_) => ErrorCode::ReleaseLeadMismatch,
             EnclaveError::Sealing(e) => e.code(),

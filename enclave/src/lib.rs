@@ -10,13 +10,15 @@
 //! * [`error`]: the enclave's errors and their stable codes, mapped to the wire once.
 //! * [`secrets`], [`sealing`]: the keys and how they are sealed at rest.
 //! * [`attest`]: attestation providers: NSM (`/dev/nsm`, AWS Nitro) and the dev CA.
-//! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email and replay
-//!   detection, both in fixed memory ([`bloom`]).
+//! * [`rules`], [`dedup`], [`replay`]: intake rules and scoring; duplicate-email, submission
+//!   and sealed-bid replay detection, all in fixed memory ([`bloom`]).
 //! * [`log`]: frontier, receipts and checkpoints.
 //! * [`journal`]: the appended tail the host has not confirmed durable, for its catch-up.
-//! * [`auctions`]: the auction book (open auctions with their opened bids, recent sales);
-//!   the bid, close and release flows are in `core/market.rs`.
-//! * [`restore`]: rebuilding the book at boot from a replay the enclave checks against its tip.
+//! * [`auctions`]: the auction book: a fixed-size record per open auction, nothing per sale;
+//!   the bid, close and release flows are in `core/market.rs` (`docs/AUCTION-BOOK.md`).
+//! * [`state`]: the sealed state (open auctions, email filter) a restart starts from.
+//! * [`restore`]: rebuilding that state at boot from a sealed state and the leaves after it,
+//!   checked against the tip.
 //! * [`sellers`]: decompressed keys of recent sellers.
 //! * [`parallel`]: the order-preserving parallel map used for per-lead crypto in a batch.
 #![forbid(unsafe_code)]
@@ -40,3 +42,4 @@ pub mod sealing;
 pub mod secrets;
 pub mod sellers;
 pub mod server;
+pub mod state;

@@ -41,6 +41,11 @@ impl UnsignedAppend {
         self.index
     }
 
+    /// The leaf (canonical event bytes).
+    pub fn leaf(&self) -> &[u8] {
+        &self.leaf
+    }
+
     /// Signs the receipt for the tree of size `index + 1`.
     pub fn sign(self, key: &SigningKey) -> Appended {
         let receipt = Receipt::sign(

@@ -1,4 +1,4 @@
-//! Replay detection for submissions, in fixed memory.
+//! Replay detection for submissions and sealed bids, in fixed memory.
 //!
 //! A submission is accepted only if its `issued_at_ms` lies in `[now − window, now + skew]`
 //! (enclave clock). Its `ciphertext_sha256` is remembered in two rotating Bloom generations,
@@ -88,6 +88,52 @@ impl ReplayGuard {
     }
 }
 
+/// Default sealed-bid filter size per generation, log2 bits: 2^24 bits = 2 MiB.
+pub const BID_FILTER_BITS_LOG2: u32 = 24;
+
+/// Recently taken sealed bids (by commitment, the SHA-256 of the sealed bid), in two rotating
+/// generations of a fixed size. A generation turns over after `2^bits / 128` insertions, where
+/// a fresh bid is mistaken for a replay with probability under 1.2e-9 (Bloom filter, k = 7;
+/// at `2^bits / 32` it would be 1.2e-5, one spurious refusal in about 100,000 bids, which a
+/// run of a million bids met); the filter remembers at least the last `2^bits / 128` bids
+/// (131,072 by default), far more than a retry racing its original needs.
+///
+/// It refuses a retry racing its original, and any replay within that memory, before it is
+/// logged. It is not what makes a replay harmless: a sealed bid counts once per auction at
+/// close (its first `bid.sealed`; a later `bid.sealed` with the same commitment is void), a
+/// rule the log lets anyone check, so a replay the filter no longer remembers (or one after a
+/// restart, which empties it) is logged and changes nothing.
+pub struct SealedBidFilter {
+    current: HashFilter,
+    previous: HashFilter,
+    per_generation: u64,
+}
+
+impl SealedBidFilter {
+    /// An empty filter of two generations of `2^bits_log2` bits.
+    pub fn new(bits_log2: u32) -> Self {
+        Self {
+            current: HashFilter::new(bits_log2),
+            previous: HashFilter::new(bits_log2),
+            per_generation: (1u64 << bits_log2) / 128,
+        }
+    }
+
+    /// Whether `commitment` was recorded recently (false positives as documented above).
+    pub fn seen(&self, commitment: &[u8; 32]) -> bool {
+        self.current.contains(commitment) || self.previous.contains(commitment)
+    }
+
+    /// Records a taken bid's commitment.
+    pub fn record(&mut self, commitment: &[u8; 32]) {
+        if self.current.len() >= self.per_generation {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+        }
+        self.current.insert(commitment);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +172,27 @@ mod tests {
         );
         // A long gap clears everything.
         assert_eq!(g.check(&h, 100_000_000, 100_000_000), ReplayVerdict::Fresh);
+    }
+
+    #[test]
+    fn sealed_bids_are_remembered_for_at_least_one_generation() {
+        use sha2::{Digest, Sha256};
+        let key = |i: u32| -> [u8; 32] { Sha256::digest(i.to_le_bytes()).into() };
+        // 2^14 bits: 128 bids per generation.
+        let mut f = SealedBidFilter::new(14);
+        for i in 0..128 {
+            assert!(!f.seen(&key(i)), "fresh bid {i} taken for a replay");
+            f.record(&key(i));
+        }
+        // The next generation keeps the first one.
+        for i in 128..256 {
+            assert!(!f.seen(&key(i)), "fresh bid {i} taken for a replay");
+            f.record(&key(i));
+        }
+        assert!((0..256).all(|i| f.seen(&key(i))));
+        // One more turn forgets the first generation.
+        f.record(&key(256));
+        assert!(f.seen(&key(256)) && f.seen(&key(200)));
+        assert!((0..128).filter(|i| f.seen(&key(*i))).count() < 2);
     }
 }

@@ -1,79 +1,46 @@
-//! Rebuilding the auction book after a restart, without trusting the host.
+//! Rebuilding the enclave's state after a restart, without trusting the host.
 //!
-//! Every `log.epoch` records `replay_from`: every auction still open, and every sale whose
-//! winner may still ask for its lead, began at or after that leaf. At the next boot the host
-//! replays the leaves from (at most) the last epoch's `replay_from` to the tip, each
-//! `bid.sealed` with its sealed bid. The enclave hashes every replayed leaf onto the frontier
-//! at the start (authenticated by its own receipt of the leaf before), and `Start` succeeds
-//! only if the result is exactly the tip it booted from and the last `log.epoch` among the
-//! leaves asked for no earlier start. So the replay is complete: the host cannot drop a bid or
-//! a close, reorder anything or change a close time without the root telling.
+//! The state at log size `n` (the open auctions' records and the duplicate-email filter) is a
+//! function of the first `n` leaves. A restore starts from a sealed state the enclave wrote
+//! earlier ([`crate::state`]), or from the empty state at leaf 0, and the host then replays
+//! every leaf from there to the tip. The enclave hashes each replayed leaf onto the frontier
+//! it started from, and `Start` succeeds only if the result is exactly the tip it booted from.
+//! So the replay is complete: the host cannot drop, add or reorder a leaf, or hand back a
+//! state of another branch, without the root telling.
+//!
+//! Cost: one JSON parse and one leaf hash per replayed leaf, no decryption; the number of
+//! leaves is what was appended since the last sealed state (see
+//! `EnclaveConfig::state_interval_entries`).
 
-use ed25519_dalek::VerifyingKey;
-use leadgate_verifier::bid::open_logged_bid;
-use leadgate_verifier::envelope::HpkeSecret;
 use leadgate_verifier::event::Event;
-use leadgate_verifier::merkle::{leaf_hash, Frontier, Hash};
+use leadgate_verifier::merkle::{leaf_hash, Frontier};
 
-use crate::auctions::{AuctionBook, PlacedBid};
+use crate::auctions::{auction_key, AuctionBook};
+use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
-use leadgate_protocol::{RestoreBase, RestoreEntry};
 
 fn invalid(message: impl Into<String>) -> EnclaveError {
     EnclaveError::RestoreInvalid(message.into())
-}
-
-fn hex32(s: &str) -> Result<[u8; 32], EnclaveError> {
-    leadgate_verifier::bid::hex32(s).ok_or_else(|| invalid("a replayed event has a bad hash"))
 }
 
 /// A replay in progress.
 pub struct Restore {
     from: u64,
     frontier: Frontier,
-    last_epoch_replay_from: Option<u64>,
 }
 
 impl Restore {
-    /// Starts a replay at leaf `from`; `base` must authenticate the tree of `from` leaves
-    /// (none when `from` is 0).
-    ///
-    /// # Errors
-    /// `boot.replay_invalid`.
-    pub fn begin(
-        from: u64,
-        base: Option<RestoreBase>,
-        log_key: &VerifyingKey,
-        origin: &str,
-    ) -> Result<Self, EnclaveError> {
-        let frontier = match (from, base) {
-            (0, None) => Frontier::new(),
-            (0, Some(_)) => return Err(invalid("a replay from leaf 0 has no base")),
-            (_, None) => return Err(invalid("a replay from leaf > 0 needs a base")),
-            (_, Some(base)) => {
-                let r = base
-                    .receipt
-                    .verify(log_key, origin)
-                    .map_err(|e| invalid(format!("base receipt: {e}")))?;
-                if r.index + 1 != from {
-                    return Err(invalid("base receipt is not of the leaf before `from`"));
-                }
-                let peaks: Option<Vec<Hash>> = base
-                    .peaks
-                    .iter()
-                    .map(|p| p.as_slice().try_into().ok())
-                    .collect();
-                match peaks.map(|p| Frontier::from_parts(from, p)) {
-                    Some(Ok(f)) if f.root() == r.root => f,
-                    _ => return Err(invalid("base frontier does not match its receipt")),
-                }
-            }
-        };
-        Ok(Self {
-            from,
+    /// Starts a replay onto the state whose frontier is `frontier` (empty for leaf 0).
+    pub fn new(frontier: Frontier) -> Self {
+        Self {
+            from: frontier.size(),
             frontier,
-            last_epoch_replay_from: None,
-        })
+        }
+    }
+
+    /// Where the replay started: the size of the state restored (0 without one).
+    pub fn from(&self) -> u64 {
+        self.from
     }
 
     /// Index of the next leaf expected.
@@ -81,69 +48,51 @@ impl Restore {
         self.frontier.size()
     }
 
-    /// Applies replayed leaves to `book`.
+    /// Applies replayed leaves to `book` and `tags`.
     ///
     /// # Errors
-    /// `boot.replay_invalid` for a leaf that is not an event, or a `bid.sealed` without its
-    /// sealed bid or with another one.
+    /// `boot.replay_invalid` for a leaf that is not an event, or whose ids or hashes are
+    /// malformed.
     pub fn apply(
         &mut self,
-        entries: &[RestoreEntry],
+        leaves: &[impl AsRef<[u8]>],
         book: &mut AuctionBook,
-        intake: &HpkeSecret,
-        origin: &str,
+        tags: &mut EmailTags,
     ) -> Result<(), EnclaveError> {
-        for entry in entries {
+        for leaf in leaves {
+            let leaf = leaf.as_ref();
             let index = self.frontier.size();
-            self.frontier.append(leaf_hash(&entry.leaf));
+            self.frontier.append(leaf_hash(leaf));
             let event =
-                Event::from_leaf(&entry.leaf).map_err(|e| invalid(format!("leaf {index}: {e}")))?;
+                Event::from_leaf(leaf).map_err(|e| invalid(format!("leaf {index}: {e}")))?;
+            let key = |id: &str| {
+                auction_key(id).ok_or_else(|| invalid(format!("leaf {index}: bad auction id")))
+            };
             match event {
-                Event::LogEpoch(e) => self.last_epoch_replay_from = Some(e.replay_from),
                 Event::LeadAccepted(e) => {
-                    book.open(e.lead_id, index, hex32(&e.ciphertext_sha256)?, e.auction);
+                    let tag = leadgate_verifier::bid::hex32(&e.email_tag)
+                        .ok_or_else(|| invalid(format!("leaf {index}: bad email tag")))?;
+                    tags.record(&tag);
+                    book.open(key(&e.lead_id)?, leaf, e.auction.closes_at);
                 }
-                Event::BidSealed(e) => {
-                    let sealed = entry.bid.as_ref().ok_or_else(|| {
-                        invalid(format!("leaf {index}: the sealed bid is missing"))
-                    })?;
-                    let buyer = hex32(&e.buyer)?;
-                    let commitment = hex32(&e.commitment)?;
-                    let content = sealed
-                        .decode()
-                        .and_then(|d| {
-                            open_logged_bid(intake, origin, &d, &commitment, &e.auction_id, &buyer)
-                        })
-                        .map_err(|err| invalid(format!("leaf {index}: sealed bid: {err}")))?;
-                    book.record_bid(
-                        &e.auction_id,
-                        buyer,
-                        content.nonce,
-                        PlacedBid {
-                            commitment,
-                            amount: content.amount,
-                            buyer_hpke: content.buyer_hpke,
-                        },
-                    );
-                }
+                Event::BidSealed(e) => book.record_bid(&key(&e.auction_id)?, leaf),
                 Event::AuctionClosed(e) => {
-                    let winner = (hex32(&e.winner)?, hex32(&e.winner_hpke)?);
-                    book.close(&e.auction_id, e.time, Some(winner));
+                    book.close(&key(&e.auction_id)?);
                 }
                 Event::AuctionUnsold(e) => {
-                    book.close(&e.auction_id, e.time, None);
+                    book.close(&key(&e.auction_id)?);
                 }
-                Event::LeadRejected(_) | Event::LeadReleased(_) => {}
+                Event::LogEpoch(_) | Event::LeadRejected(_) | Event::LeadReleased(_) => {}
             }
         }
         Ok(())
     }
 
-    /// Checks the replay reached exactly `tip` and started early enough.
+    /// Checks the replay reached exactly `tip`.
     ///
     /// # Errors
     /// `boot.replay_invalid`.
-    pub fn finish(self, tip: &Frontier) -> Result<(), EnclaveError> {
+    pub fn finish(&self, tip: &Frontier) -> Result<(), EnclaveError> {
         if self.frontier.size() != tip.size() || self.frontier.root() != tip.root() {
             return Err(invalid(format!(
                 "replayed leaves end at size {} with another root than the tip ({})",
@@ -151,15 +100,6 @@ impl Restore {
                 tip.size()
             )));
         }
-        match self.last_epoch_replay_from {
-            Some(f) if f >= self.from => Ok(()),
-            Some(f) => Err(invalid(format!(
-                "replay started at {} but the last epoch asked for {f}",
-                self.from
-            ))),
-            None => Err(invalid(
-                "the replay holds no log.epoch: it started too late",
-            )),
-        }
+        Ok(())
     }
 }

@@ -151,6 +151,16 @@ impl Secrets {
         mac.finalize().into_bytes().into()
     }
 
+    /// The AES-256 key of the sealed state ([`crate::state`]), 32 bytes:
+    /// `HMAC-SHA-256(tag_key, "leadgate.state-key.v1\n")`. The label holds a newline and no
+    /// `@`, so it is never a normalised email, whose tags the same key makes.
+    pub fn state_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&*self.tag_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"leadgate.state-key.v1\n");
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
+
     /// The public keys, as bound into attestations.
     pub fn public_keys(&self, origin: &str) -> EnclaveKeys {
         let anchor = k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(

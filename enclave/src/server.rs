@@ -25,7 +25,7 @@ pub struct LinkLimits {
     /// connection past it is closed at once. Default 4.
     pub max_connections: usize,
     /// A connection that sends no frame for this long is closed, and a session this idle
-    /// may be taken over, ms. Default 15,000 (the host sends a heartbeat every second).
+    /// may be taken over, ms. Default 15,000 (the host sends a heartbeat every 250 ms).
     pub idle_ms: u64,
     /// Longest a frame may take to arrive once its length prefix is read, and an answer to
     /// be written, ms. Default 30,000 (8 MiB at under 300 KB/s).

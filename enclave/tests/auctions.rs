@@ -1,6 +1,8 @@
-//! Auctions in memory: sealed bids, closing on the enclave clock, winner-only release, the
-//! known marketplace attacks (each must fail for the attacker), and restarts that must lose
-//! no bid while refusing any replay the host tampered with.
+//! Auctions in memory: sealed bids, closing on the enclave clock from the entries the host
+//! stored, winner-only release from a sale proven from the log, the known marketplace attacks
+//! (each must fail for the attacker, including a host that tampers with what it hands back),
+//! and restarts that must lose no bid while refusing any state or replay the host tampered
+//! with.
 
 mod common;
 
@@ -8,7 +10,7 @@ use base64::Engine as _;
 use common::{corpus, Host, ORIGIN, T0};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_protocol::{Request, Response, SubmitOutcome};
+use leadgate_protocol::{Request, Response, SaleProof, SubmitOutcome};
 use leadgate_verifier::auction::{
     check_own_bid, commitments_root, tie_rank, verify_seed, OpenedBid, Outcome, Pricing,
     TokenAmount,
@@ -117,14 +119,43 @@ fn terms(reserve: u64, duration_ms: u64, pricing: Pricing) -> AuctionRequest {
     }
 }
 
+/// A release as the host sends it: the stored sealed lead and the sale's proof from the
+/// stored log. Before the close there is no close entry; the proof then names the lead's own
+/// `lead.accepted` as its close, as a host pretending the sale happened would.
 fn release(
     host: &mut Host,
     e: &mut Enclave,
     req: ReleaseRequest,
     now: u64,
 ) -> Result<Vec<u8>, String> {
+    let proof = match host.close_index(&req.lead_id) {
+        Some(_) => host.sale_proof(&req.lead_id),
+        None => {
+            let mut p =
+                host.sale_proof_of(&req.lead_id, host.accepted_index(&req.lead_id).unwrap());
+            p.closed = p.accepted.clone();
+            p
+        }
+    };
+    release_with(host, e, req, proof, now)
+}
+
+fn release_with(
+    host: &mut Host,
+    e: &mut Enclave,
+    req: ReleaseRequest,
+    proof: SaleProof,
+    now: u64,
+) -> Result<Vec<u8>, String> {
     let lead = host.leads[&req.lead_id].clone();
-    match e.handle(Request::Release { request: req, lead }, now) {
+    match e.handle(
+        Request::Release {
+            request: req,
+            lead,
+            proof,
+        },
+        now,
+    ) {
         Response::Released { released, appended } => {
             host.store(&appended);
             let Event::LeadReleased(ev) = Event::from_leaf(&appended.leaf).unwrap() else {
@@ -202,18 +233,9 @@ fn sealed_bid_auctions_and_the_attacks_that_must_fail() {
     let mut tampered_ct = a2_ct.clone();
     tampered_ct[5] ^= 1;
     let (tampered, _) = sign_sealed_bid(&b2.key, ORIGIN, a, &enc, &tampered_ct);
-    let same_nonce = b2.bid(&keys, a, 7_000_000, 3).0; // fresh ciphertext, used nonce
     let got = host.bid(
         &mut e,
-        vec![
-            unknown,
-            forged,
-            swapped,
-            stolen,
-            tampered,
-            a2.clone(),
-            same_nonce,
-        ],
+        vec![unknown, forged, swapped, stolen, tampered, a2.clone()],
         T0 + 20,
     );
     assert_eq!(
@@ -225,7 +247,6 @@ fn sealed_bid_auctions_and_the_attacks_that_must_fail() {
             "bid.decrypt_failed",
             "bid.decrypt_failed",
             "bid.replayed",
-            "bid.replayed",
         ]
     );
     assert_eq!(host.leaves.len(), size, "refused bids append nothing");
@@ -234,7 +255,7 @@ fn sealed_bid_auctions_and_the_attacks_that_must_fail() {
     assert!(host.tick(&mut e, close - 1).is_empty());
     assert_eq!(
         release(&mut host, &mut e, b2.release(a, close - 1), close - 1),
-        Err("release.not_closed".into())
+        Err("release.proof_invalid".into())
     );
     // At the close time (enclave clock) bidding is over even before the close is logged.
     let late = b1.bid(&keys, a, 9_000_000, 30).0;
@@ -319,11 +340,12 @@ fn sealed_bid_auctions_and_the_attacks_that_must_fail() {
         }
     }
 
-    // Bids after close are refused.
+    // Bids after close are refused: the enclave no longer holds the auction (the gateway
+    // tells `auction.closed` from its table).
     let after = b1.bid(&keys, a, 9_000_000, 31).0;
     assert_eq!(
         host.bid(&mut e, vec![after], close + 10),
-        vec!["auction.closed"]
+        vec!["auction.unknown"]
     );
 
     // Release: only A's winner gets A, not the loser, not b1 (which won B), not for an unsold
@@ -385,7 +407,7 @@ fn bids_and_release_rights_survive_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut host = Host::default();
     let (mut e, keys) = host.boot(dir.path(), T0);
-    // Leads before the auctions: the replay must start at the auctions, not at 0.
+    // Leads and a close before the sealed state, more after it.
     list(
         &mut host,
         &mut e,
@@ -405,40 +427,48 @@ fn bids_and_release_rights_survive_restarts() {
     );
     let (a, b) = (&listed[0].0, &listed[1].0);
     let (b1, b2) = (Buyer::new(21), Buyer::new(22));
-    let bids = vec![
-        b1.bid(&keys, a, 5_000, 1).0,
-        b2.bid(&keys, a, 7_000, 2).0,
-        b2.bid(&keys, b, 2_000, 3).0,
-    ];
-    assert_eq!(host.bid(&mut e, bids, T0 + 4_000), vec!["ok"; 3]);
+    let a1 = b1.bid(&keys, a, 5_000, 1).0;
+    let bids = vec![a1.clone(), b2.bid(&keys, a, 7_000, 2).0];
+    assert_eq!(host.bid(&mut e, bids, T0 + 4_000), vec!["ok"; 2]);
+    let state = host.seal_state(&mut e, true, T0 + 4_000).unwrap();
+    assert_eq!(state, host.leaves.len() as u64);
+    assert_eq!(
+        host.bid(&mut e, vec![b2.bid(&keys, b, 2_000, 3).0], T0 + 4_500),
+        vec!["ok"]
+    );
 
-    // kill -9 and restart mid-auction: the book comes back from the replay.
+    // kill -9 and restart mid-auction: the state comes back from the sealed state and the
+    // leaves after it.
     drop(e);
     let (mut e, _) = host.boot(dir.path(), T0 + 5_000);
     let Event::LogEpoch(epoch) = Event::from_leaf(host.leaves.last().unwrap()).unwrap() else {
         panic!()
     };
-    assert!(
-        epoch.replay_from > 3,
-        "replay starts at the open auctions: {}",
-        epoch.replay_from
-    );
-    // The nonce memory came back too, and so did the close time.
+    assert_eq!(epoch.replay_from, state, "restored from the sealed state");
+    // The close time came back: a bid at it is refused.
     assert_eq!(
-        host.bid(&mut e, vec![b2.bid(&keys, a, 9_000, 2).0], T0 + 6_000),
-        vec!["bid.replayed"]
+        host.bid(&mut e, vec![b1.bid(&keys, a, 1, 9).0], T0 + 63_000),
+        vec!["auction.closed"]
     );
+    // The replay filter starts empty, so the host can get b1's first bid logged again; it
+    // counts once at close all the same.
+    assert_eq!(host.bid(&mut e, vec![a1], T0 + 6_000), vec!["ok"]);
     assert_eq!(
         host.bid(&mut e, vec![b1.bid(&keys, b, 3_000, 4).0], T0 + 6_000),
         vec!["ok"]
     );
     let events = host.tick(&mut e, T0 + 63_000);
     assert_eq!(closed(&events, a).winner, b2.id());
-    assert_eq!(closed(&events, a).bids, 2, "no sealed bid was lost");
+    assert_eq!(
+        closed(&events, a).bids,
+        2,
+        "no sealed bid lost or counted twice"
+    );
     assert_eq!(closed(&events, b).winner, b1.id());
 
-    // Restart again after the close: the winner can still get its lead.
+    // Restart again after the close, from leaf 0 this time: the winner can still get its lead.
     drop(e);
+    host.state = None;
     let (mut e, _) = host.boot(dir.path(), T0 + 70_000);
     let now = T0 + 71_000;
     assert_eq!(
@@ -448,24 +478,187 @@ fn bids_and_release_rights_survive_restarts() {
     let env = release(&mut host, &mut e, b2.release(a, now), now).unwrap();
     let env: leadgate_verifier::release::ReleasedLead = serde_json::from_slice(&env).unwrap();
     assert_eq!(env.open(ORIGIN, &b2.hpke).unwrap(), listed[0].1);
-    // Past the release window the sale is forgotten, and the replay point moves on.
+    // Past the release window the sale cannot be claimed.
     drop(e);
     let mut config = EnclaveConfig::new(ORIGIN);
     config.release_window_ms = 60_000;
     let (mut e, _) = host.boot_with(dir.path(), T0 + 200_000, config);
     assert_eq!(
         release(&mut host, &mut e, b2.release(a, T0 + 200_000), T0 + 200_000),
-        Err("release.not_sold".into())
+        Err("release.expired".into())
     );
-    let Event::LogEpoch(epoch) = Event::from_leaf(host.leaves.last().unwrap()).unwrap() else {
-        panic!()
-    };
-    assert_eq!(epoch.replay_from, host.leaves.len() as u64 - 1);
 }
 
-/// Boots from `host` with the given replay requests: `Ok` if the enclave started, else the
-/// error code.
-fn start(host: &Host, dir: &std::path::Path, replay: Vec<Request>, now: u64) -> Result<(), String> {
+/// Three open auctions with bids from two buyers, due at `T0 + 60_000`.
+fn three_auctions(
+    host: &mut Host,
+    e: &mut Enclave,
+    keys: &EnclaveKeys,
+) -> (Vec<String>, Buyer, Buyer) {
+    let listed = list(
+        host,
+        e,
+        keys,
+        20,
+        &[terms(1_000, 60_000, Pricing::FirstPrice); 3],
+        T0,
+    );
+    let ids: Vec<String> = listed.into_iter().map(|(id, _)| id).collect();
+    let (b1, b2) = (Buyer::new(41), Buyer::new(42));
+    let bids = vec![
+        b1.bid(keys, &ids[0], 5_000, 1).0,
+        b2.bid(keys, &ids[0], 7_000, 2).0,
+        b1.bid(keys, &ids[0], 8_000, 3).0,
+        b2.bid(keys, &ids[1], 2_000, 4).0,
+    ];
+    assert_eq!(host.bid(e, bids, T0 + 10), vec!["ok"; 4]);
+    (ids, b1, b2)
+}
+
+#[test]
+fn a_host_that_tampers_with_a_close_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let (ids, b1, _) = three_auctions(&mut host, &mut e, &keys);
+    let due = T0 + 60_000;
+    let honest = host.close_input(&ids[0]);
+    assert_eq!(honest.bids.len(), 3);
+    let size = host.leaves.len();
+    let mut attempts = Vec::new();
+    // A bid omitted (the highest), duplicated, or two swapped in order.
+    let mut c = honest.clone();
+    c.bids.remove(2);
+    attempts.push(("omitted", c));
+    let mut c = honest.clone();
+    c.bids.push(c.bids[1].clone());
+    attempts.push(("duplicated", c));
+    let mut c = honest.clone();
+    c.bids.swap(0, 1);
+    attempts.push(("reordered", c));
+    // A sealed bid substituted (b1's lower bid under the leaf of its higher one), and a bid
+    // leaf of another auction in place of one of this auction's.
+    let mut c = honest.clone();
+    c.bids[2].sealed = c.bids[0].sealed.clone();
+    attempts.push(("substituted sealed bid", c));
+    let mut c = honest.clone();
+    c.bids[1] = host.close_input(&ids[1]).bids[0].clone();
+    attempts.push(("another auction's bid", c));
+    // A bid entry the log never held: a fresh bid from b1, with a made-up bid.sealed leaf.
+    let mut c = honest.clone();
+    let fresh = b1.bid(&keys, &ids[0], 9_000, 9).0;
+    let leaf = String::from_utf8(c.bids[2].leaf.to_vec()).unwrap();
+    let commitment = hex::encode(fresh.decode().unwrap().commitment);
+    let old = serde_json::from_str::<serde_json::Value>(&leaf).unwrap()["commitment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.bids[2].leaf = serde_bytes::ByteBuf::from(leaf.replace(&old, &commitment).into_bytes());
+    c.bids[2].sealed = fresh;
+    attempts.push(("forged bid entry", c));
+    // Another auction's lead.accepted in front of this auction's bids.
+    let mut c = honest.clone();
+    c.accepted = host.close_input(&ids[2]).accepted;
+    attempts.push(("another auction's lead", c));
+    for (what, input) in attempts {
+        let got = host.close(&mut e, vec![input], due);
+        assert_eq!(got, vec![Err("auction.close_invalid".into())], "{what}");
+    }
+    // Before its close time, even the honest entries do not close it.
+    assert_eq!(
+        host.close(&mut e, vec![honest.clone()], due - 1),
+        vec![Err("auction.close_invalid".into())]
+    );
+    assert_eq!(host.leaves.len(), size, "refused closes append nothing");
+    // The auction is still open and closes from the honest entries, with b1's last bid.
+    let events = host.tick(&mut e, due);
+    assert_eq!(events.len(), 3);
+    let c0 = closed(&events, &ids[0]);
+    assert_eq!(
+        (c0.winner.as_str(), c0.price, c0.bids),
+        (b1.id().as_str(), amt(8_000), 2)
+    );
+    // A closed auction cannot be closed again, with any entries.
+    assert_eq!(
+        host.close(&mut e, vec![honest], due + 1),
+        vec![Err("auction.close_invalid".into())]
+    );
+}
+
+#[test]
+fn a_release_needs_a_sale_proven_from_this_epochs_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let (ids, b1, b2) = three_auctions(&mut host, &mut e, &keys);
+    let events = host.tick(&mut e, T0 + 60_000);
+    assert_eq!(closed(&events, &ids[0]).winner, b1.id());
+    assert_eq!(closed(&events, &ids[1]).winner, b2.id());
+    let now = T0 + 61_000;
+    let size = host.leaves.len();
+    let a = &ids[0];
+    let honest = host.sale_proof(a);
+
+    // Another buyer's sale: b2 won auction 1 and offers its close for auction 0.
+    let mut other = honest.clone();
+    other.closed = host.sale_proof(&ids[1]).closed;
+    assert_eq!(
+        release_with(&mut host, &mut e, b2.release(a, now), other, now),
+        Err("release.proof_invalid".into())
+    );
+    // A forged auction.closed naming b2 as the winner: not in the log.
+    let mut forged = honest.clone();
+    let text = String::from_utf8(forged.closed.leaf.to_vec()).unwrap();
+    forged.closed.leaf = serde_bytes::ByteBuf::from(text.replace(&b1.id(), &b2.id()).into_bytes());
+    assert_eq!(
+        release_with(&mut host, &mut e, b2.release(a, now), forged, now),
+        Err("release.proof_invalid".into())
+    );
+    // The right entries with a path that does not lead to the receipt's root.
+    let mut bent = honest.clone();
+    bent.accepted.path[0] = serde_bytes::ByteBuf::from(vec![0u8; 32]);
+    assert_eq!(
+        release_with(&mut host, &mut e, b1.release(a, now), bent, now),
+        Err("release.proof_invalid".into())
+    );
+    // Another lead's entries (a valid sale of b2's) for lead 0.
+    let mut swapped = host.sale_proof(&ids[1]);
+    swapped.receipt = honest.receipt.clone();
+    assert_eq!(
+        release_with(&mut host, &mut e, b2.release(a, now), swapped, now),
+        Err("release.proof_invalid".into())
+    );
+    // A receipt that is not the enclave's.
+    let mut unsigned = honest.clone();
+    unsigned.receipt.root = hex::encode([1u8; 32]);
+    assert_eq!(
+        release_with(&mut host, &mut e, b1.release(a, now), unsigned, now),
+        Err("release.proof_invalid".into())
+    );
+    // The unsold auction's close.
+    assert_eq!(
+        release(&mut host, &mut e, b1.release(&ids[2], now), now),
+        Err("release.not_sold".into())
+    );
+    assert_eq!(host.leaves.len(), size, "refused releases append nothing");
+
+    // After a restart, a proof against the previous epoch's receipt is stale: that tree may
+    // hold entries the restart voided.
+    drop(e);
+    let (mut e, _) = host.boot(dir.path(), now);
+    assert_eq!(
+        release_with(&mut host, &mut e, b1.release(a, now), honest, now),
+        Err("release.proof_invalid".into())
+    );
+    // The same sale against this epoch's tree goes through.
+    let env = release(&mut host, &mut e, b1.release(a, now), now).unwrap();
+    let env: leadgate_verifier::release::ReleasedLead = serde_json::from_slice(&env).unwrap();
+    assert!(env.open(ORIGIN, &b1.hpke).is_ok());
+}
+
+/// Boots from `host` with the given start-up requests: `Ok` if the enclave started, else the
+/// first error code.
+fn start(host: &Host, dir: &std::path::Path, reqs: Vec<Request>, now: u64) -> Result<(), String> {
     let tip = host.tip();
     let sealer = leadgate_enclave::sealing::DevFileSealer::open_or_create(dir).unwrap();
     let attestor =
@@ -486,7 +679,7 @@ fn start(host: &Host, dir: &std::path::Path, replay: Vec<Request>, now: u64) -> 
         ),
         Response::Booted { .. }
     ));
-    for req in replay {
+    for req in reqs {
         match e.handle(req, now) {
             Response::Ok => {}
             Response::Error(err) => return Err(err.code.to_string()),
@@ -500,12 +693,19 @@ fn start(host: &Host, dir: &std::path::Path, replay: Vec<Request>, now: u64) -> 
     }
 }
 
-fn start_error(host: &Host, dir: &std::path::Path, replay: Vec<Request>, now: u64) -> String {
-    start(host, dir, replay, now).expect_err("a tampered replay must not start the enclave")
+fn start_error(host: &Host, dir: &std::path::Path, reqs: Vec<Request>, now: u64) -> String {
+    start(host, dir, reqs, now).expect_err("a tampered restore must not start the enclave")
+}
+
+/// The state requests followed by the replay from its size.
+fn with_state(host: &Host, chunk: usize) -> Vec<Request> {
+    let (mut reqs, from) = host.state_requests();
+    reqs.extend(host.restore_requests(from, chunk));
+    reqs
 }
 
 #[test]
-fn a_host_that_tampers_with_the_replay_cannot_start_the_enclave() {
+fn a_host_that_tampers_with_the_restore_cannot_start_the_enclave() {
     let dir = tempfile::tempdir().unwrap();
     let mut host = Host::default();
     let (mut e, keys) = host.boot(dir.path(), T0);
@@ -518,6 +718,8 @@ fn a_host_that_tampers_with_the_replay_cannot_start_the_enclave() {
         T0,
     );
     host.tick(&mut e, T0 + 1_000);
+    let old_state = host.seal_state(&mut e, true, T0 + 1_000).unwrap();
+    let old_parts = host.state.clone().unwrap();
     let listed = list(
         &mut host,
         &mut e,
@@ -528,67 +730,82 @@ fn a_host_that_tampers_with_the_replay_cannot_start_the_enclave() {
     );
     let a = &listed[0].0;
     let (b1, b2) = (Buyer::new(31), Buyer::new(32));
-    let bids = vec![b1.bid(&keys, a, 5_000, 1).0, b2.bid(&keys, a, 7_000, 2).0];
-    assert_eq!(host.bid(&mut e, bids, T0 + 3_000), vec!["ok"; 2]);
+    assert_eq!(
+        host.bid(&mut e, vec![b1.bid(&keys, a, 5_000, 1).0], T0 + 3_000),
+        vec!["ok"]
+    );
+    let state = host.seal_state(&mut e, true, T0 + 3_000).unwrap();
+    assert!(state > old_state);
+    assert_eq!(
+        host.bid(&mut e, vec![b2.bid(&keys, a, 7_000, 2).0], T0 + 3_500),
+        vec!["ok"]
+    );
     drop(e);
-    // An honest restart goes through, so its epoch asks for a replay from the open auction.
-    let (e, _) = host.boot(dir.path(), T0 + 4_000);
-    drop(e);
-    let from = host.replay_from();
-    assert!(from > 0);
     let now = T0 + 5_000;
     let d = dir.path();
-    let bid_index = *host.bids.keys().max().unwrap();
+    let bid_index = host.leaves.len() - 1;
 
-    // No replay at all.
+    // No restore at all, or only the state without the leaves after it.
     assert_eq!(start_error(&host, d, vec![], now), "boot.replay_invalid");
-    // A sealed bid withheld, or swapped for another one.
-    let mut h = host.clone();
-    h.bids.remove(&bid_index);
     assert_eq!(
-        start_error(&h, d, h.restore_requests(from, 100), now),
+        start_error(&host, d, host.state_requests().0, now),
         "boot.replay_invalid"
     );
-    let mut h = host.clone();
-    let other = b2.bid(&keys, a, 1, 9).0;
-    h.bids.insert(bid_index, other);
-    assert_eq!(
-        start_error(&h, d, h.restore_requests(from, 100), now),
-        "boot.replay_invalid"
-    );
-    // Starting after the auction opened (its bids would be lost), or after the last epoch.
-    assert_eq!(
-        start_error(&host, d, host.restore_requests(from + 1, 100), now),
-        "boot.replay_invalid"
-    );
-    let last = host.leaves.len() as u64 - 1;
-    assert_eq!(
-        start_error(&host, d, host.restore_requests(last, 100), now),
-        "boot.replay_invalid"
-    );
-    // A bid leaf dropped from the replay, or the close time rewritten in the accepted event.
-    let mut reqs = host.restore_requests(from, 100_000);
-    if let Request::Restore { entries, .. } = &mut reqs[0] {
-        let i = (bid_index - from) as usize;
-        entries.remove(i);
-    }
+    // The replay starting past the state's size, or at 0 on top of the state.
+    let mut reqs = host.state_requests().0;
+    reqs.extend(host.restore_requests(state + 1, 100));
     assert_eq!(start_error(&host, d, reqs, now), "boot.replay_invalid");
-    let mut reqs = host.restore_requests(from, 100_000);
-    if let Request::Restore { entries, .. } = &mut reqs[0] {
-        let accepted = entries
-            .iter_mut()
-            .find(|en| String::from_utf8_lossy(&en.leaf).contains("\"closes_at\""))
-            .unwrap();
-        let text = String::from_utf8(accepted.leaf.to_vec()).unwrap();
-        let moved = text.replace(&format!("{}", T0 + 62_000), &format!("{}", T0 + 3_001));
-        assert_ne!(moved, text);
-        accepted.leaf = serde_bytes::ByteBuf::from(moved.into_bytes());
-    }
+    let mut reqs = host.state_requests().0;
+    reqs.extend(host.restore_requests(0, 100));
     assert_eq!(start_error(&host, d, reqs, now), "boot.replay_invalid");
-    // The honest replay, and a full one from leaf 0, start the enclave.
+    // The last bid's leaf dropped from the replay (from the state, and from leaf 0).
+    let mut h = host.clone();
+    h.leaves.remove(bid_index);
     assert_eq!(
-        start(&host, d, host.restore_requests(from, 100), now),
-        Ok(())
+        start_error(&h, d, with_state(&h, 100), now),
+        "boot.replay_invalid"
     );
+    h.state = None;
+    assert_eq!(
+        start_error(&h, d, with_state(&h, 100), now),
+        "boot.replay_invalid"
+    );
+    // The close time rewritten in the accepted event.
+    let mut h = host.clone();
+    h.state = None;
+    let i = h.accepted_index(a).unwrap() as usize;
+    let text = String::from_utf8(h.leaves[i].clone()).unwrap();
+    let moved = text.replace(&format!("{}", T0 + 62_000), &format!("{}", T0 + 3_001));
+    assert_ne!(moved, text);
+    h.leaves[i] = moved.into_bytes();
+    assert_eq!(
+        start_error(&h, d, with_state(&h, 100), now),
+        "boot.replay_invalid"
+    );
+    // A state part with a flipped bit, relabelled with another size, or out of order.
+    let mut h = host.clone();
+    h.state.as_mut().unwrap()[0].blob[40] ^= 1;
+    assert_eq!(
+        start_error(&h, d, with_state(&h, 100), now),
+        "boot.state_invalid"
+    );
+    let mut h = host.clone();
+    h.state.as_mut().unwrap()[0].size = old_state;
+    assert_eq!(
+        start_error(&h, d, with_state(&h, 100), now),
+        "boot.state_invalid"
+    );
+    let mut h = host.clone();
+    h.state.as_mut().unwrap()[0].index = 1;
+    assert_eq!(
+        start_error(&h, d, with_state(&h, 100), now),
+        "boot.state_invalid"
+    );
+    // An older state is harmless: the replay from there reaches the same tip.
+    let mut h = host.clone();
+    h.state = Some(old_parts);
+    assert_eq!(start(&h, d, with_state(&h, 7), now), Ok(()));
+    // The honest restore, and a full one from leaf 0, start the enclave.
+    assert_eq!(start(&host, d, with_state(&host, 100), now), Ok(()));
     assert_eq!(start(&host, d, host.restore_requests(0, 7), now), Ok(()));
 }

@@ -159,6 +159,9 @@ pub async fn run(
                 if let Err(e) = ticker.checkpoint(false).await {
                     tracing::warn!(error = %e, "checkpoint tick failed");
                 }
+                if let Err(e) = ticker.seal_state(false).await {
+                    tracing::warn!(error = %e, "sealing the enclave state failed");
+                }
             }
         }
     });

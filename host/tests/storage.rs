@@ -1,8 +1,10 @@
 //! The host's store on a real SQLite file: the schema migrations (sqlx's migrator, embedded
 //! from `host/migrations/`), including a database whose schema the first releases recorded in
-//! `PRAGMA user_version`.
+//! `PRAGMA user_version`; the WAL checkpoint; the enclave's sealed states.
 
 use leadgate_host::storage::{Store, MIGRATOR};
+use leadgate_protocol::StatePart;
+use serde_bytes::ByteBuf;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 
@@ -35,18 +37,15 @@ async fn a_new_database_gets_every_migration_once() {
     assert_eq!(store.size().await.unwrap(), 0);
     drop(store);
     assert_eq!(applied(&path).await, expected());
-    assert_eq!(
-        expected().len(),
-        3,
-        "host/migrations holds three migrations"
-    );
+    assert_eq!(expected().len(), 4, "host/migrations holds four migrations");
     // Opening again applies nothing new.
     Store::open(&path).await.unwrap();
     assert_eq!(applied(&path).await, expected());
 }
 
-/// A database migrated by `PRAGMA user_version` keeps its data and is not migrated twice
-/// (running `0001_init.sql` again would fail: its tables exist).
+/// A database migrated by `PRAGMA user_version` (the first three migrations) keeps its data,
+/// is not migrated twice (running `0001_init.sql` again would fail: its tables exist), and
+/// gets the migrations after those.
 #[tokio::test]
 async fn a_user_version_database_is_adopted_without_rerunning_migrations() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +57,7 @@ async fn a_user_version_database_is_adopted_without_rerunning_migrations() {
             .connect()
             .await
             .unwrap();
-        for m in MIGRATOR.iter() {
+        for m in MIGRATOR.iter().take(3) {
             sqlx::raw_sql(&m.sql).execute(&mut conn).await.unwrap();
         }
         sqlx::raw_sql(
@@ -102,4 +101,49 @@ async fn a_wal_checkpoint_copies_every_committed_frame() {
     drop(store);
     let reopened = Store::open(&copy).await.unwrap();
     assert_eq!(reopened.sealed_secrets().await.unwrap(), Some(blob));
+}
+
+fn part(size: u64, index: u32, count: u32) -> StatePart {
+    StatePart {
+        size,
+        root: ByteBuf::from(vec![size as u8; 32]),
+        index,
+        count,
+        blob: ByteBuf::from(vec![index as u8; 40]),
+    }
+}
+
+/// The enclave's sealed state: stored whole or not at all, the newest at or below the tip
+/// handed back with its parts in order, and only the newest two kept.
+#[tokio::test]
+async fn sealed_states_are_kept_whole_and_the_newest_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("host.db")).await.unwrap();
+    assert_eq!(store.latest_state(1_000).await.unwrap(), None);
+    // Not one whole state: a part missing, out of order, or of another size.
+    for bad in [
+        vec![part(10, 0, 2)],
+        vec![part(10, 1, 2), part(10, 0, 2)],
+        vec![part(10, 0, 2), part(11, 1, 2)],
+    ] {
+        assert!(store.put_state(&bad).await.is_err());
+    }
+    assert_eq!(store.latest_state(1_000).await.unwrap(), None);
+    store.put_state(&[part(10, 0, 1)]).await.unwrap();
+    store
+        .put_state(&[part(20, 0, 2), part(20, 1, 2)])
+        .await
+        .unwrap();
+    let got = store.latest_state(1_000).await.unwrap().unwrap();
+    assert_eq!(got, vec![part(20, 0, 2), part(20, 1, 2)]);
+    // The newest at or below the stored tip.
+    assert_eq!(
+        store.latest_state(15).await.unwrap().unwrap(),
+        vec![part(10, 0, 1)]
+    );
+    assert_eq!(store.latest_state(9).await.unwrap(), None);
+    // A third state drops the oldest.
+    store.put_state(&[part(30, 0, 1)]).await.unwrap();
+    assert_eq!(store.latest_state(15).await.unwrap(), None);
+    assert_eq!(store.latest_state(25).await.unwrap().unwrap()[0].size, 20);
 }

@@ -1,6 +1,6 @@
-//! The host's side of the start-up sequence (see the crate docs), as pure functions over the
-//! stored tree: the [`Tip`] sent in `Boot`, the `LoadTags` chunks, and the `Restore` requests
-//! with their [`RestoreBase`]. `leadgate-host` boots the enclave with these, and the enclave's
+//! The host's side of the start-up sequence (see the crate docs) and of the proofs it hands the
+//! enclave, as pure functions over the stored tree: the [`Tip`] sent in `Boot`, the `Restore`
+//! requests, and the [`SaleProof`] of a release. `leadgate-host` uses these, and the enclave's
 //! own tests drive its core with the same functions, so the two cannot drift apart.
 
 use leadgate_verifier::checkpoint::Checkpoint;
@@ -9,7 +9,7 @@ use leadgate_verifier::note::Note;
 use leadgate_verifier::receipt::Receipt;
 use serde_bytes::ByteBuf;
 
-use crate::{Request, RestoreBase, RestoreEntry, Tip, MAX_TAGS_PER_FRAME};
+use crate::{ProvenLeaf, Request, SaleProof, Tip};
 
 /// Why the stored log cannot be turned into a start-up request.
 #[derive(Debug, thiserror::Error)]
@@ -68,43 +68,18 @@ pub fn tip<S: NodeStore + ?Sized>(
     })
 }
 
-/// The `LoadTags` requests for `tags` (16-byte email tags), at most [`MAX_TAGS_PER_FRAME`]
-/// each, in order.
-pub fn load_tags(tags: &[Vec<u8>]) -> impl Iterator<Item = Request> + '_ {
-    tags.chunks(MAX_TAGS_PER_FRAME)
-        .map(|chunk| Request::LoadTags {
-            tags: chunk.iter().cloned().map(ByteBuf::from).collect(),
-        })
-}
-
 /// The `Restore` requests of one start-up, built chunk by chunk as the host reads its store:
-/// the first carries the [`RestoreBase`] (the receipt of leaf `from − 1` and the peaks at
-/// `from`; none when `from` is 0), each continues where the last ended.
+/// from leaf 0, or from the size of the sealed state loaded before; each chunk continues
+/// where the last ended.
 #[derive(Debug)]
 pub struct Restore {
     at: u64,
-    base: Option<RestoreBase>,
 }
 
 impl Restore {
-    /// A restore of the leaves from `from` on. `before` is the receipt of leaf `from − 1`
-    /// (required when `from` > 0; ignored at 0).
-    ///
-    /// # Errors
-    /// [`BootError::Tree`] if `nodes` lacks a node of the peaks at `from`.
-    pub fn new<S: NodeStore + ?Sized>(
-        from: u64,
-        before: Option<Receipt>,
-        nodes: &S,
-    ) -> Result<Self, BootError> {
-        let base = match before {
-            Some(receipt) if from > 0 => Some(RestoreBase {
-                receipt,
-                peaks: peaks(&Frontier::from_store(nodes, from)?),
-            }),
-            _ => None,
-        };
-        Ok(Self { at: from, base })
+    /// A restore of the leaves from `from` on (0, or the loaded state's size).
+    pub fn new(from: u64) -> Self {
+        Self { at: from }
     }
 
     /// The index the next chunk starts at.
@@ -113,14 +88,40 @@ impl Restore {
     }
 
     /// The request for the next chunk, leaf `at()` first. The enclave refuses a chunk of more
-    /// than [`crate::MAX_RESTORE_ENTRIES`] entries.
-    pub fn next_request(&mut self, entries: Vec<RestoreEntry>) -> Request {
+    /// than [`crate::MAX_RESTORE_ENTRIES`] leaves.
+    pub fn next_request(&mut self, leaves: Vec<ByteBuf>) -> Request {
         let from = self.at;
-        self.at += entries.len() as u64;
-        Request::Restore {
-            from,
-            base: self.base.take(),
-            entries,
-        }
+        self.at += leaves.len() as u64;
+        Request::Restore { from, leaves }
     }
+}
+
+/// The [`SaleProof`] for a release: the `lead.accepted` at `accepted.0` and the
+/// `auction.closed` at `closed.0` (index and leaf bytes), each with its inclusion path in the
+/// tree of `receipt` (`receipt.index + 1` leaves), read from `nodes`.
+///
+/// # Errors
+/// [`BootError::Tree`] if `nodes` lacks a node of a path, or an index is outside the tree.
+pub fn sale_proof<S: NodeStore + ?Sized>(
+    receipt: Receipt,
+    nodes: &S,
+    accepted: (u64, Vec<u8>),
+    closed: (u64, Vec<u8>),
+) -> Result<SaleProof, BootError> {
+    let size = receipt.index + 1;
+    let proven = |(index, leaf): (u64, Vec<u8>)| -> Result<ProvenLeaf, BootError> {
+        Ok(ProvenLeaf {
+            index,
+            leaf: ByteBuf::from(leaf),
+            path: merkle::inclusion_proof(nodes, index, size)?
+                .iter()
+                .map(|h| ByteBuf::from(h.to_vec()))
+                .collect(),
+        })
+    };
+    Ok(SaleProof {
+        accepted: proven(accepted)?,
+        closed: proven(closed)?,
+        receipt,
+    })
 }

@@ -5,16 +5,18 @@
 //! gets a [`Response::Error`] with code `protocol.malformed_frame`; the enclave never crashes on
 //! input.
 //!
-//! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadTags`* (the
-//! `email_tag`s of all accepted events, in chunks) → `Restore`* (wire name `Replay`: the
-//! leaves from the last `log.epoch`'s `replay_from` to the tip, with the sealed bid of each
-//! `bid.sealed`, from which the enclave restores its auction book; required when there is a
+//! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadState`* (the
+//! parts of the newest sealed state the host stored, if any) → `Restore`* (wire name
+//! `Replay`: the leaves from that state's size, or from leaf 0, to the tip, from which the
+//! enclave rebuilds its open auctions and duplicate-email filter; required when there is a
 //! tip) → `Start` (appends `log.epoch`).
 //!
 //! Words: *restore* is rebuilding the enclave's state from the log at start-up; *replay*
 //! is a client sending the same submission or bid again, which the enclave refuses
-//! (`submission.replayed`, `bid.replayed`). Then any of `Attest`, `Submit`,
-//! `Bid`, `Tick`, `Release`, `Checkpoint`, `Status`, `Durable`, `Journal`.
+//! (`submission.replayed`, `bid.replayed`). Then any of `Attest`, `Submit`, `Bid`, `Tick`
+//! (which auctions are due), `Close` (closing them from the stored entries), `Release` (with
+//! the sale proven from the log), `SealState`, `Checkpoint`, `Status`, `Durable`, `Journal`.
+//! `docs/AUCTION-BOOK.md` explains why the enclave needs nothing else across restarts.
 //!
 //! Reconnecting to a running enclave (the host restarted or dropped the link): `Boot` answers
 //! `boot.already_booted`; the host compares `Status` with its store and, if the enclave is

@@ -4,11 +4,17 @@
 pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// Most leads in one `Submit`.
 pub const MAX_BATCH: usize = 256;
-/// Most tags in one `LoadTags` (32 bytes each; 64k tags ≈ 2.2 MiB of CBOR).
-pub const MAX_TAGS_PER_FRAME: usize = 65_536;
-/// Most entries in one `Replay` (a leaf is at most 8 KiB, a sealed bid under 1 KiB; leaves
-/// average under 1 KiB, so 2,048 entries stay far below [`MAX_FRAME_LEN`]).
+/// Most leaves in one `Replay` (a leaf is at most 8 KiB and leaves average under 1 KiB, so
+/// 2,048 of them stay far below [`MAX_FRAME_LEN`]).
 pub const MAX_RESTORE_ENTRIES: usize = 2_048;
+/// Plaintext bytes in one sealed state part: with CBOR framing, far below [`MAX_FRAME_LEN`].
+pub const STATE_PART_BYTES: usize = 4 * 1024 * 1024;
+/// Most `bid.sealed` entries one auction takes: its close input (a leaf and a sealed bid,
+/// under 1 KiB each) then fits one frame.
+pub const MAX_BIDS_PER_AUCTION: u32 = 4_096;
+/// Most bytes of close inputs (leaves and sealed bids as weighed by
+/// [`crate::CloseInput::weight`]) the host packs into one `Close`, past its first auction.
+pub const MAX_CLOSE_BYTES: usize = 4 * 1024 * 1024;
 /// Most bids in one `Bid`.
 pub const MAX_BIDS: usize = 256;
 /// Most entries in one `Journal` answer.
@@ -16,6 +22,7 @@ pub const MAX_JOURNAL_ENTRIES: usize = 1_024;
 /// Most bytes (by [`crate::JournalEntry::weight`]) in one `Journal` answer, past its first entry:
 /// base64 and CBOR keep the frame under [`MAX_FRAME_LEN`].
 pub const MAX_JOURNAL_BYTES: usize = 4 * 1024 * 1024;
-/// Most auctions closed by one `Tick`; a full answer tells the host to tick again at once.
-/// A close event is under 1 KiB, so 1,024 of them stay well inside one frame.
+/// Most auction ids one `Tick` answers, and most auctions one `Close` takes; a full `Due`
+/// tells the host to tick again at once. A close event is under 1 KiB, so 1,024 of them stay
+/// well inside one frame.
 pub const MAX_CLOSES_PER_TICK: usize = 1_024;

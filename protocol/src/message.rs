@@ -35,23 +35,78 @@ pub struct JournalEntry {
     pub record: JournalRecord,
 }
 
-/// Where a `Replay` starts when it does not start at leaf 0: the receipt of leaf `from − 1`
-/// (its root is the tree of `from` leaves) and the frontier of that tree.
+/// One part of the enclave's sealed state (see `leadgate_enclave::state`): the auction book's
+/// open records and the duplicate-email filter at log size `size`, AES-256-GCM sealed under a
+/// key only the enclave derives, in parts of at most [`crate::STATE_PART_BYTES`] of plaintext.
+/// The host stores the parts and hands them back at the next boot, so that a restart replays
+/// only the leaves after `size`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreBase {
-    /// The receipt of leaf `from − 1`.
-    pub receipt: Receipt,
-    /// Frontier peaks at `from`, largest subtree first, 32 bytes each.
-    pub peaks: Vec<ByteBuf>,
+pub struct StatePart {
+    /// The log size the state is of.
+    pub size: u64,
+    /// The tree root at `size`, 32 bytes.
+    pub root: ByteBuf,
+    /// This part's position, from 0.
+    pub index: u32,
+    /// How many parts the state has.
+    pub count: u32,
+    /// `nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)`; the AAD binds the origin, `size`,
+    /// `root`, `index` and `count`.
+    pub blob: ByteBuf,
 }
 
-/// One replayed leaf.
+/// The log entries that close one auction, as the host stored them: the auction's
+/// `lead.accepted` leaf and every `bid.sealed` leaf of it in log order, each with its sealed
+/// bid. The enclave checks them against the running hash it keeps for the auction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreEntry {
+pub struct CloseInput {
+    /// The auction's `lead.accepted` leaf (canonical event bytes).
+    pub accepted: ByteBuf,
+    /// Its `bid.sealed` entries, in log order.
+    pub bids: Vec<LoggedBid>,
+}
+
+/// A `bid.sealed` leaf with the sealed bid whose SHA-256 is its commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedBid {
+    /// The `bid.sealed` leaf (canonical event bytes).
+    pub leaf: ByteBuf,
+    /// The sealed bid.
+    pub sealed: SealedBid,
+}
+
+/// The outcome of closing one auction.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseOutcome {
+    /// `auction.closed` or `auction.unsold` was appended.
+    Logged(WireAppended),
+    /// Refused; nothing appended (the auction stays open).
+    Refused(WireError),
+}
+
+/// A log entry with its RFC 9162 §2.1.3 inclusion proof in the tree of the proof's receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenLeaf {
+    /// Leaf index.
+    pub index: u64,
     /// Canonical event bytes.
     pub leaf: ByteBuf,
-    /// For a `bid.sealed` leaf: the sealed bid whose SHA-256 is its commitment.
-    pub bid: Option<SealedBid>,
+    /// Inclusion path, 32 bytes each.
+    pub path: Vec<ByteBuf>,
+}
+
+/// What a release stands on: the sale's `lead.accepted` and `auction.closed` entries, each
+/// proven included in the tree of `receipt`, a receipt the enclave signed in its current
+/// epoch (so the tree is this epoch's history, which no restart has voided).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleProof {
+    /// A receipt of the current epoch; its root is the tree of `receipt.index + 1` leaves.
+    pub receipt: Receipt,
+    /// The lead's `lead.accepted`.
+    pub accepted: ProvenLeaf,
+    /// The auction's `auction.closed`.
+    pub closed: ProvenLeaf,
 }
 
 /// The host's view of the log tip, handed to a (re)starting enclave.
@@ -82,21 +137,22 @@ pub enum Request {
         #[serde(default)]
         aws_credentials: Option<AwsCredentials>,
     },
-    /// Email tags of accepted events, to rebuild duplicate detection (32 bytes each).
-    LoadTags {
-        /// The tags.
-        tags: Vec<ByteBuf>,
+    /// One part of a sealed state ([`Response::SealedState`]), parts in order from 0, to
+    /// restore from instead of leaf 0. Answer: `Ok`; `boot.state_invalid` drops the parts
+    /// loaded so far (the host may then restore from leaf 0).
+    LoadState {
+        /// The part.
+        part: StatePart,
     },
-    /// Leaves `from ..` to rebuild the auction book; chunks follow on (see the module doc).
-    // Its variant name on the wire is `Replay`, as in frames of earlier releases.
+    /// Leaves `from ..` to rebuild the auction book and the duplicate-email filter: from 0, or
+    /// from the size of the state loaded; chunks follow on (see the crate docs).
+    // Its variant name on the wire is `Replay`.
     #[serde(rename = "Replay")]
     Restore {
-        /// Index of the first entry.
+        /// Index of the first leaf.
         from: u64,
-        /// Required in the first chunk when `from > 0`.
-        base: Option<RestoreBase>,
-        /// The leaves, in order (≤ [`crate::MAX_RESTORE_ENTRIES`]).
-        entries: Vec<RestoreEntry>,
+        /// The leaves (canonical event bytes), in order (≤ [`crate::MAX_RESTORE_ENTRIES`]).
+        leaves: Vec<ByteBuf>,
     },
     /// Finish start-up: append `log.epoch`.
     Start,
@@ -115,15 +171,23 @@ pub enum Request {
         /// The bids.
         bids: Vec<SealedBid>,
     },
-    /// The host's periodic nudge: close every auction whose close time has passed by the
-    /// enclave's clock (the host's clock is never consulted).
+    /// The host's periodic nudge: which open auctions are due to close by the enclave's
+    /// clock (the host's clock is never consulted). Answer: [`Response::Due`].
     Tick,
-    /// A buyer's request for a lead, with the sealed lead as stored by the host.
+    /// Close due auctions from the entries the host stored (≤ [`crate::MAX_CLOSES_PER_TICK`]).
+    Close {
+        /// One input per auction.
+        auctions: Vec<CloseInput>,
+    },
+    /// A buyer's request for a lead, with the sealed lead as stored by the host and the log
+    /// entries that show the buyer won it.
     Release {
         /// The signed request.
         request: ReleaseRequest,
         /// The seller's sealed submission of that lead.
         lead: SealedLead,
+        /// The sale, proven from the log.
+        proof: SaleProof,
     },
     /// Sign a checkpoint: now if `force`, else only if one is due (host's periodic tick).
     Checkpoint {
@@ -132,6 +196,16 @@ pub enum Request {
         /// Also sign the checkpoint for this `CheckpointAnchor` deployment (EIP-712).
         #[serde(default)]
         anchor: Option<AnchorTarget>,
+    },
+    /// Seal the enclave's state for a faster restart: part `part` of the state at the current
+    /// size. Part 0 seals a new state if one is due (or `force`); the rest follow with no
+    /// append in between. Answer: [`Response::SealedState`].
+    SealState {
+        /// The part wanted.
+        part: u32,
+        /// Seal even if not due.
+        #[serde(default)]
+        force: bool,
     },
     /// Log size, epoch and root.
     Status,
@@ -297,10 +371,21 @@ pub enum Response {
         /// Outcomes.
         results: Vec<BidOutcome>,
     },
-    /// The `auction.closed` / `auction.unsold` appends of this tick, in order.
-    Ticked {
-        /// The appends.
-        closed: Vec<WireAppended>,
+    /// Ids of the open auctions due to close, oldest close time first (at most
+    /// [`crate::MAX_CLOSES_PER_TICK`]).
+    Due {
+        /// Auction ids.
+        auctions: Vec<String>,
+    },
+    /// Per-auction close outcomes, in request order.
+    Closed {
+        /// Outcomes.
+        results: Vec<CloseOutcome>,
+    },
+    /// A part of the sealed state, or none when no state is due.
+    SealedState {
+        /// The part.
+        part: Option<StatePart>,
     },
     /// The lead sealed to its winner, and the `lead.released` append.
     Released {
@@ -327,6 +412,26 @@ pub enum Response {
     },
     /// The request failed; nothing changed.
     Error(WireError),
+}
+
+impl CloseInput {
+    /// Approximate bytes the input holds (leaves and sealed bids), for packing `Close`.
+    pub fn weight(&self) -> usize {
+        self.accepted.len()
+            + self
+                .bids
+                .iter()
+                .map(|b| {
+                    b.leaf.len()
+                        + b.sealed.auction_id.len()
+                        + b.sealed.buyer.len()
+                        + b.sealed.enc.len()
+                        + b.sealed.ciphertext.len()
+                        + b.sealed.signature.len()
+                        + 64
+                })
+                .sum::<usize>()
+    }
 }
 
 impl JournalEntry {
@@ -356,8 +461,7 @@ mod tests {
     fn restore_is_replay_on_the_wire() {
         let body = crate::encode(&Request::Restore {
             from: 0,
-            base: None,
-            entries: vec![],
+            leaves: vec![],
         });
         let value: ciborium::Value = ciborium::from_reader(body.as_slice()).unwrap();
         let map = value.as_map().expect("externally tagged variant");

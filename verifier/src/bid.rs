@@ -67,7 +67,8 @@ pub struct BidPlaintext {
     pub buyer: String,
     /// The buyer's X25519 HPKE public key, hex (64 chars): where a won lead is sealed.
     pub buyer_hpke: String,
-    /// 16 random bytes, hex (32 chars); the enclave refuses a nonce seen before in the auction.
+    /// 16 random bytes, hex (32 chars): makes every sealed bid distinct (a sealed bid counts
+    /// once per auction, at its first `bid.sealed`).
     pub nonce: String,
 }
 

@@ -132,10 +132,12 @@ error_codes! {
     BidDecryptFailed = "bid.decrypt_failed" => 422,
     /// The opened bid does not match its envelope (auction or buyer).
     BidMismatch = "bid.mismatch" => 422,
-    /// The same bid nonce was used before in this auction.
+    /// The same sealed bid was taken before.
     BidReplayed = "bid.replayed" => 409,
-    /// No open or recent auction with this id.
+    /// No open auction with this id (never opened, or already closed).
     AuctionUnknown = "auction.unknown" => 404,
+    /// The auction holds the most bids one auction takes.
+    AuctionBidLimit = "auction.bid_limit" => 409,
     /// The auction has closed.
     AuctionClosed = "auction.closed" => 409,
     /// A bid amount is over the largest amount an auction takes.
@@ -144,6 +146,9 @@ error_codes! {
     AuctionBadSeed = "auction.bad_seed" => 500,
     /// An auction outcome does not follow from its bids.
     AuctionOutcomeInconsistent = "auction.outcome_inconsistent" => 500,
+    /// The entries the gateway gave to close an auction are not the ones the enclave logged
+    /// (a bid omitted, added, reordered or substituted).
+    AuctionCloseInvalid = "auction.close_invalid" => 502,
 
     // A buyer's release request (verifier::release, enclave market).
     /// A field is not in its encoding.
@@ -162,6 +167,10 @@ error_codes! {
     ReleaseNotSold = "release.not_sold" => 403,
     /// The requester is not the auction's winner.
     ReleaseNotWinner = "release.not_winner" => 403,
+    /// The auction closed longer ago than the release window.
+    ReleaseExpired = "release.expired" => 410,
+    /// The log entries or proofs the gateway gave for a release do not verify.
+    ReleaseProofInvalid = "release.proof_invalid" => 502,
 
     // Verification of what a gateway serves (the verifier library). A gateway that reports
     // one of these about its own data is at fault.
@@ -265,6 +274,8 @@ error_codes! {
     BootTipInvalid = "boot.tip_invalid" => 502,
     /// A replayed leaf does not fit the log.
     BootReplayInvalid = "boot.replay_invalid" => 502,
+    /// A sealed state part does not open, is out of order, or is not this enclave's.
+    BootStateInvalid = "boot.state_invalid" => 502,
     /// The log is for another origin than the enclave's.
     BootBadOrigin = "boot.bad_origin" => 502,
     /// The enclave no longer holds the journal entry asked for.
@@ -279,12 +290,8 @@ error_codes! {
     ProtocolIo = "protocol.io" => 502,
     /// More leads than a `Submit` takes.
     ProtocolBatchTooLarge = "protocol.batch_too_large" => 502,
-    /// More tags than a `LoadTags` takes.
-    ProtocolTooManyTags = "protocol.too_many_tags" => 502,
     /// More entries than a `Replay` takes.
     ProtocolTooManyEntries = "protocol.too_many_entries" => 502,
-    /// A tag that is not 32 bytes.
-    ProtocolMalformedTag = "protocol.malformed_tag" => 502,
     /// An anchor target with a contract address that is not 20 bytes.
     ProtocolBadAnchorTarget = "protocol.bad_anchor_target" => 502,
 }
@@ -381,12 +388,17 @@ mod tests {
             {
                 assert!(!c.is_client_error(), "{s} is a fault of ours");
             }
-            if matches!(area, "request" | "submission" | "bid" | "release" | "rate") {
+            // The one exception: a release's sale proof is the gateway's to give, not the buyer's.
+            if matches!(area, "request" | "submission" | "bid" | "release" | "rate")
+                && *c != ErrorCode::ReleaseProofInvalid
+            {
                 assert!(c.is_client_error(), "{s} is the caller's");
             }
         }
         assert_eq!(ErrorCode::SubmissionReplayed.http_status(), 409);
         assert_eq!(ErrorCode::ReleaseNotWinner.http_status(), 403);
+        assert_eq!(ErrorCode::ReleaseProofInvalid.http_status(), 502);
+        assert_eq!(ErrorCode::AuctionCloseInvalid.http_status(), 502);
         assert_eq!(ErrorCode::AttestationProviderFailed.http_status(), 502);
         assert_eq!(ErrorCode::StorageUnavailable.http_status(), 503);
     }

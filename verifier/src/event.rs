@@ -96,10 +96,12 @@ pub struct LogEpoch {
     pub intake_key: String,
     /// secp256k1 anchor public key, SEC1 compressed, hex (66 chars).
     pub anchor_key: String,
-    /// The first leaf index a restarting enclave must replay: every auction still open, and
-    /// every sale whose winner may still ask for the lead, began at or after it. The next boot
-    /// replays from here to the tip and checks the leaves hash to the tip's root, so the host
-    /// cannot hide a bid or a close.
+    /// Where this boot's restore started: the log size of the sealed state the enclave
+    /// restored (its open auctions and duplicate-email filter as of that size), or 0 when it
+    /// rebuilt them from leaf 0. The enclave replayed every leaf from here to
+    /// `previous_size` onto that state and checked they hash to the tip's root, so the host
+    /// could not hide a bid or a close. Entries written before sealed states existed used it
+    /// for the first leaf such a replay needed.
     pub replay_from: u64,
     /// The measurements of the enclave image that wrote this entry, from its own attestation
     /// document (all zeros in dev mode): the log is the history of every image that ever

@@ -1,6 +1,7 @@
-//! Start-up: `Boot` (the secrets, the host's tip checked against them), `LoadTags` and
-//! `Replay` (rebuilding what the log implies), `Start` (`log.epoch`). The sealing half of
-//! `Boot` ([`Enclave::boot_secrets`]) is the only I/O, and runs outside the enclave's lock.
+//! Start-up: `Boot` (the secrets, the host's tip checked against them), `LoadState` and
+//! `Replay` (rebuilding what the log implies: a sealed state, then the leaves after it),
+//! `Start` (`log.epoch`). The sealing half of `Boot` ([`Enclave::boot_secrets`]) is the only
+//! I/O, and runs outside the enclave's lock.
 
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::{EpochPcrs, Event, LogEpoch};
@@ -12,16 +13,15 @@ use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
 use crate::journal::Journal;
 use crate::log::Log;
-use crate::replay::ReplayGuard;
+use crate::replay::{ReplayGuard, SealedBidFilter};
 use crate::restore::Restore;
 use crate::sealing::Sealer;
 use crate::secrets::Secrets;
 use crate::sellers::SellerKeys;
-use leadgate_protocol::{
-    Response, RestoreBase, RestoreEntry, Tip, MAX_RESTORE_ENTRIES, MAX_TAGS_PER_FRAME,
-};
+use crate::state::StateLoad;
+use leadgate_protocol::{Response, StatePart, Tip, MAX_RESTORE_ENTRIES};
 
-use super::{err, hashes, Enclave, Phase, Running};
+use super::{err, hashes, Enclave, Phase, Restoring, Running};
 
 /// The secrets a `Boot` brings up: unsealed from the host's blob, or generated and sealed on
 /// a first start. Made by [`Enclave::boot_secrets`], which may call KMS over the network, so
@@ -162,18 +162,22 @@ impl Enclave {
         );
         self.phase = Phase::Restoring {
             restore: None,
+            loading: None,
             running: Box::new(Running {
                 journal,
                 log: Log::new(&origin, epoch, frontier, now_ms),
                 secrets,
                 tags: EmailTags::new(self.config.tag_filter_bits_log2),
-                sellers: SellerKeys::new(crate::sellers::DEFAULT_CAPACITY),
+                sellers: SellerKeys::new(self.config.seller_cache_capacity),
                 book: AuctionBook::default(),
                 replay: ReplayGuard::new(
                     self.config.replay_window_ms,
                     self.config.replay_filter_bits_log2,
                     now_ms,
                 ),
+                bids: SealedBidFilter::new(self.config.bid_filter_bits_log2),
+                sealing: None,
+                sealed_size: 0,
             }),
         };
         Response::Booted {
@@ -183,57 +187,80 @@ impl Enclave {
         }
     }
 
-    pub(super) fn load_tags(&mut self, tags: Vec<ByteBuf>) -> Response {
-        let Some((r, _)) = self.phase.restoring() else {
+    /// Takes one part of a sealed state ([`crate::state`]); the last part replaces the empty
+    /// book and email filter and sets where the replay starts. A part that does not open or
+    /// is out of order drops the parts taken so far and changes nothing else, so the host may
+    /// restore from leaf 0 instead.
+    pub(super) fn load_state(&mut self, part: StatePart) -> Response {
+        let origin = self.config.origin.clone();
+        let bits = self.config.tag_filter_bits_log2;
+        let Some(Restoring {
+            running: r,
+            restore,
+            loading,
+        }) = self.phase.restoring()
+        else {
             return err(EnclaveError::BadState(
-                "tags are loaded between Boot and Start",
+                "a sealed state is loaded between Boot and Start",
             ));
         };
-        if tags.len() > MAX_TAGS_PER_FRAME {
-            return err(EnclaveError::TooManyTags);
+        if restore.is_some() {
+            return err(EnclaveError::BadState(
+                "a sealed state is loaded before the replay",
+            ));
         }
-        let parsed: Option<Vec<[u8; 32]>> =
-            tags.iter().map(|t| t.as_slice().try_into().ok()).collect();
-        let Some(parsed) = parsed else {
-            return err(EnclaveError::MalformedTag);
+        let key = r.secrets.state_key();
+        let load = match StateLoad::add(loading.take(), &part, &key, &origin) {
+            Ok(l) => l,
+            Err(e) => return err(EnclaveError::StateInvalid(e.to_string())),
         };
-        for t in &parsed {
-            r.tags.record(t);
+        if !load.complete() {
+            *loading = Some(load);
+            return Response::Ok;
         }
-        Response::Ok
+        match load.finish(bits) {
+            Ok(state) => {
+                tracing::info!(
+                    size = state.frontier.size(),
+                    open = state.book.open_count(),
+                    "sealed state restored"
+                );
+                r.book = state.book;
+                r.tags = state.tags;
+                r.sealed_size = state.frontier.size();
+                *restore = Some(Restore::new(state.frontier));
+                Response::Ok
+            }
+            Err(e) => err(EnclaveError::StateInvalid(e.to_string())),
+        }
     }
 
-    /// Rebuilds the auction book from replayed leaves (see [`crate::restore`]).
-    pub(super) fn restore(
-        &mut self,
-        from: u64,
-        base: Option<RestoreBase>,
-        entries: Vec<RestoreEntry>,
-    ) -> Response {
-        let origin = self.config.origin.clone();
-        let Some((r, slot)) = self.phase.restoring() else {
+    /// Rebuilds the auction book and the email filter from replayed leaves (see
+    /// [`crate::restore`]).
+    pub(super) fn restore(&mut self, from: u64, leaves: Vec<ByteBuf>) -> Response {
+        let Some(Restoring {
+            running: r,
+            restore: slot,
+            loading,
+        }) = self.phase.restoring()
+        else {
             return err(EnclaveError::BadState(
                 "leaves are replayed between Boot and Start",
             ));
         };
-        if entries.len() > MAX_RESTORE_ENTRIES {
+        if leaves.len() > MAX_RESTORE_ENTRIES {
             return err(EnclaveError::TooManyEntries);
         }
-        let mut restore = match slot.take() {
-            Some(rs) if rs.next_index() == from && base.is_none() => rs,
-            Some(_) => {
-                self.phase = Phase::Unbooted;
-                return err(EnclaveError::RestoreInvalid(
-                    "replay chunks must follow on; boot again".into(),
-                ));
-            }
-            None => match Restore::begin(from, base, &r.secrets.log_key().verifying_key(), &origin)
-            {
-                Ok(rs) => rs,
-                Err(e) => return err(e),
-            },
-        };
-        if let Err(e) = restore.apply(&entries, &mut r.book, r.secrets.intake_key(), &origin) {
+        *loading = None;
+        let mut restore = slot.take().unwrap_or_else(|| Restore::new(Frontier::new()));
+        if restore.next_index() != from {
+            let want = restore.next_index();
+            *slot = Some(restore);
+            return err(EnclaveError::RestoreInvalid(format!(
+                "replay chunk starts at {from}; the next leaf is {want}"
+            )));
+        }
+        if let Err(e) = restore.apply(&leaves, &mut r.book, &mut r.tags) {
             // The book may be half-built: only a new boot may continue.
             self.phase = Phase::Unbooted;
             return err(e);
@@ -244,24 +271,31 @@ impl Enclave {
 
     pub(super) fn start(&mut self, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
-        let release_window_ms = self.config.release_window_ms;
-        let Some((r, slot)) = self.phase.restoring() else {
+        let Some(Restoring {
+            running: r,
+            restore: slot,
+            ..
+        }) = self.phase.restoring()
+        else {
             return err(EnclaveError::BadState("Start follows Boot, once"));
         };
-        // With a tip, the auction book must have been rebuilt from a complete replay.
-        if r.log.size() > 0 {
-            let checked = match slot.take() {
-                Some(rs) => rs.finish(r.log.frontier()),
-                None => Err(EnclaveError::RestoreInvalid(
-                    "a log with a tip must be replayed before Start".into(),
-                )),
-            };
-            if let Err(e) = checked {
+        // With a tip, the state must have been rebuilt up to it.
+        let replay_from = match slot.take() {
+            Some(rs) => match rs.finish(r.log.frontier()) {
+                Ok(()) => rs.from(),
+                Err(e) => {
+                    self.phase = Phase::Unbooted;
+                    return err(e);
+                }
+            },
+            None if r.log.size() == 0 => 0,
+            None => {
                 self.phase = Phase::Unbooted;
-                return err(e);
+                return err(EnclaveError::RestoreInvalid(
+                    "a log with a tip must be restored before Start".into(),
+                ));
             }
-        }
-        r.book.expire_sales(now_ms, release_window_ms);
+        };
         let keys = r.secrets.public_keys(&origin);
         let log_key = match keys.note_verifier() {
             Ok(v) => v.to_vkey_string(),
@@ -286,7 +320,7 @@ impl Enclave {
             log_key,
             intake_key: hex::encode(keys.intake_key),
             anchor_key: hex::encode(keys.anchor_key),
-            replay_from: r.book.replay_from(r.log.size()),
+            replay_from,
             pcrs: Some(pcrs),
         });
         let appended = match r.log.append(r.secrets.log_key(), &event) {

@@ -231,12 +231,10 @@ impl Enclave {
         let unsigned = r.log.append_unsigned(&event).map_err(EnclaveError::from)?;
         if let Some(tag) = &email_tag {
             r.tags.record(tag);
-            r.book.open(
-                lead_id.clone(),
-                unsigned.index(),
-                sub.ciphertext_sha256,
-                terms,
-            );
+            let key: [u8; 16] = sub.ciphertext_sha256[..16]
+                .try_into()
+                .expect("the lead id is the hash's first 16 bytes");
+            r.book.open(key, unsigned.leaf(), terms.closes_at);
         }
         Ok(Logged::Appended(Box::new(PendingOutcome {
             lead_id,

@@ -1,20 +1,29 @@
-//! The auction flows of the enclave: sealed bids, closing on the enclave's clock, and the
-//! winner-only release. The book they work on is [`crate::auctions`].
+//! The auction flows of the enclave: sealed bids, closing on the enclave's clock from the
+//! entries the host stored, and the winner-only release from a sale proven from the log. The
+//! book they work on is [`crate::auctions`]; `docs/AUCTION-BOOK.md` gives the reasoning.
+
+use std::collections::{BTreeMap, HashSet};
 
 use ed25519_dalek::Signer as _;
-use leadgate_verifier::auction::{seed_message, Outcome};
-use leadgate_verifier::bid::{open_bid, OpenedBidContent, SealedBid, VerifiedBid};
-use leadgate_verifier::event::{AuctionClosed, AuctionUnsold, BidSealed, Event, LeadReleased};
+use leadgate_verifier::auction::{commitments_root, decide, seed_message, OpenedBid, Outcome};
+use leadgate_verifier::bid::{hex32, open_bid, open_logged_bid, SealedBid, VerifiedBid};
+use leadgate_verifier::event::{
+    AuctionClosed, AuctionUnsold, BidSealed, Event, LeadAccepted, LeadReleased,
+};
 use leadgate_verifier::intake::{open_lead, SealedLead, MAX_LEAD_BYTES};
+use leadgate_verifier::merkle::{leaf_hash, verify_inclusion, Hash};
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use serde_bytes::ByteBuf;
 
-use super::{err, Enclave};
-use crate::auctions::{PlacedBid, ReleaseStanding};
+use super::{err, hashes, Enclave, Running};
+use crate::auctions::{auction_key, chain_next, chain_start, AuctionKey, BidRefusal};
 use crate::error::EnclaveError;
 use crate::log::UnsignedAppend;
 use crate::parallel::par_map;
-use leadgate_protocol::{BidOutcome, Response, WireError, MAX_BIDS};
+use leadgate_protocol::{
+    BidOutcome, CloseInput, CloseOutcome, ProvenLeaf, Response, SaleProof, WireError, MAX_BIDS,
+    MAX_CLOSES_PER_TICK,
+};
 
 /// Stage 2's result for one bid.
 enum LoggedBid {
@@ -26,9 +35,40 @@ enum LoggedBid {
     },
 }
 
+/// A bid of an auction being closed, opened.
+struct ClosingBid {
+    buyer: [u8; 32],
+    commitment: Hash,
+    amount: leadgate_verifier::auction::TokenAmount,
+    buyer_hpke: [u8; 32],
+}
+
+fn close_invalid(m: impl Into<String>) -> EnclaveError {
+    EnclaveError::CloseInvalid(m.into())
+}
+
+fn proof_invalid(m: impl Into<String>) -> EnclaveError {
+    EnclaveError::ReleaseProofInvalid(m.into())
+}
+
+/// The considered bids of an auction: in log order, a sealed bid counts at its first
+/// `bid.sealed` only (a later one with the same commitment is a replay, void), and a buyer's
+/// later bid replaces its earlier one. Keyed by buyer.
+fn considered(bids: &[ClosingBid]) -> BTreeMap<[u8; 32], &ClosingBid> {
+    let mut seen = HashSet::with_capacity(bids.len());
+    let mut last = BTreeMap::new();
+    for b in bids {
+        if seen.insert(b.commitment) {
+            last.insert(b.buyer, b);
+        }
+    }
+    last
+}
+
 impl Enclave {
     /// Takes sealed bids: signature and HPKE open in parallel, then in order the auction
-    /// checks (open by the enclave clock, nonce unused) and `bid.sealed`, then the receipts.
+    /// checks (open by the enclave clock, room for a bid, not a recent replay) and
+    /// `bid.sealed`, then the receipts.
     pub(super) fn bid(&mut self, bids: &[SealedBid], now_ms: u64) -> Response {
         if bids.len() > MAX_BIDS {
             return err(EnclaveError::BatchTooLarge {
@@ -42,21 +82,24 @@ impl Enclave {
             return err(EnclaveError::NotReady);
         };
         let intake = r.secrets.intake_key();
-        let opened: Vec<Result<(VerifiedBid, OpenedBidContent), WireError>> =
+        let opened: Vec<Result<VerifiedBid, WireError>> =
             par_map(bids.iter().collect(), workers, |b: &SealedBid| {
                 let v = b.verify(origin)?;
-                let c = open_bid(intake, origin, &v)?;
-                Ok((v, c))
+                open_bid(intake, origin, &v)?;
+                Ok(v)
             })
             .into_iter()
             .map(|r| r.map_err(|e: leadgate_verifier::bid::BidError| EnclaveError::from(e).into()))
             .collect();
         let mut logged = Vec::with_capacity(opened.len());
         for o in opened {
-            let entry = o.and_then(|(bid, content)| {
-                r.book
-                    .check_bid(&bid.auction_id, &content.nonce, now_ms)
-                    .map_err(|why| WireError::from(EnclaveError::from(why)))?;
+            let entry = o.and_then(|bid| {
+                let refuse = |why: BidRefusal| WireError::from(EnclaveError::from(why));
+                let key = auction_key(&bid.auction_id).ok_or(refuse(BidRefusal::Unknown))?;
+                r.book.check_bid(&key, now_ms).map_err(refuse)?;
+                if r.bids.seen(&bid.commitment) {
+                    return Err(refuse(BidRefusal::Replayed));
+                }
                 let event = Event::BidSealed(BidSealed {
                     time: now_ms,
                     auction_id: bid.auction_id.clone(),
@@ -67,16 +110,8 @@ impl Enclave {
                     .log
                     .append_unsigned(&event)
                     .map_err(|e| WireError::from(EnclaveError::from(e)))?;
-                r.book.record_bid(
-                    &bid.auction_id,
-                    bid.buyer,
-                    content.nonce,
-                    PlacedBid {
-                        commitment: bid.commitment,
-                        amount: content.amount,
-                        buyer_hpke: content.buyer_hpke,
-                    },
-                );
+                r.book.record_bid(&key, unsigned.leaf());
+                r.bids.record(&bid.commitment);
                 Ok(LoggedBid::Appended {
                     auction_id: bid.auction_id.clone(),
                     commitment: bid.commitment,
@@ -101,77 +136,170 @@ impl Enclave {
         Response::Bids { results }
     }
 
-    /// Closes every auction whose close time has passed by the enclave clock (at most
-    /// [`leadgate_protocol::MAX_CLOSES_PER_TICK`]), appending `auction.closed` or `auction.unsold`.
+    /// The open auctions whose close time has passed by the enclave clock, oldest first (at
+    /// most [`MAX_CLOSES_PER_TICK`]).
     pub(super) fn tick(&mut self, now_ms: u64) -> Response {
-        let origin = self.config.origin.clone();
-        let window = self.config.release_window_ms;
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
-        r.book.expire_sales(now_ms, window);
-        let mut closed = Vec::new();
-        for id in r
-            .book
-            .due(now_ms)
-            .into_iter()
-            .take(leadgate_protocol::MAX_CLOSES_PER_TICK)
-        {
-            let seed = r
-                .secrets
-                .log_key()
-                .sign(seed_message(&origin, &id).as_bytes())
-                .to_bytes();
-            let Some(d) = r.book.decide(&id, &seed) else {
-                continue;
-            };
-            let terms = d.terms;
-            let event = match (d.outcome, d.winner) {
-                (Outcome::Sold { winner, price }, Some((buyer, hpke))) => {
-                    Event::AuctionClosed(AuctionClosed {
-                        time: now_ms,
-                        auction_id: id.clone(),
-                        winner: hex::encode(buyer),
-                        winning_commitment: hex::encode(winner),
-                        winner_hpke: hex::encode(hpke),
-                        price,
-                        reserve: terms.reserve,
-                        pricing: terms.pricing,
-                        bids: d.considered,
-                        commitments_root: hex::encode(d.commitments_root),
-                        seed: hex::encode(seed),
-                    })
-                }
-                _ => Event::AuctionUnsold(AuctionUnsold {
-                    time: now_ms,
-                    auction_id: id.clone(),
-                    reserve: terms.reserve,
-                    bids: d.considered,
-                    commitments_root: hex::encode(d.commitments_root),
-                    seed: hex::encode(seed),
-                }),
-            };
-            match r.log.append(r.secrets.log_key(), &event) {
-                Ok(a) => {
-                    r.book.close(&id, now_ms, d.winner);
-                    closed.push(a.into());
-                }
-                Err(e) => return err(e),
-            }
+        Response::Due {
+            auctions: r
+                .book
+                .due(now_ms, MAX_CLOSES_PER_TICK)
+                .iter()
+                .map(hex::encode)
+                .collect(),
         }
-        Response::Ticked { closed }
     }
 
-    /// Re-seals a sold lead to its winner. Anyone else, or anyone too early, is refused and
+    /// Closes due auctions from the entries the host stored: each input must be exactly the
+    /// auction's logged entries (checked against the running hash the book kept), and its
+    /// sealed bids the ones committed to. Appends `auction.closed` or `auction.unsold` per
+    /// auction; a refused input leaves its auction open.
+    pub(super) fn close(&mut self, inputs: Vec<CloseInput>, now_ms: u64) -> Response {
+        if inputs.len() > MAX_CLOSES_PER_TICK {
+            return err(EnclaveError::BatchTooLarge {
+                max: MAX_CLOSES_PER_TICK,
+                what: "auctions",
+            });
+        }
+        let origin = self.config.origin.clone();
+        let workers = self.config.workers;
+        let Some(r) = self.phase.serving() else {
+            return err(EnclaveError::NotReady);
+        };
+        let mut results = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            results.push(match Self::close_one(r, &origin, workers, &input, now_ms) {
+                Ok(a) => CloseOutcome::Logged(a.into()),
+                Err(e) => {
+                    tracing::warn!(code = %e.code(), error = %e, "close refused");
+                    CloseOutcome::Refused(e.into())
+                }
+            });
+        }
+        Response::Closed { results }
+    }
+
+    fn close_one(
+        r: &mut Running,
+        origin: &str,
+        workers: usize,
+        input: &CloseInput,
+        now_ms: u64,
+    ) -> Result<crate::log::Appended, EnclaveError> {
+        let Ok(Event::LeadAccepted(accepted)) = Event::from_leaf(&input.accepted) else {
+            return Err(close_invalid("the first entry is not a lead.accepted"));
+        };
+        let key: AuctionKey = auction_key(&accepted.lead_id)
+            .ok_or_else(|| close_invalid("the lead.accepted has a bad lead id"))?;
+        let record = *r
+            .book
+            .get(&key)
+            .ok_or_else(|| close_invalid("no open auction with this id"))?;
+        if now_ms < record.closes_at {
+            return Err(close_invalid("the auction is not due"));
+        }
+        // The entries must be exactly the ones the book folded in, in log order.
+        let chain = input
+            .bids
+            .iter()
+            .fold(chain_start(&input.accepted), |c, b| chain_next(&c, &b.leaf));
+        if chain != record.chain || input.bids.len() as u64 != u64::from(record.bids) {
+            return Err(close_invalid(format!(
+                "{} bid entries given, {} logged, or not the logged ones in log order",
+                input.bids.len(),
+                record.bids
+            )));
+        }
+        let intake = r.secrets.intake_key();
+        let id = accepted.lead_id.as_str();
+        let opened: Vec<Result<ClosingBid, EnclaveError>> = par_map(
+            input.bids.iter().enumerate().collect(),
+            workers,
+            |(i, b): (usize, &leadgate_protocol::LoggedBid)| {
+                let Ok(Event::BidSealed(e)) = Event::from_leaf(&b.leaf) else {
+                    return Err(close_invalid(format!("bid entry {i} is not a bid.sealed")));
+                };
+                let (Some(buyer), Some(commitment)) = (hex32(&e.buyer), hex32(&e.commitment))
+                else {
+                    return Err(close_invalid(format!("bid entry {i} is malformed")));
+                };
+                let content = b
+                    .sealed
+                    .decode()
+                    .and_then(|d| open_logged_bid(intake, origin, &d, &commitment, id, &buyer))
+                    .map_err(|e| close_invalid(format!("sealed bid {i}: {e}")))?;
+                Ok(ClosingBid {
+                    buyer,
+                    commitment,
+                    amount: content.amount,
+                    buyer_hpke: content.buyer_hpke,
+                })
+            },
+        );
+        let bids: Vec<ClosingBid> = opened.into_iter().collect::<Result<_, _>>()?;
+        let considered = considered(&bids);
+        let opened: Vec<OpenedBid> = considered
+            .values()
+            .map(|b| OpenedBid {
+                commitment: b.commitment,
+                amount: b.amount,
+            })
+            .collect();
+        let commitments: Vec<Hash> = opened.iter().map(|b| b.commitment).collect();
+        let terms = accepted.auction;
+        let seed = r
+            .secrets
+            .log_key()
+            .sign(seed_message(origin, id).as_bytes())
+            .to_bytes();
+        let outcome = decide(&opened, terms.reserve, terms.pricing, &seed);
+        let winner = match outcome {
+            Outcome::Sold { winner, .. } => considered.values().find(|b| b.commitment == winner),
+            Outcome::Unsold => None,
+        };
+        let event = match (outcome, winner) {
+            (Outcome::Sold { winner, price }, Some(b)) => Event::AuctionClosed(AuctionClosed {
+                time: now_ms,
+                auction_id: id.to_owned(),
+                winner: hex::encode(b.buyer),
+                winning_commitment: hex::encode(winner),
+                winner_hpke: hex::encode(b.buyer_hpke),
+                price,
+                reserve: terms.reserve,
+                pricing: terms.pricing,
+                bids: opened.len() as u64,
+                commitments_root: hex::encode(commitments_root(&commitments)),
+                seed: hex::encode(seed),
+            }),
+            _ => Event::AuctionUnsold(AuctionUnsold {
+                time: now_ms,
+                auction_id: id.to_owned(),
+                reserve: terms.reserve,
+                bids: opened.len() as u64,
+                commitments_root: hex::encode(commitments_root(&commitments)),
+                seed: hex::encode(seed),
+            }),
+        };
+        let appended = r.log.append(r.secrets.log_key(), &event)?;
+        r.book.close(&key);
+        Ok(appended)
+    }
+
+    /// Re-seals a sold lead to its winner, from a sale proven from this epoch's log. Anyone
+    /// else, anyone too early or too late, and any proof that does not verify is refused and
     /// nothing is appended.
     pub(super) fn release(
         &mut self,
         request: ReleaseRequest,
         lead: SealedLead,
+        proof: SaleProof,
         now_ms: u64,
     ) -> Response {
         let origin = self.config.origin.as_str();
         let window = self.config.replay_window_ms;
+        let release_window = self.config.release_window_ms;
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
@@ -182,17 +310,26 @@ impl Enclave {
         if request.issued_at_ms.abs_diff(now_ms) > window {
             return err(EnclaveError::ReleaseStale);
         }
-        let sale = match r.book.release_standing(&request.lead_id) {
-            ReleaseStanding::Open => return err(EnclaveError::ReleaseNotClosed),
-            ReleaseStanding::NotForRelease => return err(EnclaveError::ReleaseNotSold),
-            ReleaseStanding::Sold(s) if s.winner != buyer => {
-                return err(EnclaveError::ReleaseNotWinner)
-            }
-            ReleaseStanding::Sold(s) => s,
+        let sale = match Self::proven_sale(r, origin, &request.lead_id, &proof) {
+            Ok(s) => s,
+            Err(e) => return err(e),
+        };
+        let (accepted, closed) = sale;
+        if closed.winner != hex::encode(buyer) {
+            return err(EnclaveError::ReleaseNotWinner);
+        }
+        if closed.time.saturating_add(release_window) <= now_ms {
+            return err(EnclaveError::ReleaseExpired);
+        }
+        let (Some(ct_sha), Some(winner_hpke)) = (
+            hex32(&accepted.ciphertext_sha256),
+            hex32(&closed.winner_hpke),
+        ) else {
+            return err(proof_invalid("the sale's entries are malformed"));
         };
         // The host supplies the sealed lead; it must be the one that was accepted.
         let sub = match lead.decode() {
-            Ok(d) if d.ciphertext_sha256 == sale.ciphertext_sha256 => d.verify(origin),
+            Ok(d) if d.ciphertext_sha256 == ct_sha => d.verify(origin),
             _ => {
                 return err(EnclaveError::ReleaseLeadMismatch(
                     "the stored submission is not the accepted lead",
@@ -207,16 +344,11 @@ impl Enclave {
                 ))
             }
         };
-        let released = match ReleasedLead::seal(
-            origin,
-            &request.lead_id,
-            &buyer,
-            &sale.winner_hpke,
-            &plaintext,
-        ) {
-            Ok(s) => s,
-            Err(e) => return err(e),
-        };
+        let released =
+            match ReleasedLead::seal(origin, &request.lead_id, &buyer, &winner_hpke, &plaintext) {
+                Ok(s) => s,
+                Err(e) => return err(e),
+            };
         let sealed_sha256 = match released.sealed_sha256() {
             Ok(h) => h,
             Err(e) => return err(e),
@@ -234,5 +366,75 @@ impl Enclave {
             },
             Err(e) => err(e),
         }
+    }
+
+    /// The `lead.accepted` and `auction.closed` of lead `lead_id`, checked: the receipt is
+    /// ours and of the current epoch (an earlier epoch's tree may hold entries a restart
+    /// voided), and both leaves are included in its tree.
+    fn proven_sale(
+        r: &Running,
+        origin: &str,
+        lead_id: &str,
+        proof: &SaleProof,
+    ) -> Result<(LeadAccepted, AuctionClosed), EnclaveError> {
+        let receipt = proof
+            .receipt
+            .verify(&r.secrets.log_key().verifying_key(), origin)
+            .map_err(|e| proof_invalid(format!("receipt: {e}")))?;
+        if receipt.epoch != r.log.epoch() {
+            return Err(proof_invalid(format!(
+                "receipt of epoch {}, not the current epoch {}",
+                receipt.epoch,
+                r.log.epoch()
+            )));
+        }
+        let size = receipt.index + 1;
+        let included = |p: &ProvenLeaf| -> Result<Event, EnclaveError> {
+            let path =
+                hashes(&p.path).ok_or_else(|| proof_invalid("a path hash is not 32 bytes"))?;
+            verify_inclusion(&leaf_hash(&p.leaf), p.index, size, &path, &receipt.root)
+                .map_err(|e| proof_invalid(format!("entry {}: {e}", p.index)))?;
+            Event::from_leaf(&p.leaf).map_err(|e| proof_invalid(format!("entry {}: {e}", p.index)))
+        };
+        let accepted = match included(&proof.accepted)? {
+            Event::LeadAccepted(a) if a.lead_id == lead_id => a,
+            _ => {
+                return Err(proof_invalid(
+                    "the first entry is not this lead's lead.accepted",
+                ))
+            }
+        };
+        match included(&proof.closed)? {
+            Event::AuctionClosed(c) if c.auction_id == lead_id => Ok((accepted, c)),
+            Event::AuctionUnsold(u) if u.auction_id == lead_id => Err(EnclaveError::ReleaseNotSold),
+            _ => Err(proof_invalid(
+                "the second entry is not this auction's close",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadgate_verifier::auction::TokenAmount;
+
+    fn bid(buyer: u8, commitment: u8, amount: u64) -> ClosingBid {
+        ClosingBid {
+            buyer: [buyer; 32],
+            commitment: [commitment; 32],
+            amount: TokenAmount::new(amount).unwrap(),
+            buyer_hpke: [buyer; 32],
+        }
+    }
+
+    #[test]
+    fn a_buyers_last_bid_counts_and_a_replayed_commitment_is_void() {
+        // Buyer 1 bids 10 (c1), then 20 (c2); the host replays c1 after c2.
+        let bids = [bid(1, 1, 10), bid(1, 2, 20), bid(2, 3, 15), bid(1, 1, 10)];
+        let c = considered(&bids);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[&[1; 32]].commitment, [2; 32]);
+        assert_eq!(c[&[2; 32]].commitment, [3; 32]);
     }
 }

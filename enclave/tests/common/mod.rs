@@ -1,6 +1,7 @@
 //! A minimal in-memory host for the enclave's flow tests: stores what the enclave returns and
-//! boots it the way the real host does (tip, tags, restore from the last epoch's
-//! `replay_from`, start), with the host's own start-up code (`leadgate_protocol::boot`).
+//! boots it the way the real host does (tip, the sealed state it holds, the leaves after it,
+//! start), closes and releases the way the real host does, with the host's own code for these
+//! (`leadgate_protocol::boot`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -11,7 +12,8 @@ use leadgate_enclave::core::{Enclave, EnclaveConfig};
 use leadgate_enclave::sealing::DevFileSealer;
 use leadgate_protocol::boot;
 use leadgate_protocol::{
-    BidOutcome, Request, Response, RestoreEntry, SubmitOutcome, Tip, WireAppended,
+    BidOutcome, CloseInput, CloseOutcome, LoggedBid, Request, Response, SaleProof, StatePart,
+    SubmitOutcome, Tip, WireAppended,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::event::Event;
@@ -31,8 +33,9 @@ pub struct Host {
     pub leaves: Vec<Vec<u8>>,
     pub receipts: Vec<leadgate_verifier::receipt::Receipt>,
     pub last: Option<WireAppended>,
-    pub tags: Vec<Vec<u8>>,
     pub checkpoint: Option<ByteBuf>,
+    /// The last sealed state's parts.
+    pub state: Option<Vec<StatePart>>,
     /// Sealed bids by the leaf index of their `bid.sealed`.
     pub bids: HashMap<u64, SealedBid>,
     /// Sealed leads by lead id.
@@ -64,35 +67,116 @@ impl Host {
         Some(boot::tip(last.receipt.clone(), self, checkpoint).unwrap())
     }
 
-    /// `replay_from` of the last `log.epoch`.
-    pub fn replay_from(&self) -> u64 {
-        self.leaves
-            .iter()
-            .rev()
-            .find_map(|l| match Event::from_leaf(l) {
-                Ok(Event::LogEpoch(e)) => Some(e.replay_from),
-                _ => None,
-            })
-            .unwrap_or(0)
-    }
-
-    /// The restore requests from `from` to the tip, in chunks of `chunk` entries, as the host
+    /// The restore requests from `from` to the tip, in chunks of `chunk` leaves, as the host
     /// builds them ([`boot::Restore`]).
     pub fn restore_requests(&self, from: u64, chunk: usize) -> Vec<Request> {
-        let before = from
-            .checked_sub(1)
-            .map(|i| self.receipts[i as usize].clone());
-        let mut restore = boot::Restore::new(from, before, self).unwrap();
-        let entries: Vec<RestoreEntry> = (from as usize..self.leaves.len())
-            .map(|i| RestoreEntry {
-                leaf: ByteBuf::from(self.leaves[i].clone()),
-                bid: self.bids.get(&(i as u64)).cloned(),
-            })
+        let mut restore = boot::Restore::new(from);
+        let leaves: Vec<ByteBuf> = self.leaves[from as usize..]
+            .iter()
+            .cloned()
+            .map(ByteBuf::from)
             .collect();
-        entries
+        leaves
             .chunks(chunk.max(1))
             .map(|c| restore.next_request(c.to_vec()))
             .collect()
+    }
+
+    /// The `LoadState` requests of the stored sealed state, and the size to replay from.
+    pub fn state_requests(&self) -> (Vec<Request>, u64) {
+        match &self.state {
+            Some(parts) => (
+                parts
+                    .iter()
+                    .cloned()
+                    .map(|part| Request::LoadState { part })
+                    .collect(),
+                parts[0].size,
+            ),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// Seals the enclave's state (if due, or `force`) and keeps the parts. Returns the size.
+    pub fn seal_state(&mut self, e: &mut Enclave, force: bool, now: u64) -> Option<u64> {
+        let Response::SealedState { part: Some(first) } =
+            e.handle(Request::SealState { part: 0, force }, now)
+        else {
+            return None;
+        };
+        let mut parts = vec![first];
+        for part in 1..parts[0].count {
+            let Response::SealedState { part: Some(p) } =
+                e.handle(Request::SealState { part, force }, now)
+            else {
+                panic!("part {part}")
+            };
+            parts.push(p);
+        }
+        let size = parts[0].size;
+        self.state = Some(parts);
+        Some(size)
+    }
+
+    fn events(&self) -> impl Iterator<Item = (u64, Event)> + '_ {
+        self.leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64, Event::from_leaf(l).unwrap()))
+    }
+
+    /// Leaf index of lead `id`'s `lead.accepted`.
+    pub fn accepted_index(&self, id: &str) -> Option<u64> {
+        self.events().find_map(|(i, e)| match e {
+            Event::LeadAccepted(a) if a.lead_id == id => Some(i),
+            _ => None,
+        })
+    }
+
+    /// Leaf index of auction `id`'s close.
+    pub fn close_index(&self, id: &str) -> Option<u64> {
+        self.events().find_map(|(i, e)| match e {
+            Event::AuctionClosed(c) if c.auction_id == id => Some(i),
+            Event::AuctionUnsold(u) if u.auction_id == id => Some(i),
+            _ => None,
+        })
+    }
+
+    /// What closing auction `id` takes, as the host stores it.
+    pub fn close_input(&self, id: &str) -> CloseInput {
+        let accepted = self.accepted_index(id).expect("an accepted lead");
+        let bids = self
+            .events()
+            .filter_map(|(i, e)| match e {
+                Event::BidSealed(b) if b.auction_id == id => Some(LoggedBid {
+                    leaf: ByteBuf::from(self.leaves[i as usize].clone()),
+                    sealed: self.bids[&i].clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        CloseInput {
+            accepted: ByteBuf::from(self.leaves[accepted as usize].clone()),
+            bids,
+        }
+    }
+
+    /// The sale proof of lead `id` in the tree of the last stored receipt.
+    pub fn sale_proof(&self, id: &str) -> SaleProof {
+        self.sale_proof_of(id, self.close_index(id).unwrap())
+    }
+
+    /// The sale proof of lead `id` with leaf `c` as its close, in the tree of the last stored
+    /// receipt.
+    pub fn sale_proof_of(&self, id: &str, c: u64) -> SaleProof {
+        let a = self.accepted_index(id).unwrap();
+        boot::sale_proof(
+            self.receipts.last().unwrap().clone(),
+            self,
+            (a, self.leaves[a as usize].clone()),
+            (c, self.leaves[c as usize].clone()),
+        )
+        .unwrap()
     }
 
     pub fn boot(&mut self, dir: &std::path::Path, now: u64) -> (Enclave, EnclaveKeys) {
@@ -127,11 +211,12 @@ impl Host {
             }
             other => panic!("{other:?}"),
         };
-        for req in boot::load_tags(&self.tags) {
-            assert_eq!(e.handle(req, now), Response::Ok);
-        }
         if self.last.is_some() {
-            for req in self.restore_requests(self.replay_from(), 500) {
+            let (load, from) = self.state_requests();
+            for req in load {
+                assert_eq!(e.handle(req, now), Response::Ok);
+            }
+            for req in self.restore_requests(from, 500) {
                 assert_eq!(e.handle(req, now), Response::Ok);
             }
         }
@@ -168,17 +253,11 @@ impl Host {
         };
         for (r, lead) in results.iter().zip(leads) {
             if let SubmitOutcome::Logged {
-                appended,
-                email_tag,
-                lead_id,
-                ..
+                appended, lead_id, ..
             } = r
             {
                 self.store(appended);
                 self.leads.insert(lead_id.clone(), lead);
-                if let Some(t) = email_tag {
-                    self.tags.push(t.to_vec());
-                }
             }
         }
         results
@@ -204,16 +283,42 @@ impl Host {
             .collect()
     }
 
-    /// Ticks; stores and returns the close events.
+    /// Ticks and closes what is due from the stored entries, as the host does; stores and
+    /// returns the close events.
     pub fn tick(&mut self, e: &mut Enclave, now: u64) -> Vec<Event> {
-        let Response::Ticked { closed } = e.handle(Request::Tick, now) else {
+        let Response::Due { auctions } = e.handle(Request::Tick, now) else {
             panic!()
         };
-        closed
-            .iter()
-            .map(|a| {
-                self.store(a);
-                Event::from_leaf(&a.leaf).unwrap()
+        if auctions.is_empty() {
+            return Vec::new();
+        }
+        let inputs = auctions.iter().map(|id| self.close_input(id)).collect();
+        self.close(e, inputs, now)
+            .into_iter()
+            .map(|r| r.expect("the stored entries close the auction"))
+            .collect()
+    }
+
+    /// Sends `inputs` in one `Close`; stores the close events. Per input: the event, or the
+    /// refusal's code.
+    pub fn close(
+        &mut self,
+        e: &mut Enclave,
+        inputs: Vec<CloseInput>,
+        now: u64,
+    ) -> Vec<Result<Event, String>> {
+        let Response::Closed { results } = e.handle(Request::Close { auctions: inputs }, now)
+        else {
+            panic!()
+        };
+        results
+            .into_iter()
+            .map(|r| match r {
+                CloseOutcome::Logged(a) => {
+                    self.store(&a);
+                    Ok(Event::from_leaf(&a.leaf).unwrap())
+                }
+                CloseOutcome::Refused(e) => Err(e.code.to_string()),
             })
             .collect()
     }

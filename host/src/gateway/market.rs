@@ -3,8 +3,10 @@
 
 use leadgate_verifier::ErrorCode;
 
-use leadgate_protocol::MAX_CLOSES_PER_TICK;
-use leadgate_protocol::{BidOutcome, Request, Response, WireAppended, WireError};
+use leadgate_protocol::{
+    BidOutcome, CloseInput, CloseOutcome, Request, Response, WireAppended, WireError,
+    MAX_CLOSES_PER_TICK, MAX_CLOSE_BYTES,
+};
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use serde_bytes::ByteBuf;
@@ -52,6 +54,21 @@ impl Gateway {
             .map(|o| o.or_else(|| fresh_results.next()))
             .collect::<Option<_>>()
             .ok_or_else(|| LinkError::Protocol("bid answers do not match the bids".into()))?;
+        // The enclave knows open auctions only: tell a bid on a closed one apart from a bid on
+        // an auction that never was, from the auction table.
+        for (i, r) in results.iter_mut().enumerate() {
+            if let BidOutcome::Refused(e) = r {
+                if e.code == ErrorCode::AuctionUnknown {
+                    if let Some((status, _, _)) =
+                        self.store.sale_entries(&bids[i].0.auction_id).await?
+                    {
+                        if status != "open" {
+                            *e = WireError::new(ErrorCode::AuctionClosed, "the auction has closed");
+                        }
+                    }
+                }
+            }
+        }
         // A retry that raced its original to the enclave is refused there as a replay; the
         // original is stored by now (batches are stored in order), so answer with it.
         let replayed: Vec<usize> = results
@@ -148,40 +165,87 @@ impl Gateway {
         Ok(results)
     }
 
-    /// Asks the enclave to close every auction due by its clock, and stores the closes.
-    /// Returns how many closed.
+    /// Asks the enclave which auctions are due by its clock, hands it each one's stored
+    /// entries to close it, and stores the closes. Returns how many closed.
     ///
     /// # Errors
     /// [`LinkError`]s; a storage failure also drops the link.
     pub async fn tick(&self) -> Result<usize, LinkError> {
         let mut total = 0;
         loop {
-            let (mut link, resp) = self.exchange_appending(&Request::Tick).await?;
-            let closed = match resp {
-                Response::Ticked { closed } => closed,
+            // Through the flush barrier: every bid of a due auction was appended before its
+            // close time, so before this tick, and is stored once every sent batch is.
+            let (link, resp) = self.exchange_appending(&Request::Tick).await?;
+            drop(link);
+            let due = match resp {
+                Response::Due { auctions } => auctions,
                 Response::Error(e) => return Err(LinkError::Enclave(e)),
                 other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
             };
-            let appends: Vec<&WireAppended> = closed.iter().collect();
-            if let Err(e) = self.store.store_closes(&appends).await {
-                link.conn = None;
-                return Err(e.into());
+            if due.is_empty() {
+                break;
             }
-            if let Some(last) = appends.last() {
-                self.stored_to(last.index + 1);
-            }
-            total += closed.len();
-            if closed.len() < MAX_CLOSES_PER_TICK {
-                if total > 0 {
-                    tracing::info!(closed = total, "auctions closed");
+            let inputs = self.store.close_inputs(&due).await?;
+            let mut closed = 0;
+            let mut inputs = inputs.into_iter().peekable();
+            while inputs.peek().is_some() {
+                let mut chunk = Vec::new();
+                let mut bytes = 0;
+                while let Some(next) = inputs.peek() {
+                    if !chunk.is_empty() && bytes + next.weight() > MAX_CLOSE_BYTES {
+                        break;
+                    }
+                    bytes += next.weight();
+                    chunk.extend(inputs.next());
                 }
-                return Ok(total);
+                closed += self.close(chunk).await?;
+            }
+            total += closed;
+            if due.len() < MAX_CLOSES_PER_TICK || closed == 0 {
+                break;
             }
         }
+        if total > 0 {
+            tracing::info!(closed = total, "auctions closed");
+        }
+        Ok(total)
     }
 
-    /// Forwards a buyer's release request with the stored sealed lead; stores the
-    /// `lead.released` append and the envelope before answering.
+    /// One `Close` exchange; stores the closes. Returns how many closed.
+    async fn close(&self, auctions: Vec<CloseInput>) -> Result<usize, LinkError> {
+        let n = auctions.len();
+        let (mut link, resp) = self
+            .exchange_appending(&Request::Close { auctions })
+            .await?;
+        let results = match resp {
+            Response::Closed { results } if results.len() == n => results,
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
+            other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
+        };
+        let mut appends = Vec::new();
+        for r in &results {
+            match r {
+                CloseOutcome::Logged(a) => appends.push(a),
+                CloseOutcome::Refused(e) => {
+                    tracing::error!(code = %e.code, error = %e.message, "the enclave refused a close");
+                }
+            }
+        }
+        if let Err(e) = self.store.store_closes(&appends).await {
+            link.conn = None;
+            return Err(e.into());
+        }
+        if let Some(last) = appends.last() {
+            self.stored_to(last.index + 1);
+        }
+        Ok(appends.len())
+    }
+
+    /// Forwards a buyer's release request with the stored sealed lead and the sale proven
+    /// from the stored log (its `lead.accepted` and `auction.closed` with inclusion proofs in
+    /// the tree of the last stored receipt); stores the `lead.released` append and the
+    /// envelope before answering. The gateway answers `release.not_closed` and
+    /// `release.not_sold` itself from its auction table (it could always refuse service).
     ///
     /// # Errors
     /// The enclave's refusal (`release.*`), [`LinkError`]s.
@@ -189,17 +253,33 @@ impl Gateway {
         &self,
         request: ReleaseRequest,
     ) -> Result<(ReleasedLead, WireAppended), LinkError> {
+        let refuse = |code, m: &str| Err(LinkError::Enclave(WireError::new(code, m)));
         let Some(sealed) = self.store.sealed_lead(&request.lead_id).await? else {
-            return Err(LinkError::Enclave(WireError::new(
-                ErrorCode::ReleaseNotSold,
-                "no accepted lead with this id",
-            )));
+            return refuse(ErrorCode::ReleaseNotSold, "no accepted lead with this id");
+        };
+        let sale = match self.store.sale_entries(&request.lead_id).await? {
+            Some((status, _, _)) if status == "open" => {
+                return refuse(
+                    ErrorCode::ReleaseNotClosed,
+                    "the auction has not closed yet",
+                )
+            }
+            Some((status, open_idx, Some(close_idx))) if status == "sold" => (open_idx, close_idx),
+            _ => return refuse(ErrorCode::ReleaseNotSold, "the lead was not sold"),
         };
         let lead = serde_json::from_str(&sealed)
             .map_err(|e| LinkError::Store(StoreError::Inconsistent(e.to_string())))?;
         let (lead_id, buyer) = (request.lead_id.clone(), request.buyer.clone());
+        // Against the newest stored receipt: of the enclave's current epoch, since every boot
+        // stores its `log.epoch` before the link is up. After a restart in between, the
+        // enclave refuses it (`release.proof_invalid`) and the buyer asks again.
+        let proof = self.sale_proof(sale.0, sale.1).await?;
         let (mut link, resp) = self
-            .exchange_appending(&Request::Release { request, lead })
+            .exchange_appending(&Request::Release {
+                request,
+                lead,
+                proof,
+            })
             .await?;
         let (released, appended) = match resp {
             Response::Released { released, appended } => (released, appended),
@@ -218,6 +298,39 @@ impl Gateway {
         }
         self.stored_to(appended.index + 1);
         Ok((released, appended))
+    }
+
+    /// The [`leadgate_protocol::SaleProof`] of the sale whose `lead.accepted` is leaf
+    /// `open_idx` and `auction.closed` leaf `close_idx`, in the tree of the last stored receipt.
+    async fn sale_proof(
+        &self,
+        open_idx: u64,
+        close_idx: u64,
+    ) -> Result<leadgate_protocol::SaleProof, LinkError> {
+        let inconsistent = |m: String| LinkError::Store(StoreError::Inconsistent(m));
+        let receipt = self
+            .store
+            .last_receipt()
+            .await?
+            .ok_or_else(|| inconsistent("no receipt".into()))?;
+        let leaf = |i: u64| async move {
+            self.store
+                .leaf(i)
+                .await?
+                .ok_or_else(|| LinkError::Store(StoreError::Inconsistent(format!("no leaf {i}"))))
+        };
+        let (accepted, closed) = (leaf(open_idx).await?, leaf(close_idx).await?);
+        self.store
+            .with_nodes(|st| {
+                leadgate_protocol::boot::sale_proof(
+                    receipt.clone(),
+                    st,
+                    (open_idx, accepted.clone()),
+                    (close_idx, closed.clone()),
+                )
+            })
+            .await?
+            .map_err(|e| inconsistent(e.to_string()))
     }
 }
 

@@ -317,6 +317,34 @@ impl Gateway {
         }
     }
 
+    /// Asks the enclave to seal its state when one is due (or now, if `force`) and stores
+    /// every part, holding the link so that no append comes between the parts. Returns the
+    /// sealed state's log size, if one was sealed.
+    pub async fn seal_state(&self, force: bool) -> Result<Option<u64>, LinkError> {
+        let (mut link, resp) = self
+            .exchange_appending(&Request::SealState { part: 0, force })
+            .await?;
+        let first = match resp {
+            Response::SealedState { part: None } => return Ok(None),
+            Response::SealedState { part: Some(p) } => p,
+            Response::Error(e) => return Err(LinkError::Enclave(e)),
+            other => return Err(LinkError::Protocol(format!("{other:?}"))),
+        };
+        let (size, count) = (first.size, first.count);
+        let mut parts = vec![first];
+        for part in 1..count {
+            match exchange_held(&mut link.conn, &Request::SealState { part, force }).await? {
+                Response::SealedState { part: Some(p) } => parts.push(p),
+                Response::Error(e) => return Err(LinkError::Enclave(e)),
+                other => return Err(LinkError::Protocol(format!("{other:?}"))),
+            }
+        }
+        drop(link);
+        self.store.put_state(&parts).await?;
+        tracing::info!(size, parts = count, "sealed enclave state stored");
+        Ok(Some(size))
+    }
+
     /// Asks for a checkpoint (now if `force`) and stores it, with the enclave's anchor
     /// signature when anchoring is on. Returns the note if one was signed.
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {

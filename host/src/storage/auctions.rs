@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use leadgate_protocol::WireAppended;
+use leadgate_protocol::{CloseInput, LoggedBid, WireAppended};
 use leadgate_verifier::api::AuctionStatus;
 use leadgate_verifier::auction::TokenAmount;
 use leadgate_verifier::receipt::Receipt;
+use serde_bytes::ByteBuf;
 use sqlx::{FromRow as _, Row as _};
 
 use super::log::insert_appends;
@@ -131,7 +132,7 @@ impl Store {
         bids: &[StoredBid<'_>],
     ) -> Result<(), StoreError> {
         let write = self.write();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_appends(&mut tx, appends).await?;
         if !bids.is_empty() {
             sqlx::QueryBuilder::new(
@@ -153,13 +154,81 @@ impl Store {
         Ok(())
     }
 
+    /// What closing each of `ids` takes: its `lead.accepted` leaf and every `bid.sealed` leaf
+    /// of it in log order, each with its sealed bid. An id with no stored auction is left out.
+    ///
+    /// # Errors
+    /// [`StoreError::Inconsistent`] if a stored sealed bid does not parse; sqlx errors.
+    pub async fn close_inputs(&self, ids: &[String]) -> Result<Vec<CloseInput>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.pool.acquire().await?;
+        for id in ids {
+            let accepted: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT l.leaf FROM auctions a JOIN leaves l ON l.idx = a.open_idx \
+                 WHERE a.auction_id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(accepted) = accepted else { continue };
+            let rows = sqlx::query(
+                "SELECT l.leaf, b.sealed FROM bids b JOIN leaves l ON l.idx = b.idx \
+                 WHERE b.auction_id = ? ORDER BY b.idx",
+            )
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+            let bids = rows
+                .into_iter()
+                .map(|r| {
+                    let sealed: String = r.try_get(1)?;
+                    Ok(LoggedBid {
+                        leaf: ByteBuf::from(r.try_get::<Vec<u8>, _>(0)?),
+                        sealed: serde_json::from_str(&sealed)
+                            .map_err(|e| StoreError::Inconsistent(format!("sealed bid: {e}")))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            out.push(CloseInput {
+                accepted: ByteBuf::from(accepted),
+                bids,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Where auction `id` stands for a release: its status (`open`, `sold`, `unsold`) and the
+    /// leaf indexes of its `lead.accepted` and close.
+    ///
+    /// # Errors
+    /// sqlx errors.
+    pub async fn sale_entries(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, u64, Option<u64>)>, StoreError> {
+        let row =
+            sqlx::query("SELECT status, open_idx, close_idx FROM auctions WHERE auction_id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .map(|r| -> Result<_, sqlx::Error> {
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    r.try_get::<i64, _>(1)? as u64,
+                    r.try_get::<Option<i64>, _>(2)?.map(|i| i as u64),
+                ))
+            })
+            .transpose()?)
+    }
+
     /// Stores close events (the auctions table follows them).
     ///
     /// # Errors
     /// As [`Store::store_appends`].
     pub async fn store_closes(&self, appends: &[&WireAppended]) -> Result<(), StoreError> {
         let write = self.write();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_appends(&mut tx, appends).await?;
         tx.commit().await?;
         write.done();
@@ -178,7 +247,7 @@ impl Store {
         released_json: &str,
     ) -> Result<(), StoreError> {
         let write = self.write();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_appends(&mut tx, &[append]).await?;
         sqlx::query("INSERT INTO releases (idx, lead_id, buyer, released) VALUES (?, ?, ?, ?)")
             .bind(append.index as i64)

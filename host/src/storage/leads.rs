@@ -102,13 +102,4 @@ impl Store {
                 .await?,
         )
     }
-
-    /// Email tags of all accepted leads, in log order (32 bytes each).
-    pub async fn email_tags(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT email_tag FROM leads WHERE email_tag IS NOT NULL ORDER BY idx",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }

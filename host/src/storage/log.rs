@@ -274,32 +274,15 @@ impl Store {
         Ok(v.into_iter().map(|i| i as u64).collect())
     }
 
-    /// `replay_from` of the last stored `log.epoch`.
-    pub async fn last_replay_from(&self) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT replay_from FROM epochs ORDER BY idx DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(v.map(|v| v as u64))
-    }
-
-    /// Up to `limit` leaves from `from`, each with the sealed bid JSON of a `bid.sealed`.
-    pub async fn restore_entries(
-        &self,
-        from: u64,
-        limit: u64,
-    ) -> Result<Vec<(Vec<u8>, Option<String>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT l.leaf, b.sealed FROM leaves l LEFT JOIN bids b ON b.idx = l.idx \
-             WHERE l.idx >= ? ORDER BY l.idx LIMIT ?",
+    /// Up to `limit` leaves from `from` (canonical event bytes), in order.
+    pub async fn leaves(&self, from: u64, limit: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT leaf FROM leaves WHERE idx >= ? ORDER BY idx LIMIT ?")
+                .bind(from as i64)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(from as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
     }
 
     /// Stores a tail fetched from the enclave's journal (see `crate::gateway`'s catch-up) in
@@ -315,7 +298,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let write = self.write();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let appends: Vec<&WireAppended> = entries.iter().map(|(a, _)| a).collect();
         insert_appends(&mut tx, &appends).await?;
         for (a, record) in entries {
@@ -416,7 +399,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let write = self.write();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_appends(&mut tx, appends).await?;
         let logged: Vec<_> = submissions
             .iter()

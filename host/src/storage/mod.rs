@@ -16,6 +16,7 @@ mod auctions;
 mod leads;
 mod log;
 mod secrets;
+mod state;
 
 pub use anchors::{AnchorRecord, AnchorStatus};
 pub use auctions::{AuctionFilter, AuctionRecord, StoredBid};
@@ -197,6 +198,15 @@ impl Store {
     /// Starts a write: dropped without [`WriteGuard::done`], it records a failure.
     fn write(&self) -> WriteGuard<'_> {
         WriteGuard(Some(&self.write_failed_at))
+    }
+
+    /// Begins a write transaction with `BEGIN IMMEDIATE`: it takes the write lock first,
+    /// waiting behind another writer (up to the busy timeout) instead of reading a snapshot
+    /// that another writer's commit then makes stale. A deferred transaction that reads before
+    /// it writes (every append checks the log size first) fails at once with `SQLITE_BUSY` if
+    /// another connection commits in between, and a failed store drops the enclave link.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// Applies the migrations not yet applied. A database that recorded its schema version
