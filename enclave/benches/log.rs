@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
     // One sealed bid through the enclave core, on 128 open auctions in turn.
     let leads = (0..128u64)
         .map(|i| {
-            let lead = lead_json("jo.bid", "bidco", i);
+            let lead = lead_json("jane.doe", "bidco", i);
             seal_lead(&seller, &keys.intake_key, &keys.origin, &lead, now).unwrap()
         })
         .collect();
