@@ -587,7 +587,7 @@ fn check_auction(
     mine: &[&Value],
 ) -> anyhow::Result<String> {
     use leadgate_verifier::auction::{
-        check_own_bid, commitments_root, verify_seed, OpenedBid, Outcome, TokenAmount,
+        check_own_bid, commitments_root, considered, verify_seed, OpenedBid, Outcome, TokenAmount,
     };
     let a: AuctionDetail = get_typed(http, &format!("{gateway}/v1/auctions/{id}"))?;
     let close_index = a
@@ -656,31 +656,25 @@ fn check_auction(
         .try_into()
         .map_err(|_| anyhow!("seed is not 64 bytes"))?;
     verify_seed(&keys.log_key, &keys.origin, id, &seed).map_err(|e| anyhow!("{}", e.code()))?;
-    // The considered set: in log order between open and close, a sealed bid counts at its
-    // first bid.sealed only (a later one with the same commitment is a replay, void), and each
-    // buyer's last counting bid is considered.
+    // The considered set, by the enclave's rule (`leadgate_verifier::auction::considered`),
+    // from the bid.sealed entries between open and close in log order.
     let mut entries: Vec<_> = a
         .bid_entries
         .iter()
         .filter(|b| b.index > open_index && b.index < close_index)
         .collect();
     entries.sort_by_key(|b| b.index);
-    let mut seen = std::collections::HashSet::new();
-    let mut last: std::collections::BTreeMap<String, (u64, String)> = Default::default();
-    for b in entries {
-        if seen.insert(b.commitment.as_str()) {
-            last.insert(b.buyer.clone(), (b.index, b.commitment.clone()));
-        }
-    }
-    let considered: Vec<Hash> = last
-        .values()
-        .map(|(_, c)| {
-            hex::decode(c)
+    let keyed: Vec<(&str, Hash)> = entries
+        .iter()
+        .map(|b| {
+            hex::decode(&b.commitment)
                 .ok()
                 .and_then(|v| v.try_into().ok())
+                .map(|c| (b.buyer.as_str(), c))
                 .ok_or_else(|| anyhow!("bad commitment"))
         })
         .collect::<anyhow::Result<_>>()?;
+    let considered: Vec<Hash> = considered(&keyed).into_iter().map(|i| keyed[i].1).collect();
     if hex::encode(commitments_root(&considered)) != *croot || considered.len() as u64 != bids {
         bail!("the served bid entries are not the set the enclave committed to");
     }

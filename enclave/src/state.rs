@@ -196,19 +196,6 @@ pub fn seal_part(
     }
 }
 
-/// Seals every part of the state at `frontier`.
-pub fn seal(
-    key: &[u8; 32],
-    origin: &str,
-    frontier: &Frontier,
-    book: &AuctionBook,
-    tags: &EmailTags,
-) -> Vec<StatePart> {
-    (0..part_count(frontier, book, tags))
-        .map(|i| seal_part(key, origin, frontier, book, tags, i))
-        .collect()
-}
-
 /// Parts received so far, in order, opened.
 pub struct StateLoad {
     size: u64,
@@ -371,6 +358,19 @@ mod tests {
     use super::*;
     use leadgate_verifier::merkle::leaf_hash;
     use sha2::Digest as _;
+
+    /// Seals every part of the state at `frontier`.
+    fn seal(
+        key: &[u8; 32],
+        origin: &str,
+        frontier: &Frontier,
+        book: &AuctionBook,
+        tags: &EmailTags,
+    ) -> Vec<StatePart> {
+        (0..part_count(frontier, book, tags))
+            .map(|i| seal_part(key, origin, frontier, book, tags, i))
+            .collect()
+    }
 
     fn state() -> (Frontier, AuctionBook, EmailTags) {
         let mut f = Frontier::new();

@@ -172,6 +172,22 @@ pub fn commitments_root(commitments: &[Hash]) -> Hash {
     merkle::root_from_leaf_hashes(&leaves)
 }
 
+/// The considered bids of an auction, from its `bid.sealed` entries in log order, each given
+/// as `(buyer, commitment)`: a sealed bid counts at its first entry only (a later entry with
+/// the same commitment is a replay and void), and each buyer's last counting bid is
+/// considered. Returns the indexes into `bids` of the considered ones, ordered by buyer.
+/// The enclave closes auctions by this rule; `leadgate verify auction` recomputes it.
+pub fn considered<B: Ord + Clone>(bids: &[(B, Hash)]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::with_capacity(bids.len());
+    let mut last = std::collections::BTreeMap::new();
+    for (i, (buyer, commitment)) in bids.iter().enumerate() {
+        if seen.insert(*commitment) {
+            last.insert(buyer.clone(), i);
+        }
+    }
+    last.into_values().collect()
+}
+
 /// An opened bid: its public commitment and its secret amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenedBid {
@@ -361,6 +377,14 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_buyers_last_bid_counts_and_a_replayed_commitment_is_void() {
+        // Buyer 1 bids c1, then c2; buyer 2 bids c3; the host replays c1 after c2.
+        let bids = [(1u8, [1u8; 32]), (1, [2; 32]), (2, [3; 32]), (1, [1; 32])];
+        assert_eq!(considered(&bids), vec![1, 2]);
+        assert!(considered::<u8>(&[]).is_empty());
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! entries the host stored, and the winner-only release from a sale proven from the log. The
 //! book they work on is [`crate::auctions`]; `docs/AUCTION-BOOK.md` gives the reasoning.
 
-use std::collections::{BTreeMap, HashSet};
-
 use ed25519_dalek::Signer as _;
-use leadgate_verifier::auction::{commitments_root, decide, seed_message, OpenedBid, Outcome};
+use leadgate_verifier::auction::{
+    commitments_root, considered, decide, seed_message, OpenedBid, Outcome,
+};
 use leadgate_verifier::bid::{hex32, open_bid, open_logged_bid, SealedBid, VerifiedBid};
 use leadgate_verifier::event::{
     AuctionClosed, AuctionUnsold, BidSealed, Event, LeadAccepted, LeadReleased,
@@ -49,20 +49,6 @@ fn close_invalid(m: impl Into<String>) -> EnclaveError {
 
 fn proof_invalid(m: impl Into<String>) -> EnclaveError {
     EnclaveError::ReleaseProofInvalid(m.into())
-}
-
-/// The considered bids of an auction: in log order, a sealed bid counts at its first
-/// `bid.sealed` only (a later one with the same commitment is a replay, void), and a buyer's
-/// later bid replaces its earlier one. Keyed by buyer.
-fn considered(bids: &[ClosingBid]) -> BTreeMap<[u8; 32], &ClosingBid> {
-    let mut seen = HashSet::with_capacity(bids.len());
-    let mut last = BTreeMap::new();
-    for b in bids {
-        if seen.insert(b.commitment) {
-            last.insert(b.buyer, b);
-        }
-    }
-    last
 }
 
 impl Enclave {
@@ -239,9 +225,11 @@ impl Enclave {
             },
         );
         let bids: Vec<ClosingBid> = opened.into_iter().collect::<Result<_, _>>()?;
-        let considered = considered(&bids);
+        let keys: Vec<([u8; 32], Hash)> = bids.iter().map(|b| (b.buyer, b.commitment)).collect();
+        let considered: Vec<&ClosingBid> =
+            considered(&keys).into_iter().map(|i| &bids[i]).collect();
         let opened: Vec<OpenedBid> = considered
-            .values()
+            .iter()
             .map(|b| OpenedBid {
                 commitment: b.commitment,
                 amount: b.amount,
@@ -256,7 +244,7 @@ impl Enclave {
             .to_bytes();
         let outcome = decide(&opened, terms.reserve, terms.pricing, &seed);
         let winner = match outcome {
-            Outcome::Sold { winner, .. } => considered.values().find(|b| b.commitment == winner),
+            Outcome::Sold { winner, .. } => considered.iter().find(|b| b.commitment == winner),
             Outcome::Unsold => None,
         };
         let event = match (outcome, winner) {
@@ -411,30 +399,5 @@ impl Enclave {
                 "the second entry is not this auction's close",
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use leadgate_verifier::auction::TokenAmount;
-
-    fn bid(buyer: u8, commitment: u8, amount: u64) -> ClosingBid {
-        ClosingBid {
-            buyer: [buyer; 32],
-            commitment: [commitment; 32],
-            amount: TokenAmount::new(amount).unwrap(),
-            buyer_hpke: [buyer; 32],
-        }
-    }
-
-    #[test]
-    fn a_buyers_last_bid_counts_and_a_replayed_commitment_is_void() {
-        // Buyer 1 bids 10 (c1), then 20 (c2); the host replays c1 after c2.
-        let bids = [bid(1, 1, 10), bid(1, 2, 20), bid(2, 3, 15), bid(1, 1, 10)];
-        let c = considered(&bids);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[&[1; 32]].commitment, [2; 32]);
-        assert_eq!(c[&[2; 32]].commitment, [3; 32]);
     }
 }
