@@ -129,7 +129,7 @@ async fn get_openapi() -> Response {
 }
 
 /// `GET /metrics`: the gauges are read now (queue depths, log size, link state, checkpoint
-/// age, anchor lag), the counters and histograms kept as requests pass.
+/// age, anchor lag, the newest sealed state and the restore lag), the counters and histograms kept as requests pass.
 #[utoipa::path(get, path = "/metrics", tag = "operator",
     responses((status = 200, description = "Prometheus / OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Response> {
@@ -142,6 +142,10 @@ async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Response> {
     let size = s.gateway.stored_size();
     m.log_size.set(size as i64);
     m.enclave_up.set(i64::from(s.gateway.health().0));
+    let state = s.gateway.store.latest_state_size(size).await.map_err(db)?;
+    m.sealed_state_size.set(state.map_or(-1, |v| v as i64));
+    m.restore_lag
+        .set(size.saturating_sub(state.unwrap_or(0)) as i64);
     let (checkpoint_ms, anchored) = s
         .gateway
         .store

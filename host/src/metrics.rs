@@ -71,6 +71,11 @@ pub struct Metrics {
     pub anchor_lag: Gauge,
     /// 1 while the enclave link is up (set at scrape).
     pub enclave_up: Gauge,
+    /// Stored leaves past the newest stored sealed state: what an enclave restart would replay
+    /// (all of them without a sealed state) (set at scrape).
+    pub restore_lag: Gauge,
+    /// Log size of the newest stored sealed state, −1 without one (set at scrape).
+    pub sealed_state_size: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -109,6 +114,8 @@ impl Metrics {
             checkpoint_age: Gauge::default(),
             anchor_lag: Gauge::default(),
             enclave_up: Gauge::default(),
+            restore_lag: Gauge::default(),
+            sealed_state_size: Gauge::default(),
         };
         registry.register("http_requests", "HTTP requests answered", requests);
         registry.register(
@@ -151,6 +158,16 @@ impl Metrics {
             "enclave_up",
             "1 while the enclave link is up and booted",
             m.enclave_up.clone(),
+        );
+        registry.register(
+            "restore_lag_leaves",
+            "Stored leaves an enclave restart would replay after the newest sealed state",
+            m.restore_lag.clone(),
+        );
+        registry.register(
+            "sealed_state_size",
+            "Log size of the newest stored sealed enclave state (-1: none)",
+            m.sealed_state_size.clone(),
         );
         Self { registry, ..m }
     }

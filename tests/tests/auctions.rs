@@ -1,6 +1,6 @@
 //! Auctions end to end across real processes and the `leadgate` CLI: sellers list, buyers bid
-//! (a tie, a bid under the reserve), the enclave is killed mid-auction, auctions close on the
-//! enclave clock, winners decrypt exactly the seller's lead, a loser is refused, every bidder
+//! (a tie, a bid under the reserve), the enclave is killed mid-auction and restarts from the
+//! sealed state the host stored plus the leaves after it, auctions close on the enclave clock, winners decrypt exactly the seller's lead, a loser is refused, every bidder
 //! verifies its auction, and no bid amount or lead PII reaches the host's disk, logs or answers.
 
 use std::process::Command;
@@ -24,7 +24,12 @@ fn ok(out: std::process::Output) -> String {
 
 #[test]
 fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
-    let mut stack = Stack::start();
+    // A sealed state every 20 appends, so that the restart below starts from one.
+    let mut stack = Stack::new_stopped(100_000, &[], tempfile::tempdir().unwrap());
+    stack.enclave_args = vec!["--state-interval-entries".into(), "20".into()];
+    stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
     let dir = stack.dir.path().to_path_buf();
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let gw = stack.gateway.clone();
@@ -138,9 +143,32 @@ fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("auction.unknown"));
 
-    // kill -9 the enclave mid-auction and restart it: no bid may be lost.
+    // kill -9 the enclave mid-auction and restart it: no bid may be lost. The host gets a
+    // sealed state on its tick (every 20 appends here); the restart starts from it.
+    let sealed_state = || -> i64 {
+        let text = String::from_utf8(stack.get_bytes("/metrics")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("leadgate_sealed_state_size "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sealed_state() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no state sealed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     stack.kill_enclave();
     stack.start_enclave();
+    stack.wait_attests();
+    let epochs = stack.get_json("/v1/epochs");
+    let last = epochs["epochs"].as_array().unwrap().last().unwrap().clone();
+    let epoch = stack.get_json(&format!("/v1/entries/{last}"));
+    assert_eq!(epoch["kind"], "log.epoch");
+    assert_eq!(epoch["epoch"], 2);
+    assert!(
+        epoch["replay_from"].as_u64().unwrap() >= 20,
+        "restored from a sealed state: {epoch}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let v = stack.get_json("/v1/auctions?status=open&limit=1");

@@ -60,11 +60,11 @@ impl Store {
         Ok(())
     }
 
-    /// The newest whole sealed state of at most `size` leaves, its parts in order.
+    /// The log size of the newest whole sealed state of at most `size` leaves.
     ///
     /// # Errors
     /// sqlx errors.
-    pub async fn latest_state(&self, size: u64) -> Result<Option<Vec<StatePart>>, StoreError> {
+    pub async fn latest_state_size(&self, size: u64) -> Result<Option<u64>, StoreError> {
         let best: Option<i64> = sqlx::query_scalar(
             "SELECT size FROM state_parts WHERE size <= ? GROUP BY size \
              HAVING COUNT(*) = MAX(parts) ORDER BY size DESC LIMIT 1",
@@ -72,7 +72,18 @@ impl Store {
         .bind(size as i64)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(best) = best else { return Ok(None) };
+        Ok(best.map(|b| b as u64))
+    }
+
+    /// The newest whole sealed state of at most `size` leaves, its parts in order.
+    ///
+    /// # Errors
+    /// sqlx errors.
+    pub async fn latest_state(&self, size: u64) -> Result<Option<Vec<StatePart>>, StoreError> {
+        let Some(best) = self.latest_state_size(size).await? else {
+            return Ok(None);
+        };
+        let best = best as i64;
         let rows = sqlx::query(
             "SELECT part, parts, root, blob FROM state_parts WHERE size = ? ORDER BY part",
         )
