@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use leadgate_verifier::merkle::{leaf_hash, Hash};
+use leadgate_verifier::merkle::Hash;
 use leadgate_verifier::ErrorCode;
 use sha2::{Digest, Sha256};
 
@@ -33,16 +33,13 @@ pub fn auction_key(id: &str) -> Option<AuctionKey> {
         .map(|()| key)
 }
 
-/// The running hash's first value: the `lead.accepted` leaf's RFC 6962 leaf hash.
-pub fn chain_start(accepted_leaf: &[u8]) -> Hash {
-    leaf_hash(accepted_leaf)
-}
-
-/// The running hash after one more `bid.sealed` leaf: `SHA-256(chain ‖ leaf_hash(leaf))`.
-pub fn chain_next(chain: &Hash, bid_leaf: &[u8]) -> Hash {
+/// The running hash after one more `bid.sealed` leaf, given its RFC 6962 leaf hash (the one
+/// the log computed appending it): `SHA-256(chain ‖ bid_leaf_hash)`. The first value is the
+/// `lead.accepted` leaf's leaf hash.
+pub fn chain_next(chain: &Hash, bid_leaf_hash: &Hash) -> Hash {
     let mut h = Sha256::new();
     h.update(chain);
-    h.update(leaf_hash(bid_leaf));
+    h.update(bid_leaf_hash);
     h.finalize().into()
 }
 
@@ -99,12 +96,13 @@ pub struct AuctionBook {
 }
 
 impl AuctionBook {
-    /// Opens an auction for the `lead.accepted` leaf `accepted_leaf`, closing at `closes_at`.
-    pub fn open(&mut self, key: AuctionKey, accepted_leaf: &[u8], closes_at: u64) {
+    /// Opens an auction for the `lead.accepted` whose leaf hash is `accepted_leaf_hash`,
+    /// closing at `closes_at`.
+    pub fn open(&mut self, key: AuctionKey, accepted_leaf_hash: Hash, closes_at: u64) {
         self.open.insert(
             key,
             OpenAuction {
-                chain: chain_start(accepted_leaf),
+                chain: accepted_leaf_hash,
                 closes_at,
                 bids: 0,
             },
@@ -126,11 +124,11 @@ impl AuctionBook {
         Ok(())
     }
 
-    /// Folds an appended `bid.sealed` leaf into its auction's record. Call after
+    /// Folds an appended `bid.sealed` (its leaf hash) into its auction's record. Call after
     /// [`Self::check_bid`] passed and the leaf was appended; a restore calls it directly.
-    pub fn record_bid(&mut self, key: &AuctionKey, bid_leaf: &[u8]) {
+    pub fn record_bid(&mut self, key: &AuctionKey, bid_leaf_hash: &Hash) {
         if let Some(a) = self.open.get_mut(key) {
-            a.chain = chain_next(&a.chain, bid_leaf);
+            a.chain = chain_next(&a.chain, bid_leaf_hash);
             a.bids += 1;
         }
     }
@@ -183,6 +181,7 @@ impl AuctionBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leadgate_verifier::merkle::leaf_hash;
 
     #[test]
     fn keys_are_lowercase_hex_lead_ids() {
@@ -202,18 +201,19 @@ mod tests {
     fn bids_fold_into_the_chain_in_order_and_close_removes() {
         let mut book = AuctionBook::default();
         let (a, b) = ([1u8; 16], [2u8; 16]);
-        book.open(a, b"accepted a", 100);
-        book.open(b, b"accepted b", 200);
+        let h = |leaf: &[u8]| leaf_hash(leaf);
+        book.open(a, h(b"accepted a"), 100);
+        book.open(b, h(b"accepted b"), 200);
         assert_eq!(book.check_bid(&[9; 16], 0), Err(BidRefusal::Unknown));
         assert_eq!(book.check_bid(&a, 100), Err(BidRefusal::Closed));
         assert_eq!(book.check_bid(&a, 99), Ok(()));
-        book.record_bid(&a, b"bid 1");
-        book.record_bid(&a, b"bid 2");
-        let want = chain_next(&chain_next(&chain_start(b"accepted a"), b"bid 1"), b"bid 2");
+        book.record_bid(&a, &h(b"bid 1"));
+        book.record_bid(&a, &h(b"bid 2"));
+        let want = chain_next(&chain_next(&h(b"accepted a"), &h(b"bid 1")), &h(b"bid 2"));
         assert_eq!(book.get(&a).unwrap().chain, want);
         assert_eq!(book.get(&a).unwrap().bids, 2);
         // Order matters.
-        let swapped = chain_next(&chain_next(&chain_start(b"accepted a"), b"bid 2"), b"bid 1");
+        let swapped = chain_next(&chain_next(&h(b"accepted a"), &h(b"bid 2")), &h(b"bid 1"));
         assert_ne!(want, swapped);
         assert_eq!(book.due(99, 10), Vec::<AuctionKey>::new());
         assert_eq!(book.due(250, 10), vec![a, b]);

@@ -41,9 +41,9 @@ impl UnsignedAppend {
         self.index
     }
 
-    /// The leaf (canonical event bytes).
-    pub fn leaf(&self) -> &[u8] {
-        &self.leaf
+    /// The leaf's RFC 6962 leaf hash.
+    pub fn leaf_hash(&self) -> Hash {
+        self.leaf_hash
     }
 
     /// Signs the receipt for the tree of size `index + 1`.

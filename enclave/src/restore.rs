@@ -62,7 +62,8 @@ impl Restore {
         for leaf in leaves {
             let leaf = leaf.as_ref();
             let index = self.frontier.size();
-            self.frontier.append(leaf_hash(leaf));
+            let hash = leaf_hash(leaf);
+            self.frontier.append(hash);
             let event =
                 Event::from_leaf(leaf).map_err(|e| invalid(format!("leaf {index}: {e}")))?;
             let key = |id: &str| {
@@ -73,9 +74,9 @@ impl Restore {
                     let tag = leadgate_verifier::bid::hex32(&e.email_tag)
                         .ok_or_else(|| invalid(format!("leaf {index}: bad email tag")))?;
                     tags.record(&tag);
-                    book.open(key(&e.lead_id)?, leaf, e.auction.closes_at);
+                    book.open(key(&e.lead_id)?, hash, e.auction.closes_at);
                 }
-                Event::BidSealed(e) => book.record_bid(&key(&e.auction_id)?, leaf),
+                Event::BidSealed(e) => book.record_bid(&key(&e.auction_id)?, &hash),
                 Event::AuctionClosed(e) => {
                     book.close(&key(&e.auction_id)?);
                 }

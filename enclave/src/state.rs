@@ -379,8 +379,8 @@ mod tests {
         }
         let mut book = AuctionBook::default();
         for i in 0u8..50 {
-            book.open([i; 16], &[i], u64::from(i) * 1000);
-            book.record_bid(&[i; 16], b"bid");
+            book.open([i; 16], leaf_hash(&[i]), u64::from(i) * 1000);
+            book.record_bid(&[i; 16], &leaf_hash(b"bid"));
         }
         let mut tags = EmailTags::new(20);
         tags.record(&[7; 32]);
@@ -434,7 +434,7 @@ mod tests {
         for i in 0u32..100_000 {
             let mut k = [0u8; 16];
             k[..4].copy_from_slice(&i.to_be_bytes());
-            book.open(k, &i.to_be_bytes(), 5);
+            book.open(k, leaf_hash(&i.to_be_bytes()), 5);
         }
         // A 4 MiB filter: records and filter words both straddle part boundaries.
         let mut tags = EmailTags::new(25);

@@ -234,7 +234,7 @@ impl Enclave {
             let key: [u8; 16] = sub.ciphertext_sha256[..16]
                 .try_into()
                 .expect("the lead id is the hash's first 16 bytes");
-            r.book.open(key, unsigned.leaf(), terms.closes_at);
+            r.book.open(key, unsigned.leaf_hash(), terms.closes_at);
         }
         Ok(Logged::Appended(Box::new(PendingOutcome {
             lead_id,

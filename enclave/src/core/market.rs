@@ -16,7 +16,7 @@ use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
 use serde_bytes::ByteBuf;
 
 use super::{err, hashes, Enclave, Running};
-use crate::auctions::{auction_key, chain_next, chain_start, AuctionKey, BidRefusal};
+use crate::auctions::{auction_key, chain_next, AuctionKey, BidRefusal};
 use crate::error::EnclaveError;
 use crate::log::UnsignedAppend;
 use crate::parallel::par_map;
@@ -96,7 +96,7 @@ impl Enclave {
                     .log
                     .append_unsigned(&event)
                     .map_err(|e| WireError::from(EnclaveError::from(e)))?;
-                r.book.record_bid(&key, unsigned.leaf());
+                r.book.record_bid(&key, &unsigned.leaf_hash());
                 r.bids.record(&bid.commitment);
                 Ok(LoggedBid::Appended {
                     auction_id: bid.auction_id.clone(),
@@ -187,10 +187,9 @@ impl Enclave {
             return Err(close_invalid("the auction is not due"));
         }
         // The entries must be exactly the ones the book folded in, in log order.
-        let chain = input
-            .bids
-            .iter()
-            .fold(chain_start(&input.accepted), |c, b| chain_next(&c, &b.leaf));
+        let chain = input.bids.iter().fold(leaf_hash(&input.accepted), |c, b| {
+            chain_next(&c, &leaf_hash(&b.leaf))
+        });
         if chain != record.chain || input.bids.len() as u64 != u64::from(record.bids) {
             return Err(close_invalid(format!(
                 "{} bid entries given, {} logged, or not the logged ones in log order",

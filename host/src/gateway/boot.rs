@@ -1,5 +1,6 @@
 //! Connecting to the enclave and bringing it up: boot from the stored tip (secrets, the
-//! restore of its state from the newest sealed state and the leaves after it), or reconnect to a running enclave and catch up on the
+//! restore of its state from the newest sealed state and the leaves after it), or reconnect
+//! to a running enclave and catch up on the
 //! tail it journaled; the link task that keeps this going.
 
 use leadgate_verifier::ErrorCode;
