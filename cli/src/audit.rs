@@ -7,8 +7,8 @@ use std::io::BufRead as _;
 use std::path::Path;
 
 use leadgate_verifier::audit::{
-    attestation_checks, checkpoint_signature_check, consistency_check, epochs_check,
-    key_binding_check, voided_by, AttestationExpectations, Check, Report,
+    attestation_checks, checkpoint_signature_check, consistency_check, epoch_keys_check,
+    epochs_check, key_binding_check, voided_by, AttestationExpectations, Check, Report,
 };
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::event::Event;
@@ -172,12 +172,13 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
         save_seen(a.state, &keys, size, &cp_root)?;
     }
 
-    // Every epoch's image.
-    checks.push(epochs(
+    // Every epoch's image, and its keys against the attested enclave's.
+    checks.extend(epochs(
         &http,
         a.gateway,
         size,
         &cp_root,
+        &keys,
         &allowed,
         a.trust.allow_debug,
     ));
@@ -232,23 +233,25 @@ fn run(a: &AuditArgs<'_>) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// `log.epochs`: every `log.epoch` the gateway lists (`GET /v1/epochs`), each fetched with its
-/// inclusion proof in the checkpoint, judged by [`epochs_check`].
+/// `log.epochs` and `log.epoch_keys`: every `log.epoch` the gateway lists (`GET
+/// /v1/epochs`), each fetched with its inclusion proof in the checkpoint, judged by
+/// [`epochs_check`] and, against the attested `keys`, [`epoch_keys_check`].
 fn epochs(
     http: &ureq::Agent,
     gateway: &str,
     size: u64,
     root: &Hash,
+    keys: &leadgate_verifier::keys::EnclaveKeys,
     allowed: &[Vec<u8>],
     allow_debug: bool,
-) -> Check {
+) -> Vec<Check> {
     let listed: EpochList = match crate::http::get_typed(http, &format!("{gateway}/v1/epochs")) {
         Ok(v) => v,
         Err(e) => {
-            return Check::fail(
+            return vec![Check::fail(
                 "log.epochs",
                 format!("no epoch index from the gateway: {e:#}"),
-            )
+            )]
         }
     };
     let mut found = Vec::new();
@@ -259,15 +262,18 @@ fn epochs(
         match included_entry(http, gateway, i, size, root) {
             Ok((Event::LogEpoch(e), _)) => found.push((i, e)),
             Ok((other, _)) => {
-                return Check::fail(
+                return vec![Check::fail(
                     "log.epochs",
                     format!("entry {i} is listed as a log.epoch but is {}", other.kind()),
-                )
+                )]
             }
-            Err(e) => return Check::fail("log.epochs", format!("{e:#}")),
+            Err(e) => return vec![Check::fail("log.epochs", format!("{e:#}"))],
         }
     }
-    epochs_check(&found, allowed, allow_debug)
+    vec![
+        epochs_check(&found, allowed, allow_debug),
+        epoch_keys_check(&found, keys),
+    ]
 }
 
 /// The served checkpoint, or a newer one the gateway signs now (`POST /v1/checkpoint`) if the

@@ -6,7 +6,7 @@
 //! SHA-384(48 zero bytes ‖ SHA-384(sections)) ("Where to get an enclave's measurements",
 //! AWS Nitro Enclaves User Guide).
 //!
-//! An auditor rebuilds the image from a commit (README: "Reproducing PCR0") and compares this
+//! An auditor rebuilds the image from a commit (docs/nitro.md, "Reproducing PCR0") and compares this
 //! PCR0 with the one the gateway's attestation reports.
 
 use std::io::Read as _;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
 use ed25519_dalek::SigningKey;
-use leadgate_verifier::intake::{seal_lead_with_terms, AuctionRequest, SealedLead};
+use leadgate_verifier::intake::{seal_lead_with_terms, AuctionRequest, RequestedTerms, SealedLead};
 use serde_json::{json, Value};
 
 use crate::http::{agent, attest_gateway, error_code, now_ms, write_key_file, TrustArgs};
@@ -59,7 +59,10 @@ pub fn read_leads(
             Some(l) if l.is_object() => {
                 let own: Option<AuctionRequest> = v
                     .get("auction")
-                    .map(|a| serde_json::from_value(a.clone()))
+                    .map(|a| {
+                        let terms: RequestedTerms = serde_json::from_value(a.clone())?;
+                        anyhow::Ok(terms.decode()?)
+                    })
                     .transpose()
                     .with_context(|| format!("line {}: auction terms", i + 1))?;
                 (l.clone(), own)

@@ -1,5 +1,5 @@
 //! `leadgate-eif`: assembles the enclave image from a built binary and AWS's boot blobs.
-//! `scripts/build-eif` runs it; see README "Reproducing PCR0".
+//! `scripts/build-eif` runs it; see docs/nitro.md, "Reproducing PCR0".
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

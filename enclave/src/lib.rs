@@ -35,6 +35,7 @@ pub mod journal;
 pub mod kms;
 pub mod log;
 pub mod parallel;
+mod private_file;
 pub mod replay;
 pub mod restore;
 pub mod rules;

@@ -8,7 +8,6 @@
 mod dev;
 mod kms;
 
-pub(crate) use dev::write_private_file;
 pub use dev::DevFileSealer;
 pub use kms::{KmsSealer, KMS_MAGIC};
 

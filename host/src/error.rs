@@ -16,6 +16,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Message for humans; never contains PII.
     pub message: String,
+    /// `Retry-After` in seconds, when it is known (a seller's daily limit resets at the next
+    /// UTC midnight); 429 and 503 answers without one carry 1.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +27,15 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// `rate.limited` (429) with `Retry-After: secs`.
+    pub fn rate_limited(message: impl Into<String>, secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(secs),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -72,12 +84,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let code = self.code;
+        let retry_after = self.retry_after_secs;
         let mut resp = (status, axum::Json(ErrorBody::from(self))).into_response();
         // For the metrics middleware's `code` label.
         resp.extensions_mut().insert(code);
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after.unwrap_or(1)),
+            );
         }
         resp
     }

@@ -13,7 +13,37 @@ use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::gateway::LinkError;
+use leadgate_protocol::WireError;
+
+use crate::storage::StoreError;
+
+/// What a request over the enclave link can end in, other than its answer: the link
+/// itself failed (`Unavailable`, `Protocol`), the enclave refused (`Enclave`, with its code),
+/// or a step the gateway takes around the exchange failed (`Store`, `Credentials`).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Not connected, or the connection broke.
+    #[error("enclave unavailable")]
+    Unavailable,
+    /// The enclave answered something unexpected.
+    #[error("enclave protocol error: {0}")]
+    Protocol(String),
+    /// The enclave refused or failed, with its code.
+    #[error("enclave error {}: {}", .0.code, .0.message)]
+    Enclave(WireError),
+    /// Storing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The AWS credentials to lend the enclave at boot could not be had.
+    #[error(transparent)]
+    Credentials(#[from] crate::aws_credentials::CredentialsError),
+}
+
+impl From<sqlx::Error> for LinkError {
+    fn from(e: sqlx::Error) -> Self {
+        LinkError::Store(StoreError::Db(e))
+    }
+}
 
 /// Where a request's answer arrives. [`LinkError::Unavailable`] if the link closed first,
 /// [`LinkError::Protocol`] if the answer frame did not decode.

@@ -52,8 +52,26 @@ impl SellerLimiter {
     }
 }
 
+/// Seconds from `now_ms` to the next UTC midnight, when every seller's count starts over:
+/// the `Retry-After` of a `rate.limited` answer. 1 to 86,400 (rounded up).
+pub fn secs_to_reset(now_ms: u64) -> u64 {
+    let next_day_ms = (now_ms / 86_400_000 + 1) * 86_400_000;
+    (next_day_ms - now_ms).div_ceil(1000)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_is_the_time_to_the_next_utc_midnight() {
+        use super::secs_to_reset;
+        assert_eq!(secs_to_reset(0), 86_400);
+        assert_eq!(secs_to_reset(86_400_000 - 1), 1);
+        assert_eq!(secs_to_reset(86_400_000 - 1_000), 1);
+        assert_eq!(secs_to_reset(86_400_000 - 1_001), 2);
+        // 2026-12-05T18:00:00Z: six hours to go.
+        assert_eq!(secs_to_reset(1_796_493_600_000), 6 * 3600);
+    }
+
     #[test]
     fn limits_per_seller_per_day() {
         let l = super::SellerLimiter::new(2);

@@ -13,41 +13,17 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use leadgate_enclave::attest::DevAttestationProvider;
-use leadgate_enclave::core::{Enclave, EnclaveConfig};
-use leadgate_enclave::sealing::DevFileSealer;
-use leadgate_host::HostConfig;
-use leadgate_protocol::transport::{Endpoint, InProcess, Listener};
-use leadgate_verifier::api::{ErrorBody, Health, HealthStatus, SubmitAnswer};
-use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::api::{ErrorBody, HealthStatus, SubmitAnswer};
 use leadgate_verifier::merkle::leaf_hash;
 use sqlx::{ConnectOptions as _, Executor as _};
 
-use common::{http, RunningHost};
+use common::{health, http, InProcessStack};
 
 fn now_ms() -> u64 {
     leadgate_host::clock::now_ms()
-}
-
-async fn health(addr: &str) -> Health {
-    let (_, body) = http(addr, "GET", "/healthz", b"").await;
-    serde_json::from_slice(&body).unwrap()
-}
-
-/// Polls `check` every 50 ms for up to 30 s.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Leaves in the host's database, counted with a connection of the test's own.
@@ -77,49 +53,12 @@ fn lead(i: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_fails_to_store_is_never_answered_and_the_host_heals() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("enclave");
-    std::fs::create_dir_all(&state).unwrap();
-    let db = dir.path().join("host.db");
-
-    // The enclave core, as `leadgate-enclave` runs it in dev mode.
-    let mut config = EnclaveConfig::new("leadgate.dev/log");
-    let attestor = DevAttestationProvider::open_or_create(&state, now_ms()).unwrap();
-    config.dev_root_pem = Some(attestor.root_pem());
-    config.workers = 1;
-    let enclave = Enclave::new(
-        config,
-        Box::new(DevFileSealer::open_or_create(&state).unwrap()),
-        Box::new(attestor),
+    let stack = InProcessStack::start(dir.path(), |_| {}).await;
+    let (addr, db, keys) = (
+        stack.addr().to_owned(),
+        stack.db.clone(),
+        stack.keys.clone(),
     );
-    let listener = Listener::bind(&Endpoint::InProcess(InProcess::new()))
-        .await
-        .unwrap();
-    let enclave_addr = listener.local_endpoint().unwrap();
-    let enclave_task = tokio::spawn(leadgate_enclave::server::serve(
-        listener,
-        Arc::new(tokio::sync::Mutex::new(enclave)),
-    ));
-
-    // The host.
-    let mut host_config = HostConfig::new(enclave_addr, db.clone());
-    host_config.tick_ms = 100;
-    let host = RunningHost::start(host_config).await;
-    let addr = host.addr.clone();
-    eventually("the host is up", || async {
-        health(&addr).await.status == HealthStatus::Ok
-    })
-    .await;
-
-    // The enclave's keys, from its attestation document (chain checks are not this test's).
-    let (_, body) = http(&addr, "GET", "/attest", b"").await;
-    let attest: leadgate_verifier::api::AttestAnswer = serde_json::from_slice(&body).unwrap();
-    use base64::Engine as _;
-    let doc = base64::engine::general_purpose::STANDARD
-        .decode(attest.document)
-        .unwrap();
-    let (_, doc) = leadgate_verifier::attestation::parse_attestation(&doc).unwrap();
-    let keys =
-        EnclaveKeys::from_attested(doc.user_data.as_deref(), doc.public_key.as_deref()).unwrap();
     let seller = SigningKey::from_bytes(&[7; 32]);
     let sealed = |i: u32| {
         let s = leadgate_verifier::intake::seal_lead(
@@ -205,6 +144,5 @@ async fn a_batch_that_fails_to_store_is_never_answered_and_the_host_heals() {
     assert!(stored_leaves(&db).await > before);
     assert_eq!(health(&addr).await.status, HealthStatus::Ok);
 
-    host.stop().await;
-    enclave_task.abort();
+    stack.stop().await;
 }

@@ -1,5 +1,6 @@
 //! The OpenAPI document (`GET /openapi.json`) against what it describes: the committed copy
-//! (`docs/openapi.json`), the README's endpoint table, and the routes the host really serves.
+//! (`docs/openapi.json`), the endpoint table of `docs/PROTOCOL.md` §5, and the routes the host
+//! really serves.
 //!
 //! `LEADGATE_WRITE_OPENAPI=1 cargo test -p leadgate-host --test openapi` rewrites the
 //! committed copy (review the diff: it is an API change).
@@ -63,10 +64,10 @@ fn the_committed_document_is_the_generated_one() {
 }
 
 #[test]
-fn the_readme_table_lists_exactly_the_documented_endpoints() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let start = readme.find("## HTTP API (host)").expect("HTTP API section");
-    let section = &readme[start..];
+fn the_protocol_table_lists_exactly_the_documented_endpoints() {
+    let spec = std::fs::read_to_string(root().join("docs/PROTOCOL.md")).unwrap();
+    let start = spec.find("## 5. The HTTP API").expect("HTTP API section");
+    let section = &spec[start..];
     let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
     let mut listed = BTreeSet::new();
     for line in section[..end].lines().filter(|l| l.starts_with("| `")) {
@@ -78,7 +79,11 @@ fn the_readme_table_lists_exactly_the_documented_endpoints() {
         }
     }
     let doc: Value = serde_json::from_str(&leadgate_host::api::openapi_json()).unwrap();
-    assert_eq!(listed, documented(&doc), "README table vs OpenAPI paths");
+    assert_eq!(
+        listed,
+        documented(&doc),
+        "docs/PROTOCOL.md table vs OpenAPI paths"
+    );
 }
 
 /// One request, with `{}` as the body of a POST; the body of the answer as text.

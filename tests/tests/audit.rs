@@ -159,6 +159,7 @@ fn dev_gateway_is_flagged_for_debug_mode_and_passes_with_allow_debug() {
     assert_eq!(status(&report, "attestation.debug"), "pass");
     assert_eq!(status(&report, "attestation.pcr0"), "skip");
     assert_eq!(status(&report, "log.epochs"), "pass", "{report}");
+    assert_eq!(status(&report, "log.epoch_keys"), "pass", "{report}");
     assert_eq!(
         status(&report, "checkpoint.consistency"),
         "pass",
@@ -396,4 +397,5 @@ fn a_gateway_attesting_another_log_key_fails_the_key_binding() {
     let (code, report) = audit(&a.gateway, &a.root_pem(), &state, &["--allow-debug"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(status(&report, "keys.binding"), "pass");
+    assert_eq!(status(&report, "log.epoch_keys"), "pass", "{report}");
 }

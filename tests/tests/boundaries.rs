@@ -182,7 +182,8 @@ fn newer_than_declared(package: &str) -> Vec<(String, String)> {
         .expect("run cargo metadata");
     assert!(
         out.status.success(),
-        "{}",
+        "cargo metadata --offline needs every locked crate's manifest, for every platform \
+         (run `cargo fetch --locked` once; scripts/test does): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");

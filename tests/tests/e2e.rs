@@ -355,7 +355,16 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
                 }
             });
         }
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        // Kill once the load is under way: some acknowledged, most still to send (each
+        // client has 300), so the kill lands under load whatever the machine's speed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while acked.lock().unwrap().len() < 50 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "50 acknowledgements within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         stack_kill(&stack);
     });
     let acked = acked.into_inner().unwrap();

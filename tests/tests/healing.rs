@@ -157,7 +157,12 @@ fn host_killed_under_load_catches_up_on_the_running_enclave() {
     let start_size = stack.size();
     let clients = post_until_answered(stack.http.clone(), stack.gateway.clone(), chunks, 4);
     // Kill the host once it has stored part of the load, while batches are in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while stack.size() < start_size + 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "300 leads stored within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     stack.kill_host();
@@ -354,10 +359,15 @@ fn a_killed_seller_resumes_without_losing_or_duplicating_a_lead() {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while lines(&receipts) < 300 {
         assert!(
             first.try_wait().unwrap().is_none(),
             "finished before the kill"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "300 receipts within 60 s"
         );
         std::thread::sleep(Duration::from_millis(5));
     }

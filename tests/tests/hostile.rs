@@ -140,11 +140,21 @@ fn content_types_and_id_case_are_checked_the_same_way_everywhere() {
     assert_eq!(r.status(), 200);
     let v: Value = r.body_mut().read_json().unwrap();
     let id = v["lead_id"].as_str().unwrap().to_owned();
-    // Upper- and lowercase ids get the same answers.
-    let lower = stack.get_json(&format!("/v1/leads/{id}"));
-    let upper = stack.get_json(&format!("/v1/leads/{}", id.to_ascii_uppercase()));
-    assert_eq!(lower, upper);
-    let lower = stack.get_json(&format!("/v1/auctions/{id}"));
-    let upper = stack.get_json(&format!("/v1/auctions/{}", id.to_ascii_uppercase()));
-    assert_eq!(lower, upper);
+    // Ids are lowercase hex: the id as logged is found, an uppercase spelling is refused.
+    for (resource, field) in [("leads", "lead_id"), ("auctions", "auction_id")] {
+        let found = stack.get_json(&format!("/v1/{resource}/{id}"));
+        assert_eq!(found[field].as_str(), Some(id.as_str()));
+        let mut r = stack
+            .http
+            .get(&format!(
+                "{}/v1/{resource}/{}",
+                stack.gateway,
+                id.to_ascii_uppercase()
+            ))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{resource}");
+        let v: Value = r.body_mut().read_json().unwrap();
+        assert_eq!(v["error"]["code"], "request.bad_id");
+    }
 }

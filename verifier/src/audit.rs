@@ -475,6 +475,55 @@ pub fn epochs_check(epochs: &[(u64, LogEpoch)], allowed: &[Vec<u8>], allow_debug
     }
 }
 
+/// `log.epoch_keys`: every epoch was written by an enclave holding the keys the gateway's
+/// enclave attests now. The keys are the enclave's sealed secrets: they survive restarts and
+/// image upgrades only through the sealing (on Nitro, a KMS data key that KMS releases only
+/// to an attested image whose PCR0 the key policy lists), so one log key across every epoch
+/// means no epoch was written by a process that could not unseal them. `epochs` as for
+/// [`epochs_check`]; fails naming the first epoch whose `log_key`, `intake_key` or
+/// `anchor_key` differs from `attested`, or whose origin is another.
+///
+/// This is what an auditor checks of a past epoch in place of that epoch's attestation
+/// document, which no one keeps: its `pcrs` say which image it ran (judged by
+/// [`epochs_check`]), and its keys tie it to the enclave attested now.
+pub fn epoch_keys_check(epochs: &[(u64, LogEpoch)], attested: &crate::keys::EnclaveKeys) -> Check {
+    const NAME: &str = "log.epoch_keys";
+    let vkey = match crate::note::NoteVerifier::new(&attested.origin, attested.log_key) {
+        Ok(v) => v.to_vkey_string(),
+        Err(e) => return Check::fail(NAME, format!("attested log key: {e}")),
+    };
+    let (intake, anchor) = (
+        hex::encode(attested.intake_key),
+        hex::encode(attested.anchor_key),
+    );
+    for (index, e) in epochs {
+        let differs = [
+            ("origin", e.origin == attested.origin),
+            ("log_key", e.log_key == vkey),
+            ("intake_key", e.intake_key == intake),
+            ("anchor_key", e.anchor_key == anchor),
+        ]
+        .into_iter()
+        .find(|(_, same)| !same);
+        if let Some((field, _)) = differs {
+            return Check::fail(
+                NAME,
+                format!(
+                    "epoch {} (entry {index}) has another {field} than the attested enclave",
+                    e.epoch
+                ),
+            );
+        }
+    }
+    Check::pass(
+        NAME,
+        format!(
+            "{} epoch(s), each with the attested log, intake and anchor keys",
+            epochs.len()
+        ),
+    )
+}
+
 /// Whether a `log.epoch` event publicly voids a receipt (DESIGN: recovery): the enclave that
 /// signed the receipt in epoch `e` restarted, and epoch `e + 1` began at `previous_size`, so
 /// the receipt's index is at or past where epoch `e` ended. Such a receipt's event may be
@@ -622,6 +671,47 @@ mod tests {
         let old = vec![(0, epoch(1, None))];
         assert_eq!(epochs_check(&old, &allowed, true).status, Status::Fail);
         assert_eq!(epochs_check(&old, &[], false).status, Status::Pass);
+    }
+
+    #[test]
+    fn an_epoch_with_other_keys_than_the_attested_enclave_fails() {
+        let log_key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let attested = crate::keys::EnclaveKeys {
+            origin: "o".into(),
+            log_key,
+            intake_key: [2; 32],
+            anchor_key: [3; 33],
+        };
+        let with_keys = |n: u64, log_key: ed25519_dalek::VerifyingKey| {
+            let mut e = epoch(n, None);
+            e.log_key = crate::note::NoteVerifier::new("o", log_key)
+                .unwrap()
+                .to_vkey_string();
+            e.intake_key = "02".repeat(32);
+            e.anchor_key = "03".repeat(33);
+            e
+        };
+        let good = vec![(0, with_keys(1, log_key)), (5, with_keys(2, log_key))];
+        let c = epoch_keys_check(&good, &attested);
+        assert_eq!(c.status, Status::Pass, "{}", c.detail);
+        let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+        let forged = vec![(0, with_keys(1, log_key)), (5, with_keys(2, other))];
+        let c = epoch_keys_check(&forged, &attested);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.detail.contains("epoch 2 (entry 5) has another log_key"),
+            "{}",
+            c.detail
+        );
+        let mut anchor = good.clone();
+        anchor[0].1.anchor_key = "04".repeat(33);
+        let c = epoch_keys_check(&anchor, &attested);
+        assert!(
+            c.detail
+                .contains("epoch 1 (entry 0) has another anchor_key"),
+            "{}",
+            c.detail
+        );
     }
 
     #[test]

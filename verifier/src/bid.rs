@@ -41,6 +41,9 @@ pub enum BidError {
     /// The sealed content names another auction or buyer than the envelope, or is not a bid.
     #[error("sealed bid content does not match its envelope: {0}")]
     Mismatch(&'static str),
+    /// The sealed amount is over [`crate::auction::MAX_AMOUNT`] (2^53 − 1).
+    #[error("bid amount over 2^53 - 1 token units")]
+    AmountTooLarge,
 }
 
 impl BidError {
@@ -51,6 +54,7 @@ impl BidError {
             BidError::BadSignature => ErrorCode::BidBadSignature,
             BidError::Decrypt => ErrorCode::BidDecryptFailed,
             BidError::Mismatch(_) => ErrorCode::BidMismatch,
+            BidError::AmountTooLarge => ErrorCode::AuctionAmountTooLarge,
         }
     }
 }
@@ -214,10 +218,18 @@ pub fn sign_sealed_bid(
     )
 }
 
-/// Decodes 64 hex chars into 32 bytes.
+/// Whether `s` is lowercase hexadecimal (`0-9a-f` only). Every hex field of the protocol is
+/// lowercase (docs/PROTOCOL.md, "Conventions"): one encoding per value, so a signed text, an
+/// AAD or a per-seller count never depends on how a client spelled an id.
+pub fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Decodes 64 lowercase hex chars into 32 bytes; `None` for any other length, a non-hex
+/// character, or an uppercase digit.
 pub fn hex32(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    (s.len() == 64 && hex::decode_to_slice(s, &mut out).is_ok()).then_some(out)
+    (s.len() == 64 && is_lower_hex(s) && hex::decode_to_slice(s, &mut out).is_ok()).then_some(out)
 }
 
 impl SealedBid {
@@ -285,8 +297,25 @@ impl DecodedBid {
 
 /// Parses bid plaintext JSON and checks it names the envelope's auction and buyer.
 fn parse_plaintext(bid: &DecodedBid, plaintext: &[u8]) -> Result<OpenedBidContent, BidError> {
-    let p: BidPlaintext =
-        serde_json::from_slice(plaintext).map_err(|_| BidError::Mismatch("not a bid"))?;
+    /// [`BidPlaintext`] with the amount as any JSON integer up to 2^64 − 1, so that an amount
+    /// over [`crate::auction::MAX_AMOUNT`] is named as such rather than "not a bid".
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wire {
+        auction_id: String,
+        amount: u64,
+        buyer: String,
+        buyer_hpke: String,
+        nonce: String,
+    }
+    let w: Wire = serde_json::from_slice(plaintext).map_err(|_| BidError::Mismatch("not a bid"))?;
+    let p = BidPlaintext {
+        amount: TokenAmount::new(w.amount).map_err(|_| BidError::AmountTooLarge)?,
+        auction_id: w.auction_id,
+        buyer: w.buyer,
+        buyer_hpke: w.buyer_hpke,
+        nonce: w.nonce,
+    };
     if p.auction_id != bid.auction_id {
         return Err(BidError::Mismatch("auction id"));
     }
@@ -295,8 +324,11 @@ fn parse_plaintext(bid: &DecodedBid, plaintext: &[u8]) -> Result<OpenedBidConten
     }
     let buyer_hpke = hex32(&p.buyer_hpke).ok_or(BidError::Mismatch("buyer_hpke"))?;
     let mut nonce = [0u8; 16];
-    if p.nonce.len() != 32 || hex::decode_to_slice(&p.nonce, &mut nonce).is_err() {
-        return Err(BidError::Mismatch("nonce is 16 bytes of hex"));
+    if p.nonce.len() != 32
+        || !is_lower_hex(&p.nonce)
+        || hex::decode_to_slice(&p.nonce, &mut nonce).is_err()
+    {
+        return Err(BidError::Mismatch("nonce is 16 bytes of lowercase hex"));
     }
     Ok(OpenedBidContent {
         amount: p.amount,

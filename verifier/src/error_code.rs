@@ -50,6 +50,12 @@ macro_rules! error_codes {
                 match self { $(ErrorCode::$variant => $status,)* }
             }
 
+            /// What the code means: its documentation, one line (the third column of
+            /// `docs/PROTOCOL.md`'s error table).
+            pub const fn meaning(self) -> &'static str {
+                match self { $(ErrorCode::$variant => concat!($($doc),*),)* }
+            }
+
             /// The code whose string is `s`, if any.
             pub fn from_code(s: &str) -> Option<Self> {
                 match s { $($code => Some(ErrorCode::$variant),)* _ => None }
@@ -62,6 +68,9 @@ error_codes! {
     // The HTTP request itself (host).
     /// Unknown path.
     RequestNotFound = "request.not_found" => 404,
+    /// The path exists but not with this method; `Allow` lists the methods it takes
+    /// (RFC 9110 §15.5.6).
+    RequestMethodNotAllowed = "request.method_not_allowed" => 405,
     /// The body is not JSON, or not the expected shape.
     RequestMalformedJson = "request.malformed_json" => 400,
     /// The body has a field the endpoint does not take.
@@ -106,41 +115,48 @@ error_codes! {
     EntryUnknown = "entry.unknown" => 404,
 
     // A seller's sealed submission (verifier::intake, enclave intake).
-    /// A field is not in its encoding, or a size is out of range.
+    /// A field of the sealed submission is not in its encoding: `seller` not 64 lowercase hex
+    /// digits or not an Ed25519 key, `enc` not base64 of 32 bytes, `ciphertext` not base64 or
+    /// shorter than its 16-byte tag, `signature` not base64 of 64 bytes.
     SubmissionMalformed = "submission.malformed" => 422,
     /// The seller's Ed25519 signature does not verify.
     SubmissionBadSignature = "submission.bad_signature" => 422,
     /// The HPKE ciphertext does not open.
     SubmissionDecryptFailed = "submission.decrypt_failed" => 422,
-    /// The auction terms asked for are out of the enclave's range.
+    /// The auction terms asked for are out of range: a reserve over 2^53 − 1, a pricing rule
+    /// other than `first_price` or `second_price`, a duration outside the enclave's bounds.
     SubmissionBadTerms = "submission.bad_terms" => 422,
     /// The submission's time is outside the freshness window.
     SubmissionStale = "submission.stale" => 422,
     /// The same submission was taken in before.
     SubmissionReplayed = "submission.replayed" => 409,
-    /// The opened lead is over the size limit.
+    /// The lead is over 16,384 bytes (the ciphertext is over 16,400: plaintext plus tag).
     LeadTooLarge = "lead.too_large" => 422,
     /// The opened lead is not JSON.
     LeadMalformedJson = "lead.malformed_json" => 422,
 
     // A buyer's sealed bid (verifier::bid, enclave market).
-    /// A field is not in its encoding.
+    /// A field of the sealed bid's envelope is not in its encoding: `auction_id` not 32
+    /// lowercase hex digits, `buyer` not 64 lowercase hex digits or not an Ed25519 key, `enc`,
+    /// `ciphertext` or `signature` not base64 of the right size.
     BidMalformed = "bid.malformed" => 422,
     /// The buyer's signature does not verify.
     BidBadSignature = "bid.bad_signature" => 422,
     /// The bid's ciphertext does not open.
     BidDecryptFailed = "bid.decrypt_failed" => 422,
-    /// The opened bid does not match its envelope (auction or buyer).
+    /// The opened bid is not a bid plaintext (JSON with exactly `auction_id`, `amount`,
+    /// `buyer`, `buyer_hpke`, `nonce`, hex lowercase), or names another auction or buyer than
+    /// its envelope.
     BidMismatch = "bid.mismatch" => 422,
     /// The same sealed bid was taken before.
     BidReplayed = "bid.replayed" => 409,
-    /// No open auction with this id (never opened, or already closed).
+    /// No auction with this id: no lead with it, or the lead was rejected at intake.
     AuctionUnknown = "auction.unknown" => 404,
     /// The auction holds the most bids one auction takes.
     AuctionBidLimit = "auction.bid_limit" => 409,
     /// The auction has closed.
     AuctionClosed = "auction.closed" => 409,
-    /// A bid amount is over the largest amount an auction takes.
+    /// The sealed bid's amount is over 2^53 − 1 token units.
     AuctionAmountTooLarge = "auction.amount_too_large" => 422,
     /// An auction's tie-break seed is malformed.
     AuctionBadSeed = "auction.bad_seed" => 500,
@@ -163,7 +179,7 @@ error_codes! {
     ReleaseLeadMismatch = "release.lead_mismatch" => 422,
     /// The auction has not closed yet.
     ReleaseNotClosed = "release.not_closed" => 409,
-    /// The auction closed unsold.
+    /// The auction closed unsold: nobody may have the lead.
     ReleaseNotSold = "release.not_sold" => 403,
     /// The requester is not the auction's winner.
     ReleaseNotWinner = "release.not_winner" => 403,

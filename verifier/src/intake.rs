@@ -38,6 +38,17 @@ pub enum SubmissionError {
     /// HPKE open failed: garbled ciphertext, wrong key or wrong AAD.
     #[error("ciphertext does not open")]
     Decrypt,
+    /// The ciphertext is longer than a [`MAX_LEAD_BYTES`] plaintext and its tag: the lead is
+    /// too large, whatever it holds (the plaintext is the ciphertext less its 16-byte tag, so
+    /// the size is known without a key).
+    #[error("lead over {MAX_LEAD_BYTES} bytes")]
+    LeadTooLarge,
+    /// Asked-for auction terms outside what any gateway accepts: a reserve over 2^53 − 1 or a
+    /// pricing rule other than `first_price` and `second_price`. (Bounds that are the
+    /// enclave's configuration, such as the duration, are checked by the enclave, with the
+    /// same code.)
+    #[error("bad auction terms: {0}")]
+    BadTerms(&'static str),
 }
 
 impl SubmissionError {
@@ -47,6 +58,8 @@ impl SubmissionError {
             SubmissionError::Malformed(_) => ErrorCode::SubmissionMalformed,
             SubmissionError::BadSignature => ErrorCode::SubmissionBadSignature,
             SubmissionError::Decrypt => ErrorCode::SubmissionDecryptFailed,
+            SubmissionError::LeadTooLarge => ErrorCode::LeadTooLarge,
+            SubmissionError::BadTerms(_) => ErrorCode::SubmissionBadTerms,
         }
     }
 }
@@ -66,25 +79,111 @@ pub struct SealedLead {
     pub issued_at_ms: u64,
     /// Ed25519 signature, base64 (64 bytes).
     pub signature: String,
-    /// The auction the seller asks for; the enclave's defaults fill what is absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auction: Option<AuctionRequest>,
+    /// The auction the seller asks for; the enclave's defaults fill what is absent. Absent,
+    /// never `null` (`null` is `request.malformed_json`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub auction: Option<RequestedTerms>,
 }
 
-/// Auction terms a seller asks for in its signed submission. Absent fields take the enclave's
-/// configured defaults; the enclave refuses values outside its bounds (`submission.bad_terms`).
+/// A field that may be absent but is never `null`: absent is `None` (with
+/// `#[serde(default)]`), a present value must be a `T`. One encoding per request, as the
+/// signed text has one (`default` for an absent term).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Auction terms as a submission carries them in JSON (`POST /v1/leads`, field `auction`):
+/// any JSON integer up to 2^64 − 1 and any pricing string parse, so that a term out of range
+/// is refused by [`SealedLead::decode`] as `submission.bad_terms` (422) rather than as a
+/// malformed body. Absent fields take the enclave's defaults; `null` is refused.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RequestedTerms {
+    /// Reserve price in the settlement token's smallest unit (USDC: 6 decimals), 0 to 2^53 − 1.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Option<TokenAmount>))]
+    pub reserve: Option<u64>,
+    /// How long the auction stays open after acceptance, ms (the enclave's bounds apply).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub duration_ms: Option<u64>,
+    /// `first_price` or `second_price`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Option<Pricing>))]
+    pub pricing: Option<String>,
+}
+
+impl From<AuctionRequest> for RequestedTerms {
+    fn from(t: AuctionRequest) -> Self {
+        Self {
+            reserve: t.reserve.map(TokenAmount::units),
+            duration_ms: t.duration_ms,
+            pricing: t.pricing.map(|p| p.as_str().to_owned()),
+        }
+    }
+}
+
+impl RequestedTerms {
+    /// The typed terms.
+    ///
+    /// # Errors
+    /// [`SubmissionError::BadTerms`] for a reserve over 2^53 − 1 or an unknown pricing rule.
+    pub fn decode(&self) -> Result<AuctionRequest, SubmissionError> {
+        let reserve = self
+            .reserve
+            .map(TokenAmount::new)
+            .transpose()
+            .map_err(|_| SubmissionError::BadTerms("reserve over 2^53 - 1"))?;
+        let pricing = match self.pricing.as_deref() {
+            None => None,
+            Some("first_price") => Some(Pricing::FirstPrice),
+            Some("second_price") => Some(Pricing::SecondPrice),
+            Some(_) => {
+                return Err(SubmissionError::BadTerms(
+                    "pricing is first_price or second_price",
+                ))
+            }
+        };
+        Ok(AuctionRequest {
+            reserve,
+            duration_ms: self.duration_ms,
+            pricing,
+        })
+    }
+}
+
+/// Auction terms a seller asks for in its signed submission, typed. Absent fields take the
+/// enclave's configured defaults; the enclave refuses values outside its bounds
+/// (`submission.bad_terms`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuctionRequest {
     /// Reserve price in the settlement token's smallest unit (USDC: 6 decimals).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve: Option<TokenAmount>,
     /// How long the auction stays open after acceptance, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     /// First price (default) or second price.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<Pricing>,
 }
 
@@ -147,7 +246,8 @@ fn ct_sha256(enc: &[u8], ciphertext: &[u8]) -> [u8; 32] {
 /// Seals and signs a lead (the seller's side).
 ///
 /// # Errors
-/// [`SubmissionError::Malformed`] if the intake key is invalid or the lead is too large.
+/// [`SubmissionError::LeadTooLarge`] over [`MAX_LEAD_BYTES`], [`SubmissionError::Malformed`]
+/// if the intake key is invalid.
 pub fn seal_lead(
     seller: &SigningKey,
     intake_key: &[u8; 32],
@@ -171,7 +271,7 @@ pub fn seal_lead_with_terms(
     terms: Option<AuctionRequest>,
 ) -> Result<SealedLead, SubmissionError> {
     if lead_json.len() > MAX_LEAD_BYTES {
-        return Err(SubmissionError::Malformed("lead too large"));
+        return Err(SubmissionError::LeadTooLarge);
     }
     let seller_pk = seller.verifying_key().to_bytes();
     let (enc, ciphertext) = envelope::seal(
@@ -184,9 +284,14 @@ pub fn seal_lead_with_terms(
         envelope::EnvelopeError::BadKey => SubmissionError::Malformed("intake key"),
         _ => SubmissionError::Malformed("HPKE seal failed"),
     })?;
-    let mut sealed = sign_sealed(seller, origin, &enc, &ciphertext, issued_at_ms, terms);
-    sealed.auction = terms;
-    Ok(sealed)
+    Ok(sign_sealed(
+        seller,
+        origin,
+        &enc,
+        &ciphertext,
+        issued_at_ms,
+        terms,
+    ))
 }
 
 /// Signs an already sealed lead as `seller` (the second half of [`seal_lead`]). Signing
@@ -210,7 +315,7 @@ pub fn sign_sealed(
         ciphertext: B64.encode(ciphertext),
         issued_at_ms,
         signature: B64.encode(sig.to_bytes()),
-        auction: terms,
+        auction: terms.map(RequestedTerms::from),
     }
 }
 
@@ -239,11 +344,15 @@ impl SealedLead {
     /// does them).
     ///
     /// # Errors
-    /// [`SubmissionError::Malformed`].
+    /// [`SubmissionError::Malformed`], [`SubmissionError::LeadTooLarge`],
+    /// [`SubmissionError::BadTerms`].
     pub fn decode(&self) -> Result<DecodedSubmission, SubmissionError> {
         let mut seller = [0u8; 32];
         if self.seller.len() != 64 {
             return Err(SubmissionError::Malformed("seller must be 64 hex digits"));
+        }
+        if !crate::bid::is_lower_hex(&self.seller) {
+            return Err(SubmissionError::Malformed("seller is not lowercase hex"));
         }
         hex::decode_to_slice(&self.seller, &mut seller)
             .map_err(|_| SubmissionError::Malformed("seller is not hex"))?;
@@ -252,12 +361,17 @@ impl SealedLead {
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or(SubmissionError::Malformed("enc must be base64 of 32 bytes"))?;
+        // Base64 of MAX_LEAD_BYTES + TAG_LEN bytes is at most this long: anything longer
+        // holds a larger lead, whatever its characters (checked before decoding it).
         if self.ciphertext.len() > (MAX_LEAD_BYTES + TAG_LEN).div_ceil(3) * 4 {
-            return Err(SubmissionError::Malformed("ciphertext too large"));
+            return Err(SubmissionError::LeadTooLarge);
         }
         let ciphertext = B64
             .decode(&self.ciphertext)
             .map_err(|_| SubmissionError::Malformed("ciphertext is not base64"))?;
+        if ciphertext.len() > MAX_LEAD_BYTES + TAG_LEN {
+            return Err(SubmissionError::LeadTooLarge);
+        }
         if ciphertext.len() < TAG_LEN {
             return Err(SubmissionError::Malformed(
                 "ciphertext shorter than its tag",
@@ -276,7 +390,11 @@ impl SealedLead {
             enc,
             ciphertext,
             issued_at_ms: self.issued_at_ms,
-            auction: self.auction,
+            auction: self
+                .auction
+                .as_ref()
+                .map(RequestedTerms::decode)
+                .transpose()?,
             signature: ed25519_dalek::Signature::from_bytes(&sig),
         })
     }
@@ -431,7 +549,7 @@ mod tests {
             pricing: Some(Pricing::SecondPrice),
         };
         let mut added = sealed.clone();
-        added.auction = Some(terms);
+        added.auction = Some(terms.into());
         assert_eq!(added.verify("o"), Err(SubmissionError::BadSignature));
         let with = seal_lead_with_terms(&seller, &pk, "o", lead, 1000, Some(terms)).unwrap();
         assert_eq!(with.verify("o").unwrap().auction, Some(terms));
@@ -439,10 +557,13 @@ mod tests {
         stripped.auction = None;
         assert_eq!(stripped.verify("o"), Err(SubmissionError::BadSignature));
         let mut raised = with;
-        raised.auction = Some(AuctionRequest {
-            reserve: Some(TokenAmount::new(6).unwrap()),
-            ..terms
-        });
+        raised.auction = Some(
+            AuctionRequest {
+                reserve: Some(TokenAmount::new(6).unwrap()),
+                ..terms
+            }
+            .into(),
+        );
         assert_eq!(raised.verify("o"), Err(SubmissionError::BadSignature));
     }
 }

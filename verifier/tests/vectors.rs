@@ -130,7 +130,7 @@ fn intake_vectors() -> Value {
         let aad = lead_aad(ORIGIN, &seller.verifying_key().to_bytes());
         let (enc, ct) = seal_with(&intake_pk, &ikm_e, HPKE_INFO, &aad, lead.as_bytes());
         let mut sealed = sign_sealed(&seller, ORIGIN, &enc, &ct, issued_at_ms, terms);
-        sealed.auction = terms;
+        sealed.auction = terms.map(Into::into);
         // The enclave's side: decode, verify the signature, open.
         let verified = sealed.decode().unwrap().verify(ORIGIN).unwrap();
         let opened =
@@ -536,8 +536,8 @@ fn committed_bodies_decode() {
     );
 }
 
-/// `docs/PROTOCOL.md` lists every error code with its HTTP status, exactly the table in
-/// `verifier/src/error_code.rs` (rewritten with `LEADGATE_WRITE_VECTORS=1`).
+/// `docs/PROTOCOL.md` lists every error code with its HTTP status and meaning, exactly the
+/// table in `verifier/src/error_code.rs` (rewritten with `LEADGATE_WRITE_VECTORS=1`).
 #[test]
 fn protocol_lists_every_error_code() {
     use leadgate_verifier::ErrorCode;
@@ -546,12 +546,13 @@ fn protocol_lists_every_error_code() {
     let (begin, end) = ("<!-- error-codes:begin -->\n", "<!-- error-codes:end -->");
     let start = doc.find(begin).expect("begin marker") + begin.len();
     let stop = doc.find(end).expect("end marker");
-    let mut table = String::from("| code | HTTP status |\n|---|---|\n");
+    let mut table = String::from("| code | HTTP status | meaning |\n|---|---|---|\n");
     for code in ErrorCode::ALL {
         table.push_str(&format!(
-            "| `{}` | {} |\n",
+            "| `{}` | {} | {} |\n",
             code.as_str(),
-            code.http_status()
+            code.http_status(),
+            code.meaning().trim()
         ));
     }
     if std::env::var_os("LEADGATE_WRITE_VECTORS").is_some() {

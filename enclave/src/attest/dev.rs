@@ -26,7 +26,7 @@ use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
 
 use super::{check_request_sizes, AttestationProvider, ProviderError};
-use crate::sealing::write_private_file;
+use crate::private_file::write_private_file;
 
 /// Dev CA root validity: 20 years from creation.
 const DEV_ROOT_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);

@@ -3,6 +3,8 @@
 use aes_gcm::{Aes256Gcm, KeyInit};
 use rand_core::{OsRng, RngCore};
 use std::path::Path;
+
+use crate::private_file::write_private_file;
 use zeroize::Zeroizing;
 
 use super::{gcm_open, gcm_seal, SealError, Sealer};
@@ -46,19 +48,6 @@ impl DevFileSealer {
         })?;
         Ok(Self { cipher })
     }
-}
-
-/// Writes a file readable only by its owner.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 impl Sealer for DevFileSealer {

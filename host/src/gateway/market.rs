@@ -244,18 +244,28 @@ impl Gateway {
     /// Forwards a buyer's release request with the stored sealed lead and the sale proven
     /// from the stored log (its `lead.accepted` and `auction.closed` with inclusion proofs in
     /// the tree of the last stored receipt); stores the `lead.released` append and the
-    /// envelope before answering. The gateway answers `release.not_closed` and
-    /// `release.not_sold` itself from its auction table (it could always refuse service).
+    /// envelope before answering. The gateway answers `lead.unknown`, `auction.unknown` (a
+    /// rejected lead), `release.not_closed` and `release.not_sold` itself from its tables (it
+    /// could always refuse service).
     ///
     /// # Errors
-    /// The enclave's refusal (`release.*`), [`LinkError`]s.
+    /// The gateway's or the enclave's refusal (`lead.unknown`, `auction.unknown`,
+    /// `release.*`), [`LinkError`]s.
     pub async fn release(
         &self,
         request: ReleaseRequest,
     ) -> Result<(ReleasedLead, WireAppended), LinkError> {
         let refuse = |code, m: &str| Err(LinkError::Enclave(WireError::new(code, m)));
         let Some(sealed) = self.store.sealed_lead(&request.lead_id).await? else {
-            return refuse(ErrorCode::ReleaseNotSold, "no accepted lead with this id");
+            // Never logged: `lead.unknown`. Logged but rejected at intake: it never had an
+            // auction, as `GET /v1/auctions/{id}` says too.
+            return match self.store.lead(&request.lead_id).await? {
+                None => refuse(ErrorCode::LeadUnknown, "no lead with this id"),
+                Some(_) => refuse(
+                    ErrorCode::AuctionUnknown,
+                    "the lead was rejected at intake; it has no auction",
+                ),
+            };
         };
         let sale = match self.store.sale_entries(&request.lead_id).await? {
             Some((status, _, _)) if status == "open" => {

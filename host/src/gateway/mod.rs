@@ -28,7 +28,7 @@
 use leadgate_verifier::ErrorCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use leadgate_protocol::{Request, Response, WireAppended, WireError};
+use leadgate_protocol::{Request, Response, WireAppended};
 use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::note::Note;
@@ -37,7 +37,8 @@ use tokio::sync::{watch, Mutex, MutexGuard, RwLock};
 
 use crate::error::ApiError;
 use crate::link::EnclaveConn;
-use crate::storage::{Store, StoreError};
+pub use crate::link::LinkError;
+use crate::storage::Store;
 
 mod boot;
 mod intake;
@@ -47,32 +48,6 @@ mod tests;
 
 pub use intake::{run_pipeline, Job, QueuedJob, SentBatch};
 pub use market::{run_bids, QueuedBid};
-
-/// Link failures.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    /// Not connected, or the connection broke.
-    #[error("enclave unavailable")]
-    Unavailable,
-    /// The enclave answered something unexpected.
-    #[error("enclave protocol error: {0}")]
-    Protocol(String),
-    /// The enclave refused or failed, with its code.
-    #[error("enclave error {}: {}", .0.code, .0.message)]
-    Enclave(WireError),
-    /// Storing failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The AWS credentials to lend the enclave at boot could not be had.
-    #[error(transparent)]
-    Credentials(#[from] crate::aws_credentials::CredentialsError),
-}
-
-impl From<sqlx::Error> for LinkError {
-    fn from(e: sqlx::Error) -> Self {
-        LinkError::Store(StoreError::Db(e))
-    }
-}
 
 impl From<LinkError> for ApiError {
     fn from(e: LinkError) -> Self {

@@ -59,3 +59,107 @@ impl RunningHost {
             .unwrap();
     }
 }
+
+/// Polls `check` every 50 ms for up to 30 s; panics naming `what` past that.
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /healthz`, parsed.
+pub async fn health(addr: &str) -> leadgate_verifier::api::Health {
+    let (_, body) = http(addr, "GET", "/healthz", b"").await;
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The host and the real enclave core (`leadgate_enclave::server::serve`, dev attestation
+/// and sealing, as `leadgate-enclave` runs in dev mode) in this test's runtime, linked in
+/// process; the host's database is `dir/host.db`.
+pub struct InProcessStack {
+    /// The host.
+    pub host: RunningHost,
+    /// The host's database file.
+    pub db: std::path::PathBuf,
+    /// The enclave's keys, read from its attestation document (chain checks are not these
+    /// tests' business).
+    pub keys: leadgate_verifier::keys::EnclaveKeys,
+    enclave: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcessStack {
+    /// Starts both with `host_config` applied to the host's defaults (its link and database
+    /// set here); returns once `/healthz` is ok.
+    pub async fn start(dir: &std::path::Path, host_config: impl FnOnce(&mut HostConfig)) -> Self {
+        use leadgate_enclave::attest::DevAttestationProvider;
+        use leadgate_enclave::core::{Enclave, EnclaveConfig};
+        use leadgate_enclave::sealing::DevFileSealer;
+        use leadgate_protocol::transport::{Endpoint, InProcess, Listener};
+
+        let state = dir.join("enclave");
+        std::fs::create_dir_all(&state).unwrap();
+        let db = dir.join("host.db");
+        let mut config = EnclaveConfig::new("leadgate.dev/log");
+        let attestor =
+            DevAttestationProvider::open_or_create(&state, leadgate_host::clock::now_ms()).unwrap();
+        config.dev_root_pem = Some(attestor.root_pem());
+        config.workers = 1;
+        let enclave = Enclave::new(
+            config,
+            Box::new(DevFileSealer::open_or_create(&state).unwrap()),
+            Box::new(attestor),
+        );
+        let listener = Listener::bind(&Endpoint::InProcess(InProcess::new()))
+            .await
+            .unwrap();
+        let enclave_addr = listener.local_endpoint().unwrap();
+        let enclave = tokio::spawn(leadgate_enclave::server::serve(
+            listener,
+            std::sync::Arc::new(tokio::sync::Mutex::new(enclave)),
+        ));
+        let mut config = HostConfig::new(enclave_addr, db.clone());
+        config.tick_ms = 100;
+        host_config(&mut config);
+        let host = RunningHost::start(config).await;
+        let addr = host.addr.clone();
+        eventually("the host is up", || async {
+            health(&addr).await.status == leadgate_verifier::api::HealthStatus::Ok
+        })
+        .await;
+
+        let (_, body) = http(&addr, "GET", "/attest", b"").await;
+        let attest: leadgate_verifier::api::AttestAnswer = serde_json::from_slice(&body).unwrap();
+        use base64::Engine as _;
+        let doc = base64::engine::general_purpose::STANDARD
+            .decode(attest.document)
+            .unwrap();
+        let (_, doc) = leadgate_verifier::attestation::parse_attestation(&doc).unwrap();
+        let keys = leadgate_verifier::keys::EnclaveKeys::from_attested(
+            doc.user_data.as_deref(),
+            doc.public_key.as_deref(),
+        )
+        .unwrap();
+        Self {
+            host,
+            db,
+            keys,
+            enclave,
+        }
+    }
+
+    /// The host's HTTP address.
+    pub fn addr(&self) -> &str {
+        &self.host.addr
+    }
+
+    /// Stops the host (which must shut down cleanly) and the enclave.
+    pub async fn stop(self) {
+        self.host.stop().await;
+        self.enclave.abort();
+    }
+}

@@ -1,0 +1,13 @@
+//! `leadgate verify`: attestation documents, checkpoints, receipts and auctions, one module
+//! each; [`checkpoints`] also holds the log reads the other commands (and `audit`, `buyer`,
+//! `anchor`) share.
+
+mod attestation;
+mod auction;
+mod checkpoints;
+mod receipts;
+
+pub use attestation::attestation;
+pub use auction::auction;
+pub use checkpoints::*;
+pub use receipts::*;
