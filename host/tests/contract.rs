@@ -12,9 +12,10 @@ use leadgate_verifier::api::{ErrorBody, ReleaseAnswer, SubmitAnswer};
 use leadgate_verifier::auction::{TokenAmount, MAX_AMOUNT};
 use leadgate_verifier::bid::{bid_aad, seal_bid, sign_sealed_bid, BID_INFO};
 use leadgate_verifier::intake::{
-    lead_aad, seal_lead, seal_lead_with_terms, sign_sealed, AuctionRequest, HPKE_INFO,
+    lead_aad, seal_lead_with_terms, sign_sealed, AuctionRequest, SealedLead, HPKE_INFO,
     MAX_LEAD_BYTES,
 };
+use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::release::ReleaseRequest;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -34,6 +35,24 @@ fn lead(i: u32) -> Value {
         "sub_industry": "Heating", "region": "Austin, TX",
         "linkedin": "https://linkedin.com/in/danasmith",
     })
+}
+
+/// `lead` sealed and signed by `seller` for the enclave of `keys`, with `terms` if given.
+fn seal(
+    keys: &EnclaveKeys,
+    seller: &SigningKey,
+    lead: &Value,
+    terms: Option<AuctionRequest>,
+) -> SealedLead {
+    seal_lead_with_terms(
+        seller,
+        &keys.intake_key,
+        &keys.origin,
+        lead.to_string().as_bytes(),
+        now_ms(),
+        terms,
+    )
+    .unwrap()
 }
 
 /// One raw HTTP/1.1 request; the status, the head (lowercased) and the body.
@@ -130,14 +149,7 @@ async fn every_error_answer_has_the_documented_body_and_code() {
     // `null` where a field may only be absent: 400 request.malformed_json.
     let seller = SigningKey::from_bytes(&[3; 32]);
     let keys = &stack.keys;
-    let sealed = seal_lead(
-        &seller,
-        &keys.intake_key,
-        &keys.origin,
-        lead(1).to_string().as_bytes(),
-        now_ms(),
-    )
-    .unwrap();
+    let sealed = seal(keys, &seller, &lead(1), None);
     for nulled in [
         json!({"auction": null}),
         json!({"auction": {"reserve": null}}),
@@ -168,14 +180,7 @@ async fn hex_is_lowercase_only_and_sizes_and_terms_have_one_code_each() {
     let seller = SigningKey::from_bytes(&[3; 32]);
 
     // One accepted lead (and so an open auction) to aim bids and ids at.
-    let sealed = seal_lead(
-        &seller,
-        &keys.intake_key,
-        &keys.origin,
-        lead(1).to_string().as_bytes(),
-        now_ms(),
-    )
-    .unwrap();
+    let sealed = seal(keys, &seller, &lead(1), None);
     let (status, body) = post(addr, "/v1/leads", &serde_json::to_value(&sealed).unwrap()).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let accepted: SubmitAnswer = serde_json::from_slice(&body).unwrap();
@@ -271,15 +276,7 @@ async fn hex_is_lowercase_only_and_sizes_and_terms_have_one_code_each() {
     // Terms out of range are `submission.bad_terms`, whether the gateway or the enclave's
     // configuration rules them out.
     let terms = |reserve: Option<u64>, duration_ms: Option<u64>, pricing: Option<&str>| {
-        let s = seal_lead_with_terms(
-            &seller,
-            &keys.intake_key,
-            &keys.origin,
-            lead(2).to_string().as_bytes(),
-            now_ms(),
-            Some(AuctionRequest::default()),
-        )
-        .unwrap();
+        let s = seal(keys, &seller, &lead(2), Some(AuctionRequest::default()));
         let mut v = serde_json::to_value(&s).unwrap();
         v["auction"] = json!({});
         if let Some(r) = reserve {
@@ -318,15 +315,7 @@ async fn hex_is_lowercase_only_and_sizes_and_terms_have_one_code_each() {
             duration_ms: Some(duration_ms),
             ..AuctionRequest::default()
         };
-        let s = seal_lead_with_terms(
-            &seller,
-            &keys.intake_key,
-            &keys.origin,
-            lead(3).to_string().as_bytes(),
-            now_ms(),
-            Some(terms),
-        )
-        .unwrap();
+        let s = seal(keys, &seller, &lead(3), Some(terms));
         let (status, answer) = post(addr, "/v1/leads", &serde_json::to_value(&s).unwrap()).await;
         assert_eq!(
             (status, code(&answer).as_str()),
@@ -412,14 +401,7 @@ async fn releases_name_unknown_and_rejected_leads_and_each_release_is_logged() {
     // Rejected at intake: the lead exists, its auction never did.
     let mut bad = lead(4);
     bad["email"] = json!("not-an-email");
-    let sealed = seal_lead(
-        &seller,
-        &keys.intake_key,
-        &keys.origin,
-        bad.to_string().as_bytes(),
-        now_ms(),
-    )
-    .unwrap();
+    let sealed = seal(keys, &seller, &bad, None);
     let (_, body) = post(addr, "/v1/leads", &serde_json::to_value(&sealed).unwrap()).await;
     let rejected: SubmitAnswer = serde_json::from_slice(&body).unwrap();
     assert_eq!(rejected.reason.as_deref(), Some("malformed_email"));
@@ -437,15 +419,7 @@ async fn releases_name_unknown_and_rejected_leads_and_each_release_is_logged() {
         duration_ms: Some(1_000),
         ..AuctionRequest::default()
     };
-    let sealed = seal_lead_with_terms(
-        &seller,
-        &keys.intake_key,
-        &keys.origin,
-        lead(5).to_string().as_bytes(),
-        now_ms(),
-        Some(terms),
-    )
-    .unwrap();
+    let sealed = seal(keys, &seller, &lead(5), Some(terms));
     let (_, body) = post(addr, "/v1/leads", &serde_json::to_value(&sealed).unwrap()).await;
     let sold: SubmitAnswer = serde_json::from_slice(&body).unwrap();
     let (bid, _) = seal_bid(
@@ -494,14 +468,7 @@ async fn a_seller_over_its_daily_limit_is_told_when_it_resets() {
     let keys = &stack.keys;
     let seller = SigningKey::from_bytes(&[3; 32]);
     for i in 0..3u32 {
-        let sealed = seal_lead(
-            &seller,
-            &keys.intake_key,
-            &keys.origin,
-            lead(10 + i).to_string().as_bytes(),
-            now_ms(),
-        )
-        .unwrap();
+        let sealed = seal(keys, &seller, &lead(10 + i), None);
         let body = serde_json::to_vec(&sealed).unwrap();
         let req = [
             format!("POST /v1/leads HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes(),
