@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     }
     let mut big = Log::new("bench.example/log", 1, f, 0);
     c.bench_function("checkpoint_sign_at_1M", |b| {
-        b.iter(|| big.checkpoint(&key, 1))
+        b.iter(|| big.checkpoint(&key, 1, true))
     });
 
     // One sealed lead through the enclave core.

@@ -26,7 +26,7 @@ use crate::auctions::AuctionBook;
 use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
 use crate::journal::Journal;
-use crate::log::Log;
+use crate::log::{Log, SignedTree};
 use crate::replay::{ReplayGuard, SealedBidFilter};
 use crate::restore::Restore;
 use crate::sealing::Sealer;
@@ -285,6 +285,10 @@ pub struct Enclave {
     sealer: std::sync::Arc<dyn Sealer>,
     attestor: Box<dyn AttestationProvider>,
     phase: Phase,
+    /// The newest tree this process signed before its running state was dropped (`Reset`),
+    /// or learned at its first boot from the floor sources: every later `Boot` must bring a
+    /// tip that extends it. While serving, the log itself is the newest signed tree.
+    floor: Option<SignedTree>,
 }
 
 fn err(e: impl Into<EnclaveError>) -> Response {
@@ -308,6 +312,7 @@ impl Enclave {
             sealer: sealer.into(),
             attestor,
             phase: Phase::Unbooted,
+            floor: None,
         }
     }
 
@@ -341,6 +346,15 @@ impl Enclave {
             }
             Request::Attest { nonce } => self.attest(nonce, now_ms),
             Request::Submit { leads } => {
+                if let Some(full) = self.journal_full() {
+                    let wire = leadgate_protocol::WireError::from(full);
+                    return Response::Submitted {
+                        results: leads
+                            .iter()
+                            .map(|_| SubmitOutcome::Refused(wire.clone()))
+                            .collect(),
+                    };
+                }
                 let resp = self.submit(&leads, now_ms);
                 if let (Response::Submitted { results }, Some(r)) = (&resp, self.phase.serving()) {
                     for (lead, result) in leads.into_iter().zip(results) {
@@ -352,6 +366,15 @@ impl Enclave {
                 resp
             }
             Request::Bid { bids } => {
+                if let Some(full) = self.journal_full() {
+                    let wire = leadgate_protocol::WireError::from(full);
+                    return Response::Bids {
+                        results: bids
+                            .iter()
+                            .map(|_| BidOutcome::Refused(wire.clone()))
+                            .collect(),
+                    };
+                }
                 let resp = self.bid(&bids, now_ms);
                 if let (Response::Bids { results }, Some(r)) = (&resp, self.phase.serving()) {
                     for (bid, result) in bids.into_iter().zip(results) {
@@ -364,6 +387,15 @@ impl Enclave {
             }
             Request::Tick => self.tick(now_ms),
             Request::Close { auctions } => {
+                if let Some(full) = self.journal_full() {
+                    let wire = leadgate_protocol::WireError::from(full);
+                    return Response::Closed {
+                        results: auctions
+                            .iter()
+                            .map(|_| CloseOutcome::Refused(wire.clone()))
+                            .collect(),
+                    };
+                }
                 let resp = self.close(auctions, now_ms);
                 if let (Response::Closed { results }, Some(r)) = (&resp, self.phase.serving()) {
                     for result in results {
@@ -379,6 +411,9 @@ impl Enclave {
                 lead,
                 proof,
             } => {
+                if let Some(full) = self.journal_full() {
+                    return err(full);
+                }
                 let resp = self.release(request, lead, proof, now_ms);
                 if let (Response::Released { released, appended }, Some(r)) =
                     (&resp, self.phase.serving())
@@ -404,18 +439,51 @@ impl Enclave {
                 },
                 None => err(EnclaveError::NotReady),
             },
-            Request::Reset => {
-                if !matches!(
-                    std::mem::replace(&mut self.phase, Phase::Unbooted),
-                    Phase::Unbooted
-                ) {
-                    tracing::warn!(
-                        "running state dropped at the host's request; next boot starts a new epoch"
-                    );
-                }
-                Response::Ok
-            }
+            Request::Reset => self.reset(),
         }
+    }
+
+    /// The newest tree this enclave signed (or learned of at boot), which every tree it signs
+    /// from now on extends; none before its first boot.
+    pub fn newest_signed(&self) -> Option<SignedTree> {
+        match &self.phase {
+            Phase::Serving(r) => Some(r.log.signed_tree()),
+            _ => self.floor.clone(),
+        }
+    }
+
+    /// The host's `Reset`: drops the running state, keeping the newest signed tree as the
+    /// floor the next `Boot`'s tip must reach. Refused while the journal holds entries the
+    /// host has not confirmed durable: they may be the only copy of acknowledged entries.
+    fn reset(&mut self) -> Response {
+        if let Phase::Serving(r) = &self.phase {
+            let (held, _) = r.journal.usage();
+            if held > 0 {
+                return err(EnclaveError::ResetRefused {
+                    first: r.journal.first(),
+                    end: r.journal.end(),
+                });
+            }
+            self.floor = Some(r.log.signed_tree());
+        }
+        if !matches!(
+            std::mem::replace(&mut self.phase, Phase::Unbooted),
+            Phase::Unbooted
+        ) {
+            tracing::warn!(
+                "running state dropped at the host's request; next boot starts a new epoch"
+            );
+        }
+        Response::Ok
+    }
+
+    /// `journal.full` while the unconfirmed tail is at its bound (see [`crate::journal`]).
+    fn journal_full(&mut self) -> Option<EnclaveError> {
+        let r = self.phase.serving()?;
+        r.journal.is_full().then(|| {
+            let (entries, bytes) = r.journal.usage();
+            EnclaveError::JournalFull { entries, bytes }
+        })
     }
 
     /// Entries and bytes the journal holds now (see [`crate::journal`]); zeros before boot.
@@ -471,7 +539,9 @@ impl Enclave {
                 anchor_signature: None,
             };
         }
-        let note = r.log.checkpoint(r.secrets.log_key(), now_ms);
+        let note = r
+            .log
+            .checkpoint(r.secrets.log_key(), now_ms, !force || domain.is_some());
         let anchor_signature = match domain {
             None => None,
             Some(d) => {

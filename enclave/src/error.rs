@@ -51,6 +51,40 @@ pub enum EnclaveError {
     /// A `Journal` read past what the enclave still holds. `journal.gap`.
     #[error(transparent)]
     JournalGap(#[from] JournalGap),
+    /// An appending request while the unconfirmed tail is at its bound. `journal.full`.
+    #[error("the enclave holds {entries} unconfirmed entries ({bytes} bytes), its bound; retry once the host has stored them")]
+    JournalFull {
+        /// Unconfirmed entries held.
+        entries: usize,
+        /// Their weight in bytes.
+        bytes: usize,
+    },
+    /// A tip behind the newest tree the enclave signed or learned of. `log.rollback`.
+    #[error("the host's log has {tip} entries, fewer than the signed tree of {signed} entries known from {known_from}: entries {tip}..{signed} are missing; restore them (from the bucket) and boot again")]
+    Rollback {
+        /// The tip's size.
+        tip: u64,
+        /// The newest signed size.
+        signed: u64,
+        /// Where that size is known from.
+        known_from: String,
+    },
+    /// A tip or replay whose tree differs from a signed tree of the same size. `log.fork`.
+    #[error("{0}")]
+    Fork(String),
+    /// `Reset` while unconfirmed entries are held. `log.reset_refused`.
+    #[error(
+        "reset refused: entries {first}..{end} are not confirmed durable; catch them up first"
+    )]
+    ResetRefused {
+        /// The oldest unconfirmed index.
+        first: u64,
+        /// One past the newest.
+        end: u64,
+    },
+    /// A floor source that cannot be read or does not verify. `log.floor_unavailable`.
+    #[error("{0}")]
+    FloorUnavailable(String),
     /// A `Submit` or `Bid` over its batch limit. `protocol.batch_too_large`.
     #[error("at most {max} {what} per request")]
     BatchTooLarge {
@@ -166,6 +200,11 @@ impl EnclaveError {
             EnclaveError::StateInvalid(_) => ErrorCode::BootStateInvalid,
             EnclaveError::BadOrigin(_) => ErrorCode::BootBadOrigin,
             EnclaveError::JournalGap(_) => ErrorCode::JournalGap,
+            EnclaveError::JournalFull { .. } => ErrorCode::JournalFull,
+            EnclaveError::Rollback { .. } => ErrorCode::LogRollback,
+            EnclaveError::Fork(_) => ErrorCode::LogFork,
+            EnclaveError::ResetRefused { .. } => ErrorCode::LogResetRefused,
+            EnclaveError::FloorUnavailable(_) => ErrorCode::LogFloorUnavailable,
             EnclaveError::BatchTooLarge { .. } => ErrorCode::ProtocolBatchTooLarge,
             EnclaveError::TooManyEntries => ErrorCode::ProtocolTooManyEntries,
             EnclaveError::BadAnchorTarget => ErrorCode::ProtocolBadAnchorTarget,

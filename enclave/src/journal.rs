@@ -3,10 +3,14 @@
 //! appended through another connection) can fetch it again instead of voiding it.
 //!
 //! Every append goes in, with what the host stores beside the leaf (the sealed lead, sealed
-//! bid or released envelope). The host confirms with `Request::Durable { size }` after each
-//! commit, which drops everything below `size`. The journal is bounded by entries and bytes
-//! (configuration, not traffic): past either bound the oldest entries go, and a host that
-//! needs one of them gets [`JournalGap`] and falls back to a new epoch from its own tip.
+//! bid or released envelope). The host confirms with `Request::Durable { size }` once its
+//! copy of everything below `size` is durable (in object storage when the host publishes tiles), which drops
+//! everything below `size`. An unconfirmed entry is never dropped: the journal and the
+//! host's durable copy together hold every entry the enclave signed a receipt for, so a host
+//! that lost its database can always be handed the tail back. The journal is bounded by
+//! entries and bytes (configuration, not traffic): once either bound is reached
+//! ([`Journal::is_full`]) the enclave refuses appends with `journal.full` (503, retry) until
+//! the host confirms more, so it holds at most the bound plus one request's appends.
 
 use std::collections::VecDeque;
 
@@ -18,8 +22,8 @@ pub const DEFAULT_MAX_ENTRIES: usize = 4_096;
 /// [`JournalEntry::weight`]): three batches of 256 leads of the largest size are ~17 MiB.
 pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
 
-/// A read that starts before the oldest kept entry (it was dropped by the bounds) or after
-/// the end of the log.
+/// A read that starts before the oldest kept entry (the host confirmed it durable, so it was
+/// dropped) or after the end of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("journal holds entries {first}..{end}; asked from {from}")]
 pub struct JournalGap {
@@ -68,9 +72,16 @@ impl Journal {
         (self.entries.len(), self.bytes)
     }
 
-    /// Records the append at `index`, which must be [`Journal::end`] (appends are in order);
-    /// drops the oldest entries past the bounds. An out-of-order index (a bug) restarts the
-    /// journal at `index`, so reads before it report a gap instead of wrong entries.
+    /// Whether the unconfirmed tail has reached a bound: the enclave takes no appending
+    /// request until the host confirms more (`journal.full`).
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.max_entries || self.bytes >= self.max_bytes
+    }
+
+    /// Records the append at `index`, which must be [`Journal::end`] (appends are in order).
+    /// Nothing is dropped: the caller refuses appends while [`Journal::is_full`]. An
+    /// out-of-order index (a bug) restarts the journal at `index`, so reads before it report
+    /// a gap instead of wrong entries.
     pub fn push(&mut self, index: u64, entry: JournalEntry) {
         if index != self.end() {
             tracing::error!(index, end = self.end(), "journal append out of order");
@@ -80,11 +91,6 @@ impl Journal {
         }
         self.bytes += entry.weight();
         self.entries.push_back(entry);
-        while self.entries.len() > self.max_entries
-            || (self.bytes > self.max_bytes && self.entries.len() > 1)
-        {
-            self.pop_front();
-        }
     }
 
     /// The host has stored everything below `size`: drop it.
@@ -190,21 +196,32 @@ mod tests {
     }
 
     #[test]
-    fn bounds_drop_the_oldest_entries() {
+    fn bounds_make_it_full_and_never_drop_an_unconfirmed_entry() {
         let mut j = Journal::new(0, 4, 1 << 20);
-        for i in 0..10 {
+        for i in 0..3 {
+            j.push(i, entry(i, 10));
+            assert!(!j.is_full());
+        }
+        j.push(3, entry(3, 10));
+        assert!(j.is_full());
+        // Past the bound (the rest of one request) nothing goes.
+        for i in 4..10 {
             j.push(i, entry(i, 10));
         }
-        assert_eq!((j.first(), j.end()), (6, 10));
+        assert_eq!((j.first(), j.end()), (0, 10));
+        j.confirm(7);
+        assert!(!j.is_full());
         let w = entry(0, 1000).weight();
         let mut j = Journal::new(0, 100, 3 * w);
-        for i in 0..10 {
+        for i in 0..3 {
+            assert!(!j.is_full());
             j.push(i, entry(i, 1000));
         }
-        assert_eq!((j.first(), j.end(), j.usage()), (7, 10, (3, 3 * w)));
+        assert!(j.is_full());
+        assert_eq!((j.first(), j.end(), j.usage()), (0, 3, (3, 3 * w)));
         // A read is cut by bytes, but always returns at least one entry.
-        assert_eq!(indexes(&j.read(7, 10, w + 1).unwrap()), vec![7]);
-        assert_eq!(indexes(&j.read(7, 10, 1).unwrap()), vec![7]);
+        assert_eq!(indexes(&j.read(0, 10, w + 1).unwrap()), vec![0]);
+        assert_eq!(indexes(&j.read(0, 10, 1).unwrap()), vec![0]);
     }
 
     #[test]

@@ -9,6 +9,20 @@ use leadgate_verifier::merkle::{leaf_hash, Frontier, Hash, NewNode};
 use leadgate_verifier::note::{Note, NoteSigner};
 use leadgate_verifier::receipt::Receipt;
 
+/// A tree the enclave signed a receipt or checkpoint for, or learned of from a source the
+/// host cannot roll back alone (the bucket's checkpoint, the anchor contract): no tree the
+/// enclave signs may fail to extend it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTree {
+    /// Tree size, entries.
+    pub size: u64,
+    /// RFC 6962 root, 32 bytes.
+    pub root: Hash,
+    /// Where it is known from, for error messages (`this enclave`, `the bucket's checkpoint`,
+    /// `the anchor contract`).
+    pub source: String,
+}
+
 /// Everything one append produced, for the host to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -107,6 +121,15 @@ impl Log {
         self.epoch
     }
 
+    /// The current tree, which the receipt of its last append (or a checkpoint) signed.
+    pub fn signed_tree(&self) -> SignedTree {
+        SignedTree {
+            size: self.size(),
+            root: self.root(),
+            source: "this enclave".into(),
+        }
+    }
+
     /// Appends `event` and signs its receipt.
     ///
     /// # Errors
@@ -137,16 +160,19 @@ impl Log {
         })
     }
 
-    /// Signs a checkpoint of the current tree.
-    pub fn checkpoint(&mut self, key: &SigningKey, now_ms: u64) -> Note {
+    /// Signs a checkpoint of the current tree. A `periodic` one (due by the interval, or
+    /// signed for anchoring) restarts the interval; one signed only to publish does not.
+    pub fn checkpoint(&mut self, key: &SigningKey, now_ms: u64, periodic: bool) -> Note {
         let body = Checkpoint {
             origin: self.origin.clone(),
             size: self.frontier.size(),
             root: self.frontier.root(),
             extensions: Vec::new(),
         };
-        self.last_checkpoint_size = Some(body.size);
-        self.last_checkpoint_ms = now_ms;
+        if periodic {
+            self.last_checkpoint_size = Some(body.size);
+            self.last_checkpoint_ms = now_ms;
+        }
         NoteSigner::new(&self.origin, key)
             .and_then(|s| s.sign(&body.to_text()))
             .expect("origin is validated at start-up and checkpoint text has no controls")

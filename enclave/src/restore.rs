@@ -18,6 +18,7 @@ use leadgate_verifier::merkle::{leaf_hash, Frontier};
 use crate::auctions::{auction_key, AuctionBook};
 use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
+use crate::log::SignedTree;
 
 fn invalid(message: impl Into<String>) -> EnclaveError {
     EnclaveError::RestoreInvalid(message.into())
@@ -27,6 +28,14 @@ fn invalid(message: impl Into<String>) -> EnclaveError {
 pub struct Restore {
     from: u64,
     frontier: Frontier,
+    floor: Option<SignedTree>,
+}
+
+fn fork(floor: &SignedTree) -> EnclaveError {
+    EnclaveError::Fork(format!(
+        "the host's log at size {} has another root than the tree {} signed at that size",
+        floor.size, floor.source
+    ))
 }
 
 impl Restore {
@@ -35,7 +44,24 @@ impl Restore {
         Self {
             from: frontier.size(),
             frontier,
+            floor: None,
         }
+    }
+
+    /// Requires the replayed tree to pass through `floor` (a tree this enclave, or the log,
+    /// signed): its root at `floor.size` must be `floor.root`. A state sealed past the floor
+    /// is not checked here: an enclave sealed it from a tree that extended its own floor.
+    ///
+    /// # Errors
+    /// `log.fork` when the starting state has the floor's size and another root.
+    pub fn expecting(mut self, floor: Option<SignedTree>) -> Result<Self, EnclaveError> {
+        if let Some(f) = &floor {
+            if f.size == self.from && f.root != self.frontier.root() {
+                return Err(fork(f));
+            }
+        }
+        self.floor = floor;
+        Ok(self)
     }
 
     /// Where the replay started: the size of the state restored (0 without one).
@@ -52,7 +78,7 @@ impl Restore {
     ///
     /// # Errors
     /// `boot.replay_invalid` for a leaf that is not an event, or whose ids or hashes are
-    /// malformed.
+    /// malformed; `log.fork` when the tree at the floor's size has another root.
     pub fn apply(
         &mut self,
         leaves: &[impl AsRef<[u8]>],
@@ -64,6 +90,11 @@ impl Restore {
             let index = self.frontier.size();
             let hash = leaf_hash(leaf);
             self.frontier.append(hash);
+            if let Some(f) = &self.floor {
+                if f.size == self.frontier.size() && f.root != self.frontier.root() {
+                    return Err(fork(f));
+                }
+            }
             let event =
                 Event::from_leaf(leaf).map_err(|e| invalid(format!("leaf {index}: {e}")))?;
             let key = |id: &str| {

@@ -20,6 +20,7 @@ pub mod link;
 pub mod metrics;
 pub mod ratelimit;
 pub mod storage;
+pub mod tiles;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,9 @@ pub struct HostConfig {
     /// How often the database's WAL is checkpointed, beside the writes, ms
     /// ([`HostConfig::DEFAULT_WAL_CHECKPOINT_MS`], [`Store::checkpoint_wal`]).
     pub wal_checkpoint_ms: u64,
+    /// The bucket the log is published to and repaired from (see [`tiles::bucket`] for the
+    /// URLs); none: the log is kept in the database only, and served from it.
+    pub bucket: Option<String>,
     /// On-chain anchoring; off when `None` (no RPC configured).
     pub anchor: Option<anchor::AnchorConfig>,
     /// Where the AWS credentials lent to the enclave at each boot come from, for its KMS
@@ -89,6 +93,7 @@ impl HostConfig {
             tick_ms: Self::DEFAULT_TICK_MS,
             queue_len: Self::DEFAULT_QUEUE_LEN,
             wal_checkpoint_ms: Self::DEFAULT_WAL_CHECKPOINT_MS,
+            bucket: None,
             anchor: None,
             aws_credentials: None,
             http: http::HttpLimits::default(),
@@ -142,6 +147,26 @@ pub async fn run(
         let anchorer = anchor::Anchorer::new(store, anchor)?;
         let _ = gateway.anchorer.set(anchorer.clone());
         tasks.spawn(anchorer.run());
+    }
+    if let Some(url) = &config.bucket {
+        let bucket = tiles::bucket::Bucket::open(url)?;
+        tracing::info!(bucket = url, "publishing the log to the bucket");
+        // Before the link comes up: nothing is confirmed to the enclave until the bucket has it.
+        gateway.publish_to_bucket(0);
+        let _ = gateway.repair_from.set(bucket.clone());
+        let publishing = gateway.clone();
+        tasks.spawn(async move {
+            loop {
+                match tiles::publish::Publisher::new(bucket.clone(), publishing.clone()).await {
+                    Ok(p) => return p.run().await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the bucket failed; retrying");
+                        publishing.published_to(Err(e.to_string()));
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
     }
     tasks.spawn(gateway.clone().maintain());
     let metrics = Arc::new(metrics::Metrics::new());

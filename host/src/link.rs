@@ -34,6 +34,11 @@ pub enum LinkError {
     /// Storing failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store lacks entries the running enclave signed and no longer holds: the gateway
+    /// will not boot the enclave behind its own log (that would fork it). Heals when the
+    /// entries are back (repaired from the bucket, or the database restored).
+    #[error("{0}")]
+    Behind(String),
     /// The AWS credentials to lend the enclave at boot could not be had.
     #[error(transparent)]
     Credentials(#[from] crate::aws_credentials::CredentialsError),

@@ -34,6 +34,11 @@ struct Args {
     /// How often the database's WAL is checkpointed beside the writes, ms.
     #[arg(long, default_value_t = HostConfig::DEFAULT_WAL_CHECKPOINT_MS)]
     wal_checkpoint_ms: u64,
+    /// Publish the log to this bucket in the C2SP tlog-tiles layout, confirm entries to the
+    /// enclave only once it holds them, and repair the database from it: `s3://BUCKET[/PREFIX]`
+    /// (credentials and endpoint from AWS_* variables), `gs://…`, `az://…`, or a directory.
+    #[arg(long, env = "LEADGATE_BUCKET")]
+    bucket: Option<String>,
     /// JSON-RPC URL of the chain to anchor checkpoints on; anchoring is off without it.
     #[arg(long, env = "LEADGATE_ANCHOR_RPC", requires_all = ["anchor_contract", "anchor_chain_id", "anchor_account_key_file"])]
     anchor_rpc: Option<String>,
@@ -83,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
     config.seller_daily_limit = args.seller_daily_limit;
     config.tick_ms = args.tick_ms;
     config.wal_checkpoint_ms = args.wal_checkpoint_ms;
+    config.bucket = args.bucket;
     config.http = leadgate_host::http::HttpLimits {
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),

@@ -296,6 +296,16 @@ error_codes! {
     BootBadOrigin = "boot.bad_origin" => 502,
     /// The enclave no longer holds the journal entry asked for.
     JournalGap = "journal.gap" => 502,
+    /// The enclave's unconfirmed tail is at its bound until the host stores (publishes) more; retry.
+    JournalFull = "journal.full" => 503,
+    /// The host's log is behind the newest tree the enclave signed (or learned from the bucket or the chain); the enclave will not sign over it until the missing entries are back.
+    LogRollback = "log.rollback" => 502,
+    /// The host's log is not the tree the enclave signed at that size: a fork, refused.
+    LogFork = "log.fork" => 502,
+    /// `Reset` refused: the enclave holds entries the host has not confirmed durable.
+    LogResetRefused = "log.reset_refused" => 502,
+    /// A configured source of the newest signed tree (the bucket's checkpoint, the anchor contract) could not be read or does not verify; the enclave does not boot without it.
+    LogFloorUnavailable = "log.floor_unavailable" => 502,
     /// Another host session holds the enclave.
     SessionBusy = "session.busy" => 503,
     /// A frame that does not decode as a request.

@@ -154,6 +154,24 @@ impl Enclave {
                 (receipt.epoch + 1, frontier)
             }
         };
+        // Never a tree that does not extend the newest one signed: a tip behind it is missing
+        // entries (refused until they are back), one of its size must be it, and a longer one
+        // must pass through it (checked as the leaves are replayed).
+        if let Some(floor) = &self.floor {
+            if frontier.size() < floor.size {
+                return err(EnclaveError::Rollback {
+                    tip: frontier.size(),
+                    signed: floor.size,
+                    known_from: floor.source.clone(),
+                });
+            }
+            if frontier.size() == floor.size && frontier.root() != floor.root {
+                return err(EnclaveError::Fork(format!(
+                    "the host's tip of {} entries has another root than the tree {} signed",
+                    floor.size, floor.source
+                )));
+            }
+        }
         let keys = secrets.public_keys(&origin).to_user_data();
         let journal = Journal::new(
             frontier.size(),
@@ -194,6 +212,7 @@ impl Enclave {
     pub(super) fn load_state(&mut self, part: StatePart) -> Response {
         let origin = self.config.origin.clone();
         let bits = self.config.tag_filter_bits_log2;
+        let floor = self.floor.clone();
         let Some(Restoring {
             running: r,
             restore,
@@ -228,8 +247,13 @@ impl Enclave {
                 r.book = state.book;
                 r.tags = state.tags;
                 r.sealed_size = state.frontier.size();
-                *restore = Some(Restore::new(state.frontier));
-                Response::Ok
+                match Restore::new(state.frontier).expecting(floor) {
+                    Ok(rs) => {
+                        *restore = Some(rs);
+                        Response::Ok
+                    }
+                    Err(e) => err(e),
+                }
             }
             Err(e) => err(EnclaveError::StateInvalid(e.to_string())),
         }
@@ -238,6 +262,7 @@ impl Enclave {
     /// Rebuilds the auction book and the email filter from replayed leaves (see
     /// [`crate::restore`]).
     pub(super) fn restore(&mut self, from: u64, leaves: Vec<ByteBuf>) -> Response {
+        let floor = self.floor.clone();
         let Some(Restoring {
             running: r,
             restore: slot,
@@ -252,7 +277,13 @@ impl Enclave {
             return err(EnclaveError::TooManyEntries);
         }
         *loading = None;
-        let mut restore = slot.take().unwrap_or_else(|| Restore::new(Frontier::new()));
+        let mut restore = match slot.take() {
+            Some(rs) => rs,
+            None => match Restore::new(Frontier::new()).expecting(floor) {
+                Ok(rs) => rs,
+                Err(e) => return err(e),
+            },
+        };
         if restore.next_index() != from {
             let want = restore.next_index();
             *slot = Some(restore);

@@ -350,3 +350,63 @@ pub fn seal(
     )
     .unwrap()
 }
+
+impl Host {
+    /// Boots the running enclave `e` again from this host's store, as the real host does after
+    /// a `Reset` (boot, sealed state, replay in chunks of 500, start). Returns the first
+    /// error, or the `Started` answer (whose append is stored).
+    pub fn reboot(&mut self, e: &mut Enclave, now: u64) -> Response {
+        let booted = e.handle(
+            Request::Boot {
+                sealed_secrets: self.sealed.clone(),
+                tip: self.tip(),
+                aws_credentials: None,
+            },
+            now,
+        );
+        if !matches!(booted, Response::Booted { .. }) {
+            return booted;
+        }
+        let (load, from) = self.state_requests();
+        let mut requests = load;
+        requests.extend(self.restore_requests(from, 500));
+        for req in requests {
+            let resp = e.handle(req, now);
+            if resp != Response::Ok {
+                return resp;
+            }
+        }
+        let started = e.handle(Request::Start, now);
+        if let Response::Started { appended } = &started {
+            self.store(appended);
+        }
+        started
+    }
+
+    /// The store as it was at `size` entries (a backup taken then).
+    pub fn truncated(&self, size: usize) -> Host {
+        let mut h = Host {
+            sealed: self.sealed.clone(),
+            ..Host::default()
+        };
+        for i in 0..size {
+            let a = WireAppended {
+                index: i as u64,
+                leaf: ByteBuf::from(self.leaves[i].clone()),
+                nodes: Vec::new(),
+                receipt: self.receipts[i].clone(),
+            };
+            h.leaves.push(a.leaf.to_vec());
+            h.receipts.push(a.receipt.clone());
+            h.last = Some(a);
+        }
+        // Nodes are a function of the leaves: recompute rather than copy.
+        let mut f = leadgate_verifier::merkle::Frontier::new();
+        for l in &h.leaves {
+            for n in f.append(leadgate_verifier::merkle::leaf_hash(l)) {
+                h.nodes.insert((n.level, n.index), n.hash);
+            }
+        }
+        h
+    }
+}

@@ -8,11 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use leadgate_protocol::boot::{self, BootError};
-use leadgate_protocol::{
-    Request, Response, Status, Tip, WireAppended, WireNode, MAX_RESTORE_ENTRIES,
-};
+use leadgate_protocol::{Request, Response, Status, Tip, MAX_RESTORE_ENTRIES};
 use leadgate_verifier::keys::EnclaveKeys;
-use leadgate_verifier::merkle;
 use serde_bytes::ByteBuf;
 
 use super::{expect_ok, EnclaveInfo, Gateway, LinkError};
@@ -22,6 +19,13 @@ use crate::storage::StoreError;
 /// A stored log that cannot be booted from: a fault of the store, never of the enclave.
 fn boot_error(e: BootError) -> LinkError {
     LinkError::Store(StoreError::Inconsistent(e.to_string()))
+}
+
+/// The oldest index a `journal.gap` message says the journal holds ("journal holds
+/// entries F..E; asked from X"), for the operator's message.
+fn journal_first(message: &str) -> Option<u64> {
+    let held = message.strip_prefix("journal holds entries ")?;
+    held.split("..").next()?.parse().ok()
 }
 
 /// How often an idle link is checked with a `Status` call.
@@ -121,6 +125,24 @@ impl Gateway {
         conn: &mut EnclaveConn,
         reconcile: bool,
     ) -> Result<EnclaveInfo, LinkError> {
+        if let Some(bucket) = self.repair_from.get() {
+            let pinned = match self.info().await {
+                Some(info) => info.keys.note_verifier().ok(),
+                None => None,
+            };
+            let repaired = crate::tiles::repair::repair(&self.store, bucket, pinned.as_ref())
+                .await
+                .map_err(|e| {
+                    LinkError::Behind(format!("repairing the store from the bucket: {e}"))
+                })?;
+            if repaired.to > repaired.from {
+                tracing::warn!(
+                    from = repaired.from,
+                    to = repaired.to,
+                    "the store was behind the bucket; repaired"
+                );
+            }
+        }
         self.stored_to(self.store.size().await?);
         let sealed = self.store.sealed_secrets().await?;
         let tip = self.tip().await?;
@@ -177,9 +199,12 @@ impl Gateway {
     }
 
     /// A running enclave met on (re)connect: returns its keys once the store holds exactly its
-    /// log (after catching up on a tail the store lacks), or `None` when it must be reset: it
-    /// has not finished start-up, holds another log, is behind the store, or no longer holds
-    /// the tail the store lacks.
+    /// log (after catching up on a tail the store lacks), or `None` when it may be reset: it
+    /// has not finished start-up, is behind the store, or has another root at the store's
+    /// size (the enclave itself refuses a reset that would drop unconfirmed entries, and a
+    /// boot behind or beside what it signed). A store behind the enclave whose missing entries
+    /// the enclave no longer holds is [`LinkError::Behind`]: never reset over (that would
+    /// fork the log), retried until the entries are back.
     async fn reconcile(&self, conn: &mut EnclaveConn) -> Result<Option<ByteBuf>, LinkError> {
         let status = match conn.call(&Request::Status).await? {
             Response::Status(status) => status,
@@ -192,11 +217,18 @@ impl Gateway {
         };
         let size = self.store.size().await?;
         let ours = self.store.sealed_secrets().await?.is_some();
-        if !ours || status.size < size {
+        if !ours && status.size > 0 {
+            return Err(LinkError::Behind(format!(
+                "the store is empty but the running enclave holds a log of {} entries: \
+                 restore the store (the host repairs it from the bucket by itself when --bucket is set); the log is never forked around it",
+                status.size
+            )));
+        }
+        if status.size < size {
             tracing::warn!(
                 enclave = status.size,
                 store = size,
-                "the running enclave holds another log; resetting it"
+                "the running enclave is behind the store; resetting it"
             );
             return Ok(None);
         }
@@ -205,8 +237,14 @@ impl Gateway {
                 "catching up: enclave has {} entries, store has {size}",
                 status.size
             ));
-            if !self.catch_up(conn, &status, size).await? {
-                return Ok(None);
+            if let Some(held_from) = self.catch_up(conn, &status, size).await? {
+                return Err(LinkError::Behind(format!(
+                    "the store has {size} entries and the running enclave {}: entries \
+                     {size}..{held_from} are in neither the store nor the enclave's journal \
+                     (which holds {held_from}..{}); restore them (the host repairs from the \
+                     bucket by itself when --bucket is set); the log is never forked around them",
+                    status.size, status.size
+                )));
             }
         } else if status.root.as_slice() != self.store.frontier(size).await?.root() {
             tracing::warn!(
@@ -220,14 +258,14 @@ impl Gateway {
 
     /// Fetches entries `size ..` from the enclave's journal, checks them (each receipt signed
     /// by the log key, for the next index, over the leaf's hash and the root the stored tree
-    /// grows to; the last root equal to the enclave's) and stores them, chunk by chunk. False
-    /// if the enclave no longer holds them (`journal.gap`).
+    /// grows to; the last root equal to the enclave's) and stores them, chunk by chunk.
+    /// `Some(first held index)` if the enclave no longer holds entry `size` (`journal.gap`).
     async fn catch_up(
         &self,
         conn: &mut EnclaveConn,
         status: &Status,
         size: u64,
-    ) -> Result<bool, LinkError> {
+    ) -> Result<Option<u64>, LinkError> {
         let keys = EnclaveKeys::from_attested(Some(&status.keys), None)
             .map_err(|e| LinkError::Protocol(e.to_string()))?;
         let mut frontier = self.store.frontier(size).await?;
@@ -241,43 +279,18 @@ impl Gateway {
                 }
                 Response::Error(e) if e.code == ErrorCode::JournalGap => {
                     tracing::warn!(from, error = %e.message, "the enclave no longer holds the tail");
-                    return Ok(false);
+                    return Ok(Some(journal_first(&e.message).unwrap_or(status.size)));
                 }
                 Response::Error(e) => return Err(LinkError::Enclave(e)),
                 other => return Err(LinkError::Protocol(format!("{other:?}"))),
             };
-            let mut batch = Vec::with_capacity(entries.len());
-            for e in entries {
-                let index = frontier.size();
-                let r = e
-                    .receipt
-                    .verify(&keys.log_key, &keys.origin)
-                    .map_err(|err| bad(format!("receipt {index}: {err}")))?;
-                let leaf_hash = merkle::leaf_hash(&e.leaf);
-                if r.index != index || r.leaf_hash != leaf_hash {
-                    return Err(bad(format!("entry {index} does not follow on")));
-                }
-                let nodes = frontier.append(leaf_hash);
-                if r.root != frontier.root() {
-                    return Err(bad(format!(
-                        "entry {index}: root differs from the stored tree's"
-                    )));
-                }
-                let appended = WireAppended {
-                    index,
-                    leaf: e.leaf,
-                    nodes: nodes
-                        .into_iter()
-                        .map(|n| WireNode {
-                            level: n.level,
-                            index: n.index,
-                            hash: ByteBuf::from(n.hash.to_vec()),
-                        })
-                        .collect(),
-                    receipt: e.receipt,
-                };
-                batch.push((appended, e.record));
-            }
+            let batch = crate::tiles::repair::check_entries(
+                &mut frontier,
+                entries,
+                &keys.log_key,
+                &keys.origin,
+            )
+            .map_err(bad)?;
             self.store
                 .store_journal(&batch, crate::clock::now_ms())
                 .await?;
@@ -291,7 +304,7 @@ impl Gateway {
         if frontier.root().as_slice() != status.root.as_slice() {
             return Err(bad("caught-up root differs from the enclave's".into()));
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// Restores the enclave's state: loads the newest sealed state the store holds (if the

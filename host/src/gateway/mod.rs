@@ -59,6 +59,7 @@ impl From<LinkError> for ApiError {
             LinkError::Protocol(m) => ApiError::internal("enclave protocol", m),
             LinkError::Enclave(e) => ApiError::from(e),
             LinkError::Store(e) => ApiError::storage(e),
+            LinkError::Behind(m) => ApiError::new(ErrorCode::LogRollback, m),
             LinkError::Credentials(e) => ApiError::internal("aws credentials", e),
         }
     }
@@ -109,6 +110,16 @@ pub struct Gateway {
     up: AtomicBool,
     /// Why the gateway is degraded, when it is.
     reason: std::sync::Mutex<Option<String>>,
+    /// The bucket a store that is behind is repaired from before every boot and catch-up
+    /// ([`crate::tiles::repair`]), when one is configured.
+    pub repair_from: std::sync::OnceLock<crate::tiles::bucket::Bucket>,
+    /// Whether the log is published to a bucket: then only what the bucket holds is confirmed
+    /// to the enclave ([`Gateway::published_to`]).
+    publishing: AtomicBool,
+    /// The log size the bucket's checkpoint covers.
+    published: AtomicU64,
+    /// Why publishing to the bucket fails, while it does.
+    publish_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Exchanges on the held connection. Any link failure drops the connection (the stream may
@@ -162,6 +173,47 @@ impl Gateway {
             durable: AtomicU64::new(0),
             up: AtomicBool::new(false),
             reason: std::sync::Mutex::new(Some("starting: the enclave link is not up yet".into())),
+            repair_from: std::sync::OnceLock::new(),
+            publishing: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            publish_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Confirms entries to the enclave only once the bucket holds them (see
+    /// [`crate::tiles::publish`]), from a bucket whose checkpoint covers `size` entries.
+    pub fn publish_to_bucket(&self, size: u64) {
+        self.published.fetch_max(size, Ordering::AcqRel);
+        self.publishing.store(true, Ordering::Release);
+    }
+
+    /// Records that the bucket's checkpoint now covers `size` entries (they may be confirmed
+    /// to the enclave), or why publishing failed.
+    pub fn published_to(&self, result: Result<u64, String>) {
+        let mut error = self.publish_error.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(size) => {
+                self.published.fetch_max(size, Ordering::AcqRel);
+                *error = None;
+            }
+            Err(e) => *error = Some(e),
+        }
+    }
+
+    /// The size the bucket's checkpoint covers, when publishing.
+    pub fn published_size(&self) -> Option<u64> {
+        self.publishing
+            .load(Ordering::Acquire)
+            .then(|| self.published.load(Ordering::Acquire))
+    }
+
+    /// The size that may be confirmed to the enclave: what is stored, and published when a
+    /// bucket is configured.
+    fn confirmable_size(&self) -> u64 {
+        let stored = self.stored_size();
+        match self.published_size() {
+            Some(p) => p.min(stored),
+            None => stored,
         }
     }
 
@@ -178,7 +230,13 @@ impl Gateway {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        (up, if up { None } else { reason })
+        let publish = self
+            .publish_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(|e| format!("publishing to the bucket fails (appends stop when the enclave's unconfirmed tail is full): {e}"));
+        (up && publish.is_none(), if up { publish } else { reason })
     }
 
     fn degraded(&self, why: impl Into<String>) {
@@ -196,7 +254,7 @@ impl Gateway {
     /// heartbeat). Its answer is not waited for: it only lets the enclave drop journal entries.
     /// Confirming every batch would add an enclave round of work per batch.
     async fn confirm_durable(&self, link: &mut Link, now: bool) {
-        let size = self.stored_size();
+        let size = self.confirmable_size();
         let due = if now {
             size > link.confirmed
         } else {
@@ -323,9 +381,25 @@ impl Gateway {
     /// Asks for a checkpoint (now if `force`) and stores it, with the enclave's anchor
     /// signature when anchoring is on. Returns the note if one was signed.
     pub async fn checkpoint(&self, force: bool) -> Result<Option<Vec<u8>>, LinkError> {
+        self.checkpoint_with(force, true).await
+    }
+
+    /// A checkpoint of everything stored, to publish (never anchored: the anchoring cadence
+    /// is the periodic checkpoint's). Returns the note.
+    pub async fn checkpoint_to_publish(&self) -> Result<Vec<u8>, LinkError> {
+        self.checkpoint_with(true, false)
+            .await?
+            .ok_or_else(|| LinkError::Protocol("a forced checkpoint came back empty".into()))
+    }
+
+    async fn checkpoint_with(
+        &self,
+        force: bool,
+        anchored: bool,
+    ) -> Result<Option<Vec<u8>>, LinkError> {
         // The lock is held until the note is stored, and the checkpoint is asked for only once
         // every sent batch is stored: a stored checkpoint never covers unstored entries.
-        let anchor = self.anchorer.get().map(|a| a.target());
+        let anchor = self.anchorer.get().filter(|_| anchored).map(|a| a.target());
         let (_link, resp) = self
             .exchange_appending(&Request::Checkpoint { force, anchor })
             .await?;

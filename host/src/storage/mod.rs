@@ -17,6 +17,7 @@ mod leads;
 mod log;
 mod secrets;
 mod state;
+mod tiles;
 
 pub use anchors::{AnchorRecord, AnchorStatus};
 pub use auctions::{AuctionFilter, AuctionRecord, StoredBid};

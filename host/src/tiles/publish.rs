@@ -1,0 +1,207 @@
+//! Publishing the log to the bucket, and the rule that makes the bucket its durable copy.
+//!
+//! Each round ([`Publisher::publish_once`], every [`PUBLISH_EVERY`] while the log grows):
+//!
+//! 1. a checkpoint of everything stored is signed (the enclave signs it once every batch
+//!    sent to it is stored; it is kept in the database too);
+//! 2. the tiles the tree grew since the bucket's checkpoint are written: hash tiles at every
+//!    level, and beside each level-0 tile its entry bundle and record bundle
+//!    ([`super::records`]); a full tile is written once, when it fills, and never again;
+//! 3. then the checkpoint, so the bucket's checkpoint never covers a tile it lacks;
+//! 4. then, and only then, the size is confirmed to the enclave (`Durable`), which may drop
+//!    those entries from its journal.
+//!
+//! So every entry the enclave signed a receipt for is in the enclave's journal or in the
+//! bucket (or both), whatever happens to the host's disk. If the bucket is unreachable,
+//! nothing more is confirmed; the enclave's journal fills to its bound and it then refuses
+//! appends (`journal.full`, 503) until the bucket is back: the gateway slows down, it never
+//! loses an acknowledged entry. `/healthz` says why meanwhile.
+//!
+//! Beside the log, the bucket keeps the enclave's sealed secrets (`leadgate/secrets`, only the
+//! enclave can open them) and the log's note verifier key (`leadgate/log-key`, C2SP
+//! signed-note vkey text), which a database rebuilt from the bucket needs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadgate_verifier::checkpoint::Checkpoint;
+use leadgate_verifier::note::Note;
+
+use super::bucket::{Bucket, BucketError};
+use super::layout::{self, BundleError, TileRef};
+use super::records;
+use crate::gateway::{Gateway, LinkError};
+use crate::storage::StoreError;
+
+/// How often the publisher looks for new entries.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// The bucket path of the log's checkpoint (C2SP tlog-tiles).
+pub const CHECKPOINT: &str = "checkpoint";
+/// The bucket path of the enclave's sealed secrets.
+pub const SECRETS: &str = "leadgate/secrets";
+/// The bucket path of the log's note verifier key.
+pub const LOG_KEY: &str = "leadgate/log-key";
+
+/// Why a round failed; nothing is confirmed to the enclave for it.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The enclave did not sign the checkpoint.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bucket failed.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    /// A leaf too long for an entry bundle (the enclave refuses to make one).
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The database lacks what the checkpoint covers, or the bucket holds something that is
+    /// not a checkpoint.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// The size a checkpoint note covers.
+///
+/// # Errors
+/// [`PublishError::Inconsistent`] if it is not a checkpoint note.
+pub fn checkpoint_size(note: &[u8]) -> Result<u64, PublishError> {
+    let bad = |e: String| PublishError::Inconsistent(format!("checkpoint: {e}"));
+    let note = Note::parse(note).map_err(|e| bad(e.to_string()))?;
+    Ok(Checkpoint::parse_text(&note.text)
+        .map_err(|e| bad(e.to_string()))?
+        .size)
+}
+
+/// Publishes the gateway's log to a bucket.
+pub struct Publisher {
+    bucket: Bucket,
+    gateway: Arc<Gateway>,
+    /// The size the bucket's checkpoint covers.
+    published: tokio::sync::Mutex<u64>,
+    /// Whether the secrets and log key were written by this process.
+    keys_written: std::sync::atomic::AtomicBool,
+}
+
+impl Publisher {
+    /// A publisher that continues from the bucket's checkpoint (none: an empty bucket), and
+    /// tells the gateway to confirm only what the bucket holds.
+    ///
+    /// # Errors
+    /// The bucket is unreachable, or its `checkpoint` is not a checkpoint.
+    pub async fn new(bucket: Bucket, gateway: Arc<Gateway>) -> Result<Arc<Self>, PublishError> {
+        let size = match bucket.get(CHECKPOINT).await? {
+            Some(note) => checkpoint_size(&note)?,
+            None => 0,
+        };
+        gateway.publish_to_bucket(size);
+        Ok(Arc::new(Self {
+            bucket,
+            gateway,
+            published: tokio::sync::Mutex::new(size),
+            keys_written: false.into(),
+        }))
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// Publishes every stored entry past the bucket's checkpoint (see the module docs).
+    /// Returns the new published size, or `None` if there was nothing to publish.
+    ///
+    /// # Errors
+    /// Any [`PublishError`]; the bucket's checkpoint is then unchanged.
+    pub async fn publish_once(&self) -> Result<Option<u64>, PublishError> {
+        let mut published = self.published.lock().await;
+        if self.gateway.stored_size() <= *published || !self.gateway.connected().await {
+            return Ok(None);
+        }
+        self.write_keys().await?;
+        let note = self.gateway.checkpoint_to_publish().await?;
+        let size = checkpoint_size(&note)?;
+        if size < *published {
+            return Err(PublishError::Inconsistent(format!(
+                "the enclave signed a checkpoint of {size} entries, behind the bucket's {}",
+                *published
+            )));
+        }
+        for tile in layout::grown_tiles(*published, size) {
+            self.write_tile(tile).await?;
+        }
+        self.bucket.put(CHECKPOINT, note).await?;
+        *published = size;
+        self.gateway.published_to(Ok(size));
+        Ok(Some(size))
+    }
+
+    async fn write_tile(&self, tile: TileRef) -> Result<(), PublishError> {
+        let store = &self.gateway.store;
+        let hashes = store
+            .node_range(8 * tile.level, tile.first(), tile.width)
+            .await?;
+        if hashes.len() as u64 != tile.width {
+            return Err(PublishError::Inconsistent(format!(
+                "the database lacks hashes of tile {}",
+                tile.path()
+            )));
+        }
+        if tile.level == 0 {
+            let entries = store
+                .journal_entries(tile.first(), tile.first() + tile.width)
+                .await?;
+            let bundle = layout::encode_bundle(entries.iter().map(|e| e.leaf.as_slice()))?;
+            self.bucket.put(&tile.entries_path(), bundle).await?;
+            self.bucket
+                .put(&tile.records_path(), records::encode(&entries))
+                .await?;
+        }
+        self.bucket.put(&tile.path(), hashes.concat()).await?;
+        Ok(())
+    }
+
+    /// Writes the sealed secrets and the log key once per process (they change only when
+    /// the log starts).
+    async fn write_keys(&self) -> Result<(), PublishError> {
+        use std::sync::atomic::Ordering;
+        if self.keys_written.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(info) = self.gateway.info().await else {
+            return Err(PublishError::Inconsistent(
+                "the enclave is not booted".into(),
+            ));
+        };
+        let vkey = info
+            .keys
+            .note_verifier()
+            .map_err(|e| PublishError::Inconsistent(e.to_string()))?
+            .to_vkey_string();
+        if let Some(secrets) = self.gateway.store.sealed_secrets().await? {
+            self.bucket.put(SECRETS, secrets).await?;
+        }
+        self.bucket.put(LOG_KEY, format!("{vkey}\n")).await?;
+        self.keys_written.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Publishes every [`PUBLISH_EVERY`], for ever; failures are logged, reported in
+    /// `/healthz` and retried.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(PUBLISH_EVERY).await;
+            match self.publish_once().await {
+                Ok(Some(size)) => tracing::debug!(size, "published to the bucket"),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, bucket = self.bucket.url(), "publishing failed");
+                    self.gateway.published_to(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
