@@ -141,7 +141,10 @@ pub struct Stack {
     enclave_addr: Option<String>,
     /// The host's HTTP address, set at its first start and kept across restarts.
     host_addr: Option<String>,
-    host_args: Vec<String>,
+    /// Extra arguments for every start of the host.
+    pub host_args: Vec<String>,
+    /// Extra environment variables for every start of the host (the bucket's credentials).
+    pub host_env: Vec<(String, String)>,
     /// Extra arguments for every start of the enclave.
     pub enclave_args: Vec<String>,
     enclave: Option<Child>,
@@ -204,6 +207,7 @@ impl Stack {
             enclave_addr: None,
             host_addr: None,
             host_args,
+            host_env: Vec::new(),
             enclave_args: Vec::new(),
             enclave: None,
             host: None,
@@ -238,12 +242,18 @@ impl Stack {
     ) -> (Child, String) {
         let addr_file = self.dir.path().join(format!("{bin_name}.addr"));
         let _ = std::fs::remove_file(&addr_file);
+        let env: &[(String, String)] = if bin_name == "leadgate-host" {
+            &self.host_env
+        } else {
+            &[]
+        };
         let mut child = Command::new(bin(bin_name))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["--listen", known.unwrap_or("127.0.0.1:0")])
             .arg("--addr-file")
             .arg(&addr_file)
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(self.log(log))
             .stderr(self.log(log))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {bin_name}: {e}"));
@@ -408,6 +418,119 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_enclave();
         self.kill_host();
+    }
+}
+
+/// A real S3-protocol server (moto in server mode, installed by `scripts/s3-server install`)
+/// on a free loopback port, killed on drop.
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    child: Child,
+    http: ureq::Agent,
+}
+
+impl S3Server {
+    /// Starts the server; panics (with the command that installs it) if it is not installed.
+    pub fn start(log: &Path) -> Self {
+        let bin =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/s3-server/venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/s3-server install (scripts/test does)",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("s3 log"))
+            .spawn()
+            .expect("spawn moto_server");
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            http.get(&format!("{endpoint}/")).call().is_ok()
+        })
+        .unwrap_or_else(|| panic!("moto_server did not answer; see {}", log.display()));
+        Self {
+            endpoint,
+            child,
+            http,
+        }
+    }
+
+    /// Creates bucket `name`, readable by anyone (as a log's bucket is: clients read the
+    /// tiles without the operator's servers).
+    pub fn create_bucket(&self, name: &str) {
+        let r = self
+            .http
+            .put(&format!("{}/{name}", self.endpoint))
+            .header("x-amz-acl", "public-read")
+            .send_empty()
+            .expect("PUT bucket");
+        assert!(r.status().is_success(), "create bucket: {}", r.status());
+    }
+
+    /// The object at `path` in `bucket`, if any.
+    pub fn get(&self, bucket: &str, path: &str) -> Option<Vec<u8>> {
+        let mut r = self
+            .http
+            .get(&format!("{}/{bucket}/{path}", self.endpoint))
+            .call()
+            .ok()?;
+        r.status()
+            .is_success()
+            .then(|| r.body_mut().read_to_vec().expect("body"))
+    }
+
+    /// The environment a host needs to reach it (`--bucket s3://BUCKET`).
+    pub fn host_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "leadgate-test"),
+            ("AWS_SECRET_ACCESS_KEY", "leadgate-test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// Freezes the server (SIGSTOP): requests to it hang, as to an unreachable bucket.
+    pub fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The gateway heals itself: a host killed under load comes back on the same running enclave
 //! and catches up on what the enclave appended but the host never stored; a stray connection
-//! to the enclave's port cannot wedge it; a tail beyond the enclave's journal falls back to a
-//! new epoch by itself. Every check is against real processes on the loopback.
+//! to the enclave's port cannot wedge it; past the enclave's journal bound appends are refused,
+//! never voided. Every check is against real processes on the loopback.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -15,6 +15,7 @@ use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle;
 use leadgate_verifier::receipt::Receipt;
+use leadgate_verifier::ErrorCode;
 use serde_json::{json, Value};
 
 /// One request on a raw link connection, as any local process could send it.
@@ -274,38 +275,59 @@ fn a_stray_connection_cannot_take_a_live_session() {
     assert_eq!(receipt_of(&answers[0]).unwrap().index, size);
 }
 
+/// The enclave never drops an entry the host has not confirmed: past its journal bound it
+/// refuses appends (`journal.full`) instead, and a host that comes back catches up every
+/// entry the enclave signed, with no new epoch.
 #[test]
-fn a_tail_beyond_the_journal_falls_back_to_a_new_epoch() {
+fn past_the_journal_bound_appends_are_refused_and_nothing_is_voided() {
     let mut stack = Stack::new_stopped(100_000, &[], tempfile::tempdir().unwrap());
     stack.enclave_args = vec!["--journal-max-entries".into(), "4".into()];
     stack.start_enclave();
     stack.start_host();
     stack.wait_attests();
     let keys = stack.keys();
-    let leads = sealed_corpus(&keys, 30);
+    let leads = sealed_corpus(&keys, 40);
     post_batch(&stack, &leads[..10]).unwrap();
+    stack.wait_healthy(Duration::from_secs(30));
+    // The heartbeat (every 250 ms) confirms what is stored: the journal is then empty.
+    std::thread::sleep(Duration::from_millis(800));
     let size_before = stack.size();
     stack.kill_host();
-    let Response::Submitted { results } = stray_session(
-        &stack,
-        &Request::Submit {
-            leads: leads[10..].to_vec(),
-        },
-    ) else {
-        panic!("not submitted")
-    };
-    assert_eq!(results.len(), 20);
+    // One request past the bound is taken whole, the next ones are refused.
+    let mut logged = Vec::new();
+    let mut refused = 0;
+    for chunk in leads[10..].chunks(10) {
+        let Response::Submitted { results } = stray_session(
+            &stack,
+            &Request::Submit {
+                leads: chunk.to_vec(),
+            },
+        ) else {
+            panic!("not submitted")
+        };
+        for r in results {
+            match r {
+                SubmitOutcome::Logged { appended, .. } => logged.push(appended.receipt),
+                SubmitOutcome::Refused(e) => {
+                    assert_eq!(e.code, ErrorCode::JournalFull, "{e:?}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(logged.len(), 10, "one request past the bound is taken");
+    assert_eq!(refused, 20);
     stack.start_host();
     stack.wait_healthy(Duration::from_secs(30));
-    // The 20 entries are gone (voided by the new epoch's log.epoch at size_before).
-    let epoch_leaf: Value =
-        serde_json::from_slice(&stack.get_bytes(&format!("/v1/entries/{size_before}"))).unwrap();
-    assert_eq!(epoch_leaf["kind"], "log.epoch", "{epoch_leaf}");
-    assert_eq!(epoch_leaf["previous_size"], size_before);
-    // The voided leads can be submitted again, and are accepted in the new epoch.
-    let answers = post_batch(&stack, &leads[10..]).unwrap();
+    // Every entry the enclave signed is in the log, in this epoch.
+    assert!(stack.size() >= size_before + 10);
+    assert!(logged.iter().all(|r| r.epoch == 1));
+    let note = stack.checkpoint();
+    assert_all_included(&stack, &keys, &logged, &note);
+    // Once the host confirms them, appends go on.
+    let answers = post_batch(&stack, &leads[20..]).unwrap();
     assert!(
-        answers.iter().all(|a| a["receipt"]["epoch"] == 2),
+        answers.iter().all(|a| a["receipt"]["epoch"] == 1),
         "{answers:?}"
     );
 }

@@ -113,6 +113,8 @@ error_codes! {
     LeadUnknown = "lead.unknown" => 404,
     /// No log entry at this index.
     EntryUnknown = "entry.unknown" => 404,
+    /// No such tile in the newest checkpoint's tree (or not a C2SP tile path).
+    TileUnknown = "tile.unknown" => 404,
 
     // A seller's sealed submission (verifier::intake, enclave intake).
     /// A field of the sealed submission is not in its encoding: `seller` not 64 lowercase hex

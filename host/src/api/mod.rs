@@ -4,8 +4,8 @@
 //! parameters, bodies), from which [`ApiDoc`] builds the OpenAPI 3.1 document served at
 //! `GET /openapi.json` and committed as `docs/openapi.json`; `host/tests/openapi.rs` checks it
 //! against that copy, the endpoint table of `docs/PROTOCOL.md` and the routes below. One
-//! module per resource: `leads` (seller), `market` (buyer), `log` (auditor),
-//! `attest`, `operator`.
+//! module per resource: `leads` (seller), `market` (buyer), `log` (auditor), `tiles` (the
+//! log in the C2SP tlog-tiles layout), `attest`, `operator`.
 
 use leadgate_verifier::ErrorCode;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ mod leads;
 mod log;
 mod market;
 mod operator;
+mod tiles;
 
 pub use leads::MAX_LEADS_PER_BATCH_REQUEST;
 pub use market::MAX_AUCTIONS_PAGE;
@@ -69,6 +70,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/checkpoint",
             get(log::get_checkpoint).post(log::post_checkpoint),
         )
+        .route("/checkpoint", get(tiles::get_checkpoint))
+        .route("/tile/{level}/{*path}", get(tiles::get_tile))
         .route("/v1/anchors", get(log::get_anchors))
         .route("/v1/epochs", get(log::get_epochs))
         .route("/v1/entries/{index}", get(log::get_entry))
@@ -104,7 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     paths(
         attest::attest, leads::post_lead, leads::post_leads_batch, leads::get_lead, market::post_release, market::list_auctions, market::get_auction,
         market::post_bid, log::get_checkpoint, log::post_checkpoint, log::get_anchors, log::get_epochs, log::get_entry, log::inclusion,
-        log::consistency, operator::healthz, operator::get_metrics, operator::get_openapi
+        log::consistency, tiles::get_checkpoint, tiles::get_tile, operator::healthz, operator::get_metrics, operator::get_openapi
     ),
     tags(
         (name = "attestation", description = "Trusting the enclave"),

@@ -1,0 +1,265 @@
+//! The bucket is the log's durable copy: real processes and a real S3-protocol server (moto,
+//! `scripts/s3-server install`). A host whose database is deleted or replaced by an old copy
+//! (with the enclave running, or killed at the same time) repairs it from the bucket by itself
+//! and serves again with every acknowledged receipt included and every checkpoint it served
+//! consistent with the later ones; where the entries are gone from the database and the
+//! bucket, the gateway refuses to sign and says why, and never forks.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use leadgate_e2e::{corpus, proof, seal, S3Server, Stack};
+use leadgate_verifier::checkpoint::verify_checkpoint;
+use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::merkle;
+use leadgate_verifier::receipt::Receipt;
+use serde_json::{json, Value};
+
+const BUCKET: &str = "leadgate-e2e";
+
+fn stack_with_bucket(s3: &S3Server, dir: tempfile::TempDir) -> Stack {
+    let mut stack = Stack::new_stopped(
+        1_000_000,
+        &["--bucket".into(), format!("s3://{BUCKET}/log")],
+        dir,
+    );
+    stack.host_env = s3.host_env();
+    stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
+    stack
+}
+
+/// Posts `n` corpus leads from lead `from` on, in batches of 100; returns every receipt.
+fn post(stack: &Stack, keys: &EnclaveKeys, from: usize, n: usize) -> Vec<Receipt> {
+    let seller = SigningKey::from_bytes(&[9; 32]);
+    let leads: Vec<_> = corpus()
+        .iter()
+        .cycle()
+        .skip(from)
+        .take(n)
+        .map(|l| seal(&seller, keys, &l["lead"]))
+        .collect();
+    let mut receipts = Vec::new();
+    for chunk in leads.chunks(100) {
+        let mut r = stack
+            .http
+            .post(&format!("{}/v1/leads/batch", stack.gateway))
+            .header("content-type", "application/json")
+            .send_json(json!({ "leads": chunk }))
+            .expect("POST");
+        assert_eq!(r.status(), 200);
+        let v: Value = r.body_mut().read_json().unwrap();
+        for a in v["results"].as_array().unwrap() {
+            if let Some(receipt) = a.get("receipt") {
+                receipts.push(serde_json::from_value(receipt.clone()).unwrap());
+            }
+        }
+    }
+    receipts
+}
+
+/// Waits until the bucket's checkpoint covers `size` entries, and the host's heartbeat (every
+/// 250 ms) has confirmed them to the enclave, which then no longer holds them: a host that
+/// loses them now can only have them back from the bucket.
+fn wait_published(s3: &S3Server, size: u64) {
+    let started = Instant::now();
+    loop {
+        if let Some(note) = s3.get(BUCKET, "log/checkpoint") {
+            if leadgate_host::tiles::publish::checkpoint_size(&note).unwrap() >= size {
+                std::thread::sleep(Duration::from_millis(800));
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bucket's checkpoint never reached {size}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every receipt verifies against the served log's newest checkpoint, and every earlier
+/// checkpoint is consistent with it.
+fn assert_log_keeps(stack: &Stack, keys: &EnclaveKeys, receipts: &[Receipt], earlier: &[Vec<u8>]) {
+    let note = stack.checkpoint();
+    let vkey = keys.note_verifier().unwrap();
+    let cp = verify_checkpoint(&note, &vkey, &keys.origin).unwrap();
+    let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+    for r in receipts {
+        let r = r.verify(&keys.log_key, &keys.origin).unwrap();
+        let p = stack.get_json(&format!(
+            "/v1/proof/inclusion?index={}&size={size}",
+            r.index
+        ));
+        merkle::verify_inclusion(&r.leaf_hash, r.index, size, &proof(&p), &root)
+            .unwrap_or_else(|e| panic!("receipt {} not included: {e}", r.index));
+    }
+    for old in earlier {
+        let old = verify_checkpoint(old, &vkey, &keys.origin).unwrap();
+        let (m, old_root) = (old.checkpoint().size, old.checkpoint().root);
+        assert!(
+            m <= size,
+            "a checkpoint of {m} was served, the log now has {size}"
+        );
+        if m == size {
+            assert_eq!(old_root, root);
+            continue;
+        }
+        let p = stack.get_json(&format!("/v1/proof/consistency?from={m}&to={size}"));
+        merkle::verify_consistency(m, size, &proof(&p), &old_root, &root)
+            .unwrap_or_else(|e| panic!("checkpoint {m} not consistent with {size}: {e}"));
+    }
+}
+
+/// Points the host's next start at prefix `prefix` of the bucket.
+fn set_bucket(stack: &mut Stack, prefix: &str) {
+    let i = stack
+        .host_args
+        .iter()
+        .position(|a| a == "--bucket")
+        .unwrap();
+    stack.host_args[i + 1] = format!("s3://{BUCKET}/{prefix}");
+}
+
+fn copy_db(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["host.db", "host.db-wal", "host.db-shm"] {
+        let _ = std::fs::remove_file(to.join(name));
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), to.join(name)).unwrap();
+        }
+    }
+}
+
+fn delete_db(dir: &std::path::Path) {
+    for name in ["host.db", "host.db-wal", "host.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// Restarts the host and returns how long until `/healthz` says ok.
+fn restart_host(stack: &mut Stack) -> Duration {
+    let started = Instant::now();
+    stack.start_host();
+    stack.wait_healthy(Duration::from_secs(60));
+    started.elapsed()
+}
+
+/// How many times the host has logged a repair from the bucket.
+fn repairs(stack: &Stack) -> usize {
+    std::fs::read_to_string(stack.dir.path().join("host.log"))
+        .unwrap_or_default()
+        .matches("database repaired from the bucket")
+        .count()
+}
+
+#[test]
+fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3.log"));
+    s3.create_bucket(BUCKET);
+    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap());
+    let keys = stack.keys();
+    let mut receipts = post(&stack, &keys, 0, 500);
+    let mut served = vec![stack.checkpoint()];
+    wait_published(&s3, stack.size());
+
+    // A backup of the database, taken now.
+    let backup = dir.path().join("backup");
+    stack.kill_host();
+    copy_db(stack.dir.path(), &backup);
+    restart_host(&mut stack);
+    receipts.extend(post(&stack, &keys, 500, 1_000));
+    served.push(stack.checkpoint());
+    wait_published(&s3, stack.size());
+    let size = stack.size();
+
+    // 1. The database replaced by the backup, 1,000 entries old, the enclave running.
+    stack.kill_host();
+    copy_db(&backup, stack.dir.path());
+    let took = restart_host(&mut stack);
+    eprintln!("rolled back 1,000 entries: serving again after {took:?}");
+    assert_eq!(repairs(&stack), 1);
+    assert!(stack.size() >= size);
+    assert_log_keeps(&stack, &keys, &receipts, &served);
+    receipts.extend(post(&stack, &keys, 1_500, 200));
+    served.push(stack.checkpoint());
+    wait_published(&s3, stack.size());
+
+    // 2. The database deleted, the enclave running.
+    stack.kill_host();
+    delete_db(stack.dir.path());
+    let took = restart_host(&mut stack);
+    eprintln!("database deleted: serving again after {took:?}");
+    assert_eq!(repairs(&stack), 2);
+    assert_log_keeps(&stack, &keys, &receipts, &served);
+    receipts.extend(post(&stack, &keys, 1_700, 200));
+    served.push(stack.checkpoint());
+    wait_published(&s3, stack.size());
+
+    // 3. The database deleted and the enclave killed at the same time: the host repairs
+    // from the bucket and boots the new enclave process from it (a new epoch that voids
+    // nothing acknowledged: everything was published).
+    stack.kill_host();
+    stack.kill_enclave();
+    delete_db(stack.dir.path());
+    stack.start_enclave();
+    let took = restart_host(&mut stack);
+    eprintln!("database deleted and enclave killed: serving again after {took:?}");
+    assert_eq!(repairs(&stack), 3);
+    assert_log_keeps(&stack, &keys, &receipts, &served);
+    post(&stack, &keys, 1_900, 50);
+}
+
+#[test]
+fn entries_gone_from_the_database_and_the_bucket_are_refused_never_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3.log"));
+    s3.create_bucket(BUCKET);
+    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap());
+    let keys = stack.keys();
+    post(&stack, &keys, 0, 300);
+    let backup = dir.path().join("backup");
+    stack.kill_host();
+    copy_db(stack.dir.path(), &backup);
+    restart_host(&mut stack);
+    let receipts = post(&stack, &keys, 300, 300);
+    let served = stack.checkpoint();
+    wait_published(&s3, stack.size());
+    let size = stack.size();
+
+    // The database rolled back and the bucket lost (the host now points at an empty one).
+    stack.kill_host();
+    copy_db(&backup, stack.dir.path());
+    set_bucket(&mut stack, "empty");
+    stack.start_host();
+    // It never serves: `/healthz` names the missing range and the refusal, again and again.
+    let started = Instant::now();
+    let mut reason = String::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        let v: Value = stack
+            .http
+            .get(&format!("{}/healthz", stack.gateway))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        assert_ne!(v["status"], "ok", "served over missing entries: {v}");
+        reason = v["reason"].as_str().unwrap_or_default().to_owned();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        reason.contains(&format!("..{size}")) || reason.contains("neither"),
+        "{reason}"
+    );
+    assert!(reason.contains("never forked"), "{reason}");
+    // Nothing was signed over the old copy: the enclave's log still has `size` entries and
+    // the checkpoint served before; with the original database back, it all verifies.
+    stack.kill_host();
+    set_bucket(&mut stack, "log");
+    let took = restart_host(&mut stack);
+    eprintln!("entries back: serving again after {took:?}");
+    assert_log_keeps(&stack, &keys, &receipts, &[served]);
+}
