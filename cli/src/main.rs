@@ -277,13 +277,24 @@ enum VerifyCmd {
         #[command(flatten)]
         trust: TrustArgs,
     },
-    /// Verify every receipt in a receipts file against the gateway's current checkpoint.
+    /// Verify every receipt in a receipts file against the log's newest checkpoint: from the
+    /// gateway's API, or with --tiles from the log's tiles alone (the bucket's public URL, or
+    /// any static copy; no host involved). A rollback or fork against the checkpoint this
+    /// verifier saw before (--state) exits with status 3; any other failure with 1.
     Receipts {
         /// Receipts file from `seller submit`.
         receipts: PathBuf,
-        /// Gateway base URL.
+        /// Gateway base URL (the log key comes from its attestation).
+        #[arg(long, required_unless_present_all = ["tiles", "log_key"])]
+        gateway: Option<String>,
+        /// Read the log from its C2SP tlog-tiles under this URL prefix (`PREFIX/checkpoint`,
+        /// `PREFIX/tile/...`) instead of the gateway's API.
         #[arg(long)]
-        gateway: String,
+        tiles: Option<String>,
+        /// The log's note verifier key (`origin+keyid+base64`, as `GET /attest` binds it and
+        /// the bucket's `leadgate/log-key` holds); without it, the gateway's attested key.
+        #[arg(long)]
+        log_key: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
         /// Where this verifier remembers the last checkpoint it saw (for consistency checks).
@@ -366,7 +377,23 @@ enum BenchCmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status 3: the log showed a rollback or a fork ([`verify::LogMisbehaved`]); 1: any
+/// other failure.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            if e.downcast_ref::<verify::LogMisbehaved>().is_some() {
+                std::process::ExitCode::from(3)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Seller(SellerCmd::Keygen { out }) => seller::keygen(&out),
         Cmd::Seller(SellerCmd::Submit {
@@ -495,10 +522,20 @@ fn main() -> anyhow::Result<()> {
         Cmd::Verify(VerifyCmd::Receipts {
             receipts,
             gateway,
+            tiles,
+            log_key,
             trust,
             state,
             concurrency,
-        }) => verify::receipts(&receipts, &gateway, &trust, &state, concurrency),
+        }) => verify::receipts(
+            &receipts,
+            gateway.as_deref(),
+            tiles.as_deref(),
+            log_key.as_deref(),
+            &trust,
+            &state,
+            concurrency,
+        ),
         Cmd::Pcr { eif, json } => pcr::pcr(&eif, json),
         Cmd::Audit {
             gateway,

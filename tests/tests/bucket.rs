@@ -209,7 +209,64 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     eprintln!("database deleted and enclave killed: serving again after {took:?}");
     assert_eq!(repairs(&stack), 3);
     assert_log_keeps(&stack, &keys, &receipts, &served);
-    post(&stack, &keys, 1_900, 50);
+    receipts.extend(post(&stack, &keys, 1_900, 50));
+    wait_published(&s3, stack.size());
+
+    // Every receipt verifies from the bucket's tiles alone (no host), and from the host's own
+    // tile paths, with the log key the bucket publishes; a verifier that saw a larger
+    // checkpoint, or another tree of the same size, exits with status 3.
+    let file = dir.path().join("receipts.jsonl");
+    let lines: Vec<String> = receipts
+        .iter()
+        .map(|r| json!({ "receipt": r }).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let vkey = String::from_utf8(s3.get(BUCKET, "log/leadgate/log-key").unwrap()).unwrap();
+    let state = dir.path().join("seen.json");
+    let verify = |tiles: &str| {
+        std::process::Command::new(leadgate_e2e::bin("leadgate"))
+            .args(["verify", "receipts"])
+            .arg(&file)
+            .args(["--tiles", tiles, "--log-key", vkey.trim(), "--state"])
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let bucket_url = format!("{}/{BUCKET}/log", s3.endpoint);
+    for tiles in [bucket_url.as_str(), stack.gateway.as_str()] {
+        let out = verify(tiles);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{tiles}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("{} receipts verified", receipts.len())),
+            "{stdout}"
+        );
+    }
+    let mut seen: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let size = seen["logs"][0]["size"].as_u64().unwrap();
+    seen["logs"][0]["size"] = json!(size + 100);
+    std::fs::write(&state, seen.to_string()).unwrap();
+    let out = verify(&bucket_url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "has {size} entries, fewer than the checkpoint of {}",
+            size + 100
+        )),
+        "{stderr}"
+    );
+    seen["logs"][0]["size"] = json!(size);
+    seen["logs"][0]["root"] = json!(hex::encode([7u8; 32]));
+    std::fs::write(&state, seen.to_string()).unwrap();
+    let out = verify(&bucket_url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("FORK"), "{stderr}");
 }
 
 #[test]

@@ -39,5 +39,6 @@ pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod release;
+pub mod tiles;
 
 pub use error_code::ErrorCode;

@@ -93,6 +93,137 @@ struct Seen {
     log_key: String,
     size: u64,
     root: String,
+    /// When it was verified, Unix ms (absent in files written before it was kept).
+    #[serde(default)]
+    seen_ms: Option<u64>,
+}
+
+/// A log as a verifier remembers it: its origin and its Ed25519 log key.
+#[derive(Debug, Clone, Copy)]
+pub struct LogId<'a> {
+    /// The origin (the note key's name).
+    pub origin: &'a str,
+    /// The log key.
+    pub log_key: &'a ed25519_dalek::VerifyingKey,
+}
+
+impl<'a> From<&'a EnclaveKeys> for LogId<'a> {
+    fn from(k: &'a EnclaveKeys) -> Self {
+        Self {
+            origin: &k.origin,
+            log_key: &k.log_key,
+        }
+    }
+}
+
+impl<'a> From<&'a NoteVerifier> for LogId<'a> {
+    fn from(v: &'a NoteVerifier) -> Self {
+        Self {
+            origin: v.name(),
+            log_key: v.public_key(),
+        }
+    }
+}
+
+/// The newest checkpoint of a log this verifier has seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root, 32 bytes.
+    pub root: Hash,
+    /// When it was verified, Unix ms, if known.
+    pub seen_ms: Option<u64>,
+}
+
+/// A log that shows a verifier less than, or something else than, a checkpoint it verified
+/// before: a rollback or a fork. `leadgate` exits with status 3 for it (a network error or
+/// any other failure is status 1), so a seller's script can tell the two apart.
+#[derive(Debug)]
+pub struct LogMisbehaved(pub String);
+
+impl std::fmt::Display for LogMisbehaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LogMisbehaved {}
+
+/// `date` of a Unix ms time, UTC (`YYYY-MM-DD HH:MM:SS UTC`).
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Checks that the log at `source` (its verified checkpoint `size`, `root`) extends what this
+/// verifier saw of it before, and remembers the newer of the two.
+///
+/// # Errors
+/// [`LogMisbehaved`] for a rollback (fewer entries than a checkpoint seen before) or a fork
+/// (not consistent with it); fetch failures otherwise.
+pub fn check_against_seen(
+    source: &dyn super::source::LogSource,
+    state: &Path,
+    log: LogId<'_>,
+    size: u64,
+    root: &Hash,
+) -> anyhow::Result<()> {
+    if let Some(seen) = load_seen_checkpoint(state, log)? {
+        let when = seen
+            .seen_ms
+            .map_or_else(|| "earlier".to_owned(), |ms| format!("on {}", utc(ms)));
+        if seen.size > size {
+            return Err(LogMisbehaved(format!(
+                "ROLLBACK: the log at {} has {size} entries, fewer than the checkpoint of {} \
+                 entries you verified {when}",
+                source.url(),
+                seen.size
+            ))
+            .into());
+        }
+        if seen.size == size && seen.root != *root {
+            return Err(LogMisbehaved(format!(
+                "FORK: the log at {}'s checkpoint of {size} entries has another root than the \
+                 one you verified {when}",
+                source.url()
+            ))
+            .into());
+        }
+        if seen.size < size {
+            let proof = source.consistency(seen.size, size)?;
+            merkle::verify_consistency(seen.size, size, &proof, &seen.root, root).map_err(|e| {
+                LogMisbehaved(format!(
+                    "FORK: the log at {}'s checkpoint of {size} entries is not consistent with \
+                     the checkpoint of {} entries you verified {when} ({})",
+                    source.url(),
+                    seen.size,
+                    e.code()
+                ))
+            })?;
+        }
+        eprintln!(
+            "consistent with the checkpoint of {} entries verified {when}",
+            seen.size
+        );
+    }
+    save_seen_log(state, log, size, root)
 }
 
 fn read_state(state: &Path) -> anyhow::Result<SeenState> {
@@ -114,35 +245,67 @@ fn read_state(state: &Path) -> anyhow::Result<SeenState> {
 /// # Errors
 /// A state file that does not parse.
 pub fn load_seen(state: &Path, keys: &EnclaveKeys) -> anyhow::Result<Option<(u64, Hash)>> {
-    let log_key = hex::encode(keys.log_key.as_bytes());
+    Ok(load_seen_checkpoint(state, keys.into())?.map(|s| (s.size, s.root)))
+}
+
+/// [`load_seen`], with when it was verified.
+///
+/// # Errors
+/// A state file that does not parse.
+pub fn load_seen_checkpoint(
+    state: &Path,
+    log: LogId<'_>,
+) -> anyhow::Result<Option<SeenCheckpoint>> {
+    let log_key = hex::encode(log.log_key.as_bytes());
     let Some(seen) = read_state(state)?
         .logs
         .into_iter()
-        .find(|l| l.origin == keys.origin && l.log_key == log_key)
+        .find(|l| l.origin == log.origin && l.log_key == log_key)
     else {
         return Ok(None);
     };
     let root: Hash = hex::decode(&seen.root)?
         .try_into()
         .map_err(|_| anyhow!("bad state root"))?;
-    Ok(Some((seen.size, root)))
+    Ok(Some(SeenCheckpoint {
+        size: seen.size,
+        root,
+        seen_ms: seen.seen_ms,
+    }))
 }
 
-/// Remembers checkpoint (`size`, `root`) of the log with these keys in the state file,
-/// keeping what it remembers of other logs.
+/// Remembers checkpoint (`size`, `root`) of the log with these keys in the state file, with
+/// the time, keeping what it remembers of other logs. A checkpoint smaller than the one
+/// remembered is not remembered (a verifier never forgets the newest tree it saw).
 ///
 /// # Errors
 /// Reading or writing the file.
 pub fn save_seen(state: &Path, keys: &EnclaveKeys, size: u64, root: &Hash) -> anyhow::Result<()> {
+    save_seen_log(state, keys.into(), size, root)
+}
+
+/// [`save_seen`] for a log named by its origin and key.
+///
+/// # Errors
+/// Reading or writing the file.
+pub fn save_seen_log(state: &Path, log: LogId<'_>, size: u64, root: &Hash) -> anyhow::Result<()> {
     let mut all = read_state(state)?;
-    let log_key = hex::encode(keys.log_key.as_bytes());
+    let log_key = hex::encode(log.log_key.as_bytes());
+    if all
+        .logs
+        .iter()
+        .any(|l| l.origin == log.origin && l.log_key == log_key && l.size > size)
+    {
+        return Ok(());
+    }
     all.logs
-        .retain(|l| !(l.origin == keys.origin && l.log_key == log_key));
+        .retain(|l| !(l.origin == log.origin && l.log_key == log_key));
     all.logs.push(Seen {
-        origin: keys.origin.clone(),
+        origin: log.origin.to_owned(),
         log_key,
         size,
         root: hex::encode(root),
+        seen_ms: Some(crate::http::now_ms()),
     });
     std::fs::write(state, serde_json::to_vec(&all)?)
         .with_context(|| format!("writing {}", state.display()))

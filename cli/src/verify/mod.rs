@@ -6,6 +6,7 @@ mod attestation;
 mod auction;
 mod checkpoints;
 mod receipts;
+pub mod source;
 
 pub use attestation::attestation;
 pub use auction::auction;

@@ -12,42 +12,49 @@ use leadgate_verifier::merkle::{self, Hash};
 use leadgate_verifier::receipt::{Receipt, VerifiedReceipt};
 use serde_json::Value;
 
+use leadgate_verifier::checkpoint::verify_checkpoint;
+use leadgate_verifier::note::NoteVerifier;
+
 use crate::http::{agent, attest_gateway, TrustArgs};
 
-use super::checkpoints::{
-    fetch_checkpoint, fetch_consistency, included_entry, load_seen, save_seen,
-};
+use super::checkpoints::{check_against_seen, LogId};
+use super::source::{GatewaySource, LogSource, TileSource};
 
-/// `verify receipts`.
+/// `verify receipts`: from the gateway's API, or with `tiles` from the log's tiles alone
+/// (the bucket or any static copy; then the log key is `log_key`, or the gateway's attested
+/// one).
+#[allow(clippy::too_many_arguments)]
 pub fn receipts(
     path: &Path,
-    gateway: &str,
+    gateway: Option<&str>,
+    tiles: Option<&str>,
+    log_key: Option<&str>,
     trust: &TrustArgs,
     state: &Path,
     concurrency: usize,
 ) -> anyhow::Result<()> {
     let http = agent();
-    let (_, keys) = attest_gateway(&http, gateway, trust)?;
-    let verifier = keys.note_verifier()?;
-    let cp = fetch_checkpoint(&http, gateway, &verifier, &keys.origin)?;
+    let verifier = match (log_key, gateway) {
+        (Some(k), _) => NoteVerifier::parse(k).map_err(|e| anyhow!("--log-key: {e}"))?,
+        (None, Some(g)) => attest_gateway(&http, g, trust)?.1.note_verifier()?,
+        (None, None) => bail!("give --gateway URL (its attested log key) or --log-key VKEY"),
+    };
+    let log = LogId::from(&verifier);
+    let source: Box<dyn LogSource> = match (tiles, gateway) {
+        (Some(t), _) => Box::new(TileSource::new(&http, t)),
+        (None, Some(g)) => Box::new(GatewaySource {
+            http: &http,
+            gateway: g,
+        }),
+        (None, None) => bail!("give --gateway URL or --tiles URL"),
+    };
+    let source = source.as_ref();
+    let note = source.checkpoint_note()?;
+    let cp = verify_checkpoint(&note, &verifier, log.origin)
+        .map_err(|e| anyhow!("checkpoint at {} rejected: {}: {e}", source.url(), e.code()))?;
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
-
-    // Consistency with the last checkpoint this verifier saw.
-    if let Some((seen_size, seen_root)) = load_seen(state, &keys)? {
-        let (m, n, rm, rn) = if seen_size <= size {
-            (seen_size, size, seen_root, root)
-        } else {
-            (size, seen_size, root, seen_root)
-        };
-        let proof = fetch_consistency(&http, gateway, m, n)?;
-        merkle::verify_consistency(m, n, &proof, &rm, &rn).map_err(|e| {
-            anyhow!(
-                "FORK: checkpoint {size} is not consistent with the previously seen {seen_size}: {}",
-                e.code()
-            )
-        })?;
-        eprintln!("consistent with previously seen checkpoint of size {seen_size}");
-    }
+    // Rollback or fork against the last checkpoint this verifier saw (remembered if newer).
+    check_against_seen(source, state, log, size, &root)?;
     let mut lines = Vec::new();
     for (i, line) in std::io::BufReader::new(
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
@@ -78,7 +85,7 @@ pub fn receipts(
                     skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                match check_receipt(&http, gateway, &keys, size, &root, v) {
+                match check_receipt(source, log, size, &root, v) {
                     Ok(()) => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -91,11 +98,11 @@ pub fn receipts(
         }
     });
     let failures = failures.into_inner().unwrap_or_default();
-    save_seen(state, &keys, size, &root)?;
     println!(
-        "{} receipts verified in checkpoint size {size} root {}; {} failed; {} lines without a receipt",
+        "{} receipts verified in checkpoint size {size} root {} from {}; {} failed; {} lines without a receipt",
         ok.load(Ordering::Relaxed),
         hex::encode(root),
+        source.url(),
         failures.len(),
         skipped.load(Ordering::Relaxed)
     );
@@ -112,16 +119,18 @@ pub fn receipts(
 /// the checkpoint extends the tree the receipt committed to (consistency); the served leaf
 /// hashes to the receipt's and says what the seller was told.
 fn check_receipt(
-    http: &ureq::Agent,
-    gateway: &str,
-    keys: &leadgate_verifier::keys::EnclaveKeys,
+    source: &dyn LogSource,
+    log: LogId<'_>,
     size: u64,
     root: &Hash,
     line: &Value,
 ) -> anyhow::Result<()> {
     let receipt: Receipt =
         serde_json::from_value(line["receipt"].clone()).context("receipt JSON")?;
-    let event = receipt_entry(http, gateway, keys, size, root, &receipt)?;
+    let verified = receipt
+        .verify(log.log_key, log.origin)
+        .map_err(|e| anyhow!("{}", e.code()))?;
+    let event = included_receipt_in(source, size, root, &verified)?;
     let (lead_id, verdict) = match &event {
         Event::LeadAccepted(e) => (e.lead_id.as_str(), "accepted"),
         Event::LeadRejected(e) => (e.lead_id.as_str(), "rejected"),
@@ -179,15 +188,30 @@ pub fn included_receipt(
     root: &Hash,
     r: &VerifiedReceipt,
 ) -> anyhow::Result<Event> {
+    included_receipt_in(&GatewaySource { http, gateway }, size, root, r)
+}
+
+/// [`included_receipt`] from any [`LogSource`]: the entry at the receipt's index is included
+/// in the checkpoint (`size`, `root`) and hashes to the receipt's leaf hash, and the
+/// checkpoint extends the tree the receipt signed.
+pub fn included_receipt_in(
+    source: &dyn LogSource,
+    size: u64,
+    root: &Hash,
+    r: &VerifiedReceipt,
+) -> anyhow::Result<Event> {
     if r.index >= size {
         bail!("index {} not yet in checkpoint of size {size}", r.index);
     }
-    let event = included_entry(http, gateway, r.index, size, root)?;
-    if merkle::leaf_hash(&event.1) != r.leaf_hash {
+    let leaf = source.entry(r.index, size)?;
+    let proof = source.inclusion(r.index, size)?;
+    merkle::verify_inclusion(&merkle::leaf_hash(&leaf), r.index, size, &proof, root)
+        .map_err(|e| anyhow!("entry {} inclusion: {}", r.index, e.code()))?;
+    if merkle::leaf_hash(&leaf) != r.leaf_hash {
         bail!("served entry does not match the receipt");
     }
-    let proof = fetch_consistency(http, gateway, r.index + 1, size)?;
+    let proof = source.consistency(r.index + 1, size)?;
     merkle::verify_consistency(r.index + 1, size, &proof, &r.root, root)
         .map_err(|e| anyhow!("receipt root consistency: {}", e.code()))?;
-    Ok(event.0)
+    Event::from_leaf(&leaf).map_err(|e| anyhow!("entry {}: {}", r.index, e.code()))
 }

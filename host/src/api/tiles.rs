@@ -6,11 +6,11 @@
 
 use super::{db, AppResult, AppState};
 use crate::error::ApiError;
-use crate::tiles::layout::{self, TileRef};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use leadgate_verifier::api::ErrorBody;
+use leadgate_verifier::tiles::{self as layout, TileRef};
 use leadgate_verifier::ErrorCode;
 use std::sync::Arc;
 

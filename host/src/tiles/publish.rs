@@ -28,10 +28,10 @@ use leadgate_verifier::checkpoint::Checkpoint;
 use leadgate_verifier::note::Note;
 
 use super::bucket::{Bucket, BucketError};
-use super::layout::{self, BundleError, TileRef};
 use super::records;
 use crate::gateway::{Gateway, LinkError};
 use crate::storage::StoreError;
+use leadgate_verifier::tiles::{self as layout, BundleError, TileRef};
 
 /// How often the publisher looks for new entries.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);

@@ -18,10 +18,10 @@ use leadgate_verifier::note::NoteVerifier;
 use serde_bytes::ByteBuf;
 
 use super::bucket::{Bucket, BucketError};
-use super::layout::{self, TileRef, TILE_WIDTH};
 use super::publish::{CHECKPOINT, LOG_KEY, SECRETS};
 use super::records;
 use crate::storage::{Store, StoreError};
+use leadgate_verifier::tiles::{self as layout, TileRef, TILE_WIDTH};
 
 /// Why a repair stopped.
 #[derive(Debug, thiserror::Error)]

@@ -1,11 +1,14 @@
 //! The C2SP tlog-tiles layout (`c2sp.org/tlog-tiles`): resource paths, which tiles a tree
-//! grows, and entry bundles. Pure: no I/O.
+//! grows, entry bundles, and [`TileNodes`], the tree's node hashes read from its tiles (for
+//! proofs computed from a bucket or any static copy of it). Pure: no I/O; the caller fetches.
 //!
 //! A tile at level `L`, index `N` holds the hashes of the tree nodes at height `8L` with
 //! indexes `256N ..` (level 0: leaf hashes; level 1: the roots of full level-0 tiles; …), up
 //! to 256 of them (8,192 bytes) when full. The rightmost tile of each level is partial for most
 //! sizes (`.p/<W>`, `W` from 1 to 255). Entry bundles follow the level-0 tiles: each entry
 //! is a big-endian uint16 length and the leaf's bytes.
+
+use crate::merkle::{root_from_leaf_hashes, Hash, NodeStore};
 
 /// Hashes in a full tile, and entries in a full bundle.
 pub const TILE_WIDTH: u64 = 256;
@@ -48,7 +51,8 @@ impl TileRef {
     }
 
     /// `leadgate/records/<N>[.p/<W>]`: the receipts and sealed records of the entries of a
-    /// level-0 tile (not part of tlog-tiles; see [`super::records`]).
+    /// level-0 tile, which leadgate's host publishes beside the entry bundles (not part of
+    /// tlog-tiles; `docs/PROTOCOL.md` §3).
     pub fn records_path(&self) -> String {
         format!("leadgate/records/{}", self.suffix())
     }
@@ -209,6 +213,47 @@ pub fn decode_bundle(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
     Ok(out)
 }
 
+/// The node hashes of a tree of `size` entries, read from its hash tiles through `fetch`
+/// (given a tile, its bytes: `width` 32-byte hashes). A [`NodeStore`], so the RFC 9162
+/// inclusion and consistency proofs of [`crate::merkle`] can be computed from tiles alone;
+/// a node whose tile is missing or of the wrong length is `None` (`proof.missing_node`).
+pub struct TileNodes<F> {
+    size: u64,
+    fetch: F,
+}
+
+impl<F: Fn(TileRef) -> Option<Vec<u8>>> TileNodes<F> {
+    /// The nodes of the tree of `size` entries.
+    pub fn new(size: u64, fetch: F) -> Self {
+        Self { size, fetch }
+    }
+}
+
+impl<F: Fn(TileRef) -> Option<Vec<u8>>> NodeStore for TileNodes<F> {
+    fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        let (tile_level, within) = (level / 8, u32::from(level % 8));
+        let first = index.checked_shl(within)?;
+        let end = index.checked_add(1)?.checked_shl(within)?;
+        let tile = tile_for(self.size, tile_level, first)?;
+        if end > tile.first() + tile.width {
+            return None;
+        }
+        let bytes = (self.fetch)(tile)?;
+        if bytes.len() as u64 != tile.width * HASH_BYTES as u64 {
+            return None;
+        }
+        let hashes: Vec<Hash> = bytes
+            .chunks_exact(HASH_BYTES)
+            .map(|c| c.try_into().expect("32-byte chunks"))
+            .collect();
+        let (a, b) = (
+            (first - tile.first()) as usize,
+            (end - tile.first()) as usize,
+        );
+        Some(root_from_leaf_hashes(&hashes[a..b]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +399,46 @@ mod tests {
             encode_bundle([big.as_slice()]),
             Err(BundleError::TooLarge(65_536))
         );
+    }
+
+    /// Proofs computed from tiles are the proofs computed from the leaves, at every size.
+    #[test]
+    fn proofs_from_tiles_are_the_proofs_from_the_leaves() {
+        use crate::merkle::{self, leaf_hash, Frontier};
+        let mut nodes = std::collections::HashMap::new();
+        let mut leaves = Vec::new();
+        let mut f = Frontier::new();
+        for i in 0u32..70_000 {
+            let h = leaf_hash(&i.to_be_bytes());
+            leaves.push(h);
+            for n in f.append(h) {
+                nodes.insert((n.level, n.index), n.hash);
+            }
+        }
+        for size in [1u64, 255, 256, 257, 65_536, 65_537, 70_000] {
+            let tiles = TileNodes::new(size, |t: TileRef| {
+                let bytes: Vec<u8> = (t.first()..t.first() + t.width)
+                    .flat_map(|i| nodes[&(8 * t.level, i)])
+                    .collect();
+                Some(bytes)
+            });
+            let root = merkle::subtree_root(&tiles, 0, size).unwrap();
+            assert_eq!(
+                root,
+                root_from_leaf_hashes(&leaves[..size as usize]),
+                "{size}"
+            );
+            for index in [0, size / 2, size - 1] {
+                let p = merkle::inclusion_proof(&tiles, index, size).unwrap();
+                merkle::verify_inclusion(&leaves[index as usize], index, size, &p, &root).unwrap();
+            }
+            let m = size / 3 + 1;
+            let p = merkle::consistency_proof(&tiles, m, size).unwrap();
+            let old = root_from_leaf_hashes(&leaves[..m as usize]);
+            merkle::verify_consistency(m, size, &p, &old, &root).unwrap();
+        }
+        // A tile of the wrong length is a missing node, never a wrong one.
+        let short = TileNodes::new(300, |_: TileRef| Some(vec![0u8; 31]));
+        assert!(merkle::inclusion_proof(&short, 0, 300).is_err());
     }
 }

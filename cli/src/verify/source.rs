@@ -1,0 +1,151 @@
+//! Where a verifier reads the log from: a gateway's API (`/v1/checkpoint`, `/v1/entries`,
+//! `/v1/proof/*`), or the log's tiles (`--tiles URL`: the bucket's public URL, a static copy
+//! of it, or a gateway's own `/checkpoint` and `/tile/…` paths) with no host involved, the
+//! proofs computed here from the hash tiles (C2SP tlog-tiles, `leadgate_verifier::tiles`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail};
+use leadgate_verifier::merkle::{self, Hash};
+use leadgate_verifier::tiles::{self, TileNodes, TileRef};
+
+use super::checkpoints::{fetch_consistency, hashes};
+use crate::http::{get_bytes, get_typed};
+
+/// Read access to a log: its newest checkpoint note (unverified), entries, and RFC 9162
+/// proofs (unverified: callers check them against a verified checkpoint).
+pub trait LogSource: Sync {
+    /// The newest checkpoint note's bytes.
+    fn checkpoint_note(&self) -> anyhow::Result<Vec<u8>>;
+    /// Entry `index`'s leaf bytes, as the tree of `size` entries has it.
+    fn entry(&self, index: u64, size: u64) -> anyhow::Result<Vec<u8>>;
+    /// The inclusion proof of `index` in the tree of `size` entries.
+    fn inclusion(&self, index: u64, size: u64) -> anyhow::Result<Vec<Hash>>;
+    /// The consistency proof from `from` entries to `to`.
+    fn consistency(&self, from: u64, to: u64) -> anyhow::Result<Vec<Hash>>;
+    /// Where it reads from, for messages.
+    fn url(&self) -> &str;
+}
+
+/// A gateway's API.
+pub struct GatewaySource<'a> {
+    /// The agent.
+    pub http: &'a ureq::Agent,
+    /// Base URL.
+    pub gateway: &'a str,
+}
+
+impl LogSource for GatewaySource<'_> {
+    fn checkpoint_note(&self) -> anyhow::Result<Vec<u8>> {
+        get_bytes(self.http, &format!("{}/v1/checkpoint", self.gateway))
+    }
+
+    fn entry(&self, index: u64, _size: u64) -> anyhow::Result<Vec<u8>> {
+        get_bytes(self.http, &format!("{}/v1/entries/{index}", self.gateway))
+    }
+
+    fn inclusion(&self, index: u64, size: u64) -> anyhow::Result<Vec<Hash>> {
+        let p: leadgate_verifier::api::InclusionProof = get_typed(
+            self.http,
+            &format!(
+                "{}/v1/proof/inclusion?index={index}&size={size}",
+                self.gateway
+            ),
+        )?;
+        hashes(&p.proof)
+    }
+
+    fn consistency(&self, from: u64, to: u64) -> anyhow::Result<Vec<Hash>> {
+        fetch_consistency(self.http, self.gateway, from, to)
+    }
+
+    fn url(&self) -> &str {
+        self.gateway
+    }
+}
+
+/// A log's tiles under a URL prefix; every tile fetched is kept for the run (a full tile, and
+/// a partial tile of a given width, never change).
+pub struct TileSource<'a> {
+    http: &'a ureq::Agent,
+    prefix: String,
+    cache: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl<'a> TileSource<'a> {
+    /// Tiles under `prefix` (`https://bucket.example/log`: `…/checkpoint`, `…/tile/…`).
+    pub fn new(http: &'a ureq::Agent, prefix: &str) -> Self {
+        Self {
+            http,
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn object(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
+            return Ok(b.clone());
+        }
+        let bytes = get_bytes(self.http, &format!("{}/{path}", self.prefix))?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_owned(), bytes.clone());
+        Ok(bytes)
+    }
+
+    /// The nodes of the tree of `size` entries; a tile that cannot be fetched is a missing
+    /// node (`proof.missing_node`), never a wrong one.
+    fn nodes(&self, size: u64) -> TileNodes<impl Fn(TileRef) -> Option<Vec<u8>> + '_> {
+        TileNodes::new(size, move |t: TileRef| self.object(&t.path()).ok())
+    }
+}
+
+impl LogSource for TileSource<'_> {
+    fn checkpoint_note(&self) -> anyhow::Result<Vec<u8>> {
+        get_bytes(self.http, &format!("{}/checkpoint", self.prefix))
+    }
+
+    fn entry(&self, index: u64, size: u64) -> anyhow::Result<Vec<u8>> {
+        let tile = tiles::tile_for(size, 0, index)
+            .ok_or_else(|| anyhow!("entry {index} is not in the tree of {size}"))?;
+        let bundle = self.object(&tile.entries_path())?;
+        let entries =
+            tiles::decode_bundle(&bundle).map_err(|e| anyhow!("{}: {e}", tile.entries_path()))?;
+        if entries.len() as u64 != tile.width {
+            bail!(
+                "{} has {} entries, not {}",
+                tile.entries_path(),
+                entries.len(),
+                tile.width
+            );
+        }
+        Ok(entries[(index - tile.first()) as usize].clone())
+    }
+
+    fn inclusion(&self, index: u64, size: u64) -> anyhow::Result<Vec<Hash>> {
+        let nodes = self.nodes(size);
+        merkle::inclusion_proof(&nodes, index, size)
+            .map_err(|e| anyhow!("inclusion proof from the tiles under {}: {e}", self.prefix))
+    }
+
+    fn consistency(&self, from: u64, to: u64) -> anyhow::Result<Vec<Hash>> {
+        let nodes = self.nodes(to);
+        merkle::consistency_proof(&nodes, from, to).map_err(|e| {
+            anyhow!(
+                "consistency proof from the tiles under {}: {e}",
+                self.prefix
+            )
+        })
+    }
+
+    fn url(&self) -> &str {
+        &self.prefix
+    }
+}
