@@ -246,6 +246,23 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
             "{stdout}"
         );
     }
+    // A reader written from the C2SP specs alone, not from our code, accepts the same tiles.
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.cache/s3-server/venv/bin/python");
+    for tiles in [bucket_url.as_str(), stack.gateway.as_str()] {
+        let out = std::process::Command::new(&python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/c2sp_tiles_reader.py"))
+            .args([tiles, vkey.trim()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{tiles}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("ok: "), "{stdout}");
+    }
     let mut seen: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     let size = seen["logs"][0]["size"].as_u64().unwrap();
     seen["logs"][0]["size"] = json!(size + 100);

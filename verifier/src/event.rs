@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::auction::{Pricing, TokenAmount};
 use crate::jcs::{self, JcsError};
 
-/// Largest leaf accepted, in bytes. A `lead.accepted` event with maximal listing fields is
-/// under 2 KiB; 8 KiB bounds parsing work on untrusted leaves.
+/// Largest leaf made or accepted, in bytes. A `lead.accepted` event with maximal listing
+/// fields is under 2 KiB; 8 KiB bounds parsing work on untrusted leaves, and keeps every leaf
+/// inside the 65,535-byte entry of a C2SP tlog-tiles entry bundle ([`crate::tiles`]).
 pub const MAX_EVENT_LEN: usize = 8 * 1024;
+const _: () = assert!(MAX_EVENT_LEN <= crate::tiles::MAX_ENTRY_BYTES);
 
 /// Errors for events. Codes: `event.*`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -281,13 +283,19 @@ pub enum Event {
 }
 
 impl Event {
-    /// The canonical leaf bytes (RFC 8785).
+    /// The canonical leaf bytes (RFC 8785), at most [`MAX_EVENT_LEN`].
     ///
     /// # Errors
-    /// [`EventError::Jcs`] if a number is out of range.
+    /// [`EventError::Jcs`] if a number is out of range; [`EventError::TooLarge`] over
+    /// [`MAX_EVENT_LEN`].
     pub fn to_leaf(&self) -> Result<Vec<u8>, EventError> {
         let value = serde_json::to_value(self).map_err(|e| EventError::Malformed(e.to_string()))?;
-        Ok(jcs::to_canonical_string(&value)?.into_bytes())
+        let leaf = jcs::to_canonical_string(&value)?.into_bytes();
+        // Where leaves are made: none over the limit is ever signed or published.
+        if leaf.len() > MAX_EVENT_LEN {
+            return Err(EventError::TooLarge);
+        }
+        Ok(leaf)
     }
 
     /// Parses leaf bytes, requiring canonical form.
@@ -362,6 +370,17 @@ mod tests {
                 pricing: Pricing::SecondPrice,
             },
         })
+    }
+
+    /// No leaf over the limit is ever made (so every leaf fits a tile's entry bundle).
+    #[test]
+    fn an_event_over_the_limit_makes_no_leaf() {
+        let mut e = accepted();
+        if let Event::LeadAccepted(a) = &mut e {
+            a.reasons = vec!["r".repeat(MAX_EVENT_LEN)];
+        }
+        assert_eq!(e.to_leaf(), Err(EventError::TooLarge));
+        assert!(accepted().to_leaf().unwrap().len() <= MAX_EVENT_LEN);
     }
 
     #[test]

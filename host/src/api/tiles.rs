@@ -71,8 +71,8 @@ pub(super) async fn get_tile(
     let tile = layout::parse_tile(level_n, &rest).ok_or_else(|| unknown(&rest))?;
     let (_, size) = newest(&s).await?;
     // Within the newest checkpoint's tree: its own partial tile, or a narrower one (a prefix).
-    if !layout::tile_for(size, tile.level, tile.first())
-        .is_some_and(|t: TileRef| t.width >= tile.width)
+    if layout::tile_for(size, tile.level, tile.first())
+        .is_none_or(|t: TileRef| t.width < tile.width)
     {
         return Err(unknown(&rest));
     }
