@@ -89,6 +89,9 @@ pub struct EnclaveConfig {
     pub journal_max_entries: usize,
     /// Most bytes kept for those entries (default 32 MiB); see [`crate::journal`].
     pub journal_max_bytes: usize,
+    /// Where a freshly started enclave learns the newest tree the log signed before it signs
+    /// anything (see [`crate::floor`]); none: from the host's tip alone.
+    pub floor_sources: Vec<crate::floor::FloorSource>,
 }
 
 impl EnclaveConfig {
@@ -114,6 +117,7 @@ impl EnclaveConfig {
             seller_cache_capacity: crate::sellers::DEFAULT_CAPACITY,
             journal_max_entries: crate::journal::DEFAULT_MAX_ENTRIES,
             journal_max_bytes: crate::journal::DEFAULT_MAX_BYTES,
+            floor_sources: Vec::new(),
         }
     }
 
@@ -332,6 +336,7 @@ impl Enclave {
                     sealed_secrets.as_deref().map(|b| b.as_slice()),
                     tip.is_some(),
                     aws_credentials.as_ref(),
+                    self.floor_sources(),
                 );
                 self.boot(secrets, tip, now_ms)
             }
@@ -497,6 +502,16 @@ impl Enclave {
     /// Whether a `Boot` has been taken (the enclave is restoring or serving).
     pub fn is_booted(&self) -> bool {
         !matches!(self.phase, Phase::Unbooted)
+    }
+
+    /// The floor sources still to ask: all of them until the floor is known (the first boot
+    /// of this process), then none.
+    pub fn floor_sources(&self) -> &[crate::floor::FloorSource] {
+        if self.floor.is_some() {
+            &[]
+        } else {
+            &self.config.floor_sources
+        }
     }
 
     /// The sealer, for [`Enclave::boot_secrets`] outside the enclave's lock.

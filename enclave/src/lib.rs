@@ -31,6 +31,7 @@ pub mod clock;
 pub mod core;
 pub mod dedup;
 pub mod error;
+pub mod floor;
 pub mod journal;
 pub mod kms;
 pub mod log;

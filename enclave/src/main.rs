@@ -11,6 +11,7 @@ use leadgate_enclave::attest::{
 };
 use leadgate_enclave::clock::now_ms;
 use leadgate_enclave::core::{Enclave, EnclaveConfig};
+use leadgate_enclave::floor::FloorSource;
 use leadgate_enclave::kms::{KmsClient, KmsKey};
 use leadgate_enclave::sealing::{DevFileSealer, KmsSealer, Sealer};
 use leadgate_enclave::server::{serve_with, LinkLimits};
@@ -120,6 +121,20 @@ struct Args {
     /// Most sellers' decompressed keys kept.
     #[arg(long, default_value_t = leadgate_enclave::sellers::DEFAULT_CAPACITY)]
     seller_cache: usize,
+    /// The log's published checkpoint (the bucket's `checkpoint` URL), read at the first boot
+    /// to learn the newest tree the log signed: the enclave never signs one that does not
+    /// extend it. Repeatable. `http://` for a local server in dev only.
+    #[arg(long)]
+    floor_checkpoint: Vec<String>,
+    /// A JSON-RPC URL to read the anchor contract's latest anchor from, likewise.
+    #[arg(long, requires = "floor_anchor_contract")]
+    floor_anchor_rpc: Option<String>,
+    /// The CheckpointAnchor contract (0x-prefixed, 20 bytes) for --floor-anchor-rpc.
+    #[arg(long, requires = "floor_anchor_rpc")]
+    floor_anchor_contract: Option<String>,
+    /// Reach the floor sources through this proxy (`vsock://3:PORT` on Nitro, as KMS).
+    #[arg(long)]
+    floor_via: Option<String>,
 }
 
 /// Most glibc malloc arenas. glibc gives a thread that meets contention its own arena (up to
@@ -222,6 +237,29 @@ async fn run() -> anyhow::Result<()> {
     config.tag_filter_bits_log2 = args.tag_filter_bits;
     config.bid_filter_bits_log2 = args.bid_filter_bits;
     config.seller_cache_capacity = args.seller_cache;
+    let via: Option<Endpoint> = args
+        .floor_via
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--floor-via")?;
+    for url in &args.floor_checkpoint {
+        config.floor_sources.push(FloorSource::Checkpoint {
+            url: url.clone(),
+            via: via.clone(),
+        });
+    }
+    if let (Some(rpc), Some(contract)) = (&args.floor_anchor_rpc, &args.floor_anchor_contract) {
+        let contract: [u8; 20] = hex::decode(contract.trim_start_matches("0x"))
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("--floor-anchor-contract: 20 bytes, hex")?;
+        config.floor_sources.push(FloorSource::Anchor {
+            rpc: rpc.clone(),
+            contract,
+            via: via.clone(),
+        });
+    }
     if let Some(w) = args.workers {
         config.workers = w.max(1);
     }

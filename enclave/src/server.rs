@@ -195,11 +195,11 @@ async fn handle(enclave: &Mutex<Enclave>, req: Request) -> Response {
             tip,
             aws_credentials,
         } => {
-            let sealer = {
+            let booting = {
                 let e = enclave.lock().await;
-                (!e.is_booted()).then(|| e.sealer())
+                (!e.is_booted()).then(|| (e.sealer(), e.floor_sources().to_vec()))
             };
-            let Some(sealer) = sealer else {
+            let Some((sealer, floor_sources)) = booting else {
                 return Response::Error(EnclaveError::AlreadyBooted.into());
             };
             let has_tip = tip.is_some();
@@ -209,6 +209,7 @@ async fn handle(enclave: &Mutex<Enclave>, req: Request) -> Response {
                     sealed_secrets.as_deref().map(|b| b.as_slice()),
                     has_tip,
                     aws_credentials.as_ref(),
+                    &floor_sources,
                 )
             })
             .await;

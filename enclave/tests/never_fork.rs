@@ -166,3 +166,117 @@ fn a_full_journal_refuses_appends_and_drops_nothing() {
     durable(&mut e, &host);
     submit_n(&mut host, &mut e, &keys, 3, 2);
 }
+
+/// Serves `body` with `status` to every request on a loopback port; returns the base URL.
+fn serve(status: u16, body: Vec<u8>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn with_floor(url: String) -> EnclaveConfig {
+    let mut config = EnclaveConfig::new(ORIGIN);
+    config.floor_sources = vec![leadgate_enclave::floor::FloorSource::Checkpoint {
+        url: format!("{url}/log/checkpoint"),
+        via: None,
+    }];
+    config
+}
+
+/// A freshly started enclave learns the floor from the published checkpoint before it signs
+/// anything: a host whose store is behind it is refused, whatever the enclave process; a
+/// source that cannot be read, or a checkpoint not signed by the log, stops the boot.
+#[test]
+fn a_restarted_enclave_learns_its_floor_from_the_published_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    submit_n(&mut host, &mut e, &keys, 0, 12);
+    let Response::Checkpoint {
+        note: Some(note), ..
+    } = e.handle(
+        Request::Checkpoint {
+            force: true,
+            anchor: None,
+        },
+        T0,
+    )
+    else {
+        panic!()
+    };
+    drop(e);
+    let published = serve(200, note.to_vec());
+    let size = host.leaves.len();
+
+    // The store rolled back by 5 entries; a new enclave process reads the floor.
+    let mut backup = host.truncated(size - 5);
+    let fresh = |config: EnclaveConfig| {
+        Enclave::new(
+            config,
+            Box::new(leadgate_enclave::sealing::DevFileSealer::open_or_create(dir.path()).unwrap()),
+            Box::new(
+                leadgate_enclave::attest::DevAttestationProvider::open_or_create(dir.path(), T0)
+                    .unwrap(),
+            ),
+        )
+    };
+    let mut e2 = fresh(with_floor(published.clone()));
+    let refused = backup.reboot(&mut e2, T0);
+    assert_eq!(code(&refused), ErrorCode::LogRollback, "{refused:?}");
+    let Response::Error(err) = &refused else {
+        unreachable!()
+    };
+    assert!(err.message.contains(&published), "{}", err.message);
+    // Without a floor source the same enclave code would have booted it (a new epoch).
+    let mut e3 = fresh(EnclaveConfig::new(ORIGIN));
+    assert!(matches!(
+        backup.clone().reboot(&mut e3, T0),
+        Response::Started { .. }
+    ));
+    // The full store boots.
+    assert!(matches!(host.reboot(&mut e2, T0), Response::Started { .. }));
+
+    // A source that is down, answers 500, or holds a note by another key: no boot at all.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let other = {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+        let body = leadgate_verifier::checkpoint::Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root: [0u8; 32],
+            extensions: Vec::new(),
+        };
+        leadgate_verifier::note::NoteSigner::new(ORIGIN, &key)
+            .unwrap()
+            .sign(&body.to_text())
+            .unwrap()
+            .to_bytes()
+    };
+    for url in [down, serve(500, Vec::new()), serve(200, other)] {
+        let mut e4 = fresh(with_floor(url));
+        let r = host.clone().reboot(&mut e4, T0);
+        assert_eq!(code(&r), ErrorCode::LogFloorUnavailable, "{r:?}");
+    }
+    // Nothing published yet (404): no floor beyond the host's tip.
+    let mut e5 = fresh(with_floor(serve(404, Vec::new())));
+    assert!(matches!(
+        host.clone().reboot(&mut e5, T0),
+        Response::Started { .. }
+    ));
+}

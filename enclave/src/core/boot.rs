@@ -11,8 +11,9 @@ use serde_bytes::ByteBuf;
 use crate::auctions::AuctionBook;
 use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
+use crate::floor::{FloorFound, FloorReport, FloorSource};
 use crate::journal::Journal;
-use crate::log::Log;
+use crate::log::{Log, SignedTree};
 use crate::replay::{ReplayGuard, SealedBidFilter};
 use crate::restore::Restore;
 use crate::sealing::Sealer;
@@ -29,6 +30,8 @@ use super::{err, hashes, Enclave, Phase, Restoring, Running};
 pub struct BootSecrets {
     secrets: Secrets,
     sealed: Vec<u8>,
+    /// The floor sources' answers (none once the floor is known).
+    floor: Vec<FloorReport>,
 }
 
 /// PCR0/1/2 from this enclave's own attestation document (`attestation.provider_failed` if
@@ -63,24 +66,74 @@ impl Enclave {
         sealed: Option<&[u8]>,
         has_tip: bool,
         aws_credentials: Option<&leadgate_protocol::AwsCredentials>,
+        floor_sources: &[FloorSource],
     ) -> Result<BootSecrets, EnclaveError> {
-        match sealed {
-            None if has_tip => Err(EnclaveError::NoSecrets),
+        let (secrets, sealed) = match sealed {
+            None if has_tip => return Err(EnclaveError::NoSecrets),
             None => {
                 let secrets = Secrets::generate();
                 let sealed = sealer.seal(&secrets.to_bytes(), aws_credentials)?;
-                Ok(BootSecrets { secrets, sealed })
+                (secrets, sealed)
             }
             Some(blob) => {
                 let plain = sealer.unseal(blob, aws_credentials)?;
                 let secrets =
                     Secrets::from_bytes(&plain).map_err(EnclaveError::SecretsMalformed)?;
-                Ok(BootSecrets {
-                    secrets,
-                    sealed: blob.to_vec(),
-                })
+                (secrets, blob.to_vec())
+            }
+        };
+        Ok(BootSecrets {
+            secrets,
+            sealed,
+            floor: crate::floor::fetch_blocking(floor_sources),
+        })
+    }
+
+    /// The newest tree the floor sources know of, each checked (a checkpoint against the log
+    /// key); `None` if they know of none.
+    fn floor_from(
+        &self,
+        secrets: &Secrets,
+        reports: Vec<FloorReport>,
+    ) -> Result<Option<SignedTree>, EnclaveError> {
+        let origin = &self.config.origin;
+        let verifier = secrets
+            .public_keys(origin)
+            .note_verifier()
+            .map_err(EnclaveError::BadOrigin)?;
+        let mut newest: Option<SignedTree> = None;
+        for report in reports {
+            let unavailable =
+                |why: String| EnclaveError::FloorUnavailable(format!("{}: {why}", report.source));
+            let tree = match report.found.map_err(unavailable)? {
+                FloorFound::Nothing | FloorFound::Tree { size: 0, .. } => continue,
+                FloorFound::Tree { size, root } => SignedTree {
+                    size,
+                    root,
+                    source: report.source.clone(),
+                },
+                FloorFound::Note(note) => {
+                    let cp = verify_checkpoint(&note, &verifier, origin)
+                        .map_err(|e| unavailable(format!("checkpoint: {e}")))?;
+                    SignedTree {
+                        size: cp.checkpoint().size,
+                        root: cp.checkpoint().root,
+                        source: report.source.clone(),
+                    }
+                }
+            };
+            match &newest {
+                Some(n) if n.size == tree.size && n.root != tree.root => {
+                    return Err(EnclaveError::Fork(format!(
+                        "{} and {} name different trees of {} entries",
+                        n.source, tree.source, tree.size
+                    )))
+                }
+                Some(n) if n.size >= tree.size => {}
+                _ => newest = Some(tree),
             }
         }
+        Ok(newest)
     }
 
     /// The rest of `Boot`, after [`Enclave::boot_secrets`]: checks the host's tip against
@@ -94,10 +147,25 @@ impl Enclave {
         if self.is_booted() {
             return err(EnclaveError::AlreadyBooted);
         }
-        let BootSecrets { secrets, sealed } = match secrets {
+        let BootSecrets {
+            secrets,
+            sealed,
+            floor,
+        } = match secrets {
             Ok(s) => s,
             Err(e) => return err(e),
         };
+        // A fresh process learns the floor before it signs anything, and keeps it.
+        if self.floor.is_none() && !self.config.floor_sources.is_empty() {
+            match self.floor_from(&secrets, floor) {
+                Ok(Some(tree)) => {
+                    tracing::info!(size = tree.size, source = %tree.source, "floor learned");
+                    self.floor = Some(tree);
+                }
+                Ok(None) => {}
+                Err(e) => return err(e),
+            }
+        }
         let origin = self.config.origin.clone();
         let (epoch, frontier) = match tip {
             None => (1, Frontier::new()),
