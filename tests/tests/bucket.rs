@@ -337,3 +337,70 @@ fn entries_gone_from_the_database_and_the_bucket_are_refused_never_forked() {
     eprintln!("entries back: serving again after {took:?}");
     assert_log_keeps(&stack, &keys, &receipts, &[served]);
 }
+
+/// A freshly started enclave reads the floor from the bucket's checkpoint itself: a host that
+/// boots it from a database rolled back behind it (and hides the bucket) is refused, with the
+/// reason in `/healthz`, and nothing is voided; with the entries back it serves.
+#[test]
+fn a_restarted_enclave_will_not_boot_behind_the_published_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3.log"));
+    s3.create_bucket(BUCKET);
+    let mut stack = Stack::new_stopped(
+        1_000_000,
+        &["--bucket".into(), format!("s3://{BUCKET}/log")],
+        tempfile::tempdir().unwrap(),
+    );
+    stack.host_env = s3.host_env();
+    let floor = format!("{}/{BUCKET}/log/checkpoint", s3.endpoint);
+    stack.enclave_args = vec!["--floor-checkpoint".into(), floor.clone()];
+    stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
+    let keys = stack.keys();
+    post(&stack, &keys, 0, 300);
+    let backup = dir.path().join("backup");
+    stack.kill_host();
+    copy_db(stack.dir.path(), &backup);
+    restart_host(&mut stack);
+    let receipts = post(&stack, &keys, 300, 300);
+    let served = stack.checkpoint();
+    wait_published(&s3, stack.size());
+    let size = stack.size();
+
+    // Host and enclave die; the database comes back 300 entries old and the host is pointed at
+    // an empty bucket; the new enclave process reads the real bucket's checkpoint.
+    stack.kill_host();
+    stack.kill_enclave();
+    copy_db(&backup, stack.dir.path());
+    set_bucket(&mut stack, "elsewhere");
+    stack.start_enclave();
+    stack.start_host();
+    let started = Instant::now();
+    let mut reason = String::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        let v: Value = stack
+            .http
+            .get(&format!("{}/healthz", stack.gateway))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        assert_ne!(
+            v["status"], "ok",
+            "booted behind the published checkpoint: {v}"
+        );
+        reason = v["reason"].as_str().unwrap_or_default().to_owned();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(reason.contains("log.rollback"), "{reason}");
+    assert!(reason.contains(&floor), "{reason}");
+    assert!(reason.contains(&format!("..{size}")), "{reason}");
+    // The bucket back: repaired, booted (a new epoch at the full size), nothing voided.
+    stack.kill_host();
+    set_bucket(&mut stack, "log");
+    let took = restart_host(&mut stack);
+    eprintln!("enclave restarted behind the bucket, entries back: serving again after {took:?}");
+    assert_log_keeps(&stack, &keys, &receipts, &[served]);
+}
