@@ -132,9 +132,13 @@ struct Args {
     /// The CheckpointAnchor contract (0x-prefixed, 20 bytes) for --floor-anchor-rpc.
     #[arg(long, requires = "floor_anchor_rpc")]
     floor_anchor_contract: Option<String>,
-    /// Reach the floor sources through this proxy (`vsock://3:PORT` on Nitro, as KMS).
+    /// Reach the --floor-checkpoint URLs through this proxy (on Nitro a `vsock-proxy` to the
+    /// bucket's host, `vsock://3:PORT`, as KMS is reached).
     #[arg(long)]
-    floor_via: Option<String>,
+    floor_checkpoint_via: Option<String>,
+    /// Reach --floor-anchor-rpc through this proxy (a `vsock-proxy` to the RPC's host).
+    #[arg(long)]
+    floor_anchor_via: Option<String>,
 }
 
 /// Most glibc malloc arenas. glibc gives a thread that meets contention its own arena (up to
@@ -237,16 +241,18 @@ async fn run() -> anyhow::Result<()> {
     config.tag_filter_bits_log2 = args.tag_filter_bits;
     config.bid_filter_bits_log2 = args.bid_filter_bits;
     config.seller_cache_capacity = args.seller_cache;
-    let via: Option<Endpoint> = args
-        .floor_via
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .context("--floor-via")?;
+    let via = |arg: &Option<String>, name: &str| -> anyhow::Result<Option<Endpoint>> {
+        arg.as_deref()
+            .map(str::parse)
+            .transpose()
+            .with_context(|| name.to_owned())
+    };
+    let checkpoint_via = via(&args.floor_checkpoint_via, "--floor-checkpoint-via")?;
+    let anchor_via = via(&args.floor_anchor_via, "--floor-anchor-via")?;
     for url in &args.floor_checkpoint {
         config.floor_sources.push(FloorSource::Checkpoint {
             url: url.clone(),
-            via: via.clone(),
+            via: checkpoint_via.clone(),
         });
     }
     if let (Some(rpc), Some(contract)) = (&args.floor_anchor_rpc, &args.floor_anchor_contract) {
@@ -257,7 +263,7 @@ async fn run() -> anyhow::Result<()> {
         config.floor_sources.push(FloorSource::Anchor {
             rpc: rpc.clone(),
             contract,
-            via: via.clone(),
+            via: anchor_via,
         });
     }
     if let Some(w) = args.workers {
