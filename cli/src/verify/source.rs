@@ -100,10 +100,43 @@ impl<'a> TileSource<'a> {
         Ok(bytes)
     }
 
+    /// A hash tile or entry bundle of the tree the caller holds a checkpoint for; a partial
+    /// one that is gone (the tile has filled since, and the log deleted its partials, as
+    /// c2sp.org/tlog-tiles allows) is read as the prefix of the full tile.
+    fn tile(&self, tile: TileRef, entries: bool) -> anyhow::Result<Vec<u8>> {
+        let path = |t: &TileRef| if entries { t.entries_path() } else { t.path() };
+        match self.object(&path(&tile)) {
+            Ok(b) => Ok(b),
+            Err(e) if tile.is_full() => Err(e),
+            Err(e) => {
+                let full = TileRef {
+                    width: tiles::TILE_WIDTH,
+                    ..tile
+                };
+                let bytes = self.object(&path(&full)).map_err(|_| e)?;
+                if entries {
+                    let all = tiles::decode_bundle(&bytes)
+                        .map_err(|e| anyhow!("{}: {e}", full.entries_path()))?;
+                    let some: Vec<&[u8]> = all
+                        .iter()
+                        .take(tile.width as usize)
+                        .map(Vec::as_slice)
+                        .collect();
+                    Ok(tiles::encode_bundle(some)?)
+                } else {
+                    Ok(bytes
+                        .get(..tile.width as usize * tiles::HASH_BYTES)
+                        .unwrap_or_default()
+                        .to_vec())
+                }
+            }
+        }
+    }
+
     /// The nodes of the tree of `size` entries; a tile that cannot be fetched is a missing
     /// node (`proof.missing_node`), never a wrong one.
     fn nodes(&self, size: u64) -> TileNodes<impl Fn(TileRef) -> Option<Vec<u8>> + '_> {
-        TileNodes::new(size, move |t: TileRef| self.object(&t.path()).ok())
+        TileNodes::new(size, move |t: TileRef| self.tile(t, false).ok())
     }
 }
 
@@ -115,7 +148,7 @@ impl LogSource for TileSource<'_> {
     fn entry(&self, index: u64, size: u64) -> anyhow::Result<Vec<u8>> {
         let tile = tiles::tile_for(size, 0, index)
             .ok_or_else(|| anyhow!("entry {index} is not in the tree of {size}"))?;
-        let bundle = self.object(&tile.entries_path())?;
+        let bundle = self.tile(tile, true)?;
         let entries =
             tiles::decode_bundle(&bundle).map_err(|e| anyhow!("{}: {e}", tile.entries_path()))?;
         if entries.len() as u64 != tile.width {

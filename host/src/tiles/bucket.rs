@@ -112,6 +112,25 @@ impl Bucket {
         Ok(())
     }
 
+    /// Deletes every object directly under `prefix/` (e.g. the partial tiles `tile/0/000.p/`
+    /// once `tile/0/000` is full); returns how many.
+    ///
+    /// # Errors
+    /// [`BucketError::Store`].
+    pub async fn delete_children(&self, prefix: &str) -> Result<usize, BucketError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&Path::from(prefix)))
+            .await?;
+        for o in &listed.objects {
+            match self.store.delete(&o.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(listed.objects.len())
+    }
+
     /// The object at `path`, or `None` if there is none.
     ///
     /// # Errors

@@ -9,7 +9,9 @@
 //!    ([`super::records`]); a full tile is written once, when it fills, and never again;
 //! 3. then the checkpoint, so the bucket's checkpoint never covers a tile it lacks;
 //! 4. then, and only then, the size is confirmed to the enclave (`Durable`), which may drop
-//!    those entries from its journal.
+//!    those entries from its journal;
+//! 5. the partial tiles of tiles that became full are deleted (readers fall back to the full
+//!    tile, as the spec allows).
 //!
 //! So every entry the enclave signed a receipt for is in the enclave's journal or in the
 //! bucket (or both), whatever happens to the host's disk. If the bucket is unreachable,
@@ -130,12 +132,27 @@ impl Publisher {
                 *published
             )));
         }
-        for tile in layout::grown_tiles(*published, size) {
-            self.write_tile(tile).await?;
+        let grown = layout::grown_tiles(*published, size);
+        for tile in &grown {
+            self.write_tile(*tile).await?;
         }
         self.bucket.put(CHECKPOINT, note).await?;
         *published = size;
         self.gateway.published_to(Ok(size));
+        // Partial tiles of a tile that is now full are no longer needed by any checkpoint's
+        // reader who falls back to the full tile (c2sp.org/tlog-tiles, "Partial Tiles").
+        for tile in grown.iter().filter(|t| t.is_full()) {
+            let mut prefixes = vec![format!("{}.p", tile.path())];
+            if tile.level == 0 {
+                prefixes.push(format!("{}.p", tile.entries_path()));
+                prefixes.push(format!("{}.p", tile.records_path()));
+            }
+            for p in prefixes {
+                if let Err(e) = self.bucket.delete_children(&p).await {
+                    tracing::warn!(error = %e, prefix = p, "deleting partial tiles failed");
+                }
+            }
+        }
         Ok(Some(size))
     }
 
