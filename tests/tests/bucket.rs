@@ -404,3 +404,88 @@ fn a_restarted_enclave_will_not_boot_behind_the_published_checkpoint() {
     eprintln!("enclave restarted behind the bucket, entries back: serving again after {took:?}");
     assert_log_keeps(&stack, &keys, &receipts, &[served]);
 }
+
+/// The bucket unreachable for a minute under load (its server frozen): nothing more is confirmed to the
+/// enclave, `/healthz` says the bucket lags, the gateway keeps answering until the enclave's
+/// unconfirmed tail is full and then refuses appends with 503 `journal.full` (never an
+/// acknowledged entry lost); once the bucket is back, it catches up and serves by itself.
+#[test]
+fn an_unreachable_bucket_slows_the_gateway_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3.log"));
+    s3.create_bucket(BUCKET);
+    let mut stack = Stack::new_stopped(
+        1_000_000,
+        &["--bucket".into(), format!("s3://{BUCKET}/log")],
+        tempfile::tempdir().unwrap(),
+    );
+    stack.host_env = s3.host_env();
+    stack.enclave_args = vec!["--journal-max-entries".into(), "1000".into()];
+    stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
+    let keys = stack.keys();
+    let mut receipts = post(&stack, &keys, 0, 200);
+    wait_published(&s3, stack.size());
+
+    s3.pause();
+    let seller = SigningKey::from_bytes(&[11; 32]);
+    let corpus = corpus();
+    let mut next = corpus.iter().cycle().skip(200);
+    let (mut refused, mut degraded) = (0, false);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let chunk: Vec<_> = next
+            .by_ref()
+            .take(100)
+            .map(|l| seal(&seller, &keys, &l["lead"]))
+            .collect();
+        let mut r = stack
+            .http
+            .post(&format!("{}/v1/leads/batch", stack.gateway))
+            .header("content-type", "application/json")
+            .send_json(json!({ "leads": chunk }))
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.body_mut().read_json().unwrap();
+        if status == 200 {
+            for a in v["results"].as_array().unwrap() {
+                match a.get("receipt") {
+                    Some(receipt) => receipts.push(serde_json::from_value(receipt.clone()).unwrap()),
+                    None => {
+                        assert_eq!(a["error"]["code"], "journal.full", "{a}");
+                        refused += 1;
+                    }
+                }
+            }
+        } else {
+            assert_eq!(status, 503, "{v}");
+            refused += chunk.len();
+        }
+        let h: Value = stack
+            .http
+            .get(&format!("{}/healthz", stack.gateway))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        if h["status"] == "degraded" && h["reason"].as_str().unwrap_or("").contains("bucket") {
+            degraded = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let outage = started.elapsed();
+    assert!(refused > 0, "the journal bound was never reached");
+    assert!(degraded, "/healthz never said the bucket lags");
+    s3.resume();
+    stack.wait_healthy(Duration::from_secs(120));
+    eprintln!(
+        "bucket frozen {outage:?}: {} leads acknowledged, {refused} refused with journal.full",
+        receipts.len() - 200
+    );
+    // Everything acknowledged is published and in the log.
+    wait_published(&s3, stack.size());
+    assert_log_keeps(&stack, &keys, &receipts, &[]);
+    post(&stack, &keys, 2_200, 100);
+}

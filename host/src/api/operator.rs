@@ -52,20 +52,22 @@ pub(super) async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Res
 }
 
 /// `{status: "ok" | "degraded", size, enclave, reason}`: `size` is the stored log size as of
-/// the last commit, `reason` says why when degraded. Takes no lock and reads no database, so
+/// the last commit, `enclave` whether the enclave link is up, `reason` says why when degraded
+/// (the link, storage, or publishing to the bucket). Takes no lock and reads no database, so
 /// it answers while the gateway is busy or its storage is failing.
 #[utoipa::path(get, path = "/healthz", tag = "operator",
     responses((status = 200, description = "Whether the gateway serves; answers without locks or database reads", body = Health)))]
 pub(super) async fn healthz(State(s): State<Arc<AppState>>) -> Json<Health> {
     let (up, reason) = s.gateway.health();
+    let publish = s.gateway.publish_error();
     Json(Health {
-        status: if up {
+        status: if up && publish.is_none() {
             HealthStatus::Ok
         } else {
             HealthStatus::Degraded
         },
         size: s.gateway.stored_size(),
         enclave: up,
-        reason,
+        reason: reason.or(publish),
     })
 }

@@ -120,7 +120,12 @@ pub struct Gateway {
     published: AtomicU64,
     /// Why publishing to the bucket fails, while it does.
     publish_error: std::sync::Mutex<Option<String>>,
+    /// When the bucket last held everything stored (Unix ms).
+    published_all_ms: AtomicU64,
 }
+
+/// How long entries may wait to be published before `/healthz` says the bucket lags.
+const PUBLISH_LAG_MS: u64 = 5_000;
 
 /// Exchanges on the held connection. Any link failure drops the connection (the stream may
 /// be out of step), so that [`Gateway::maintain`] reconnects and re-boots the enclave.
@@ -177,6 +182,7 @@ impl Gateway {
             publishing: AtomicBool::new(false),
             published: AtomicU64::new(0),
             publish_error: std::sync::Mutex::new(None),
+            published_all_ms: AtomicU64::new(crate::clock::now_ms()),
         }
     }
 
@@ -195,9 +201,19 @@ impl Gateway {
             Ok(size) => {
                 self.published.fetch_max(size, Ordering::AcqRel);
                 *error = None;
+                if size >= self.stored_size() {
+                    self.published_all_ms
+                        .store(crate::clock::now_ms(), Ordering::Release);
+                }
             }
             Err(e) => *error = Some(e),
         }
+    }
+
+    /// Records that the bucket holds everything stored (a round found nothing to publish).
+    pub fn published_all(&self) {
+        self.published_all_ms
+            .store(crate::clock::now_ms(), Ordering::Release);
     }
 
     /// The size the bucket's checkpoint covers, when publishing.
@@ -230,13 +246,31 @@ impl Gateway {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let publish = self
+        (up, if up { None } else { reason })
+    }
+
+    /// Why publishing to the bucket fails, while it does: the gateway is then degraded (it
+    /// serves until the enclave's unconfirmed tail is full, then refuses appends).
+    pub fn publish_error(&self) -> Option<String> {
+        if let Some(e) = self
             .publish_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .map(|e| format!("publishing to the bucket fails (appends stop when the enclave's unconfirmed tail is full): {e}"));
-        (up && publish.is_none(), if up { publish } else { reason })
+        {
+            return Some(format!("publishing to the bucket fails: {e}"));
+        }
+        let published = self.published_size()?;
+        let behind = self.stored_size().saturating_sub(published);
+        let since = crate::clock::now_ms()
+            .saturating_sub(self.published_all_ms.load(Ordering::Acquire));
+        (behind > 0 && since > PUBLISH_LAG_MS).then(|| {
+            format!(
+                "publishing to the bucket lags: {behind} entries unpublished, the bucket last \
+                 held everything {} s ago (appends stop when the enclave's unconfirmed tail is full)",
+                since / 1000
+            )
+        })
     }
 
     fn degraded(&self, why: impl Into<String>) {

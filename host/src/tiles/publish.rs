@@ -120,7 +120,11 @@ impl Publisher {
     /// Any [`PublishError`]; the bucket's checkpoint is then unchanged.
     pub async fn publish_once(&self) -> Result<Option<u64>, PublishError> {
         let mut published = self.published.lock().await;
-        if self.gateway.stored_size() <= *published || !self.gateway.connected().await {
+        if self.gateway.stored_size() <= *published {
+            self.gateway.published_all();
+            return Ok(None);
+        }
+        if !self.gateway.connected().await {
             return Ok(None);
         }
         self.write_keys().await?;
