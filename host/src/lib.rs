@@ -168,6 +168,10 @@ pub async fn run(
             }
         });
     }
+    tasks.spawn(tiles::scrub::run(
+        gateway.clone(),
+        gateway.repair_from.get().cloned(),
+    ));
     tasks.spawn(gateway.clone().maintain());
     let metrics = Arc::new(metrics::Metrics::new());
     let (tx, rx) = mpsc::channel(config.queue_len);

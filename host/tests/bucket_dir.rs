@@ -1,6 +1,8 @@
 //! The log published to the local-directory backend (`--bucket DIR`): tiles before the
 //! checkpoint, the partial tiles of a filled tile deleted, the tiles equal to what the host
-//! serves itself, and a database rebuilt from the directory alone equal to the original.
+//! serves itself, a damaged stored leaf found by the scrub and repaired from the directory
+//! (or, without a bucket, proofs refused), and a database rebuilt from the directory alone
+//! equal to the original.
 
 mod common;
 
@@ -20,6 +22,77 @@ fn lead(i: usize) -> Vec<u8> {
         "region": "Austin, TX", "role": "Owner", "company_size": "11-50",
     }))
     .unwrap()
+}
+
+/// Changes one byte of stored leaf `index`, with a connection of the test's own.
+async fn corrupt_leaf(db: &std::path::Path, index: i64) {
+    use sqlx::ConnectOptions as _;
+    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .unwrap();
+    let mut leaf: Vec<u8> = sqlx::query_scalar("SELECT leaf FROM leaves WHERE idx = ?")
+        .bind(index)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    leaf[3] ^= 1;
+    sqlx::query("UPDATE leaves SET leaf = ? WHERE idx = ?")
+        .bind(leaf)
+        .bind(index)
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
+/// Without a bucket to repair from, a damaged leaf makes the host degraded and refuse proofs
+/// and entries (`storage.damaged`) instead of serving them over bad data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_leaf_without_a_bucket_stops_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = InProcessStack::start(dir.path(), |_| {}).await;
+    let seller = SigningKey::from_bytes(&[6u8; 32]);
+    let leads: Vec<_> = (0..20)
+        .map(|n| {
+            seal_lead(
+                &seller,
+                &stack.keys.intake_key,
+                &stack.keys.origin,
+                &lead(n),
+                leadgate_host::clock::now_ms(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "leads": leads })).unwrap();
+    assert_eq!(
+        http(stack.addr(), "POST", "/v1/leads/batch", &body).await.0,
+        200
+    );
+    let (status, _) = http(stack.addr(), "POST", "/v1/checkpoint", b"").await;
+    assert_eq!(status, 200);
+    corrupt_leaf(&stack.db, 3).await;
+    eventually("the scrub reports the damage", || async {
+        common::health(stack.addr())
+            .await
+            .reason
+            .is_some_and(|r| r.contains("damaged"))
+    })
+    .await;
+    for path in [
+        "/v1/entries/3",
+        "/v1/proof/inclusion?index=3&size=5",
+        "/tile/0/000.p/5",
+    ] {
+        let (status, body) = http(stack.addr(), "GET", path, b"").await;
+        assert_eq!(status, 503, "{path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("storage.damaged"),
+            "{path}"
+        );
+    }
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +175,15 @@ async fn the_log_in_a_directory_and_a_database_rebuilt_from_it() {
             "{prefix} still holds partial tiles"
         );
     }
+    // One stored leaf with a changed byte: the scrub finds it and repairs it from the bucket.
+    let original = store.leaf(5).await.unwrap().unwrap();
+    corrupt_leaf(&stack.db, 5).await;
+    assert_ne!(store.leaf(5).await.unwrap().unwrap(), original);
+    eventually(
+        "the scrub repairs the damaged leaf from the bucket",
+        || async { store.leaf(5).await.unwrap().unwrap() == original },
+    )
+    .await;
     stack.stop().await;
 
     // A database rebuilt from the directory alone.

@@ -451,7 +451,9 @@ fn an_unreachable_bucket_slows_the_gateway_and_loses_nothing() {
         if status == 200 {
             for a in v["results"].as_array().unwrap() {
                 match a.get("receipt") {
-                    Some(receipt) => receipts.push(serde_json::from_value(receipt.clone()).unwrap()),
+                    Some(receipt) => {
+                        receipts.push(serde_json::from_value(receipt.clone()).unwrap())
+                    }
                     None => {
                         assert_eq!(a["error"]["code"], "journal.full", "{a}");
                         refused += 1;

@@ -99,6 +99,8 @@ error_codes! {
     ServerInternal = "server.internal" => 500,
     /// The host's store is failing; the gateway heals by itself.
     StorageUnavailable = "storage.unavailable" => 503,
+    /// The host's scrub found damaged entries it could not repair; proofs and entries are refused until it does.
+    StorageDamaged = "storage.damaged" => 503,
     /// The enclave is unreachable; the gateway heals by itself.
     EnclaveUnavailable = "enclave.unavailable" => 503,
     /// The enclave has not finished start-up.

@@ -68,6 +68,7 @@ pub(super) async fn get_entry(
     State(s): State<Arc<AppState>>,
     Path(index): Path<String>,
 ) -> AppResult<Response> {
+    s.gateway.refuse_if_damaged()?;
     let index = parse_u64(&index, "index")?;
     let leaf = s
         .gateway
@@ -111,6 +112,7 @@ pub(super) async fn inclusion(
     State(s): State<Arc<AppState>>,
     q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<InclusionProof>> {
+    s.gateway.refuse_if_damaged()?;
     let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let (index, size) = (parse_u64(&q.index, "index")?, parse_u64(&q.size, "size")?);
     let proof = proof_hex(&s, size, |st| merkle::inclusion_proof(st, index, size)).await?;
@@ -130,6 +132,7 @@ pub(super) async fn consistency(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<ConsistencyProof>> {
+    s.gateway.refuse_if_damaged()?;
     let Query(q) = q.map_err(|e| ApiError::new(ErrorCode::RequestBadQuery, e.body_text()))?;
     let (from, to) = (parse_u64(&q.from, "from")?, parse_u64(&q.to, "to")?);
     let proof = proof_hex(&s, to, |st| merkle::consistency_proof(st, from, to)).await?;

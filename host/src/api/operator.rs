@@ -59,7 +59,11 @@ pub(super) async fn get_metrics(State(s): State<Arc<AppState>>) -> AppResult<Res
     responses((status = 200, description = "Whether the gateway serves; answers without locks or database reads", body = Health)))]
 pub(super) async fn healthz(State(s): State<Arc<AppState>>) -> Json<Health> {
     let (up, reason) = s.gateway.health();
-    let publish = s.gateway.publish_error();
+    let publish = s
+        .gateway
+        .damage()
+        .map(|d| d.1)
+        .or_else(|| s.gateway.publish_error());
     Json(Health {
         status: if up && publish.is_none() {
             HealthStatus::Ok

@@ -59,6 +59,7 @@ pub(super) async fn get_tile(
     State(s): State<Arc<AppState>>,
     Path((level, rest)): Path<(String, String)>,
 ) -> AppResult<Response> {
+    s.gateway.refuse_if_damaged()?;
     let entries = level == "entries";
     let level_n: u8 = if entries {
         0

@@ -122,6 +122,8 @@ pub struct Gateway {
     publish_error: std::sync::Mutex<Option<String>>,
     /// When the bucket last held everything stored (Unix ms).
     published_all_ms: AtomicU64,
+    /// Damage the scrub found and could not repair: the first damaged index and why.
+    damage: std::sync::Mutex<Option<(u64, String)>>,
 }
 
 /// How long entries may wait to be published before `/healthz` says the bucket lags.
@@ -183,6 +185,7 @@ impl Gateway {
             published: AtomicU64::new(0),
             publish_error: std::sync::Mutex::new(None),
             published_all_ms: AtomicU64::new(crate::clock::now_ms()),
+            damage: std::sync::Mutex::new(None),
         }
     }
 
@@ -207,6 +210,30 @@ impl Gateway {
                 }
             }
             Err(e) => *error = Some(e),
+        }
+    }
+
+    /// Damage found by the scrub and not repaired: (first damaged index, why).
+    pub fn damage(&self) -> Option<(u64, String)> {
+        self.damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records damage found by the scrub, or that it is gone.
+    pub fn set_damage(&self, damage: Option<(u64, String)>) {
+        *self.damage.lock().unwrap_or_else(|p| p.into_inner()) = damage;
+    }
+
+    /// `storage.damaged` while the scrub reports damage: no proof or entry is served over it.
+    ///
+    /// # Errors
+    /// [`ApiError`] with `storage.damaged`.
+    pub fn refuse_if_damaged(&self) -> Result<(), ApiError> {
+        match self.damage() {
+            Some((_, why)) => Err(ApiError::new(ErrorCode::StorageDamaged, why)),
+            None => Ok(()),
         }
     }
 
@@ -262,8 +289,8 @@ impl Gateway {
         }
         let published = self.published_size()?;
         let behind = self.stored_size().saturating_sub(published);
-        let since = crate::clock::now_ms()
-            .saturating_sub(self.published_all_ms.load(Ordering::Acquire));
+        let since =
+            crate::clock::now_ms().saturating_sub(self.published_all_ms.load(Ordering::Acquire));
         (behind > 0 && since > PUBLISH_LAG_MS).then(|| {
             format!(
                 "publishing to the bucket lags: {behind} entries unpublished, the bucket last \

@@ -90,4 +90,40 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Overwrites entry `index`'s leaf, receipt and level-0 node with a verified copy (the
+    /// scrub's repair of a damaged row).
+    ///
+    /// # Errors
+    /// sqlx errors.
+    pub async fn replace_entry(
+        &self,
+        index: u64,
+        leaf: &[u8],
+        receipt: &leadgate_verifier::receipt::Receipt,
+        hash: &Hash,
+    ) -> Result<(), StoreError> {
+        let receipt =
+            serde_json::to_string(receipt).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+        let write = self.write();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE leaves SET leaf = ? WHERE idx = ?")
+            .bind(leaf)
+            .bind(index as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE receipts SET receipt = ? WHERE idx = ?")
+            .bind(receipt)
+            .bind(index as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT OR REPLACE INTO nodes (level, idx, hash) VALUES (0, ?, ?)")
+            .bind(index as i64)
+            .bind(hash.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        write.done();
+        Ok(())
+    }
 }

@@ -210,3 +210,52 @@ pub async fn repair(
         checkpoint: size,
     })
 }
+
+/// Replaces damaged entries `indexes` of the store with the bucket's copies, each checked
+/// first: its leaf hashes to the bucket's level-0 tile (of the tree the bucket's checkpoint
+/// signs) and to its receipt's leaf hash, the receipt signed by the log key for its index.
+///
+/// # Errors
+/// [`RepairError::Invalid`] if an entry is beyond the bucket's checkpoint or its copy does not
+/// verify; the entries before it are replaced.
+pub async fn repair_entries(
+    store: &Store,
+    bucket: &Bucket,
+    indexes: &[u64],
+    keys: Option<&leadgate_verifier::keys::EnclaveKeys>,
+) -> Result<(), RepairError> {
+    let pinned = keys.and_then(|k| k.note_verifier().ok());
+    let key = log_key(bucket, pinned.as_ref()).await?;
+    let note = object(bucket, CHECKPOINT).await?;
+    let cp = verify_checkpoint(&note, &key, key.name())
+        .map_err(|e| RepairError::Invalid(format!("{CHECKPOINT}: {e}")))?;
+    let size = cp.checkpoint().size;
+    for &index in indexes {
+        let tile = layout::tile_for(size, 0, index).ok_or_else(|| {
+            RepairError::Invalid(format!("entry {index} is beyond the bucket's checkpoint"))
+        })?;
+        let leaves = layout::decode_bundle(&object(bucket, &tile.entries_path()).await?)
+            .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.entries_path())))?;
+        let hashes = object(bucket, &tile.path()).await?;
+        let entries = records::join(&object(bucket, &tile.records_path()).await?, leaves)
+            .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.records_path())))?;
+        let at = (index - tile.first()) as usize;
+        let (Some(entry), Some(tile_hash)) = (entries.get(at), hashes.chunks(32).nth(at)) else {
+            return Err(RepairError::Invalid(format!("{} is short", tile.path())));
+        };
+        let h = leaf_hash(&entry.leaf);
+        let receipt_ok = entry
+            .receipt
+            .verify(key.public_key(), key.name())
+            .is_ok_and(|r| r.index == index && r.leaf_hash == h);
+        if tile_hash != h.as_slice() || !receipt_ok {
+            return Err(RepairError::Invalid(format!(
+                "the bucket's entry {index} does not verify"
+            )));
+        }
+        store
+            .replace_entry(index, &entry.leaf, &entry.receipt, &h)
+            .await?;
+    }
+    Ok(())
+}
