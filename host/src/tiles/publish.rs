@@ -137,30 +137,50 @@ impl Publisher {
             )));
         }
         let grown = layout::grown_tiles(*published, size);
+        let mut objects = Vec::new();
         for tile in &grown {
-            self.write_tile(*tile).await?;
+            objects.extend(self.tile_objects(*tile).await?);
+        }
+        // The round's objects are independent of each other: written at once, all of them
+        // before the checkpoint.
+        let mut puts = tokio::task::JoinSet::new();
+        for (path, bytes) in objects {
+            let bucket = self.bucket.clone();
+            puts.spawn(async move { bucket.put(&path, bytes).await });
+        }
+        while let Some(put) = puts.join_next().await {
+            put.map_err(|e| PublishError::Inconsistent(format!("publishing task: {e}")))??;
         }
         self.bucket.put(CHECKPOINT, note).await?;
         *published = size;
         self.gateway.published_to(Ok(size));
         // Partial tiles of a tile that is now full are no longer needed by any checkpoint's
-        // reader who falls back to the full tile (c2sp.org/tlog-tiles, "Partial Tiles").
+        // reader who falls back to the full tile (c2sp.org/tlog-tiles, "Partial Tiles"):
+        // deleted beside the next rounds, off their path.
+        let mut prefixes = Vec::new();
         for tile in grown.iter().filter(|t| t.is_full()) {
-            let mut prefixes = vec![format!("{}.p", tile.path())];
+            prefixes.push(format!("{}.p", tile.path()));
             if tile.level == 0 {
                 prefixes.push(format!("{}.p", tile.entries_path()));
                 prefixes.push(format!("{}.p", tile.records_path()));
             }
-            for p in prefixes {
-                if let Err(e) = self.bucket.delete_children(&p).await {
-                    tracing::warn!(error = %e, prefix = p, "deleting partial tiles failed");
+        }
+        if !prefixes.is_empty() {
+            let bucket = self.bucket.clone();
+            tokio::spawn(async move {
+                for p in prefixes {
+                    if let Err(e) = bucket.delete_children(&p).await {
+                        tracing::warn!(error = %e, prefix = p, "deleting partial tiles failed");
+                    }
                 }
-            }
+            });
         }
         Ok(Some(size))
     }
 
-    async fn write_tile(&self, tile: TileRef) -> Result<(), PublishError> {
+    /// The objects of one grown tile: the hash tile, and for level 0 its entry and record
+    /// bundles, as (path, bytes).
+    async fn tile_objects(&self, tile: TileRef) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
         let store = &self.gateway.store;
         let hashes = store
             .node_range(8 * tile.level, tile.first(), tile.width)
@@ -171,18 +191,17 @@ impl Publisher {
                 tile.path()
             )));
         }
+        let mut out = Vec::with_capacity(3);
         if tile.level == 0 {
             let entries = store
                 .journal_entries(tile.first(), tile.first() + tile.width)
                 .await?;
             let bundle = layout::encode_bundle(entries.iter().map(|e| e.leaf.as_slice()))?;
-            self.bucket.put(&tile.entries_path(), bundle).await?;
-            self.bucket
-                .put(&tile.records_path(), records::encode(&entries))
-                .await?;
+            out.push((tile.entries_path(), bundle));
+            out.push((tile.records_path(), records::encode(&entries)));
         }
-        self.bucket.put(&tile.path(), hashes.concat()).await?;
-        Ok(())
+        out.push((tile.path(), hashes.concat()));
+        Ok(out)
     }
 
     /// Writes the sealed secrets and the log key once per process (they change only when
