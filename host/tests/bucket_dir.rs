@@ -24,6 +24,27 @@ fn lead(i: usize) -> Vec<u8> {
     .unwrap()
 }
 
+/// Seals leads `range` (of [`lead`]) for the stack's enclave and posts them as one batch.
+async fn post_leads(stack: &InProcessStack, seller: &SigningKey, range: std::ops::Range<usize>) {
+    let leads: Vec<_> = range
+        .map(|n| {
+            seal_lead(
+                seller,
+                &stack.keys.intake_key,
+                &stack.keys.origin,
+                &lead(n),
+                leadgate_host::clock::now_ms(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "leads": leads })).unwrap();
+    assert_eq!(
+        http(stack.addr(), "POST", "/v1/leads/batch", &body).await.0,
+        200
+    );
+}
+
 /// Changes one byte of stored leaf `index`, with a connection of the test's own.
 async fn corrupt_leaf(db: &std::path::Path, index: i64) {
     use sqlx::ConnectOptions as _;
@@ -53,23 +74,7 @@ async fn a_damaged_leaf_without_a_bucket_stops_proofs() {
     let dir = tempfile::tempdir().unwrap();
     let stack = InProcessStack::start(dir.path(), |_| {}).await;
     let seller = SigningKey::from_bytes(&[6u8; 32]);
-    let leads: Vec<_> = (0..20)
-        .map(|n| {
-            seal_lead(
-                &seller,
-                &stack.keys.intake_key,
-                &stack.keys.origin,
-                &lead(n),
-                leadgate_host::clock::now_ms(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "leads": leads })).unwrap();
-    assert_eq!(
-        http(stack.addr(), "POST", "/v1/leads/batch", &body).await.0,
-        200
-    );
+    post_leads(&stack, &seller, 0..20).await;
     let (status, _) = http(stack.addr(), "POST", "/v1/checkpoint", b"").await;
     assert_eq!(status, 200);
     corrupt_leaf(&stack.db, 3).await;
@@ -104,22 +109,7 @@ async fn the_log_in_a_directory_and_a_database_rebuilt_from_it() {
     let seller = SigningKey::from_bytes(&[5u8; 32]);
     let mut sent = 0;
     for round in 0..3 {
-        let leads: Vec<_> = (0..120)
-            .map(|i| {
-                let n = round * 120 + i;
-                seal_lead(
-                    &seller,
-                    &stack.keys.intake_key,
-                    &stack.keys.origin,
-                    &lead(n),
-                    leadgate_host::clock::now_ms(),
-                )
-                .unwrap()
-            })
-            .collect();
-        let body = serde_json::to_vec(&serde_json::json!({ "leads": leads })).unwrap();
-        let (status, _) = http(stack.addr(), "POST", "/v1/leads/batch", &body).await;
-        assert_eq!(status, 200);
+        post_leads(&stack, &seller, round * 120..round * 120 + 120).await;
         sent += 120;
         // Let a publishing round pass between batches, so partial tiles are written.
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;

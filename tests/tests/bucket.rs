@@ -17,13 +17,15 @@ use serde_json::{json, Value};
 
 const BUCKET: &str = "leadgate-e2e";
 
-fn stack_with_bucket(s3: &S3Server, dir: tempfile::TempDir) -> Stack {
+/// A stack publishing to `s3://BUCKET/log`, its enclave started with `enclave_args`.
+fn stack_with_bucket(s3: &S3Server, dir: tempfile::TempDir, enclave_args: &[String]) -> Stack {
     let mut stack = Stack::new_stopped(
         1_000_000,
         &["--bucket".into(), format!("s3://{BUCKET}/log")],
         dir,
     );
     stack.host_env = s3.host_env();
+    stack.enclave_args = enclave_args.to_vec();
     stack.start_enclave();
     stack.start_host();
     stack.wait_attests();
@@ -159,7 +161,7 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3.log"));
     s3.create_bucket(BUCKET);
-    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap());
+    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap(), &[]);
     let keys = stack.keys();
     let mut receipts = post(&stack, &keys, 0, 500);
     let mut served = vec![stack.checkpoint()];
@@ -291,7 +293,7 @@ fn entries_gone_from_the_database_and_the_bucket_are_refused_never_forked() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3.log"));
     s3.create_bucket(BUCKET);
-    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap());
+    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap(), &[]);
     let keys = stack.keys();
     post(&stack, &keys, 0, 300);
     let backup = dir.path().join("backup");
@@ -346,17 +348,12 @@ fn a_restarted_enclave_will_not_boot_behind_the_published_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3.log"));
     s3.create_bucket(BUCKET);
-    let mut stack = Stack::new_stopped(
-        1_000_000,
-        &["--bucket".into(), format!("s3://{BUCKET}/log")],
-        tempfile::tempdir().unwrap(),
-    );
-    stack.host_env = s3.host_env();
     let floor = format!("{}/{BUCKET}/log/checkpoint", s3.endpoint);
-    stack.enclave_args = vec!["--floor-checkpoint".into(), floor.clone()];
-    stack.start_enclave();
-    stack.start_host();
-    stack.wait_attests();
+    let mut stack = stack_with_bucket(
+        &s3,
+        tempfile::tempdir().unwrap(),
+        &["--floor-checkpoint".into(), floor.clone()],
+    );
     let keys = stack.keys();
     post(&stack, &keys, 0, 300);
     let backup = dir.path().join("backup");
@@ -414,16 +411,11 @@ fn an_unreachable_bucket_slows_the_gateway_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3.log"));
     s3.create_bucket(BUCKET);
-    let mut stack = Stack::new_stopped(
-        1_000_000,
-        &["--bucket".into(), format!("s3://{BUCKET}/log")],
+    let stack = stack_with_bucket(
+        &s3,
         tempfile::tempdir().unwrap(),
+        &["--journal-max-entries".into(), "1000".into()],
     );
-    stack.host_env = s3.host_env();
-    stack.enclave_args = vec!["--journal-max-entries".into(), "1000".into()];
-    stack.start_enclave();
-    stack.start_host();
-    stack.wait_attests();
     let keys = stack.keys();
     let mut receipts = post(&stack, &keys, 0, 200);
     wait_published(&s3, stack.size());

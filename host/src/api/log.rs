@@ -40,14 +40,17 @@ pub(super) async fn get_epochs(State(s): State<Arc<AppState>>) -> AppResult<Json
 #[utoipa::path(get, path = "/v1/checkpoint", tag = "auditor",
     responses((status = 200, description = "The latest checkpoint, a C2SP signed note", content_type = "text/plain", body = String), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
 pub(super) async fn get_checkpoint(State(s): State<Arc<AppState>>) -> AppResult<Response> {
-    let note = s
-        .gateway
+    Ok(note_response(latest_note(&s).await?))
+}
+
+/// The newest stored checkpoint note; 404 `checkpoint.none` before the first.
+pub(super) async fn latest_note(s: &AppState) -> AppResult<Vec<u8>> {
+    s.gateway
         .store
         .latest_checkpoint()
         .await
         .map_err(db)?
-        .ok_or_else(|| ApiError::new(ErrorCode::CheckpointNone, "no checkpoint yet"))?;
-    Ok(note_response(note))
+        .ok_or_else(|| ApiError::new(ErrorCode::CheckpointNone, "no checkpoint yet"))
 }
 
 #[utoipa::path(post, path = "/v1/checkpoint", tag = "auditor",

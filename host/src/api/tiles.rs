@@ -22,13 +22,7 @@ fn unknown(what: &str) -> ApiError {
 
 /// The newest checkpoint's note and size.
 async fn newest(s: &AppState) -> AppResult<(Vec<u8>, u64)> {
-    let note = s
-        .gateway
-        .store
-        .latest_checkpoint()
-        .await
-        .map_err(db)?
-        .ok_or_else(|| ApiError::new(ErrorCode::CheckpointNone, "no checkpoint yet"))?;
+    let note = super::log::latest_note(s).await?;
     let size = crate::tiles::publish::checkpoint_size(&note)
         .map_err(|e| ApiError::internal("stored checkpoint", e))?;
     Ok((note, size))

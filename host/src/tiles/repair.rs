@@ -124,6 +124,30 @@ async fn object(bucket: &Bucket, path: &str) -> Result<bytes::Bytes, RepairError
         .ok_or_else(|| RepairError::Invalid(format!("{path} is missing")))
 }
 
+/// Level-0 tile `tile`'s entries from the bucket, checked against its hash tile: each leaf
+/// with its receipt and record (not yet checked against the log key).
+///
+/// # Errors
+/// [`RepairError::Invalid`] naming the object that is missing or does not verify.
+async fn verified_tile(
+    bucket: &Bucket,
+    tile: TileRef,
+) -> Result<Vec<leadgate_protocol::JournalEntry>, RepairError> {
+    let leaves = layout::decode_bundle(&object(bucket, &tile.entries_path()).await?)
+        .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.entries_path())))?;
+    let hashes = object(bucket, &tile.path()).await?;
+    let expect: Vec<u8> = leaves.iter().flat_map(|l| leaf_hash(l)).collect();
+    if leaves.len() as u64 != tile.width || hashes.as_ref() != expect.as_slice() {
+        return Err(RepairError::Invalid(format!(
+            "{} does not hash to {}",
+            tile.entries_path(),
+            tile.path()
+        )));
+    }
+    records::join(&object(bucket, &tile.records_path()).await?, leaves)
+        .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.records_path())))
+}
+
 /// Brings `store` up to the bucket's checkpoint (see the module docs). A database at or past
 /// it is checked against it (its root at the checkpoint's size) and left alone.
 ///
@@ -170,19 +194,7 @@ pub async fn repair(
             index,
             width: (size - index * TILE_WIDTH).min(TILE_WIDTH),
         };
-        let leaves = layout::decode_bundle(&object(bucket, &tile.entries_path()).await?)
-            .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.entries_path())))?;
-        let hashes = object(bucket, &tile.path()).await?;
-        let expect: Vec<u8> = leaves.iter().flat_map(|l| leaf_hash(l)).collect();
-        if leaves.len() as u64 != tile.width || hashes.as_ref() != expect.as_slice() {
-            return Err(RepairError::Invalid(format!(
-                "{} does not hash to {}",
-                tile.entries_path(),
-                tile.path()
-            )));
-        }
-        let entries = records::join(&object(bucket, &tile.records_path()).await?, leaves)
-            .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.records_path())))?;
+        let entries = verified_tile(bucket, tile).await?;
         let skip = (frontier.size() - tile.first()) as usize;
         let entries = entries.into_iter().skip(skip).collect();
         let batch = check_entries(&mut frontier, entries, key.public_key(), key.name())
@@ -212,8 +224,8 @@ pub async fn repair(
 }
 
 /// Replaces damaged entries `indexes` of the store with the bucket's copies, each checked
-/// first: its leaf hashes to the bucket's level-0 tile (of the tree the bucket's checkpoint
-/// signs) and to its receipt's leaf hash, the receipt signed by the log key for its index.
+/// first: its tile as [`repair`] checks it (of the tree the bucket's checkpoint signs), and
+/// its leaf against its receipt, signed by the log key for its index.
 ///
 /// # Errors
 /// [`RepairError::Invalid`] if an entry is beyond the bucket's checkpoint or its copy does not
@@ -234,13 +246,8 @@ pub async fn repair_entries(
         let tile = layout::tile_for(size, 0, index).ok_or_else(|| {
             RepairError::Invalid(format!("entry {index} is beyond the bucket's checkpoint"))
         })?;
-        let leaves = layout::decode_bundle(&object(bucket, &tile.entries_path()).await?)
-            .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.entries_path())))?;
-        let hashes = object(bucket, &tile.path()).await?;
-        let entries = records::join(&object(bucket, &tile.records_path()).await?, leaves)
-            .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.records_path())))?;
-        let at = (index - tile.first()) as usize;
-        let (Some(entry), Some(tile_hash)) = (entries.get(at), hashes.chunks(32).nth(at)) else {
+        let entries = verified_tile(bucket, tile).await?;
+        let Some(entry) = entries.get((index - tile.first()) as usize) else {
             return Err(RepairError::Invalid(format!("{} is short", tile.path())));
         };
         let h = leaf_hash(&entry.leaf);
@@ -248,7 +255,7 @@ pub async fn repair_entries(
             .receipt
             .verify(key.public_key(), key.name())
             .is_ok_and(|r| r.index == index && r.leaf_hash == h);
-        if tile_hash != h.as_slice() || !receipt_ok {
+        if !receipt_ok {
             return Err(RepairError::Invalid(format!(
                 "the bucket's entry {index} does not verify"
             )));
