@@ -597,3 +597,60 @@ pub fn seal(seller: &SigningKey, keys: &EnclaveKeys, lead: &Value) -> SealedLead
     )
     .expect("seal")
 }
+
+/// Changes one byte (byte 3) of stored leaf `index` in the host database at `db`, as a bad
+/// disk sector or a careless hand would: the leaves row only, not its node or receipt.
+/// Returns the leaf's original bytes. Panics if the database has no such leaf.
+pub fn corrupt_leaf(db: &Path, index: u64) -> Vec<u8> {
+    use sqlx::ConnectOptions as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db)
+            .connect()
+            .await
+            .expect("open the host database");
+        let original: Vec<u8> = sqlx::query_scalar("SELECT leaf FROM leaves WHERE idx = ?")
+            .bind(index as i64)
+            .fetch_one(&mut c)
+            .await
+            .expect("the leaf");
+        let mut leaf = original.clone();
+        leaf[3] ^= 1;
+        sqlx::query("UPDATE leaves SET leaf = ? WHERE idx = ?")
+            .bind(leaf)
+            .bind(index as i64)
+            .execute(&mut c)
+            .await
+            .expect("update the leaf");
+        original
+    })
+}
+
+/// The number of leaves stored in the host database at `db` (one past the highest index; 0
+/// for an empty or missing log). Reads beside a running host (SQLite's WAL allows it).
+pub fn stored_size(db: &Path) -> u64 {
+    use sqlx::ConnectOptions as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let Ok(mut c) = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db)
+            .connect()
+            .await
+        else {
+            return 0;
+        };
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(idx) + 1 FROM leaves")
+            .fetch_one(&mut c)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0) as u64
+    })
+}

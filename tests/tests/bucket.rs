@@ -1,6 +1,7 @@
 //! The bucket is the log's durable copy: real processes and a real S3-protocol server (moto,
 //! `scripts/s3-server install`). A host whose database is deleted or replaced by an old copy
-//! (with the enclave running, or killed at the same time) repairs it from the bucket by itself
+//! (with the enclave running, or killed at the same time), or one of whose stored leaves is
+//! changed, repairs it from the bucket by itself
 //! and serves again with every acknowledged receipt included and every checkpoint it served
 //! consistent with the later ones; where the entries are gone from the database and the
 //! bucket, the gateway refuses to sign and says why, and never forks.
@@ -161,7 +162,12 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3.log"));
     s3.create_bucket(BUCKET);
-    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap(), &[]);
+    let floor = format!("{}/{BUCKET}/log/checkpoint", s3.endpoint);
+    let mut stack = stack_with_bucket(
+        &s3,
+        tempfile::tempdir().unwrap(),
+        &["--floor-checkpoint".into(), floor],
+    );
     let keys = stack.keys();
     let mut receipts = post(&stack, &keys, 0, 500);
     let mut served = vec![stack.checkpoint()];
@@ -212,6 +218,30 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     assert_eq!(repairs(&stack), 3);
     assert_log_keeps(&stack, &keys, &receipts, &served);
     receipts.extend(post(&stack, &keys, 1_900, 50));
+    served.push(stack.checkpoint());
+    wait_published(&s3, stack.size());
+
+    // 4. The database replaced by a copy 1,000 entries old and the enclave killed at the same
+    // time: the new enclave process reads its floor from the bucket's checkpoint, the host
+    // repairs its database from the bucket and boots it at the full size.
+    let backup = dir.path().join("backup-2");
+    stack.kill_host();
+    copy_db(stack.dir.path(), &backup);
+    restart_host(&mut stack);
+    receipts.extend(post(&stack, &keys, 1_950, 1_000));
+    served.push(stack.checkpoint());
+    wait_published(&s3, stack.size());
+    let size = stack.size();
+    stack.kill_host();
+    stack.kill_enclave();
+    copy_db(&backup, stack.dir.path());
+    stack.start_enclave();
+    let took = restart_host(&mut stack);
+    eprintln!("rolled back 1,000 entries and enclave killed: serving again after {took:?}");
+    assert_eq!(repairs(&stack), 4);
+    assert!(stack.size() >= size);
+    assert_log_keeps(&stack, &keys, &receipts, &served);
+    receipts.extend(post(&stack, &keys, 2_950, 50));
     wait_published(&s3, stack.size());
 
     // Every receipt verifies from the bucket's tiles alone (no host), and from the host's own
@@ -286,6 +316,76 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("FORK"), "{stderr}");
+}
+
+/// Waits until the host serves entry `index` as `leaf`; returns how long that took.
+fn wait_entry(stack: &Stack, index: u64, leaf: &[u8]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut r = stack
+            .http
+            .get(&format!("{}/v1/entries/{index}", stack.gateway))
+            .call()
+            .unwrap();
+        if r.status() == 200 && r.body_mut().read_to_vec().unwrap() == leaf {
+            return started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(stack.dir.path().join("host.log")).unwrap();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "entry {index} was not repaired within 60 s; host.log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One stored leaf with a changed byte, with the stack running and with host and enclave
+/// killed at the same moment: the host's scrub finds it (in the background, or in the tail
+/// at start) and repairs it from the bucket; the entry is served with its own bytes again and
+/// every receipt and earlier checkpoint still verifies.
+#[test]
+fn a_changed_leaf_is_repaired_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3.log"));
+    s3.create_bucket(BUCKET);
+    let floor = format!("{}/{BUCKET}/log/checkpoint", s3.endpoint);
+    let mut stack = stack_with_bucket(
+        &s3,
+        tempfile::tempdir().unwrap(),
+        &["--floor-checkpoint".into(), floor],
+    );
+    let keys = stack.keys();
+    let receipts = post(&stack, &keys, 0, 600);
+    let served = vec![stack.checkpoint()];
+    wait_published(&s3, stack.size());
+    let db = stack.dir.path().join("host.db");
+
+    let original = leadgate_e2e::corrupt_leaf(&db, 5);
+    let took = wait_entry(&stack, 5, &original);
+    eprintln!("leaf 5 changed under a running host: repaired after {took:?}");
+    let log = std::fs::read_to_string(stack.dir.path().join("host.log")).unwrap();
+    assert!(
+        log.contains("damaged entries repaired from the bucket"),
+        "the scrub never repaired it"
+    );
+
+    let index = stack.size() - 1;
+    stack.kill_host();
+    stack.kill_enclave();
+    let original = leadgate_e2e::corrupt_leaf(&db, index);
+    stack.start_enclave();
+    let started = Instant::now();
+    stack.start_host();
+    wait_entry(&stack, index, &original);
+    stack.wait_healthy(Duration::from_secs(60));
+    eprintln!(
+        "leaf {index} changed, host and enclave killed: serving it again after {:?}",
+        started.elapsed()
+    );
+    assert_log_keeps(&stack, &keys, &receipts, &served);
 }
 
 #[test]

@@ -142,6 +142,13 @@ impl Gateway {
                     "the store was behind the bucket; repaired"
                 );
             }
+            crate::tiles::scrub::repair_tail(&self.store, bucket, pinned.as_ref())
+                .await
+                .map_err(|e| {
+                    LinkError::Behind(format!(
+                        "the stored tail is damaged and the bucket cannot mend it: {e}"
+                    ))
+                })?;
         }
         self.stored_to(self.store.size().await?);
         let sealed = self.store.sealed_secrets().await?;

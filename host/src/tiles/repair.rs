@@ -101,7 +101,7 @@ pub fn check_entries(
 }
 
 /// The log's key: `pinned` if given, else the bucket's `leadgate/log-key`.
-async fn log_key(
+pub(crate) async fn log_key(
     bucket: &Bucket,
     pinned: Option<&NoteVerifier>,
 ) -> Result<NoteVerifier, RepairError> {
@@ -116,6 +116,9 @@ async fn log_key(
         std::str::from_utf8(&text).map_err(|e| RepairError::Invalid(format!("{LOG_KEY}: {e}")))?;
     NoteVerifier::parse(text.trim()).map_err(|e| RepairError::Invalid(format!("{LOG_KEY}: {e}")))
 }
+
+/// How many level-0 tiles a repair fetches at once (each three objects).
+const FETCH_AHEAD: usize = 8;
 
 async fn object(bucket: &Bucket, path: &str) -> Result<bytes::Bytes, RepairError> {
     bucket
@@ -133,9 +136,15 @@ async fn verified_tile(
     bucket: &Bucket,
     tile: TileRef,
 ) -> Result<Vec<leadgate_protocol::JournalEntry>, RepairError> {
-    let leaves = layout::decode_bundle(&object(bucket, &tile.entries_path()).await?)
-        .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.entries_path())))?;
-    let hashes = object(bucket, &tile.path()).await?;
+    let (entries_path, hash_path, records_path) =
+        (tile.entries_path(), tile.path(), tile.records_path());
+    let (bundle, hashes, records) = tokio::try_join!(
+        object(bucket, &entries_path),
+        object(bucket, &hash_path),
+        object(bucket, &records_path)
+    )?;
+    let leaves = layout::decode_bundle(&bundle)
+        .map_err(|e| RepairError::Invalid(format!("{entries_path}: {e}")))?;
     let expect: Vec<u8> = leaves.iter().flat_map(|l| leaf_hash(l)).collect();
     if leaves.len() as u64 != tile.width || hashes.as_ref() != expect.as_slice() {
         return Err(RepairError::Invalid(format!(
@@ -144,8 +153,8 @@ async fn verified_tile(
             tile.path()
         )));
     }
-    records::join(&object(bucket, &tile.records_path()).await?, leaves)
-        .map_err(|e| RepairError::Invalid(format!("{}: {e}", tile.records_path())))
+    records::join(&records, leaves)
+        .map_err(|e| RepairError::Invalid(format!("{records_path}: {e}")))
 }
 
 /// Brings `store` up to the bucket's checkpoint (see the module docs). A database at or past
@@ -188,13 +197,29 @@ pub async fn repair(
     }
     let mut frontier = store.frontier(from).await?;
     let started = std::time::Instant::now();
-    for index in from / TILE_WIDTH..=(size - 1) / TILE_WIDTH {
-        let tile = TileRef {
-            level: 0,
-            index,
-            width: (size - index * TILE_WIDTH).min(TILE_WIDTH),
+    // Tiles are fetched FETCH_AHEAD at a time, in order, while earlier ones are checked and
+    // stored: a restore is bound by the bucket's latency only once per window.
+    let mut tiles = (from / TILE_WIDTH..=(size - 1) / TILE_WIDTH).map(|index| TileRef {
+        level: 0,
+        index,
+        width: (size - index * TILE_WIDTH).min(TILE_WIDTH),
+    });
+    let mut fetching = std::collections::VecDeque::new();
+    loop {
+        while fetching.len() < FETCH_AHEAD {
+            let Some(tile) = tiles.next() else { break };
+            let b = bucket.clone();
+            fetching.push_back((
+                tile,
+                tokio::spawn(async move { verified_tile(&b, tile).await }),
+            ));
+        }
+        let Some((tile, fetch)) = fetching.pop_front() else {
+            break;
         };
-        let entries = verified_tile(bucket, tile).await?;
+        let entries = fetch
+            .await
+            .map_err(|e| RepairError::Invalid(format!("fetching {}: {e}", tile.path())))??;
         let skip = (frontier.size() - tile.first()) as usize;
         let entries = entries.into_iter().skip(skip).collect();
         let batch = check_entries(&mut frontier, entries, key.public_key(), key.name())
@@ -225,7 +250,8 @@ pub async fn repair(
 
 /// Replaces damaged entries `indexes` of the store with the bucket's copies, each checked
 /// first: its tile as [`repair`] checks it (of the tree the bucket's checkpoint signs), and
-/// its leaf against its receipt, signed by the log key for its index.
+/// its leaf against its receipt, signed by the log key (`pinned_key`, else the bucket's
+/// `leadgate/log-key`) for its index.
 ///
 /// # Errors
 /// [`RepairError::Invalid`] if an entry is beyond the bucket's checkpoint or its copy does not
@@ -234,10 +260,9 @@ pub async fn repair_entries(
     store: &Store,
     bucket: &Bucket,
     indexes: &[u64],
-    keys: Option<&leadgate_verifier::keys::EnclaveKeys>,
+    pinned_key: Option<&NoteVerifier>,
 ) -> Result<(), RepairError> {
-    let pinned = keys.and_then(|k| k.note_verifier().ok());
-    let key = log_key(bucket, pinned.as_ref()).await?;
+    let key = log_key(bucket, pinned_key).await?;
     let note = object(bucket, CHECKPOINT).await?;
     let cp = verify_checkpoint(&note, &key, key.name())
         .map_err(|e| RepairError::Invalid(format!("{CHECKPOINT}: {e}")))?;

@@ -1,7 +1,8 @@
 //! The scrub: every stored leaf checked against the tree and its receipt, so damage on the
 //! host's disk (a changed byte in a row) is found by the host, not only by a verifier. An
 //! entry is sound when its leaf hashes to the stored level-0 node and to the leaf hash its
-//! receipt signs (for its index, by the log key). The tail is checked at start, the rest in
+//! receipt signs (for its index, by the log key). The tail is checked before every boot of
+//! the enclave (with a bucket, [`repair_tail`]) and at start, the rest in
 //! the background at [`SCRUB_ENTRIES_PER_SECOND`], round and round. A damaged entry is
 //! repaired from the bucket when one is configured and its copy verifies; otherwise the host
 //! says so in `/healthz` and refuses to serve proofs and entries (`storage.damaged`) until a
@@ -53,6 +54,50 @@ pub async fn damaged(
     Ok(bad)
 }
 
+/// Checks the last [`SCRUB_TAIL`] stored entries and replaces the damaged ones with the
+/// bucket's verified copies ([`super::repair::repair_entries`]). Run before every boot: a new
+/// enclave process replays the stored tail, and refuses a damaged one as a fork
+/// (`log.fork`), so the background scrub, which runs once the enclave is up, would never get
+/// to it. Returns how many entries were replaced; 0 without a log key to check against (an
+/// empty bucket and no `pinned_key`).
+///
+/// # Errors
+/// [`super::repair::RepairError`]: damage the bucket cannot mend (the entry is beyond its
+/// checkpoint, or its copy does not verify), or a database or bucket failure.
+pub async fn repair_tail(
+    store: &Store,
+    bucket: &Bucket,
+    pinned_key: Option<&leadgate_verifier::note::NoteVerifier>,
+) -> Result<usize, super::repair::RepairError> {
+    let size = store.size().await?;
+    if size == 0 {
+        return Ok(0);
+    }
+    let key = match super::repair::log_key(bucket, pinned_key).await {
+        Ok(k) => k,
+        Err(super::repair::RepairError::Invalid(_)) if pinned_key.is_none() => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let bad = damaged(
+        store,
+        key.public_key(),
+        key.name(),
+        size.saturating_sub(SCRUB_TAIL),
+        size,
+    )
+    .await?;
+    if bad.is_empty() {
+        return Ok(0);
+    }
+    super::repair::repair_entries(store, bucket, &bad, Some(&key)).await?;
+    tracing::warn!(
+        first = bad[0],
+        count = bad.len(),
+        "damaged entries in the stored tail repaired from the bucket before boot"
+    );
+    Ok(bad.len())
+}
+
 /// Scrubs the gateway's store for ever (see the module docs).
 pub async fn run(gateway: Arc<Gateway>, bucket: Option<Bucket>) {
     let mut cursor: Option<u64> = None;
@@ -82,9 +127,14 @@ pub async fn run(gateway: Arc<Gateway>, bucket: Option<Bucket>) {
             Ok(bad) => {
                 tracing::error!(first = bad[0], count = bad.len(), "scrub: damaged entries");
                 let repaired = match &bucket {
-                    Some(b) => super::repair::repair_entries(&gateway.store, b, &bad, Some(keys))
-                        .await
-                        .map_err(|e| e.to_string()),
+                    Some(b) => super::repair::repair_entries(
+                        &gateway.store,
+                        b,
+                        &bad,
+                        keys.note_verifier().ok().as_ref(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
                     None => Err("no bucket to repair from".into()),
                 };
                 match repaired {

@@ -3,16 +3,26 @@
 //! build, as root: it mounts a tmpfs for the database and runs the host as `nobody` so file
 //! permissions bind it). Not part of CI.
 //!
+//! The host publishes the log to a bucket on a real S3-protocol server (moto, installed by
+//! `scripts/s3-server`), and every enclave process reads its floor from the bucket's
+//! checkpoint (`--floor-checkpoint`).
+//!
 //! Faults, in order: the host `kill -9`ed three times; the enclave `kill -9`ed and restarted;
 //! a stray connection to the enclave's port logging leads while the host is down; the
 //! database's tmpfs filled, then grown; the database files made read-only (and the host
-//! restarted onto them), then restored; 10,000 slow-header connections; 200 unfinished
-//! 16 MiB bodies; 100 enclave connections each sending most of an 8 MiB frame.
+//! restarted onto them), then restored; the bucket unreachable for a minute; the database
+//! deleted; replaced by a copy 1,000 and by one 50,000 entries old; one stored leaf's bytes
+//! changed (the last three also each with the enclave killed at the same moment); 10,000
+//! slow-header connections; 200 unfinished 16 MiB bodies; 100 enclave connections each
+//! sending most of an 8 MiB frame.
 //!
 //! For each fault: receipts acknowledged while it lasted, how many of them a later checkpoint
 //! includes (same leaf at the same index, inclusion proof), lost (must be 0), voided (in a
 //! tail a later `log.epoch` replaced), and the time from the fault's end until the gateway
-//! serves again (`/healthz` says `ok` and an attestation comes back through the enclave). Writes the table to stdout and `summary.json` in the work directory.
+//! serves again (`/healthz` says `ok` and an attestation comes back through the enclave; for
+//! a changed leaf, also the entry served with its own bytes). A watcher reads
+//! `GET /checkpoint` every 200 ms throughout, and every checkpoint it saw must be consistent
+//! with the final one. Writes the table to stdout and `summary.json` in the work directory.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -24,13 +34,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use ed25519_dalek::SigningKey;
-use leadgate_e2e::{attested_keys, corpus, seal};
+use leadgate_e2e::{attested_keys, corpus, corrupt_leaf, seal, stored_size, S3Server};
 use leadgate_protocol::{encode, Request};
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle;
 use leadgate_verifier::receipt::Receipt;
+use leadgate_verifier::tiles::{decode_bundle, TileRef, TILE_WIDTH};
 use serde_json::{json, Value};
 
 const HOST: &str = "127.0.0.1:8190";
@@ -42,7 +53,12 @@ struct Procs {
     bin: PathBuf,
     host: Option<Child>,
     enclave: Option<Child>,
+    /// The real S3-protocol server holding the log's bucket.
+    s3: S3Server,
 }
+
+/// The bucket the host publishes to (`s3://BUCKET/log`).
+const BUCKET: &str = "leadgate-chaos";
 
 impl Procs {
     fn start_enclave(&mut self) -> anyhow::Result<()> {
@@ -51,6 +67,8 @@ impl Procs {
             Command::new(self.bin.join("leadgate-enclave"))
                 .args(["--listen", ENCLAVE, "--state-dir"])
                 .arg(self.dir.join("enclave"))
+                .arg("--floor-checkpoint")
+                .arg(self.floor())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()?,
@@ -65,8 +83,10 @@ impl Procs {
             Command::new("setpriv")
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
                 .arg(self.bin.join("leadgate-host"))
+                .envs(self.s3.host_env())
                 .args(["--listen", HOST, "--enclave", ENCLAVE, "--db"])
                 .arg(self.dir.join("db/host.db"))
+                .args(["--bucket", &format!("s3://{BUCKET}/log")])
                 .args([
                     "--seller-daily-limit",
                     "10000000",
@@ -78,6 +98,19 @@ impl Procs {
                 .spawn()?,
         );
         Ok(())
+    }
+
+    /// The bucket's checkpoint, which a restarted enclave reads as its floor.
+    fn floor(&self) -> String {
+        format!("{}/{BUCKET}/log/checkpoint", self.s3.endpoint)
+    }
+
+    /// The size of the bucket's checkpoint (0 before the first).
+    fn published(&self) -> u64 {
+        self.s3
+            .get(BUCKET, "log/checkpoint")
+            .and_then(|n| leadgate_host::tiles::publish::checkpoint_size(&n).ok())
+            .unwrap_or(0)
     }
 
     fn kill_host(&mut self) {
@@ -152,16 +185,17 @@ fn serving(http: &ureq::Agent) -> bool {
             .is_ok_and(|r| r.status() == 200)
 }
 
-/// Time from now until the gateway serves (polled every 10 ms, up to 60 s).
+/// Time from now until the gateway serves (polled every 10 ms, up to 300 s: a database
+/// rebuilt from the bucket takes a while).
 fn time_to_healthy(http: &ureq::Agent) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
+    while start.elapsed() < Duration::from_secs(300) {
         if serving(http) {
             return Ok(start.elapsed());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    bail!("the gateway did not serve again within 60 s")
+    bail!("the gateway did not serve again within 300 s")
 }
 
 /// One answered lead: when its answer arrived and its receipt.
@@ -170,8 +204,10 @@ struct Acked {
     receipt: Receipt,
 }
 
-/// The load: clients posting batches of 32 sealed leads, each retried with the same bytes
-/// until answered (as `leadgate seller submit` does).
+/// The load: clients posting batches of 32 sealed leads (at most [`LOAD_PER_CLIENT`] a
+/// second each), each retried with the same bytes
+/// until answered (as `leadgate seller submit` does). Leads are sealed by the clients as they
+/// go, from the corpus with the email made distinct per pass, until the load is stopped.
 struct Load {
     acked: Arc<Mutex<Vec<Acked>>>,
     refused: Arc<AtomicUsize>,
@@ -179,27 +215,46 @@ struct Load {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn start_load(http: &ureq::Agent, leads: Vec<SealedLead>, clients: usize) -> Load {
+/// Leads a second each load client sends at most: four clients make 600 a second, so that
+/// a run of about ten minutes keeps the log (and the database tmpfs) to a few hundred
+/// thousand entries.
+const LOAD_PER_CLIENT: f64 = 150.0;
+
+/// Lead `n` of the load: corpus lead `n % len`, its email made distinct for pass `n / len`.
+fn load_lead(corpus: &[Value], seller: &SigningKey, keys: &EnclaveKeys, n: usize) -> SealedLead {
+    let mut lead = corpus[n % corpus.len()]["lead"].clone();
+    if let Some(e) = lead["email"].as_str().map(str::to_owned) {
+        lead["email"] = json!(e.replacen('@', &format!(".c{}@", n / corpus.len()), 1));
+    }
+    seal(seller, keys, &lead)
+}
+
+fn start_load(http: &ureq::Agent, keys: &EnclaveKeys, clients: usize) -> Load {
     let acked: Arc<Mutex<Vec<Acked>>> = Default::default();
     let refused: Arc<AtomicUsize> = Default::default();
     let stop: Arc<AtomicBool> = Default::default();
-    let chunks: Arc<Vec<Vec<SealedLead>>> = Arc::new(leads.chunks(32).map(<[_]>::to_vec).collect());
+    let corpus = Arc::new(corpus());
+    let seller = SigningKey::from_bytes(&[42; 32]);
     let next = Arc::new(AtomicUsize::new(0));
     let threads = (0..clients)
         .map(|_| {
-            let (http, acked, refused, stop, chunks, next) = (
+            let (http, acked, refused, stop, corpus, seller, keys, next) = (
                 http.clone(),
                 acked.clone(),
                 refused.clone(),
                 stop.clone(),
-                chunks.clone(),
+                corpus.clone(),
+                seller.clone(),
+                keys.clone(),
                 next.clone(),
             );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
+                    let began = Instant::now();
+                    let first = next.fetch_add(32, Ordering::Relaxed);
+                    let chunk: Vec<SealedLead> = (first..first + 32)
+                        .map(|n| load_lead(&corpus, &seller, &keys, n))
+                        .collect();
                     let mut pending: Vec<&SealedLead> = chunk.iter().collect();
                     while !pending.is_empty() && !stop.load(Ordering::Relaxed) {
                         let answer = http
@@ -231,6 +286,7 @@ fn start_load(http: &ureq::Agent, leads: Vec<SealedLead>, clients: usize) -> Loa
                                         | "storage.unavailable"
                                         | "server.overloaded"
                                         | "server.busy"
+                                        | "journal.full"
                                 )
                             ) {
                                 again.push(*lead);
@@ -243,6 +299,9 @@ fn start_load(http: &ureq::Agent, leads: Vec<SealedLead>, clients: usize) -> Loa
                             std::thread::sleep(Duration::from_millis(100));
                         }
                     }
+                    // At most LOAD_PER_CLIENT leads a second from each client.
+                    let batch = Duration::from_secs_f64(32.0 / LOAD_PER_CLIENT);
+                    std::thread::sleep(batch.saturating_sub(began.elapsed()));
                 }
             })
         })
@@ -255,6 +314,33 @@ fn start_load(http: &ureq::Agent, leads: Vec<SealedLead>, clients: usize) -> Loa
     }
 }
 
+/// Reads the gateway's `GET /checkpoint` every 200 ms until `stop`, as a verifier that
+/// remembers what it saw; returns every distinct note.
+fn watch_checkpoints(
+    http: &ureq::Agent,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let http = http.clone();
+    std::thread::spawn(move || {
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let note = http
+                .get(&format!("{GATEWAY}/checkpoint"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .and_then(|mut r| r.body_mut().read_to_vec().ok());
+            if let Some(n) = note {
+                if seen.last() != Some(&n) {
+                    seen.push(n);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        seen
+    })
+}
+
 /// One fault's window and how long the gateway took to serve again after it ended.
 struct Fault {
     name: String,
@@ -262,6 +348,190 @@ struct Fault {
     end: Instant,
     healed: Duration,
     note: String,
+}
+
+/// `/healthz`'s status and reason, as one line.
+fn health(http: &ureq::Agent) -> String {
+    http.get(&format!("{GATEWAY}/healthz"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+        .map(|v| format!("{} ({})", v["status"], v["reason"].as_str().unwrap_or("")))
+        .unwrap_or_else(|| "no answer".into())
+}
+
+/// Copies the host database files (`host.db`, `-wal`, `-shm`) from directory `from` to `to`.
+fn copy_db(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for name in ["host.db", "host.db-wal", "host.db-shm"] {
+        let _ = std::fs::remove_file(to.join(name));
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), to.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+fn delete_db(dir: &Path) {
+    for name in ["host.db", "host.db-wal", "host.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// Polls `check` every 50 ms for up to `limit`; the time it took to hold.
+fn until(limit: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("not within {limit:?}")
+}
+
+/// The faults of the log's durable copy, under load: the bucket unreachable for a minute; the
+/// host's database deleted, and replaced by copies 1,000 and 50,000 entries old; one stored
+/// leaf's bytes changed; the last three each also with the enclave killed (-9) at the same
+/// moment (the new enclave process reads its floor from the bucket's checkpoint).
+fn bucket_faults(
+    p: &mut Procs,
+    http: &ureq::Agent,
+    db: &Path,
+    faults: &mut Vec<Fault>,
+) -> anyhow::Result<()> {
+    let pause = || std::thread::sleep(Duration::from_millis(1500));
+    let db_file = db.join("host.db");
+    let snapshot = p.dir.join("snapshot");
+    let chown = || sh(&format!("chown 65534:65534 {}/host.db*", db.display()));
+    // Stops the host (and the enclave, with `both`), all at once.
+    let stop = |p: &mut Procs, both: bool| {
+        p.kill_host();
+        if both {
+            p.kill_enclave();
+        }
+    };
+    let restart = |p: &mut Procs, both: bool| -> anyhow::Result<()> {
+        if both {
+            p.start_enclave()?;
+        }
+        p.start_host()
+    };
+    let with = |both: bool| if both { ", enclave killed too" } else { "" };
+
+    let start = Instant::now();
+    p.s3.pause();
+    std::thread::sleep(Duration::from_secs(60));
+    let during = health(http);
+    p.s3.resume();
+    let end = Instant::now();
+    let healed = time_to_healthy(http)?;
+    faults.push(Fault {
+        name: "bucket unreachable for a minute (its server frozen)".into(),
+        start,
+        end,
+        healed,
+        note: format!("/healthz after the minute: {during}"),
+    });
+    pause();
+
+    for both in [false, true] {
+        let start = Instant::now();
+        stop(p, both);
+        let (size, published) = (stored_size(&db_file), p.published());
+        delete_db(db);
+        restart(p, both)?;
+        let end = Instant::now();
+        let healed = time_to_healthy(http)?;
+        faults.push(Fault {
+            name: format!("database deleted{}", with(both)),
+            start,
+            end,
+            healed,
+            note: format!("{size} entries stored, {published} in the bucket"),
+        });
+        pause();
+    }
+
+    for age in [1_000u64, 50_000] {
+        for both in [false, true] {
+            p.kill_host();
+            copy_db(db, &snapshot)?;
+            p.start_host()?;
+            let old = stored_size(&snapshot.join("host.db"));
+            time_to_healthy(http)?;
+            until(Duration::from_secs(600), || {
+                stored_size(&db_file) >= old + age
+            })?;
+            let start = Instant::now();
+            stop(p, both);
+            let (size, published) = (stored_size(&db_file), p.published());
+            copy_db(&snapshot, db)?;
+            chown()?;
+            restart(p, both)?;
+            let end = Instant::now();
+            let healed = time_to_healthy(http)?;
+            faults.push(Fault {
+                name: format!(
+                    "database replaced by a copy {age} entries old{}",
+                    with(both)
+                ),
+                start,
+                end,
+                healed,
+                note: format!(
+                    "the copy had {old} of {size} entries stored, {published} in the bucket"
+                ),
+            });
+            pause();
+        }
+    }
+
+    // One stored leaf's bytes changed: an old one with everything running (the background
+    // scrub finds it), and the last published one with host and enclave killed (the scrub
+    // of the tail at start finds it). Serving again: the entry served with its own bytes.
+    for both in [false, true] {
+        let start = Instant::now();
+        let index = if both {
+            stop(p, both);
+            p.published() - 1
+        } else {
+            p.published() / 2
+        };
+        let original = corrupt_leaf(&db_file, index);
+        if both {
+            restart(p, both)?;
+        }
+        let end = Instant::now();
+        let mut served_damaged = 0;
+        let healed = until(Duration::from_secs(300), || {
+            let body = http
+                .get(&format!("{GATEWAY}/v1/entries/{index}"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .and_then(|mut r| r.body_mut().read_to_vec().ok());
+            match body {
+                Some(b) if b == original => serving(http),
+                Some(_) => {
+                    served_damaged += 1;
+                    false
+                }
+                None => false,
+            }
+        })?;
+        faults.push(Fault {
+            name: format!("one stored leaf's bytes changed{}", with(both)),
+            start,
+            end,
+            healed,
+            note: format!(
+                "leaf {index}; served with the changed bytes {served_damaged} times (polled every 50 ms) before the scrub repaired it"
+            ),
+        });
+        pause();
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -294,33 +564,23 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
+    let s3 = S3Server::start(&dir.join("s3.log"));
+    s3.create_bucket(BUCKET);
     let mut p = Procs {
         dir: dir.to_path_buf(),
         bin: bin.to_path_buf(),
         host: None,
         enclave: None,
+        s3,
     };
     p.start_enclave()?;
     p.start_host()?;
     time_to_healthy(&http)?;
     let keys = attested_keys(&http, GATEWAY, &dir.join("enclave/dev-root.pem"));
-    // 90,000 leads: the corpus with the email made distinct per copy.
-    let seller = SigningKey::from_bytes(&[42; 32]);
     let corpus = corpus();
-    let leads: Vec<SealedLead> = (0..45)
-        .flat_map(|k| {
-            corpus.iter().map(move |l| {
-                let mut lead = l["lead"].clone();
-                if let Some(e) = lead["email"].as_str().map(str::to_owned) {
-                    lead["email"] = json!(e.replacen('@', &format!(".c{k}@"), 1));
-                }
-                lead
-            })
-        })
-        .map(|lead| seal(&seller, &keys, &lead))
-        .collect();
-    println!("sealed {} leads; load starts", leads.len());
-    let load = start_load(&http, leads, 4);
+    println!("load starts");
+    let load = start_load(&http, &keys, 4);
+    let seen = watch_checkpoints(&http, load.stop.clone());
     let mut faults: Vec<Fault> = Vec::new();
     let pause = || std::thread::sleep(Duration::from_millis(1500));
     pause();
@@ -391,7 +651,7 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     let during = !healthy(&http);
     sh(&format!(
-        "rm -f {0}/fill && mount -o remount,size=2g {0}",
+        "rm -f {0}/fill && mount -o remount,size=4g {0}",
         db.display()
     ))?;
     let end = Instant::now();
@@ -428,6 +688,8 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
         note: format!("degraded while read-only: {during}"),
     });
     pause();
+
+    bucket_faults(&mut p, &http, &db, &mut faults)?;
 
     // 10,000 connections that send half a request head; /healthz latency meanwhile.
     let start = Instant::now();
@@ -522,7 +784,10 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
     }
     let acked = std::mem::take(&mut *load.acked.lock().unwrap());
     let refused = load.refused.load(Ordering::Relaxed);
-    report(&http, &keys, dir, &faults, &acked, &stray, refused)
+    let seen = seen
+        .join()
+        .map_err(|_| anyhow::anyhow!("checkpoint watcher panicked"))?;
+    report(&http, &keys, dir, &faults, &acked, &stray, &seen, refused)
 }
 
 /// Sends one `Submit` on a raw link connection, retrying while the session is busy (the dead
@@ -570,6 +835,7 @@ fn report(
     faults: &[Fault],
     acked: &[Acked],
     stray: &[Receipt],
+    seen: &[Vec<u8>],
     refused: usize,
 ) -> anyhow::Result<()> {
     // A checkpoint now (503 with Retry-After while the gateway heals: asked again).
@@ -591,28 +857,75 @@ fn report(
     // epoch is voided when a later epoch starts at previous_size <= i.
     let mut epochs = Vec::new();
     let mut leaves: Vec<Option<Vec<u8>>> = Vec::new();
-    let fetch = |i: u64| -> Option<Vec<u8>> {
-        http.get(&format!("{GATEWAY}/v1/entries/{i}"))
+    // Every leaf, from the gateway's entry bundles (C2SP tlog-tiles), 256 a request.
+    for t in 0..size.div_ceil(TILE_WIDTH) {
+        let tile = TileRef {
+            level: 0,
+            index: t,
+            width: (size - t * TILE_WIDTH).min(TILE_WIDTH),
+        };
+        let bundle = http
+            .get(&format!("{GATEWAY}/{}", tile.entries_path()))
             .call()
             .ok()
             .filter(|r| r.status() == 200)
             .and_then(|mut r| r.body_mut().read_to_vec().ok())
-    };
-    for i in 0..size {
-        let leaf = fetch(i);
-        if let Some(v) = leaf
-            .as_ref()
-            .and_then(|l| serde_json::from_slice::<Value>(l).ok())
-        {
-            if v["kind"] == "log.epoch" {
-                epochs.push((
-                    v["epoch"].as_u64().unwrap_or(0),
-                    v["previous_size"].as_u64().unwrap_or(0),
-                ));
+            .and_then(|b| decode_bundle(&b).ok())
+            .filter(|b| b.len() as u64 == tile.width);
+        let Some(bundle) = bundle else {
+            bail!("{} could not be read", tile.entries_path());
+        };
+        for leaf in bundle {
+            if let Ok(v) = serde_json::from_slice::<Value>(&leaf) {
+                if v["kind"] == "log.epoch" {
+                    epochs.push((
+                        v["epoch"].as_u64().unwrap_or(0),
+                        v["previous_size"].as_u64().unwrap_or(0),
+                    ));
+                }
             }
+            leaves.push(Some(leaf));
         }
-        leaves.push(leaf);
     }
+    // Every checkpoint the watcher saw is consistent with the final one.
+    let vkey = keys.note_verifier()?;
+    let mut inconsistent = Vec::new();
+    for old in seen {
+        let Ok(old) = verify_checkpoint(old, &vkey, &keys.origin) else {
+            inconsistent.push("a note that does not verify".to_owned());
+            continue;
+        };
+        let (m, old_root) = (old.checkpoint().size, old.checkpoint().root);
+        let ok = if m > size {
+            false
+        } else if m == size || m == 0 {
+            m == 0 || old_root == root
+        } else {
+            http.get(&format!(
+                "{GATEWAY}/v1/proof/consistency?from={m}&to={size}"
+            ))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+            .and_then(|p| {
+                p["proof"]
+                    .as_array()?
+                    .iter()
+                    .map(|h| hex::decode(h.as_str()?).ok()?.try_into().ok())
+                    .collect::<Option<Vec<[u8; 32]>>>()
+            })
+            .is_some_and(|p| merkle::verify_consistency(m, size, &p, &old_root, &root).is_ok())
+        };
+        if !ok {
+            inconsistent.push(format!("size {m}"));
+        }
+    }
+    println!(
+        "checkpoints seen by a watcher (GET /checkpoint every 200 ms): {}, consistent with the final one: {}{}",
+        seen.len(),
+        seen.len() - inconsistent.len(),
+        if inconsistent.is_empty() { String::new() } else { format!(" (not: {})", inconsistent.join(", ")) }
+    );
     let check = |r: &Receipt| -> &'static str {
         let Ok(v) = r.verify(&keys.log_key, &keys.origin) else {
             return "lost";
@@ -720,10 +1033,14 @@ fn report(
         dir.join("summary.json"),
         serde_json::to_vec_pretty(&json!({
             "faults": rows, "acked": all.len(), "lost": lost_all, "checkpoint_size": size,
+            "checkpoints_seen": seen.len(), "checkpoints_inconsistent": inconsistent,
         }))?,
     )?;
     if lost_all > 0 || total.2 > 0 {
         bail!("{lost_all} acknowledged receipts lost");
+    }
+    if !inconsistent.is_empty() {
+        bail!("checkpoints not consistent with the final one: {inconsistent:?}");
     }
     Ok(())
 }
