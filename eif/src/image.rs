@@ -75,6 +75,8 @@ pub struct Inputs {
     pub stand_in_kernel: bool,
     /// The KMS key the enclave unseals with ([`layout::environment`]).
     pub kms_key_arn: String,
+    /// Where a restarted enclave reads its floor ([`layout::environment`]).
+    pub floor: layout::FloorSources,
     /// Where the inputs were built from; recorded, never measured.
     pub provenance: Provenance,
 }
@@ -215,7 +217,7 @@ pub fn build(
             .unwrap_or_else(|| "unknown".to_owned())
     };
 
-    let env = layout::environment(&inputs.kms_key_arn)?;
+    let env = layout::environment(&inputs.kms_key_arn, &inputs.floor)?;
     let bootstrap = layout::bootstrap_ramdisk(init.clone(), nsm_ko.clone())?;
     let customer = layout::customer_ramdisk(binary.clone(), &env)?;
     let bootstrap_path = out.join(files::BOOTSTRAP);

@@ -14,6 +14,21 @@ pub const STATE_DIR: &str = "/var/lib/leadgate";
 pub const LISTEN: &str = "vsock://4294967295:7000";
 /// The host's vsock-proxy to AWS KMS: the parent instance (CID 3), port 8000.
 pub const KMS_PROXY: &str = "vsock://3:8000";
+/// The host's vsock-proxy to the host of the floor checkpoint's URL (the bucket): port 8001.
+pub const FLOOR_CHECKPOINT_PROXY: &str = "vsock://3:8001";
+/// The host's vsock-proxy to the host of the floor anchor's JSON-RPC URL: port 8002.
+pub const FLOOR_ANCHOR_PROXY: &str = "vsock://3:8002";
+
+/// Where a restarted enclave reads its floor (the newest tree the log may have signed, see
+/// `leadgate_enclave::floor`): baked into the image, so that the host cannot change them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FloorSources {
+    /// The bucket's `checkpoint` URL (`https://`), reached through [`FLOOR_CHECKPOINT_PROXY`].
+    pub checkpoint: Option<String>,
+    /// A JSON-RPC URL (`https://`) and the CheckpointAnchor contract (`0x` and 40 hex digits),
+    /// reached through [`FLOOR_ANCHOR_PROXY`].
+    pub anchor: Option<(String, String)>,
+}
 
 /// Why the image settings were refused.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +38,10 @@ pub enum LayoutError {
     /// ASCII without spaces.
     #[error("--kms-key-arn {0:?} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")]
     BadKmsKeyArn(String),
+    /// A floor source that is not an `https://` URL (the enclave speaks TLS to its host through
+    /// the vsock proxy), or an anchor contract that is not `0x` and 40 hex digits.
+    #[error("floor source {0:?}: expected an https:// URL without spaces (a contract: 0x and 40 hex digits)")]
+    BadFloorSource(String),
     /// A ramdisk could not be assembled.
     #[error(transparent)]
     Cpio(#[from] CpioError),
@@ -30,10 +49,11 @@ pub enum LayoutError {
 
 /// The enclave's environment, one `KEY=VALUE` per item, in the order written to `env`. These
 /// are the settings a production enclave must not take from its untrusted host: they are in
-/// the customer ramdisk, so PCR0 and PCR2 name the KMS key the enclave unseals with.
+/// the customer ramdisk, so PCR0 and PCR2 name the KMS key the enclave unseals with and the
+/// places it reads its floor from (`LEADGATE_FLOOR_*`, only those given).
 ///
-/// Errors: [`LayoutError::BadKmsKeyArn`].
-pub fn environment(kms_key_arn: &str) -> Result<Vec<String>, LayoutError> {
+/// Errors: [`LayoutError::BadKmsKeyArn`], [`LayoutError::BadFloorSource`].
+pub fn environment(kms_key_arn: &str, floor: &FloorSources) -> Result<Vec<String>, LayoutError> {
     let parts: Vec<&str> = kms_key_arn.splitn(6, ':').collect();
     let well_formed = parts.len() == 6
         && parts[0] == "arn"
@@ -47,14 +67,40 @@ pub fn environment(kms_key_arn: &str) -> Result<Vec<String>, LayoutError> {
     if !well_formed {
         return Err(LayoutError::BadKmsKeyArn(kms_key_arn.to_owned()));
     }
-    Ok(vec![
+    let https = |url: &str| {
+        url.strip_prefix("https://")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
+            .then_some(())
+            .ok_or_else(|| LayoutError::BadFloorSource(url.to_owned()))
+    };
+    let mut env = vec![
         "LEADGATE_ATTESTATION=nsm".to_owned(),
         "LEADGATE_SEALING=kms".to_owned(),
         format!("LEADGATE_KMS_KEY_ARN={kms_key_arn}"),
         format!("LEADGATE_KMS_PROXY={KMS_PROXY}"),
         format!("LEADGATE_ENCLAVE_LISTEN={LISTEN}"),
         format!("LEADGATE_ENCLAVE_STATE={STATE_DIR}"),
-    ])
+    ];
+    if let Some(url) = &floor.checkpoint {
+        https(url)?;
+        env.push(format!("LEADGATE_FLOOR_CHECKPOINT={url}"));
+        env.push(format!(
+            "LEADGATE_FLOOR_CHECKPOINT_VIA={FLOOR_CHECKPOINT_PROXY}"
+        ));
+    }
+    if let Some((rpc, contract)) = &floor.anchor {
+        https(rpc)?;
+        let hex40 = contract
+            .strip_prefix("0x")
+            .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !hex40 {
+            return Err(LayoutError::BadFloorSource(contract.clone()));
+        }
+        env.push(format!("LEADGATE_FLOOR_ANCHOR_RPC={rpc}"));
+        env.push(format!("LEADGATE_FLOOR_ANCHOR_CONTRACT={contract}"));
+        env.push(format!("LEADGATE_FLOOR_ANCHOR_VIA={FLOOR_ANCHOR_PROXY}"));
+    }
+    Ok(env)
 }
 
 /// The bootstrap ramdisk (measured into PCR1 with the kernel and cmdline): `dev/` (0755),
@@ -102,9 +148,15 @@ mod tests {
     #[test]
     fn kms_key_arns() {
         let ok = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-        let env = environment(ok).unwrap();
+        let none = FloorSources::default();
+        let env = environment(ok, &none).unwrap();
         assert!(env.contains(&format!("LEADGATE_KMS_KEY_ARN={ok}")));
-        assert!(environment("arn:aws-cn:kms:cn-north-1:111122223333:alias/leadgate").is_ok());
+        assert!(!env.iter().any(|e| e.starts_with("LEADGATE_FLOOR")));
+        assert!(environment(
+            "arn:aws-cn:kms:cn-north-1:111122223333:alias/leadgate",
+            &none
+        )
+        .is_ok());
         for bad in [
             "",
             "key/1234",
@@ -115,7 +167,50 @@ mod tests {
             "arn:aws:kms:eu-west-1:111122223333:key/x\nLEADGATE_SEALING=dev",
             "arn:aws:kms:eu-west-1:111122223333:key/x y",
         ] {
-            assert!(environment(bad).is_err(), "{bad:?}");
+            assert!(environment(bad, &none).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn floor_sources_are_in_the_environment_and_checked() {
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let contract = format!("0x{}", "ab".repeat(20));
+        let floor = FloorSources {
+            checkpoint: Some("https://log.example.com/leadgate/checkpoint".into()),
+            anchor: Some(("https://rpc.example.com/v1".into(), contract.clone())),
+        };
+        let env = environment(arn, &floor).unwrap();
+        for line in [
+            "LEADGATE_FLOOR_CHECKPOINT=https://log.example.com/leadgate/checkpoint".to_owned(),
+            format!("LEADGATE_FLOOR_CHECKPOINT_VIA={FLOOR_CHECKPOINT_PROXY}"),
+            "LEADGATE_FLOOR_ANCHOR_RPC=https://rpc.example.com/v1".to_owned(),
+            format!("LEADGATE_FLOOR_ANCHOR_CONTRACT={contract}"),
+            format!("LEADGATE_FLOOR_ANCHOR_VIA={FLOOR_ANCHOR_PROXY}"),
+        ] {
+            assert!(env.contains(&line), "{line} missing from {env:?}");
+        }
+        for bad in [
+            FloorSources {
+                checkpoint: Some("http://log.example.com/checkpoint".into()),
+                anchor: None,
+            },
+            FloorSources {
+                checkpoint: Some("https://log.example.com/x\nLEADGATE_SEALING=dev".into()),
+                anchor: None,
+            },
+            FloorSources {
+                checkpoint: None,
+                anchor: Some(("https://rpc.example.com".into(), "0x1234".into())),
+            },
+            FloorSources {
+                checkpoint: None,
+                anchor: Some(("ws://rpc.example.com".into(), contract.clone())),
+            },
+        ] {
+            assert!(
+                matches!(environment(arn, &bad), Err(LayoutError::BadFloorSource(_))),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use leadgate_eif::image::{self, Inputs, Provenance};
+use leadgate_eif::layout::FloorSources;
 
 /// Builds `leadgate-enclave.eif`, `pcr.json`, `manifest.json` and both ramdisks into --out.
 #[derive(Parser, Debug)]
@@ -27,6 +28,17 @@ struct Args {
     /// The KMS key the enclave unseals with (part of PCR0 and PCR2).
     #[arg(long)]
     kms_key_arn: String,
+    /// The bucket's `checkpoint` URL (https://) a restarted enclave reads its floor from,
+    /// through the parent's vsock-proxy on port 8001 (part of PCR0 and PCR2).
+    #[arg(long)]
+    floor_checkpoint: Option<String>,
+    /// A JSON-RPC URL (https://) to read the anchor contract's latest anchor from, through
+    /// the parent's vsock-proxy on port 8002 (part of PCR0 and PCR2).
+    #[arg(long, requires = "floor_anchor_contract")]
+    floor_anchor_rpc: Option<String>,
+    /// The CheckpointAnchor contract (0x and 40 hex digits) for --floor-anchor-rpc.
+    #[arg(long, requires = "floor_anchor_rpc")]
+    floor_anchor_contract: Option<String>,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -67,6 +79,10 @@ fn main() -> anyhow::Result<()> {
         kernel: a.kernel,
         stand_in_kernel: a.stand_in_kernel,
         kms_key_arn: a.kms_key_arn,
+        floor: FloorSources {
+            checkpoint: a.floor_checkpoint,
+            anchor: a.floor_anchor_rpc.zip(a.floor_anchor_contract),
+        },
         provenance: Provenance {
             commit: a.commit.to_ascii_lowercase(),
             commit_time: a.commit_time,

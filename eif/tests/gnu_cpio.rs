@@ -100,7 +100,11 @@ fn edge_cases_read_back() {
 
 #[test]
 fn the_image_ramdisks_read_back() {
-    let env = layout::environment("arn:aws:kms:eu-west-1:111122223333:key/1234abcd").unwrap();
+    let env = layout::environment(
+        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd",
+        &layout::FloorSources::default(),
+    )
+    .unwrap();
     let env_file: String = env.iter().map(|l| format!("{l}\n")).collect();
     let init = b"init bytes".to_vec();
     let nsm = b"nsm bytes".to_vec();

@@ -124,20 +124,29 @@ struct Args {
     /// The log's published checkpoint (the bucket's `checkpoint` URL), read at the first boot
     /// to learn the newest tree the log signed: the enclave never signs one that does not
     /// extend it. Repeatable. `http://` for a local server in dev only.
-    #[arg(long)]
+    /// (In the environment, comma-separated: the image bakes it in, see `scripts/build-eif`.)
+    #[arg(long, env = "LEADGATE_FLOOR_CHECKPOINT", value_delimiter = ',')]
     floor_checkpoint: Vec<String>,
     /// A JSON-RPC URL to read the anchor contract's latest anchor from, likewise.
-    #[arg(long, requires = "floor_anchor_contract")]
+    #[arg(
+        long,
+        env = "LEADGATE_FLOOR_ANCHOR_RPC",
+        requires = "floor_anchor_contract"
+    )]
     floor_anchor_rpc: Option<String>,
     /// The CheckpointAnchor contract (0x-prefixed, 20 bytes) for --floor-anchor-rpc.
-    #[arg(long, requires = "floor_anchor_rpc")]
+    #[arg(
+        long,
+        env = "LEADGATE_FLOOR_ANCHOR_CONTRACT",
+        requires = "floor_anchor_rpc"
+    )]
     floor_anchor_contract: Option<String>,
     /// Reach the --floor-checkpoint URLs through this proxy (on Nitro a `vsock-proxy` to the
     /// bucket's host, `vsock://3:PORT`, as KMS is reached).
-    #[arg(long)]
+    #[arg(long, env = "LEADGATE_FLOOR_CHECKPOINT_VIA")]
     floor_checkpoint_via: Option<String>,
     /// Reach --floor-anchor-rpc through this proxy (a `vsock-proxy` to the RPC's host).
-    #[arg(long)]
+    #[arg(long, env = "LEADGATE_FLOOR_ANCHOR_VIA")]
     floor_anchor_via: Option<String>,
 }
 

@@ -167,6 +167,24 @@ async fn the_log_in_a_directory_and_a_database_rebuilt_from_it() {
     let original = store.leaf(5).await.unwrap().unwrap();
     corrupt_leaf(&stack.db, 5).await;
     assert_ne!(store.leaf(5).await.unwrap().unwrap(), original);
+    // Never served changed: the entry and its bundle are refused until repaired.
+    for path in ["/v1/entries/5", "/tile/entries/000"] {
+        let (status, body) = http(stack.addr(), "GET", path, b"").await;
+        let leaf = if path == "/v1/entries/5" {
+            body.clone()
+        } else {
+            leadgate_verifier::tiles::decode_bundle(&body)
+                .map(|b| b[5].clone())
+                .unwrap_or_default()
+        };
+        let repaired_already = status == 200 && leaf == original;
+        assert!(
+            repaired_already
+                || (status == 503 && String::from_utf8_lossy(&body).contains("storage.damaged")),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
     eventually(
         "the scrub repairs the damaged leaf from the bucket",
         || async { store.leaf(5).await.unwrap().unwrap() == original },

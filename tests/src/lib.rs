@@ -147,6 +147,9 @@ pub struct Stack {
     pub host_env: Vec<(String, String)>,
     /// Extra arguments for every start of the enclave.
     pub enclave_args: Vec<String>,
+    /// Extra environment variables for every start of the enclave (settings an enclave image
+    /// bakes into its `env`, such as `LEADGATE_FLOOR_CHECKPOINT`).
+    pub enclave_env: Vec<(String, String)>,
     enclave: Option<Child>,
     host: Option<Child>,
     /// HTTP agent that returns error statuses as responses.
@@ -209,6 +212,7 @@ impl Stack {
             host_args,
             host_env: Vec::new(),
             enclave_args: Vec::new(),
+            enclave_env: Vec::new(),
             enclave: None,
             host: None,
             http,
@@ -245,7 +249,7 @@ impl Stack {
         let env: &[(String, String)] = if bin_name == "leadgate-host" {
             &self.host_env
         } else {
-            &[]
+            &self.enclave_env
         };
         let mut child = Command::new(bin(bin_name))
             .envs(env.iter().map(|(k, v)| (k, v)))

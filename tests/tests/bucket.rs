@@ -442,18 +442,25 @@ fn entries_gone_from_the_database_and_the_bucket_are_refused_never_forked() {
 
 /// A freshly started enclave reads the floor from the bucket's checkpoint itself: a host that
 /// boots it from a database rolled back behind it (and hides the bucket) is refused, with the
-/// reason in `/healthz`, and nothing is voided; with the entries back it serves.
+/// reason in `/healthz`, and nothing is voided; with the entries back it serves. The floor
+/// source comes from the enclave's environment, as an enclave image bakes it in
+/// (`LEADGATE_FLOOR_CHECKPOINT`, `scripts/build-eif --floor-checkpoint`).
 #[test]
 fn a_restarted_enclave_will_not_boot_behind_the_published_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3.log"));
     s3.create_bucket(BUCKET);
     let floor = format!("{}/{BUCKET}/log/checkpoint", s3.endpoint);
-    let mut stack = stack_with_bucket(
-        &s3,
+    let mut stack = Stack::new_stopped(
+        1_000_000,
+        &["--bucket".into(), format!("s3://{BUCKET}/log")],
         tempfile::tempdir().unwrap(),
-        &["--floor-checkpoint".into(), floor.clone()],
     );
+    stack.host_env = s3.host_env();
+    stack.enclave_env = vec![("LEADGATE_FLOOR_CHECKPOINT".into(), floor.clone())];
+    stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
     let keys = stack.keys();
     post(&stack, &keys, 0, 300);
     let backup = dir.path().join("backup");

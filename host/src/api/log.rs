@@ -80,6 +80,11 @@ pub(super) async fn get_entry(
         .await
         .map_err(db)?
         .ok_or_else(|| ApiError::new(ErrorCode::EntryUnknown, "no such entry"))?;
+    // The leaf must hash to its tree node: a damaged row is never served.
+    let node = s.gateway.store.node_range(0, index, 1).await.map_err(db)?;
+    if node.first() != Some(&merkle::leaf_hash(&leaf)) {
+        return Err(s.gateway.suspect(index));
+    }
     Ok(([(header::CONTENT_TYPE, "application/json")], leaf).into_response())
 }
 

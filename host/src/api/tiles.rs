@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use leadgate_verifier::api::ErrorBody;
+use leadgate_verifier::merkle::leaf_hash;
 use leadgate_verifier::tiles::{self as layout, TileRef};
 use leadgate_verifier::ErrorCode;
 use std::sync::Arc;
@@ -74,8 +75,16 @@ pub(super) async fn get_tile(
     let store = &s.gateway.store;
     let body = if entries {
         let leaves = store.leaves(tile.first(), tile.width).await.map_err(db)?;
-        if leaves.len() as u64 != tile.width {
+        let hashes = store
+            .node_range(0, tile.first(), tile.width)
+            .await
+            .map_err(db)?;
+        if leaves.len() as u64 != tile.width || hashes.len() as u64 != tile.width {
             return Err(ApiError::internal("tile", "the database lacks entries"));
+        }
+        // Every leaf must hash to its tree node: a damaged row is never served.
+        if let Some(i) = (0..leaves.len()).find(|&i| leaf_hash(&leaves[i]) != hashes[i]) {
+            return Err(s.gateway.suspect(tile.first() + i as u64));
         }
         layout::encode_bundle(leaves.iter().map(|l| l.as_slice()))
             .map_err(|e| ApiError::internal("entry bundle", e))?

@@ -124,6 +124,9 @@ pub struct Gateway {
     published_all_ms: AtomicU64,
     /// Damage the scrub found and could not repair: the first damaged index and why.
     damage: std::sync::Mutex<Option<(u64, String)>>,
+    /// Entries found damaged while being served or published, for the scrub to check and
+    /// repair first.
+    suspects: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 /// How long entries may wait to be published before `/healthz` says the bucket lags.
@@ -186,6 +189,7 @@ impl Gateway {
             publish_error: std::sync::Mutex::new(None),
             published_all_ms: AtomicU64::new(crate::clock::now_ms()),
             damage: std::sync::Mutex::new(None),
+            suspects: std::sync::Mutex::new(Default::default()),
         }
     }
 
@@ -224,6 +228,32 @@ impl Gateway {
     /// Records damage found by the scrub, or that it is gone.
     pub fn set_damage(&self, damage: Option<(u64, String)>) {
         *self.damage.lock().unwrap_or_else(|p| p.into_inner()) = damage;
+    }
+
+    /// Hands entry `index`, whose stored leaf does not hash to its tree node, to the scrub,
+    /// which checks and repairs it within a second; returns the `storage.damaged` error (503)
+    /// to answer with meanwhile.
+    pub fn suspect(&self, index: u64) -> ApiError {
+        self.suspects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(index);
+        ApiError::new(
+            ErrorCode::StorageDamaged,
+            format!(
+                "entry {index} is damaged in the database (its leaf does not hash to its tree node); it is being repaired"
+            ),
+        )
+    }
+
+    /// The entries handed to the scrub since its last call (at most 4,096 taken at once).
+    pub fn take_suspects(&self) -> Vec<u64> {
+        let mut s = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        let taken: Vec<u64> = s.iter().copied().take(4_096).collect();
+        for i in &taken {
+            s.remove(i);
+        }
+        taken
     }
 
     /// `storage.damaged` while the scrub reports damage: no proof or entry is served over it.

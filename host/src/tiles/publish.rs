@@ -196,6 +196,17 @@ impl Publisher {
             let entries = store
                 .journal_entries(tile.first(), tile.first() + tile.width)
                 .await?;
+            // A damaged row is never published (a full tile is written once): the scrub
+            // repairs it from the bucket's earlier partial tile, then the round goes on.
+            if let Some(i) = (0..entries.len()).find(|&i| {
+                hashes.get(i) != Some(&leadgate_verifier::merkle::leaf_hash(&entries[i].leaf))
+            }) {
+                let index = tile.first() + i as u64;
+                let _ = self.gateway.suspect(index);
+                return Err(PublishError::Inconsistent(format!(
+                    "entry {index} is damaged in the database (its leaf does not hash to its tree node)"
+                )));
+            }
             let bundle = layout::encode_bundle(entries.iter().map(|e| e.leaf.as_slice()))?;
             out.push((tile.entries_path(), bundle));
             out.push((tile.records_path(), records::encode(&entries)));

@@ -3,7 +3,9 @@
 //! entry is sound when its leaf hashes to the stored level-0 node and to the leaf hash its
 //! receipt signs (for its index, by the log key). The tail is checked before every boot of
 //! the enclave (with a bucket, [`repair_tail`]) and at start, the rest in
-//! the background at [`SCRUB_ENTRIES_PER_SECOND`], round and round. A damaged entry is
+//! the background at [`SCRUB_ENTRIES_PER_SECOND`], round and round; an entry found damaged
+//! while being served or published (its leaf does not hash to its node, checked on every
+//! read) is checked within a second ([`Gateway::suspect`]). A damaged entry is
 //! repaired from the bucket when one is configured and its copy verifies; otherwise the host
 //! says so in `/healthz` and refuses to serve proofs and entries (`storage.damaged`) until a
 //! repair or a restored database fixes it.
@@ -118,7 +120,25 @@ pub async fn run(gateway: Arc<Gateway>, bucket: Option<Bucket>) {
         };
         cursor = Some(if cursor.is_none() { 0 } else { to });
         let keys = &info.keys;
-        match damaged(&gateway.store, &keys.log_key, &keys.origin, from, to).await {
+        // Entries found damaged while served or published come first.
+        let mut found = Vec::new();
+        for i in gateway.take_suspects() {
+            if i < size {
+                match damaged(&gateway.store, &keys.log_key, &keys.origin, i, i + 1).await {
+                    Ok(bad) => found.extend(bad),
+                    Err(e) => tracing::warn!(error = %e, "scrub: reading the store failed"),
+                }
+            }
+        }
+        let checked = damaged(&gateway.store, &keys.log_key, &keys.origin, from, to)
+            .await
+            .map(|mut bad| {
+                found.retain(|i| !bad.contains(i));
+                bad.extend(found);
+                bad.sort_unstable();
+                bad
+            });
+        match checked {
             Ok(bad) if bad.is_empty() => {
                 if gateway.damage().is_some_and(|d| d.0 >= from && d.0 < to) {
                     gateway.set_damage(None);

@@ -16,7 +16,8 @@
 //! slow-header connections; 200 unfinished 16 MiB bodies; 100 enclave connections each
 //! sending most of an 8 MiB frame.
 //!
-//! For each fault: receipts acknowledged while it lasted, how many of them a later checkpoint
+//! For each fault: receipts acknowledged between the end of the fault before it and its own
+//! end (the ones it could destroy), how many of them a later checkpoint
 //! includes (same leaf at the same index, inclusion proof), lost (must be 0), voided (in a
 //! tail a later `log.epoch` replaced), and the time from the fault's end until the gateway
 //! serves again (`/healthz` says `ok` and an attestation comes back through the enclave; for
@@ -967,16 +968,19 @@ fn report(
         }
     };
     println!();
-    println!("| fault | acked during | verified | lost | voided | serves again after fault end |");
+    println!("| fault | acked before it (since the previous fault's end) | verified | lost | voided | serves again after fault end |");
     println!("|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     let mut total = (0, 0, 0, 0);
     for (k, f) in faults.iter().enumerate() {
-        let until = faults.get(k + 1).map(|n| n.start);
+        // A fault's receipts: those acknowledged since the previous fault ended, up to its
+        // own end (the ones it could have destroyed); the last fault's also all after it.
+        let since = k.checked_sub(1).map(|p| faults[p].end);
+        let until = (k + 1 < faults.len()).then_some(f.end);
         let mut counts = (0, 0, 0, 0);
         for a in acked
             .iter()
-            .filter(|a| a.at >= f.start && until.is_none_or(|u| a.at < u))
+            .filter(|a| since.is_none_or(|s| a.at > s) && until.is_none_or(|u| a.at <= u))
         {
             counts.0 += 1;
             match check(&a.receipt) {
