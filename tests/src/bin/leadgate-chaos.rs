@@ -788,7 +788,18 @@ fn run(dir: &Path, bin: &Path) -> anyhow::Result<()> {
     let seen = seen
         .join()
         .map_err(|_| anyhow::anyhow!("checkpoint watcher panicked"))?;
-    report(&http, &keys, dir, &faults, &acked, &stray, &seen, refused)
+    report(
+        &http,
+        &keys,
+        dir,
+        Run {
+            faults: &faults,
+            acked: &acked,
+            stray: &stray,
+            seen: &seen,
+            refused,
+        },
+    )
 }
 
 /// Sends one `Submit` on a raw link connection, retrying while the session is busy (the dead
@@ -828,17 +839,25 @@ fn stray_submit(leads: &[SealedLead]) -> anyhow::Result<Vec<Receipt>> {
     bail!("the enclave never freed the session")
 }
 
-/// Checks every receipt against a fresh checkpoint and prints the per-fault table.
-fn report(
-    http: &ureq::Agent,
-    keys: &EnclaveKeys,
-    dir: &Path,
-    faults: &[Fault],
-    acked: &[Acked],
-    stray: &[Receipt],
-    seen: &[Vec<u8>],
+/// What a run produced: the faults, the receipts the load and the stray connection got, the
+/// checkpoints the watcher saw, and how many leads the rules refused.
+struct Run<'a> {
+    faults: &'a [Fault],
+    acked: &'a [Acked],
+    stray: &'a [Receipt],
+    seen: &'a [Vec<u8>],
     refused: usize,
-) -> anyhow::Result<()> {
+}
+
+/// Checks every receipt against a fresh checkpoint and prints the per-fault table.
+fn report(http: &ureq::Agent, keys: &EnclaveKeys, dir: &Path, run: Run) -> anyhow::Result<()> {
+    let Run {
+        faults,
+        acked,
+        stray,
+        seen,
+        refused,
+    } = run;
     // A checkpoint now (503 with Retry-After while the gateway heals: asked again).
     let mut note = Vec::new();
     for _ in 0..100 {
