@@ -483,7 +483,7 @@ impl S3Server {
         assert!(r.status().is_success(), "create bucket: {}", r.status());
     }
 
-    /// The object at `path` in `bucket`, if any.
+    /// The object at `path` in `bucket`, if any (up to 1 GiB).
     pub fn get(&self, bucket: &str, path: &str) -> Option<Vec<u8>> {
         let mut r = self
             .http
@@ -492,7 +492,13 @@ impl S3Server {
             .ok()?;
         r.status()
             .is_success()
-            .then(|| r.body_mut().read_to_vec().expect("body"))
+            .then(|| {
+                r.body_mut()
+                    .with_config()
+                    .limit(1 << 30)
+                    .read_to_vec()
+                    .expect("body")
+            })
     }
 
     /// The environment a host needs to reach it (`--bucket s3://BUCKET`).

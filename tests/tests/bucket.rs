@@ -166,7 +166,12 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let mut stack = stack_with_bucket(
         &s3,
         tempfile::tempdir().unwrap(),
-        &["--floor-checkpoint".into(), floor],
+        &[
+            "--floor-checkpoint".into(),
+            floor,
+            "--state-interval-entries".into(),
+            "400".into(),
+        ],
     );
     let keys = stack.keys();
     let mut receipts = post(&stack, &keys, 0, 500);
@@ -216,6 +221,31 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let took = restart_host(&mut stack);
     eprintln!("database deleted and enclave killed: serving again after {took:?}");
     assert_eq!(repairs(&stack), 3);
+    // The new enclave process booted from the sealed state the bucket holds, not from 0.
+    let raw = std::fs::read_to_string(stack.dir.path().join("host.log")).unwrap();
+    // Without the terminal colour codes tracing writes.
+    let mut log = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            log.push(c);
+        }
+    }
+    let restored = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("enclave state restored"))
+        .expect("the enclave booted from a sealed state");
+    let state: u64 = restored
+        .split("state=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("state=N");
+    assert!(state >= 400, "{restored}");
+    assert!(s3.get(BUCKET, "log/leadgate/state").is_some());
     assert_log_keeps(&stack, &keys, &receipts, &served);
     receipts.extend(post(&stack, &keys, 1_900, 50));
     served.push(stack.checkpoint());

@@ -44,6 +44,10 @@ pub const CHECKPOINT: &str = "checkpoint";
 pub const SECRETS: &str = "leadgate/secrets";
 /// The bucket path of the log's note verifier key.
 pub const LOG_KEY: &str = "leadgate/log-key";
+/// The bucket path of the enclave's newest sealed state (its fast-boot state, see
+/// `leadgate_enclave::state`) that the bucket's log covers: a CBOR array of its parts
+/// (`leadgate_protocol::StatePart`), replaced whole by each newer state.
+pub const STATE: &str = "leadgate/state";
 
 /// Why a round failed; nothing is confirmed to the enclave for it.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct Publisher {
     published: tokio::sync::Mutex<u64>,
     /// Whether the secrets and log key were written by this process.
     keys_written: std::sync::atomic::AtomicBool,
+    /// The size of the sealed state this process last wrote to [`STATE`].
+    state_written: std::sync::atomic::AtomicU64,
 }
 
 impl Publisher {
@@ -105,6 +111,7 @@ impl Publisher {
             gateway,
             published: tokio::sync::Mutex::new(size),
             keys_written: false.into(),
+            state_written: 0.into(),
         }))
     }
 
@@ -154,6 +161,7 @@ impl Publisher {
         self.bucket.put(CHECKPOINT, note).await?;
         *published = size;
         self.gateway.published_to(Ok(size));
+        self.write_state(size).await?;
         // Partial tiles of a tile that is now full are no longer needed by any checkpoint's
         // reader who falls back to the full tile (c2sp.org/tlog-tiles, "Partial Tiles"):
         // deleted beside the next rounds, off their path.
@@ -213,6 +221,31 @@ impl Publisher {
         }
         out.push((tile.path(), hashes.concat()));
         Ok(out)
+    }
+
+    /// Writes the newest sealed state the bucket's log covers (`published` entries) to
+    /// [`STATE`], once per state: a host rebuilt from the bucket hands it to a new enclave
+    /// process, which then replays only the leaves after it. Runs after the round's
+    /// checkpoint, so a state is never in the bucket before the entries it is of.
+    async fn write_state(&self, published: u64) -> Result<(), PublishError> {
+        use std::sync::atomic::Ordering;
+        let store = &self.gateway.store;
+        let Some(size) = store.latest_state_size(published).await? else {
+            return Ok(());
+        };
+        if self.state_written.load(Ordering::Acquire) == size {
+            return Ok(());
+        }
+        let Some(parts) = store.latest_state(published).await? else {
+            return Ok(());
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&parts, &mut bytes)
+            .map_err(|e| PublishError::Inconsistent(format!("encoding the sealed state: {e}")))?;
+        self.bucket.put(STATE, bytes).await?;
+        self.state_written.store(size, Ordering::Release);
+        tracing::info!(size, parts = parts.len(), "sealed enclave state published");
+        Ok(())
     }
 
     /// Writes the sealed secrets and the log key once per process (they change only when

@@ -18,7 +18,7 @@ use leadgate_verifier::note::NoteVerifier;
 use serde_bytes::ByteBuf;
 
 use super::bucket::{Bucket, BucketError};
-use super::publish::{CHECKPOINT, LOG_KEY, SECRETS};
+use super::publish::{CHECKPOINT, LOG_KEY, SECRETS, STATE};
 use super::records;
 use crate::storage::{Store, StoreError};
 use leadgate_verifier::tiles::{self as layout, TileRef, TILE_WIDTH};
@@ -234,6 +234,7 @@ pub async fn repair(
     store
         .put_checkpoint(size, &note, crate::clock::now_ms())
         .await?;
+    restore_state(store, bucket, size).await?;
     tracing::info!(
         from,
         to = size,
@@ -246,6 +247,33 @@ pub async fn repair(
         to: size,
         checkpoint: size,
     })
+}
+
+/// Stores the bucket's sealed state ([`STATE`]) when the store has none at or below `size`
+/// and the bucket's is of at most `size` entries, so that the next boot replays only the
+/// leaves after it. The state is opaque to the host; the enclave checks it (AEAD under its
+/// own key, bound to the size and root) and refuses one that does not match its log.
+///
+/// # Errors
+/// [`RepairError::Invalid`] if the object is not a whole sealed state; bucket and database
+/// errors.
+async fn restore_state(store: &Store, bucket: &Bucket, size: u64) -> Result<(), RepairError> {
+    if store.latest_state_size(size).await?.is_some() {
+        return Ok(());
+    }
+    let Some(bytes) = bucket.get(STATE).await? else {
+        return Ok(());
+    };
+    let parts: Vec<leadgate_protocol::StatePart> = ciborium::from_reader(bytes.as_ref())
+        .map_err(|e| RepairError::Invalid(format!("{STATE}: {e}")))?;
+    if parts.first().is_none_or(|p| p.size > size) {
+        return Ok(());
+    }
+    store
+        .put_state(&parts)
+        .await
+        .map_err(|e| RepairError::Invalid(format!("{STATE}: {e}")))?;
+    Ok(())
 }
 
 /// Replaces damaged entries `indexes` of the store with the bucket's copies, each checked
