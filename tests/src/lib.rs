@@ -490,15 +490,13 @@ impl S3Server {
             .get(&format!("{}/{bucket}/{path}", self.endpoint))
             .call()
             .ok()?;
-        r.status()
-            .is_success()
-            .then(|| {
-                r.body_mut()
-                    .with_config()
-                    .limit(1 << 30)
-                    .read_to_vec()
-                    .expect("body")
-            })
+        r.status().is_success().then(|| {
+            r.body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_vec()
+                .expect("body")
+        })
     }
 
     /// The environment a host needs to reach it (`--bucket s3://BUCKET`).
