@@ -157,6 +157,49 @@ fn repairs(stack: &Stack) -> usize {
         .count()
 }
 
+/// The size of the sealed state the enclave last booted from, from the host's log ("enclave
+/// state restored state=N"); panics if it never booted from one.
+fn restored_state(stack: &Stack) -> u64 {
+    let raw = std::fs::read_to_string(stack.dir.path().join("host.log")).unwrap();
+    // Without the terminal colour codes tracing writes.
+    let mut log = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            log.push(c);
+        }
+    }
+    let restored = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("enclave state restored"))
+        .expect("the enclave booted from a sealed state");
+    restored
+        .split("state=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no state=N in {restored}"))
+}
+
+/// The newest sealed state's size in the host database at `db` (0 for none).
+fn newest_state(db: &std::path::Path) -> u64 {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = leadgate_host::storage::Store::open(db).await.unwrap();
+            store
+                .latest_state_size(i64::MAX as u64)
+                .await
+                .unwrap()
+                .unwrap_or(0)
+        })
+}
+
 #[test]
 fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,29 +265,8 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     eprintln!("database deleted and enclave killed: serving again after {took:?}");
     assert_eq!(repairs(&stack), 3);
     // The new enclave process booted from the sealed state the bucket holds, not from 0.
-    let raw = std::fs::read_to_string(stack.dir.path().join("host.log")).unwrap();
-    // Without the terminal colour codes tracing writes.
-    let mut log = String::new();
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            log.push(c);
-        }
-    }
-    let restored = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("enclave state restored"))
-        .expect("the enclave booted from a sealed state");
-    let state: u64 = restored
-        .split("state=")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .expect("state=N");
-    assert!(state >= 400, "{restored}");
+    let state = restored_state(&stack);
+    assert!(state >= 400, "booted from the state of {state} entries");
     assert!(s3.get(BUCKET, "log/leadgate/state").is_some());
     assert_log_keeps(&stack, &keys, &receipts, &served);
     receipts.extend(post(&stack, &keys, 1_900, 50));
@@ -270,6 +292,13 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     eprintln!("rolled back 1,000 entries and enclave killed: serving again after {took:?}");
     assert_eq!(repairs(&stack), 4);
     assert!(stack.size() >= size);
+    // It booted from the bucket's sealed state, newer than the copy's own.
+    let copy_state = newest_state(&backup.join("host.db"));
+    let state = restored_state(&stack);
+    assert!(
+        state > copy_state,
+        "booted from the state of {state} entries; the copy had one of {copy_state}"
+    );
     assert_log_keeps(&stack, &keys, &receipts, &served);
     receipts.extend(post(&stack, &keys, 2_950, 50));
     wait_published(&s3, stack.size());

@@ -249,30 +249,35 @@ pub async fn repair(
     })
 }
 
-/// Stores the bucket's sealed state ([`STATE`]) when the store has none at or below `size`
-/// and the bucket's is of at most `size` entries, so that the next boot replays only the
-/// leaves after it. The state is opaque to the host; the enclave checks it (AEAD under its
-/// own key, bound to the size and root) and refuses one that does not match its log.
+/// Stores the bucket's sealed state ([`STATE`]) when it is of at most `size` entries and
+/// newer than the store's newest state at or below `size` (a database restored from an old
+/// copy has an old one), so that the next boot replays only the leaves after it. The state is
+/// opaque to the host; the enclave checks it (AEAD under its own key, bound to the size and
+/// root) and refuses one that does not match its log.
 ///
 /// # Errors
 /// [`RepairError::Invalid`] if the object is not a whole sealed state; bucket and database
 /// errors.
 async fn restore_state(store: &Store, bucket: &Bucket, size: u64) -> Result<(), RepairError> {
-    if store.latest_state_size(size).await?.is_some() {
-        return Ok(());
-    }
     let Some(bytes) = bucket.get(STATE).await? else {
         return Ok(());
     };
     let parts: Vec<leadgate_protocol::StatePart> = ciborium::from_reader(bytes.as_ref())
         .map_err(|e| RepairError::Invalid(format!("{STATE}: {e}")))?;
-    if parts.first().is_none_or(|p| p.size > size) {
+    let Some(state) = parts.first().map(|p| p.size).filter(|&s| s <= size) else {
+        return Ok(());
+    };
+    if store
+        .latest_state_size(size)
+        .await?
+        .is_some_and(|have| have >= state)
+    {
         return Ok(());
     }
-    store
-        .put_state(&parts)
-        .await
-        .map_err(|e| RepairError::Invalid(format!("{STATE}: {e}")))?;
+    store.put_state(&parts).await.map_err(|e| match e {
+        StoreError::Inconsistent(why) => RepairError::Invalid(format!("{STATE}: {why}")),
+        e => RepairError::Store(e),
+    })?;
     Ok(())
 }
 
