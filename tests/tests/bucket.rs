@@ -141,6 +141,27 @@ fn delete_db(dir: &std::path::Path) {
     }
 }
 
+/// Copies the database to `backup` (the host stopped for it, then restarted), then posts the
+/// leads `(from, n)` of [`post`], adding their receipts and the checkpoint served after them,
+/// and waits until the bucket holds them (the enclave no longer does). Returns the log's size.
+fn backup_then_post(
+    stack: &mut Stack,
+    s3: &S3Server,
+    keys: &EnclaveKeys,
+    backup: &std::path::Path,
+    (from, n): (usize, usize),
+    receipts: &mut Vec<Receipt>,
+    served: &mut Vec<Vec<u8>>,
+) -> u64 {
+    stack.kill_host();
+    copy_db(stack.dir.path(), backup);
+    restart_host(stack);
+    receipts.extend(post(stack, keys, from, n));
+    served.push(stack.checkpoint());
+    wait_published(s3, stack.size());
+    stack.size()
+}
+
 /// Restarts the host and returns how long until `/healthz` says ok.
 fn restart_host(stack: &mut Stack) -> Duration {
     let started = Instant::now();
@@ -223,13 +244,15 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
 
     // A backup of the database, taken now.
     let backup = dir.path().join("backup");
-    stack.kill_host();
-    copy_db(stack.dir.path(), &backup);
-    restart_host(&mut stack);
-    receipts.extend(post(&stack, &keys, 500, 1_000));
-    served.push(stack.checkpoint());
-    wait_published(&s3, stack.size());
-    let size = stack.size();
+    let size = backup_then_post(
+        &mut stack,
+        &s3,
+        &keys,
+        &backup,
+        (500, 1_000),
+        &mut receipts,
+        &mut served,
+    );
 
     // 1. The database replaced by the backup, 1,000 entries old, the enclave running.
     stack.kill_host();
@@ -277,13 +300,15 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     // time: the new enclave process reads its floor from the bucket's checkpoint, the host
     // repairs its database from the bucket and boots it at the full size.
     let backup = dir.path().join("backup-2");
-    stack.kill_host();
-    copy_db(stack.dir.path(), &backup);
-    restart_host(&mut stack);
-    receipts.extend(post(&stack, &keys, 1_950, 1_000));
-    served.push(stack.checkpoint());
-    wait_published(&s3, stack.size());
-    let size = stack.size();
+    let size = backup_then_post(
+        &mut stack,
+        &s3,
+        &keys,
+        &backup,
+        (1_950, 1_000),
+        &mut receipts,
+        &mut served,
+    );
     stack.kill_host();
     stack.kill_enclave();
     copy_db(&backup, stack.dir.path());

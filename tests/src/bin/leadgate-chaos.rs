@@ -839,6 +839,23 @@ fn stray_submit(leads: &[SealedLead]) -> anyhow::Result<Vec<Receipt>> {
     bail!("the enclave never freed the session")
 }
 
+/// The hashes of `GET /v1/proof/{query}` (`inclusion?…` or `consistency?…`), or `None` if
+/// the gateway did not answer with a well-formed proof.
+fn fetch_proof(http: &ureq::Agent, query: &str) -> Option<Vec<[u8; 32]>> {
+    let answer: Value = http
+        .get(&format!("{GATEWAY}/v1/proof/{query}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_json()
+        .ok()?;
+    answer["proof"]
+        .as_array()?
+        .iter()
+        .map(|h| hex::decode(h.as_str()?).ok()?.try_into().ok())
+        .collect()
+}
+
 /// What a run produced: the faults, the receipts the load and the stray connection got, the
 /// checkpoints the watcher saw, and how many leads the rules refused.
 struct Run<'a> {
@@ -921,20 +938,8 @@ fn report(http: &ureq::Agent, keys: &EnclaveKeys, dir: &Path, run: Run) -> anyho
         } else if m == size || m == 0 {
             m == 0 || old_root == root
         } else {
-            http.get(&format!(
-                "{GATEWAY}/v1/proof/consistency?from={m}&to={size}"
-            ))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-            .and_then(|p| {
-                p["proof"]
-                    .as_array()?
-                    .iter()
-                    .map(|h| hex::decode(h.as_str()?).ok()?.try_into().ok())
-                    .collect::<Option<Vec<[u8; 32]>>>()
-            })
-            .is_some_and(|p| merkle::verify_consistency(m, size, &p, &old_root, &root).is_ok())
+            fetch_proof(http, &format!("consistency?from={m}&to={size}"))
+                .is_some_and(|p| merkle::verify_consistency(m, size, &p, &old_root, &root).is_ok())
         };
         if !ok {
             inconsistent.push(format!("size {m}"));
@@ -955,21 +960,7 @@ fn report(http: &ureq::Agent, keys: &EnclaveKeys, dir: &Path, run: Run) -> anyho
             .and_then(Option::as_ref)
             .is_some_and(|l| merkle::leaf_hash(l) == v.leaf_hash);
         if same_leaf {
-            let proof: Option<Vec<[u8; 32]>> = http
-                .get(&format!(
-                    "{GATEWAY}/v1/proof/inclusion?index={}&size={size}",
-                    v.index
-                ))
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-                .and_then(|p| {
-                    p["proof"]
-                        .as_array()?
-                        .iter()
-                        .map(|h| hex::decode(h.as_str()?).ok()?.try_into().ok())
-                        .collect()
-                });
+            let proof = fetch_proof(http, &format!("inclusion?index={}&size={size}", v.index));
             if proof.is_some_and(|p| {
                 merkle::verify_inclusion(&v.leaf_hash, v.index, size, &p, &root).is_ok()
             }) {
