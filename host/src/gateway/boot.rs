@@ -132,9 +132,7 @@ impl Gateway {
             };
             let repaired = crate::tiles::repair::repair(&self.store, bucket, pinned.as_ref())
                 .await
-                .map_err(|e| {
-                    LinkError::Behind(format!("repairing the store from the bucket: {e}"))
-                })?;
+                .map_err(|e| repair_failed("repairing the store from the bucket", e))?;
             if repaired.to > repaired.from {
                 tracing::warn!(
                     from = repaired.from,
@@ -144,11 +142,7 @@ impl Gateway {
             }
             crate::tiles::scrub::repair_tail(&self.store, bucket, pinned.as_ref())
                 .await
-                .map_err(|e| {
-                    LinkError::Behind(format!(
-                        "the stored tail is damaged and the bucket cannot mend it: {e}"
-                    ))
-                })?;
+                .map_err(|e| repair_failed("mending the stored tail from the bucket", e))?;
         }
         self.stored_to(self.store.size().await?);
         let sealed = self.store.sealed_secrets().await?;
@@ -366,5 +360,19 @@ impl Gateway {
             "enclave state restored"
         );
         Ok(())
+    }
+}
+
+/// Names a failed repair for what it is: a database failure stays a storage failure (it heals
+/// with the database, and is not damage); an unreadable bucket, or damage the bucket cannot
+/// mend, leaves the store behind what the enclave may have signed.
+fn repair_failed(doing: &str, e: crate::tiles::repair::RepairError) -> LinkError {
+    use crate::tiles::repair::RepairError;
+    match e {
+        RepairError::Store(e) => LinkError::Store(e),
+        RepairError::Bucket(e) => LinkError::Behind(format!("{doing}: the bucket: {e}")),
+        RepairError::Invalid(_) | RepairError::Fork(_) => {
+            LinkError::Behind(format!("{doing}: the store is damaged past mending: {e}"))
+        }
     }
 }

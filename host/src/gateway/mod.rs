@@ -120,7 +120,8 @@ pub struct Gateway {
     published: AtomicU64,
     /// Why publishing to the bucket fails, while it does.
     publish_error: std::sync::Mutex<Option<String>>,
-    /// When the bucket last held everything stored (Unix ms).
+    /// A time by which every entry then stored was in the bucket (Unix ms): every unpublished
+    /// entry has waited at most since then.
     published_all_ms: AtomicU64,
     /// Damage the scrub found and could not repair: the first damaged index and why.
     damage: std::sync::Mutex<Option<(u64, String)>>,
@@ -208,10 +209,6 @@ impl Gateway {
             Ok(size) => {
                 self.published.fetch_max(size, Ordering::AcqRel);
                 *error = None;
-                if size >= self.stored_size() {
-                    self.published_all_ms
-                        .store(crate::clock::now_ms(), Ordering::Release);
-                }
             }
             Err(e) => *error = Some(e),
         }
@@ -267,10 +264,12 @@ impl Gateway {
         }
     }
 
-    /// Records that the bucket holds everything stored (a round found nothing to publish).
-    pub fn published_all(&self) {
-        self.published_all_ms
-            .store(crate::clock::now_ms(), Ordering::Release);
+    /// Records that the bucket holds every entry stored by `as_of_ms` (Unix ms): a round that
+    /// began then found nothing to publish, or published at least what was stored when it
+    /// began. Every entry still unpublished was stored later, so its wait is at most the time
+    /// since; under steady load a round rarely catches up with entries stored while it runs.
+    pub fn published_all(&self, as_of_ms: u64) {
+        self.published_all_ms.fetch_max(as_of_ms, Ordering::AcqRel);
     }
 
     /// The size the bucket's checkpoint covers, when publishing.
@@ -323,8 +322,8 @@ impl Gateway {
             crate::clock::now_ms().saturating_sub(self.published_all_ms.load(Ordering::Acquire));
         (behind > 0 && since > PUBLISH_LAG_MS).then(|| {
             format!(
-                "publishing to the bucket lags: {behind} entries unpublished, the bucket last \
-                 held everything {} s ago (appends stop when the enclave's unconfirmed tail is full)",
+                "publishing to the bucket lags: {behind} entries unpublished, the oldest waiting \
+                 up to {} s (appends stop when the enclave's unconfirmed tail is full)",
                 since / 1000
             )
         })

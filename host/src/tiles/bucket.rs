@@ -96,6 +96,15 @@ impl Bucket {
         })
     }
 
+    /// A bucket over any object store (tests wrap one to slow or fail its requests).
+    #[cfg(test)]
+    pub(crate) fn from_store(store: Arc<dyn ObjectStore>, url: &str) -> Self {
+        Self {
+            store,
+            url: url.to_owned(),
+        }
+    }
+
     /// The URL it was opened with.
     pub fn url(&self) -> &str {
         &self.url

@@ -127,8 +127,10 @@ impl Publisher {
     /// Any [`PublishError`]; the bucket's checkpoint is then unchanged.
     pub async fn publish_once(&self) -> Result<Option<u64>, PublishError> {
         let mut published = self.published.lock().await;
-        if self.gateway.stored_size() <= *published {
-            self.gateway.published_all();
+        let began_ms = crate::clock::now_ms();
+        let stored = self.gateway.stored_size();
+        if stored <= *published {
+            self.gateway.published_all(began_ms);
             return Ok(None);
         }
         if !self.gateway.connected().await {
@@ -161,6 +163,9 @@ impl Publisher {
         self.bucket.put(CHECKPOINT, note).await?;
         *published = size;
         self.gateway.published_to(Ok(size));
+        if size >= stored {
+            self.gateway.published_all(began_ms);
+        }
         self.write_state(size).await?;
         // Partial tiles of a tile that is now full are no longer needed by any checkpoint's
         // reader who falls back to the full tile (c2sp.org/tlog-tiles, "Partial Tiles"):
