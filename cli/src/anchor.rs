@@ -16,8 +16,8 @@ use leadgate_verifier::merkle::{self, Hash};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::http::{agent, attest_gateway, check_trust, get_bytes, root_der, TrustArgs};
-use crate::verify::fetch_consistency;
+use crate::http::{agent, attest_gateway, check_trust, root_der, TrustArgs};
+use crate::verify::source::{log_source, LogSource};
 
 sol! {
     function latest() external view returns (uint64 size, bytes32 root);
@@ -129,6 +129,9 @@ pub struct AnchorArgs<'a> {
     pub contract: &'a str,
     /// Gateway: attestation, the served checkpoint and consistency proofs.
     pub gateway: Option<&'a str>,
+    /// The log's C2SP tlog-tiles URL prefix: the served checkpoint and consistency proofs
+    /// from the tiles (the bucket or any static copy) instead of the gateway's API.
+    pub tiles: Option<&'a str>,
     /// A checkpoint note file to check instead of the gateway's current one (without a
     /// gateway, its log key comes from the registration document).
     pub checkpoint: Option<&'a std::path::Path>,
@@ -259,14 +262,13 @@ impl ChainView {
     }
 
     /// Whether the served checkpoint (`size`, `root`) is anchored, or consistent with the
-    /// latest anchor (the proof fetched from `gateway`).
+    /// latest anchor (the proof read from `log`: the gateway's API or the log's tiles).
     ///
     /// # Errors
     /// `FORK: …` for a checkpoint the chain contradicts; fetch failures.
     pub fn check_served(
         &self,
-        http: &ureq::Agent,
-        gateway: Option<&str>,
+        log: Option<&dyn LogSource>,
         size: u64,
         root: Hash,
     ) -> anyhow::Result<String> {
@@ -286,15 +288,18 @@ impl ChainView {
                 "nothing anchored yet; served checkpoint size {size} not compared"
             ));
         }
-        let Some(gateway) = gateway else {
-            bail!("checkpoint size {size} is not anchored; its consistency proof needs --gateway");
+        let Some(log) = log else {
+            bail!(
+                "checkpoint size {size} is not anchored; its consistency proof needs --gateway \
+                 or --tiles"
+            );
         };
         let (m, n, rm, rn) = if latest_size < size {
             (latest_size, size, latest_root, root)
         } else {
             (size, latest_size, root, latest_root)
         };
-        let proof = fetch_consistency(http, gateway, m, n)?;
+        let proof = log.consistency(m, n)?;
         merkle::verify_consistency(m, n, &proof, &rm, &rn).map_err(|e| {
             anyhow!(
                 "FORK: the served checkpoint of size {size} is not consistent with the anchored \
@@ -364,17 +369,20 @@ pub fn verify_anchor(a: &AnchorArgs<'_>) -> anyhow::Result<()> {
         bound_keys = Some(keys);
     }
 
-    let note = match (a.checkpoint, a.gateway) {
+    // Where the served checkpoint and the consistency proofs come from: the tiles when given
+    // (no host involved), else the gateway.
+    let log = log_source(&http, a.tiles, a.gateway);
+    let note = match (a.checkpoint, &log) {
         (Some(p), _) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        (None, Some(gateway)) => get_bytes(&http, &format!("{gateway}/v1/checkpoint"))?,
+        (None, Some(log)) => log.checkpoint_note()?,
         (None, None) => return Ok(()),
     };
     let keys = bound_keys.ok_or_else(|| {
-        anyhow!("checking a CHECKPOINT needs its log key: give --gateway or --registration")
+        anyhow!("checking a checkpoint needs its log key: give --gateway or --registration")
     })?;
     let cp = verify_checkpoint(&note, &keys.note_verifier()?, &keys.origin)
         .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
     let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
-    println!("{}", view.check_served(&http, a.gateway, size, root)?);
+    println!("{}", view.check_served(log.as_deref(), size, root)?);
     Ok(())
 }

@@ -131,6 +131,19 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
                                     .filter(|r| matches!(r, BatchResult::Logged(_)))
                                     .count();
                                 errors.fetch_add(results.len() - ok, Ordering::Relaxed);
+                                if let Some(BatchResult::Error(e)) =
+                                    results.iter().find(|r| matches!(r, BatchResult::Error(_)))
+                                {
+                                    first_error
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .get_or_insert_with(|| {
+                                            format!(
+                                                "in a batch answer: {}: {}",
+                                                e.error.code, e.error.message
+                                            )
+                                        });
+                                }
                                 ok
                             };
                             accepted.fetch_add(ok, Ordering::Relaxed);

@@ -57,8 +57,15 @@ enum Cmd {
     /// Exit status 0 only if no check fails.
     Audit {
         /// Gateway base URL.
+        #[arg(long, required_unless_present = "tiles", conflicts_with = "tiles")]
+        gateway: Option<String>,
+        /// Audit the log from its C2SP tlog-tiles under this URL prefix alone (the bucket,
+        /// or any static copy), with no gateway: every entry is read and the tree rebuilt.
+        #[arg(long, requires = "log_key")]
+        tiles: Option<String>,
+        /// The log's note verifier key (`origin+keyid+base64`), needed with --tiles.
         #[arg(long)]
-        gateway: String,
+        log_key: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
         /// JSON-RPC URL of the chain the log is anchored on (with --contract).
@@ -264,13 +271,23 @@ enum VerifyCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Verify a checkpoint (FILE, or the gateway's) against the attested log key or --log-key.
+    /// Verify a checkpoint (FILE, the gateway's, or with --tiles the log's tiles') against the
+    /// attested log key or --log-key.
     Checkpoint {
         /// Signed note file.
         file: Option<PathBuf>,
         /// Gateway base URL.
         #[arg(long)]
         gateway: Option<String>,
+        /// Read the checkpoint from the log's C2SP tlog-tiles under this URL prefix
+        /// (`PREFIX/checkpoint`: the bucket, or any static copy) instead of the gateway.
+        #[arg(long, conflicts_with = "file")]
+        tiles: Option<String>,
+        /// Where this verifier remembers the last checkpoint it saw: a checkpoint read from
+        /// the gateway or the tiles must be consistent with it (a rollback or fork exits with
+        /// status 3), and is remembered if newer.
+        #[arg(long, default_value_os_t = verify::default_state())]
+        state: PathBuf,
         /// C2SP vkey of the log, instead of taking it from an attestation.
         #[arg(long)]
         log_key: Option<String>,
@@ -320,6 +337,11 @@ enum VerifyCmd {
         /// Gateway base URL (attestation, checkpoint, consistency proofs).
         #[arg(long)]
         gateway: Option<String>,
+        /// Read the served checkpoint and consistency proofs from the log's C2SP tlog-tiles
+        /// under this URL prefix (the bucket, or any static copy) instead of the gateway; with
+        /// --registration no host is involved.
+        #[arg(long)]
+        tiles: Option<String>,
         /// The registered attestation document, checked against its on-chain SHA-256.
         #[arg(long)]
         registration: Option<PathBuf>,
@@ -491,12 +513,14 @@ fn run() -> anyhow::Result<()> {
             rpc,
             contract,
             gateway,
+            tiles,
             registration,
             trust,
         }) => anchor::verify_anchor(&anchor::AnchorArgs {
             rpc: &rpc,
             contract: &contract,
             gateway: gateway.as_deref(),
+            tiles: tiles.as_deref(),
             checkpoint: checkpoint.as_deref(),
             registration: registration.as_deref(),
             trust: &trust,
@@ -511,14 +535,18 @@ fn run() -> anyhow::Result<()> {
         Cmd::Verify(VerifyCmd::Checkpoint {
             file,
             gateway,
+            tiles,
+            state,
             log_key,
             trust,
-        }) => verify::checkpoint(
-            file.as_deref(),
-            gateway.as_deref(),
-            log_key.as_deref(),
-            &trust,
-        ),
+        }) => verify::checkpoint(&verify::CheckpointArgs {
+            file: file.as_deref(),
+            gateway: gateway.as_deref(),
+            tiles: tiles.as_deref(),
+            log_key: log_key.as_deref(),
+            trust: &trust,
+            state: &state,
+        }),
         Cmd::Verify(VerifyCmd::Receipts {
             receipts,
             gateway,
@@ -539,6 +567,8 @@ fn run() -> anyhow::Result<()> {
         Cmd::Pcr { eif, json } => pcr::pcr(&eif, json),
         Cmd::Audit {
             gateway,
+            tiles,
+            log_key,
             trust,
             rpc,
             contract,
@@ -547,7 +577,9 @@ fn run() -> anyhow::Result<()> {
             json,
             allow_pcr0,
         } => audit::audit(&audit::AuditArgs {
-            gateway: &gateway,
+            gateway: gateway.as_deref(),
+            tiles: tiles.as_deref(),
+            log_key: log_key.as_deref(),
             trust: &trust,
             chain: rpc.as_deref().zip(contract.as_deref()),
             receipts: receipts.as_deref(),

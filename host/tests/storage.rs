@@ -1,6 +1,6 @@
 //! The host's store on a real SQLite file: the schema migrations (sqlx's migrator, embedded
 //! from `host/migrations/`), including a database whose schema the first releases recorded in
-//! `PRAGMA user_version`; the WAL checkpoint; the enclave's sealed states.
+//! `PRAGMA user_version`; the WAL checkpoint; the enclave's sealed states; the checkpoints kept.
 
 use leadgate_host::storage::{Store, MIGRATOR};
 use leadgate_protocol::StatePart;
@@ -146,4 +146,36 @@ async fn sealed_states_are_kept_whole_and_the_newest_two() {
     store.put_state(&[part(30, 0, 1)]).await.unwrap();
     assert_eq!(store.latest_state(15).await.unwrap(), None);
     assert_eq!(store.latest_state(25).await.unwrap().unwrap()[0].size, 20);
+}
+
+/// Only the newest checkpoint is kept: with publishing on, one is signed every round, and the
+/// table must not grow with time. One stored out of order (smaller than the newest) neither
+/// replaces the newest nor stays.
+#[tokio::test]
+async fn only_the_newest_checkpoint_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.db");
+    let store = Store::open(&path).await.unwrap();
+    for size in [10u64, 20, 30] {
+        let note = format!("checkpoint of {size}");
+        store
+            .put_checkpoint(size, note.as_bytes(), size)
+            .await
+            .unwrap();
+    }
+    store.put_checkpoint(25, b"late", 40).await.unwrap();
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap().unwrap(),
+        b"checkpoint of 30"
+    );
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT size FROM checkpoints")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(30,)]);
 }

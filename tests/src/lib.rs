@@ -499,6 +499,17 @@ impl S3Server {
         })
     }
 
+    /// Writes `bytes` to `path` in `bucket` (as anyone who can write the bucket can: the
+    /// tests damage a log's tiles this way).
+    pub fn put(&self, bucket: &str, path: &str, bytes: &[u8]) {
+        let r = self
+            .http
+            .put(&format!("{}/{bucket}/{path}", self.endpoint))
+            .send(bytes)
+            .expect("PUT object");
+        assert!(r.status().is_success(), "put {path}: {}", r.status());
+    }
+
     /// The environment a host needs to reach it (`--bucket s3://BUCKET`).
     pub fn host_env(&self) -> Vec<(String, String)> {
         [
@@ -604,6 +615,32 @@ pub fn seal(seller: &SigningKey, keys: &EnclaveKeys, lead: &Value) -> SealedLead
         now_ms(),
     )
     .expect("seal")
+}
+
+/// The files of the host's SQLite database (the database, its WAL and shared-memory index).
+const DB_FILES: [&str; 3] = ["host.db", "host.db-wal", "host.db-shm"];
+
+/// Copies the host database in directory `from` to directory `to` (created if missing),
+/// replacing what `to` held, as a backup is taken or restored with the host stopped.
+///
+/// # Errors
+/// Creating `to` or copying a file.
+pub fn copy_db(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for name in DB_FILES {
+        let _ = std::fs::remove_file(to.join(name));
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), to.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the host database in directory `dir`, as a lost disk does.
+pub fn delete_db(dir: &Path) {
+    for name in DB_FILES {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
 }
 
 /// Changes one byte (byte 3) of stored leaf `index` in the host database at `db`, as a bad

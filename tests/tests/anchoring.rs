@@ -230,6 +230,27 @@ fn checkpoints_are_anchored_and_forks_rollbacks_and_outages_are_handled() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is anchored"));
+    // No gateway API: the served checkpoint and any consistency proof from the log's tiles
+    // (the host's own tile paths here; a bucket in `bucket.rs`), the log key from the
+    // registered attestation document.
+    submit(&stack, &accepted[60..62]);
+    checkpoint_size(&stack);
+    let out = run(Command::new(bin("leadgate"))
+        .args(["verify", "anchor", "--rpc", &rpc, "--contract", &contract])
+        .args(["--tiles", &stack.gateway, "--registration"])
+        .arg(work.path().join("registration.cose"))
+        .args(["--allow-debug", "--root"])
+        .arg(stack.root_pem()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("is anchored") || stdout.contains("is consistent with the latest anchor"),
+        "{stdout}"
+    );
 
     // 2. The contract refuses a rollback (a genuine, older enclave signature) and a checkpoint
     //    signed by a key that is not registered.
@@ -322,8 +343,9 @@ fn checkpoints_are_anchored_and_forks_rollbacks_and_outages_are_handled() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // s1, s2, the one read from the tiles in part 1, and s3: each once.
     assert!(
-        stdout.contains("anchored history: 3 checkpoints"),
+        stdout.contains("anchored history: 4 checkpoints"),
         "each checkpoint once: {stdout}"
     );
 

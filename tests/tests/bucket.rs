@@ -126,19 +126,7 @@ fn set_bucket(stack: &mut Stack, prefix: &str) {
 }
 
 fn copy_db(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for name in ["host.db", "host.db-wal", "host.db-shm"] {
-        let _ = std::fs::remove_file(to.join(name));
-        if from.join(name).exists() {
-            std::fs::copy(from.join(name), to.join(name)).unwrap();
-        }
-    }
-}
-
-fn delete_db(dir: &std::path::Path) {
-    for name in ["host.db", "host.db-wal", "host.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
+    leadgate_e2e::copy_db(from, to).unwrap();
 }
 
 /// Copies the database to `backup` (the host stopped for it, then restarted), then posts the
@@ -268,7 +256,7 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
 
     // 2. The database deleted, the enclave running.
     stack.kill_host();
-    delete_db(stack.dir.path());
+    leadgate_e2e::delete_db(stack.dir.path());
     let took = restart_host(&mut stack);
     eprintln!("database deleted: serving again after {took:?}");
     assert_eq!(repairs(&stack), 2);
@@ -282,7 +270,7 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     // nothing acknowledged: everything was published).
     stack.kill_host();
     stack.kill_enclave();
-    delete_db(stack.dir.path());
+    leadgate_e2e::delete_db(stack.dir.path());
     stack.start_enclave();
     let took = restart_host(&mut stack);
     eprintln!("database deleted and enclave killed: serving again after {took:?}");
@@ -331,36 +319,13 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     // Every receipt verifies from the bucket's tiles alone (no host), and from the host's own
     // tile paths, with the log key the bucket publishes; a verifier that saw a larger
     // checkpoint, or another tree of the same size, exits with status 3.
-    let file = dir.path().join("receipts.jsonl");
-    let lines: Vec<String> = receipts
-        .iter()
-        .map(|r| json!({ "receipt": r }).to_string())
-        .collect();
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = write_receipts(dir.path(), &receipts);
     let vkey = String::from_utf8(s3.get(BUCKET, "log/leadgate/log-key").unwrap()).unwrap();
     let state = dir.path().join("seen.json");
-    let verify = |tiles: &str| {
-        std::process::Command::new(leadgate_e2e::bin("leadgate"))
-            .args(["verify", "receipts"])
-            .arg(&file)
-            .args(["--tiles", tiles, "--log-key", vkey.trim(), "--state"])
-            .arg(&state)
-            .output()
-            .unwrap()
-    };
+    let verify = |tiles: &str| verify_receipts(&file, tiles, vkey.trim(), &state);
     let bucket_url = format!("{}/{BUCKET}/log", s3.endpoint);
     for tiles in [bucket_url.as_str(), stack.gateway.as_str()] {
-        let out = verify(tiles);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{tiles}: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains(&format!("{} receipts verified", receipts.len())),
-            "{stdout}"
-        );
+        assert_receipts_verified(&verify(tiles), tiles, receipts.len());
     }
     // A reader written from the C2SP specs alone, not from our code, accepts the same tiles.
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -371,12 +336,7 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
             .args([tiles, vkey.trim()])
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{tiles}: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = succeeded(&out, tiles);
         assert!(stdout.starts_with("ok: "), "{stdout}");
     }
     let mut seen: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
@@ -400,6 +360,293 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("FORK"), "{stderr}");
+    // `verify checkpoint --tiles` names the same fork, with the same status.
+    let out = leadgate(
+        &[
+            "verify",
+            "checkpoint",
+            "--tiles",
+            &bucket_url,
+            "--log-key",
+            vkey.trim(),
+        ],
+        &state,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("FORK"), "{stderr}");
+
+    let epochs = stack.get_json("/v1/epochs")["epochs"]
+        .as_array()
+        .unwrap()
+        .len();
+    audit_from_the_tiles(
+        &s3,
+        &bucket_url,
+        vkey.trim(),
+        &file,
+        (receipts.len(), epochs),
+        dir.path(),
+    );
+}
+
+/// Runs the `leadgate` CLI with `args` and `--state STATE`.
+fn leadgate(args: &[&str], state: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(leadgate_e2e::bin("leadgate"))
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .unwrap()
+}
+
+/// The read-only checks from the bucket alone, with no host: `verify checkpoint --tiles`
+/// remembers the checkpoint, and `audit --tiles` reads every entry, rebuilds the tree to the
+/// checkpoint's root, takes the keys from the newest `log.epoch`, and finds every receipt
+/// included or voided. One changed byte in an entry bundle fails the audit, naming the entry.
+fn audit_from_the_tiles(
+    s3: &S3Server,
+    bucket_url: &str,
+    vkey: &str,
+    receipts: &std::path::Path,
+    (count, epochs): (usize, usize),
+    dir: &std::path::Path,
+) {
+    let state = dir.join("auditor-seen.json");
+    let out = leadgate(
+        &[
+            "verify",
+            "checkpoint",
+            "--tiles",
+            bucket_url,
+            "--log-key",
+            vkey,
+        ],
+        &state,
+    );
+    let stdout = succeeded(&out, bucket_url);
+    assert!(stdout.contains("checkpoint valid"), "{stdout}");
+    let audit = || {
+        let r = receipts.to_str().unwrap();
+        let args = [
+            "audit",
+            "--tiles",
+            bucket_url,
+            "--log-key",
+            vkey,
+            "--receipts",
+            r,
+            "--json",
+        ];
+        leadgate(&args, &state)
+    };
+    let out = audit();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{report:#}");
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+            .clone()
+    };
+    for name in [
+        "checkpoint.signature",
+        "checkpoint.consistency",
+        "log.entries",
+        "keys.binding",
+        "log.epochs",
+        "log.epoch_keys",
+        "receipts",
+    ] {
+        assert_eq!(check(name)["status"], "pass", "{name}: {report:#}");
+    }
+    assert_eq!(
+        check("attestation.signature")["status"],
+        "skip",
+        "{report:#}"
+    );
+    let receipts_detail = check("receipts")["detail"].as_str().unwrap().to_owned();
+    assert!(
+        receipts_detail.starts_with(&format!("{count} receipt(s) included")),
+        "{receipts_detail}"
+    );
+    // Every log.epoch the gateway lists was found in the entries.
+    let detail = check("log.epoch_keys")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(epochs > 1, "the enclave restarted in this test");
+    assert!(
+        detail.starts_with(&format!("{epochs} epoch(s)")),
+        "{detail}"
+    );
+
+    // One byte of the first entry bundle changed in the bucket.
+    let path = "log/tile/entries/000";
+    let original = s3.get(BUCKET, path).unwrap();
+    let mut changed = original.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    s3.put(BUCKET, path, &changed);
+    let out = audit();
+    s3.put(BUCKET, path, &original);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "log.entries")
+        .unwrap();
+    assert_eq!(entries["status"], "fail", "{report:#}");
+    assert!(
+        entries["detail"]
+            .as_str()
+            .unwrap()
+            .contains("entry 255: its leaf in tile/entries/000 does not hash"),
+        "{entries}"
+    );
+}
+
+/// A database replaced by a copy 50,000 entries old, far past what the enclave keeps
+/// unconfirmed (4,096 entries), so only the bucket has them: first with the enclave left
+/// running, then with it killed (-9) at the same moment (the new enclave process reads its
+/// floor from the bucket's checkpoint). Each time the host repairs itself from the bucket by
+/// itself and serves again; afterwards every receipt verifies from the host's tiles and from
+/// the bucket's, and every checkpoint served is consistent with the final one.
+#[test]
+fn a_database_50000_entries_old_is_repaired_from_the_bucket() {
+    const BEHIND: usize = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3.log"));
+    s3.create_bucket(BUCKET);
+    let floor = format!("{}/{BUCKET}/log/checkpoint", s3.endpoint);
+    // A sealed state every 10,000 entries, so that each copy is several states behind.
+    let enclave_args = [
+        "--floor-checkpoint".into(),
+        floor,
+        "--state-interval-entries".into(),
+        "10000".into(),
+    ];
+    let mut stack = stack_with_bucket(&s3, tempfile::tempdir().unwrap(), &enclave_args);
+    let keys = stack.keys();
+    let mut receipts = post(&stack, &keys, 0, 200);
+    let mut served = vec![stack.checkpoint()];
+    wait_published(&s3, stack.size());
+    for (round, kill_enclave) in [false, true].into_iter().enumerate() {
+        let backup = dir.path().join(format!("backup-{round}"));
+        let from = 200 + round * BEHIND;
+        let size = backup_then_post(
+            &mut stack,
+            &s3,
+            &keys,
+            &backup,
+            (from, BEHIND),
+            &mut receipts,
+            &mut served,
+        );
+        let copy = newest_state(&backup.join("host.db"));
+        stack.kill_host();
+        if kill_enclave {
+            stack.kill_enclave();
+        }
+        copy_db(&backup, stack.dir.path());
+        if kill_enclave {
+            stack.start_enclave();
+        }
+        let took = restart_host(&mut stack);
+        eprintln!(
+            "a copy {BEHIND} entries old, enclave {}: serving again after {took:?}",
+            if kill_enclave { "killed" } else { "running" }
+        );
+        assert_eq!(repairs(&stack), round + 1);
+        assert!(stack.size() >= size, "{} < {size}", stack.size());
+        if kill_enclave {
+            // It booted from the bucket's sealed state, newer than the copy's own.
+            let state = restored_state(&stack);
+            assert!(
+                state > copy,
+                "booted from the state of {state}; the copy had {copy}"
+            );
+        }
+        served.push(stack.checkpoint());
+    }
+    assert_log_keeps(&stack, &keys, &[], &served);
+    wait_published(&s3, stack.size());
+
+    let file = write_receipts(dir.path(), &receipts);
+    let vkey = keys.note_verifier().unwrap().to_vkey_string();
+    let bucket_url = format!("{}/{BUCKET}/log", s3.endpoint);
+    let state = dir.path().join("seen.json");
+    for tiles in [stack.gateway.as_str(), bucket_url.as_str()] {
+        let out = verify_receipts(&file, tiles, &vkey, &state);
+        assert_receipts_verified(&out, tiles, receipts.len());
+    }
+}
+
+/// The standard output of a command that must have succeeded (reading `source`).
+fn succeeded(out: &std::process::Output, source: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{source}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Writes `receipts` as `seller submit` does (JSON lines with a `receipt` member) to
+/// `receipts.jsonl` in `dir`; returns its path.
+fn write_receipts(dir: &std::path::Path, receipts: &[Receipt]) -> std::path::PathBuf {
+    let file = dir.join("receipts.jsonl");
+    let lines: Vec<String> = receipts
+        .iter()
+        .map(|r| json!({ "receipt": r }).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    file
+}
+
+/// `leadgate verify receipts FILE --tiles TILES --log-key VKEY --state STATE`.
+fn verify_receipts(
+    file: &std::path::Path,
+    tiles: &str,
+    vkey: &str,
+    state: &std::path::Path,
+) -> std::process::Output {
+    let file = file.to_str().unwrap();
+    let args = [
+        "verify",
+        "receipts",
+        file,
+        "--tiles",
+        tiles,
+        "--log-key",
+        vkey,
+    ];
+    leadgate(&args, state)
+}
+
+/// `leadgate verify receipts` succeeded and verified `count` receipts from `tiles`.
+fn assert_receipts_verified(out: &std::process::Output, tiles: &str, count: usize) {
+    let stdout = succeeded(out, tiles);
+    assert!(
+        stdout.contains(&format!("{count} receipts verified")),
+        "{stdout}"
+    );
 }
 
 /// Waits until the host serves entry `index` as `leaf`; returns how long that took.

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
-use leadgate_verifier::api::{ConsistencyProof, InclusionProof};
+use leadgate_verifier::api::ConsistencyProof;
 use leadgate_verifier::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::{self, Hash};
 use leadgate_verifier::note::NoteVerifier;
 
+use super::source::log_source;
 use crate::http::{agent, attest_gateway, get_bytes, get_typed, TrustArgs};
 
 /// Fetches and verifies the gateway's checkpoint against the attested log key.
@@ -37,43 +38,61 @@ pub fn hashes(proof: &[String]) -> anyhow::Result<Vec<Hash>> {
         .collect()
 }
 
-/// `verify checkpoint`: a checkpoint FILE (or the gateway's) against the attested log key, or
-/// an explicit `--log-key` vkey.
-pub fn checkpoint(
-    file: Option<&Path>,
-    gateway: Option<&str>,
-    log_key: Option<&str>,
-    trust: &TrustArgs,
-) -> anyhow::Result<()> {
+/// Options of `verify checkpoint`.
+pub struct CheckpointArgs<'a> {
+    /// A signed note file to verify instead of the served checkpoint.
+    pub file: Option<&'a Path>,
+    /// Gateway base URL: its attested log key, and its checkpoint and proofs.
+    pub gateway: Option<&'a str>,
+    /// The log's C2SP tlog-tiles URL prefix: its `checkpoint` and proofs from the tiles.
+    pub tiles: Option<&'a str>,
+    /// The log's note verifier key (`origin+keyid+base64`), instead of the attested one.
+    pub log_key: Option<&'a str>,
+    /// `--pcr0`, `--allow-debug`, `--root`.
+    pub trust: &'a TrustArgs,
+    /// The verifier's state file (the last checkpoint it saw of each log).
+    pub state: &'a Path,
+}
+
+/// `verify checkpoint`: a checkpoint FILE, the gateway's or the tiles' against the attested
+/// log key or an explicit `--log-key` vkey. A checkpoint read from the gateway or the tiles
+/// must also extend the one this verifier saw last (`--state`).
+///
+/// # Errors
+/// The checkpoint does not verify; [`LogMisbehaved`] for a rollback or fork; fetch failures.
+pub fn checkpoint(a: &CheckpointArgs<'_>) -> anyhow::Result<()> {
     let http = agent();
-    let (verifier, origin) = match (log_key, gateway) {
+    let (verifier, origin) = match (a.log_key, a.gateway) {
         (Some(k), _) => {
             let v = NoteVerifier::parse(k).map_err(|e| anyhow!("--log-key: {e}"))?;
             let o = v.name().to_owned();
             (v, o)
         }
         (None, Some(g)) => {
-            let (_, keys) = attest_gateway(&http, g, trust)?;
+            let (_, keys) = attest_gateway(&http, g, a.trust)?;
             (keys.note_verifier()?, keys.origin)
         }
         (None, None) => {
             bail!("give --gateway URL (the key comes from its attestation) or --log-key VKEY")
         }
     };
-    let cp = match (file, gateway) {
-        (Some(f), _) => {
-            let note = std::fs::read(f)?;
-            verify_checkpoint(&note, &verifier, &origin)
-                .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?
-        }
-        (None, Some(g)) => fetch_checkpoint(&http, g, &verifier, &origin)?,
-        (None, None) => bail!("give a checkpoint FILE or --gateway URL"),
+    let source = log_source(&http, a.tiles, a.gateway);
+    let note = match (a.file, &source) {
+        (Some(f), _) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+        (None, Some(source)) => source.checkpoint_note()?,
+        (None, None) => bail!("give a checkpoint FILE, --gateway URL or --tiles URL"),
     };
+    let cp = verify_checkpoint(&note, &verifier, &origin)
+        .map_err(|e| anyhow!("checkpoint rejected: {}: {e}", e.code()))?;
+    let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+    if let (None, Some(source)) = (a.file, &source) {
+        check_against_seen(source.as_ref(), a.state, (&verifier).into(), size, &root)?;
+    }
     println!(
         "checkpoint valid: origin {} size {} root {}",
         origin,
-        cp.checkpoint().size,
-        hex::encode(cp.checkpoint().root)
+        size,
+        hex::encode(root)
     );
     Ok(())
 }
@@ -238,17 +257,9 @@ fn read_state(state: &Path) -> anyhow::Result<SeenState> {
     serde_json::from_value(v).context("reading verifier state")
 }
 
-/// The checkpoint (size, root) of the log with these keys that this verifier last saw, from
-/// the state file (JSON `{"logs": [{"origin", "log_key": hex, "size", "root": hex}]}`); `None`
-/// if there is none for this log.
-///
-/// # Errors
-/// A state file that does not parse.
-pub fn load_seen(state: &Path, keys: &EnclaveKeys) -> anyhow::Result<Option<(u64, Hash)>> {
-    Ok(load_seen_checkpoint(state, keys.into())?.map(|s| (s.size, s.root)))
-}
-
-/// [`load_seen`], with when it was verified.
+/// The checkpoint of `log` this verifier last saw, with when it was verified, from the state
+/// file (JSON `{"logs": [{"origin", "log_key": hex, "size", "root": hex, "seen_ms"}]}`);
+/// `None` if there is none for this log.
 ///
 /// # Errors
 /// A state file that does not parse.
@@ -274,17 +285,9 @@ pub fn load_seen_checkpoint(
     }))
 }
 
-/// Remembers checkpoint (`size`, `root`) of the log with these keys in the state file, with
-/// the time, keeping what it remembers of other logs. A checkpoint smaller than the one
-/// remembered is not remembered (a verifier never forgets the newest tree it saw).
-///
-/// # Errors
-/// Reading or writing the file.
-pub fn save_seen(state: &Path, keys: &EnclaveKeys, size: u64, root: &Hash) -> anyhow::Result<()> {
-    save_seen_log(state, keys.into(), size, root)
-}
-
-/// [`save_seen`] for a log named by its origin and key.
+/// Remembers checkpoint (`size`, `root`) of `log` in the state file, with the time, keeping
+/// what it remembers of other logs. A checkpoint smaller than the one remembered is not
+/// remembered (a verifier never forgets the newest tree it saw).
 ///
 /// # Errors
 /// Reading or writing the file.
@@ -344,8 +347,11 @@ pub fn sign_checkpoint_now(http: &ureq::Agent, gateway: &str) -> anyhow::Result<
     Ok(resp.body_mut().read_to_vec()?)
 }
 
-/// Fetches entry `index` and proves it is in the checkpoint (`size`, `root`); returns the
-/// event and its leaf bytes.
+/// Fetches entry `index` from the gateway and proves it is in the checkpoint (`size`,
+/// `root`); returns the event and its leaf bytes.
+///
+/// # Errors
+/// As [`included_entry_in`].
 pub fn included_entry(
     http: &ureq::Agent,
     gateway: &str,
@@ -353,22 +359,34 @@ pub fn included_entry(
     size: u64,
     root: &Hash,
 ) -> anyhow::Result<(Event, Vec<u8>)> {
+    included_entry_in(
+        &super::source::GatewaySource { http, gateway },
+        index,
+        size,
+        root,
+    )
+}
+
+/// Reads entry `index` from `source` and proves it is in the checkpoint (`size`, `root`)
+/// with an RFC 9162 §2.1.3 inclusion proof from the same source; returns the event and its
+/// leaf bytes.
+///
+/// # Errors
+/// The index is not in the checkpoint, a read fails, the proof does not verify, or the
+/// leaf is not an event.
+pub fn included_entry_in(
+    source: &dyn super::source::LogSource,
+    index: u64,
+    size: u64,
+    root: &Hash,
+) -> anyhow::Result<(Event, Vec<u8>)> {
     if index >= size {
         bail!("entry {index} is not in the checkpoint of size {size}");
     }
-    let leaf = get_bytes(http, &format!("{gateway}/v1/entries/{index}"))?;
-    let p: InclusionProof = get_typed(
-        http,
-        &format!("{gateway}/v1/proof/inclusion?index={index}&size={size}"),
-    )?;
-    merkle::verify_inclusion(
-        &merkle::leaf_hash(&leaf),
-        index,
-        size,
-        &hashes(&p.proof)?,
-        root,
-    )
-    .map_err(|e| anyhow!("entry {index} inclusion: {}", e.code()))?;
+    let leaf = source.entry(index, size)?;
+    let proof = source.inclusion(index, size)?;
+    merkle::verify_inclusion(&merkle::leaf_hash(&leaf), index, size, &proof, root)
+        .map_err(|e| anyhow!("entry {index} inclusion: {}", e.code()))?;
     let event = Event::from_leaf(&leaf).map_err(|e| anyhow!("entry {index}: {}", e.code()))?;
     Ok((event, leaf))
 }

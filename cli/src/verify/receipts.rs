@@ -18,7 +18,7 @@ use leadgate_verifier::note::NoteVerifier;
 use crate::http::{agent, attest_gateway, TrustArgs};
 
 use super::checkpoints::{check_against_seen, LogId};
-use super::source::{GatewaySource, LogSource, TileSource};
+use super::source::{log_source, GatewaySource, LogSource};
 
 /// `verify receipts`: from the gateway's API, or with `tiles` from the log's tiles alone
 /// (the bucket or any static copy; then the log key is `log_key`, or the gateway's attested
@@ -40,13 +40,8 @@ pub fn receipts(
         (None, None) => bail!("give --gateway URL (its attested log key) or --log-key VKEY"),
     };
     let log = LogId::from(&verifier);
-    let source: Box<dyn LogSource> = match (tiles, gateway) {
-        (Some(t), _) => Box::new(TileSource::new(&http, t)),
-        (None, Some(g)) => Box::new(GatewaySource {
-            http: &http,
-            gateway: g,
-        }),
-        (None, None) => bail!("give --gateway URL or --tiles URL"),
+    let Some(source) = log_source(&http, tiles, gateway) else {
+        bail!("give --gateway URL or --tiles URL")
     };
     let source = source.as_ref();
     let note = source.checkpoint_note()?;

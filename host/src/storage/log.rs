@@ -248,7 +248,14 @@ impl Store {
         .await?)
     }
 
-    /// Stores a checkpoint note of `size` leaves.
+    /// Stores a checkpoint note of `size` leaves, and drops every stored checkpoint of a
+    /// smaller tree: only the newest is served (`GET /v1/checkpoint`, `GET /checkpoint`), and
+    /// with publishing on the enclave signs one every round (4 a second under load), which
+    /// kept for ever would grow the database with time rather than with the log. Verifiers
+    /// keep the checkpoints they saw; any two are proved consistent from the tree.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`].
     pub async fn put_checkpoint(
         &self,
         size: u64,
@@ -256,12 +263,17 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let write = self.write();
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT OR IGNORE INTO checkpoints (size, note, created_ms) VALUES (?, ?, ?)")
             .bind(size as i64)
             .bind(note)
             .bind(now_ms as i64)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM checkpoints WHERE size < (SELECT MAX(size) FROM checkpoints)")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         write.done();
         Ok(())
     }

@@ -2,7 +2,7 @@
 //!
 //! Tables: `leaves` (event bytes by index), `nodes` (every complete subtree hash, as the enclave
 //! returned them), `receipts`, `leads` (ciphertexts and verdicts; no plaintext exists here),
-//! `checkpoints` (signed notes), `sealed` (the enclave's sealed secrets), `auctions`, `bids`,
+//! `checkpoints` (the newest signed note), `sealed` (the enclave's sealed secrets), `auctions`, `bids`,
 //! `releases`, `epochs`, `anchors`. Schema migrations are the numbered SQL scripts in
 //! `host/migrations/`, run by sqlx's migrator ([`MIGRATOR`]).
 //!

@@ -133,9 +133,9 @@ pub async fn run(gateway: Arc<Gateway>, bucket: Option<Bucket>) {
         let checked = damaged(&gateway.store, &keys.log_key, &keys.origin, from, to)
             .await
             .map(|mut bad| {
-                found.retain(|i| !bad.contains(i));
                 bad.extend(found);
                 bad.sort_unstable();
+                bad.dedup();
                 bad
             });
         match checked {

@@ -362,23 +362,6 @@ fn health(http: &ureq::Agent) -> String {
 }
 
 /// Copies the host database files (`host.db`, `-wal`, `-shm`) from directory `from` to `to`.
-fn copy_db(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for name in ["host.db", "host.db-wal", "host.db-shm"] {
-        let _ = std::fs::remove_file(to.join(name));
-        if from.join(name).exists() {
-            std::fs::copy(from.join(name), to.join(name))?;
-        }
-    }
-    Ok(())
-}
-
-fn delete_db(dir: &Path) {
-    for name in ["host.db", "host.db-wal", "host.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
-}
-
 /// Polls `check` every 50 ms for up to `limit`; the time it took to hold.
 fn until(limit: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<Duration> {
     let start = Instant::now();
@@ -440,7 +423,7 @@ fn bucket_faults(
         let start = Instant::now();
         stop(p, both);
         let (size, published) = (stored_size(&db_file), p.published());
-        delete_db(db);
+        leadgate_e2e::delete_db(db);
         restart(p, both)?;
         let end = Instant::now();
         let healed = time_to_healthy(http)?;
@@ -457,7 +440,7 @@ fn bucket_faults(
     for age in [1_000u64, 50_000] {
         for both in [false, true] {
             p.kill_host();
-            copy_db(db, &snapshot)?;
+            leadgate_e2e::copy_db(db, &snapshot)?;
             p.start_host()?;
             let old = stored_size(&snapshot.join("host.db"));
             time_to_healthy(http)?;
@@ -467,7 +450,7 @@ fn bucket_faults(
             let start = Instant::now();
             stop(p, both);
             let (size, published) = (stored_size(&db_file), p.published());
-            copy_db(&snapshot, db)?;
+            leadgate_e2e::copy_db(&snapshot, db)?;
             chown()?;
             restart(p, both)?;
             let end = Instant::now();
