@@ -354,8 +354,16 @@ enum VerifyCmd {
         /// Auction id (default: every auction in --my-bid).
         id: Option<String>,
         /// Gateway base URL.
+        #[arg(long, required_unless_present = "tiles", conflicts_with = "tiles")]
+        gateway: Option<String>,
+        /// Read the log from its C2SP tlog-tiles under this URL prefix alone (the bucket, or
+        /// any static copy), with no gateway: the whole log is read once to find the auctions'
+        /// events.
+        #[arg(long, requires = "log_key")]
+        tiles: Option<String>,
+        /// The log's note verifier key (`origin+keyid+base64`), needed with --tiles.
         #[arg(long)]
-        gateway: String,
+        log_key: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
         /// Your bid records from `buyer bid --out`.
@@ -498,16 +506,20 @@ fn run() -> anyhow::Result<()> {
         Cmd::Verify(VerifyCmd::Auction {
             id,
             gateway,
+            tiles,
+            log_key,
             trust,
             my_bid,
             concurrency,
-        }) => verify::auction(
-            id.as_deref(),
-            &gateway,
-            &trust,
-            my_bid.as_deref(),
+        }) => verify::auction(&verify::AuctionArgs {
+            id: id.as_deref(),
+            gateway: gateway.as_deref(),
+            tiles: tiles.as_deref(),
+            log_key: log_key.as_deref(),
+            trust: &trust,
+            my_bids: my_bid.as_deref(),
             concurrency,
-        ),
+        }),
         Cmd::Verify(VerifyCmd::Anchor {
             checkpoint,
             rpc,

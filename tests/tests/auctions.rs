@@ -290,6 +290,16 @@ fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
         ]));
         assert_eq!(out.lines().count(), 12, "{out}");
     }
+    // The same from the log's tiles alone (the host's own tile paths here; any static copy of
+    // them would do), the log key given: the bid sets come from reading the log itself.
+    let vkey = stack.keys().note_verifier().unwrap().to_vkey_string();
+    for b in ["a", "b", "c"] {
+        let bids = p(&format!("bids-{b}.jsonl"));
+        let args = ["verify", "auction", "--tiles", &gw, "--log-key", &vkey];
+        let out = ok(run_t(&[&args[..], &["--my-bid", &bids]].concat()));
+        assert_eq!(out.lines().count(), 12, "{out}");
+        assert!(out.contains("my bid"), "{out}");
+    }
     // A tampered record of one's own bid (a higher amount than the loser really bid) is caught.
     let bids_b = std::fs::read_to_string(p("bids-b.jsonl")).unwrap();
     let mut forged: Vec<Value> = bids_b
@@ -311,6 +321,10 @@ fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
         "--my-bid",
         &p("forged-bid.jsonl"),
     ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auction.outcome_inconsistent"));
+    let args = ["verify", "auction", "--tiles", &gw, "--log-key", &vkey];
+    let out = run_t(&[&args[..], &["--my-bid", &p("forged-bid.jsonl")]].concat());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("auction.outcome_inconsistent"));
 

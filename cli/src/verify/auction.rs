@@ -5,32 +5,132 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use std::collections::HashMap;
+
 use anyhow::{anyhow, bail, Context as _};
-use leadgate_verifier::api::AuctionDetail;
+use leadgate_verifier::api::{AuctionDetail, BidEntry};
+use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::Hash;
+use leadgate_verifier::note::NoteVerifier;
 use leadgate_verifier::receipt::Receipt;
 use serde_json::Value;
 
 use crate::http::{agent, attest_gateway, get_typed, TrustArgs};
 
-use super::checkpoints::{checkpoint_covering, included_entry};
-use super::receipts::receipt_entry;
+use super::checkpoints::{checkpoint_covering, included_entry_in, LogId};
+use super::receipts::included_receipt_in;
+use super::source::{GatewaySource, LogSource, TileSource};
+
+/// Options of `verify auction`.
+pub struct AuctionArgs<'a> {
+    /// Auction id (default: every auction in `my_bids`).
+    pub id: Option<&'a str>,
+    /// Gateway base URL: its attested keys, its auction index (`GET /v1/auctions/{id}`) and
+    /// the log through its API.
+    pub gateway: Option<&'a str>,
+    /// The log's C2SP tlog-tiles URL prefix: the auctions found by reading the whole log.
+    pub tiles: Option<&'a str>,
+    /// The log's note verifier key (`origin+keyid+base64`); required with `tiles`.
+    pub log_key: Option<&'a str>,
+    /// `--pcr0`, `--allow-debug`, `--root`.
+    pub trust: &'a TrustArgs,
+    /// The caller's bid records (`buyer bid --out`).
+    pub my_bids: Option<&'a Path>,
+    /// Parallel requests.
+    pub concurrency: usize,
+}
+
+/// Finds an auction's events and a checkpoint (size, root) covering its close.
+type Locate<'a> = dyn Fn(&str) -> anyhow::Result<(AuctionIndex, u64, Hash)> + Sync + 'a;
+
+/// Where one auction's events are in the log.
+#[derive(Debug, Default, Clone)]
+struct AuctionIndex {
+    /// Its `lead.accepted`.
+    open: Option<u64>,
+    /// Its `auction.closed` or `auction.unsold`.
+    close: Option<u64>,
+    /// Every `bid.sealed` for it (index, buyer, commitment hex), in log order.
+    bids: Vec<BidEntry>,
+}
+
+impl From<&AuctionDetail> for AuctionIndex {
+    fn from(a: &AuctionDetail) -> Self {
+        Self {
+            open: Some(a.auction.open_index),
+            close: a.auction.close_index,
+            bids: a.bid_entries.clone(),
+        }
+    }
+}
+
+/// Reads every entry of the tree of `size` entries from the tiles and indexes the events
+/// of the auctions `ids`: each one's `lead.accepted`, first close, and `bid.sealed` entries.
+///
+/// # Errors
+/// A tile that cannot be read or does not match ([`TileSource::scan_entries`]), or a leaf
+/// that is not an event.
+fn scan_auctions(
+    source: &TileSource<'_>,
+    size: u64,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, AuctionIndex>> {
+    let mut found: HashMap<String, AuctionIndex> = HashMap::new();
+    let wanted = |id: &str| ids.binary_search_by(|i| i.as_str().cmp(id)).is_ok();
+    source.scan_entries(size, |index, leaf| {
+        let event = Event::from_leaf(leaf).map_err(|e| anyhow!("entry {index}: {}", e.code()))?;
+        match &event {
+            Event::LeadAccepted(e) if wanted(&e.lead_id) => {
+                found.entry(e.lead_id.clone()).or_default().open = Some(index);
+            }
+            Event::BidSealed(e) if wanted(&e.auction_id) => {
+                found
+                    .entry(e.auction_id.clone())
+                    .or_default()
+                    .bids
+                    .push(BidEntry {
+                        index,
+                        buyer: e.buyer.clone(),
+                        commitment: e.commitment.clone(),
+                    });
+            }
+            Event::AuctionClosed(leadgate_verifier::event::AuctionClosed {
+                auction_id, ..
+            })
+            | Event::AuctionUnsold(leadgate_verifier::event::AuctionUnsold {
+                auction_id, ..
+            }) if wanted(auction_id) => {
+                found
+                    .entry(auction_id.clone())
+                    .or_default()
+                    .close
+                    .get_or_insert(index);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
 
 /// `verify auction`: for each auction (ID, or every auction in the bids file), checks that its
-/// `lead.accepted` and close events are in a checkpoint signed by the attested log key, that
-/// the tie-break seed is the log key's signature, that the served `bid.sealed` entries give
-/// exactly the committed set of considered bids, and, for the caller's own bids (`buyer bid`'s
-/// output), that the last one is in that set and the outcome is consistent with its amount.
-pub fn auction(
-    id: Option<&str>,
-    gateway: &str,
-    trust: &TrustArgs,
-    my_bids: Option<&Path>,
-    concurrency: usize,
-) -> anyhow::Result<()> {
+/// `lead.accepted` and close events are in a checkpoint signed by the log key, that the
+/// tie-break seed is the log key's signature, that the `bid.sealed` entries give exactly the
+/// committed set of considered bids, and, for the caller's own bids (`buyer bid`'s output),
+/// that the last one is in that set and the outcome is consistent with its amount.
+///
+/// From a gateway, the log key is its attested one and the auctions' events come from its
+/// index (`GET /v1/auctions/{id}`), each proved included. With `tiles` no host is involved:
+/// the log key is `log_key`, and the whole log is read once (one entry bundle at a time) to
+/// find every event of the auctions, so the bid set comes from the log itself.
+///
+/// # Errors
+/// Bad options or an unreadable bids file; then, after every auction is checked, one error
+/// counting the auctions that failed (each printed with its reason).
+pub fn auction(a: &AuctionArgs<'_>) -> anyhow::Result<()> {
     let http = agent();
-    let (_, keys) = attest_gateway(&http, gateway, trust)?;
+    let (id, my_bids, concurrency) = (a.id, a.my_bids, a.concurrency);
     let mut own: Vec<Value> = Vec::new();
     if let Some(p) = my_bids {
         for line in std::fs::read_to_string(p)
@@ -53,6 +153,56 @@ pub fn auction(
     if ids.is_empty() {
         bail!("give an auction ID or --my-bid FILE");
     }
+    let tiles = a.tiles.map(|t| TileSource::new(&http, t));
+    // The log key, and where each auction's events and a checkpoint covering its close are.
+    let (log_verifier, keys);
+    let locate: Box<Locate<'_>> = match (&tiles, a.gateway) {
+        (Some(source), _) => {
+            let k = a
+                .log_key
+                .ok_or_else(|| anyhow!("--tiles needs --log-key VKEY: no attestation gives it"))?;
+            log_verifier = NoteVerifier::parse(k).map_err(|e| anyhow!("--log-key: {e}"))?;
+            let note = source.checkpoint_note()?;
+            let cp = verify_checkpoint(&note, &log_verifier, log_verifier.name()).map_err(|e| {
+                anyhow!("checkpoint at {} rejected: {}: {e}", source.url(), e.code())
+            })?;
+            let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+            let found = scan_auctions(source, size, &ids)?;
+            Box::new(move |id: &str| {
+                let index = found
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("no event of it in the checkpoint of {size} entries"))?;
+                Ok((index, size, root))
+            })
+        }
+        (None, Some(gateway)) => {
+            keys = attest_gateway(&http, gateway, a.trust)?.1;
+            log_verifier = keys.note_verifier()?;
+            let (http, keys) = (&http, &keys);
+            Box::new(move |id: &str| {
+                let detail: AuctionDetail =
+                    get_typed(http, &format!("{gateway}/v1/auctions/{id}"))?;
+                let close = detail.auction.close_index.ok_or_else(|| {
+                    anyhow!("not closed yet (status {})", detail.auction.status.as_str())
+                })?;
+                let cp = checkpoint_covering(http, gateway, keys, close + 1)?;
+                let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
+                Ok(((&detail).into(), size, root))
+            })
+        }
+        (None, None) => bail!("give --gateway URL or --tiles URL"),
+    };
+    let gateway_source = a.gateway.map(|gateway| GatewaySource {
+        http: &http,
+        gateway,
+    });
+    let source: &dyn LogSource = match (&tiles, &gateway_source) {
+        (Some(t), _) => t,
+        (None, Some(g)) => g,
+        (None, None) => bail!("give --gateway URL or --tiles URL"),
+    };
+    let log = LogId::from(&log_verifier);
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -61,7 +211,10 @@ pub fn auction(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(id) = ids.get(i) else { break };
                 let mine: Vec<&Value> = own.iter().filter(|b| b["auction_id"] == **id).collect();
-                match check_auction(&http, gateway, &keys, id, &mine) {
+                let checked = locate(id).and_then(|(index, size, root)| {
+                    check_auction(source, log, id, &index, (size, root), &mine)
+                });
+                match checked {
                     Ok(line) => println!("{line}"),
                     Err(e) => failures
                         .lock()
@@ -86,33 +239,31 @@ pub fn auction(
     Ok(())
 }
 
+/// One auction checked against the checkpoint (`size`, `root`), its events read from
+/// `source` where `index` says they are.
 fn check_auction(
-    http: &ureq::Agent,
-    gateway: &str,
-    keys: &leadgate_verifier::keys::EnclaveKeys,
+    source: &dyn LogSource,
+    log: LogId<'_>,
     id: &str,
+    index: &AuctionIndex,
+    (size, root): (u64, Hash),
     mine: &[&Value],
 ) -> anyhow::Result<String> {
     use leadgate_verifier::auction::{
         check_own_bid, commitments_root, considered, verify_seed, OpenedBid, Outcome, TokenAmount,
     };
-    let a: AuctionDetail = get_typed(http, &format!("{gateway}/v1/auctions/{id}"))?;
-    let close_index = a
-        .auction
-        .close_index
-        .ok_or_else(|| anyhow!("not closed yet (status {})", a.auction.status.as_str()))?;
-    let open_index = a.auction.open_index;
-    let cp = checkpoint_covering(http, gateway, keys, close_index + 1)?;
-    let (size, root) = (cp.checkpoint().size, cp.checkpoint().root);
-    let Event::LeadAccepted(opened) = included_entry(http, gateway, open_index, size, &root)?.0
-    else {
+    let open_index = index
+        .open
+        .ok_or_else(|| anyhow!("no lead.accepted opened it"))?;
+    let close_index = index.close.ok_or_else(|| anyhow!("not closed yet"))?;
+    let Event::LeadAccepted(opened) = included_entry_in(source, open_index, size, &root)?.0 else {
         bail!("entry {open_index} is not a lead.accepted");
     };
     if opened.lead_id != id {
         bail!("entry {open_index} is another lead's acceptance");
     }
     let terms = opened.auction;
-    let close = included_entry(http, gateway, close_index, size, &root)?.0;
+    let close = included_entry_in(source, close_index, size, &root)?.0;
     let (auction_id, time, reserve, bids, croot, seed_hex, outcome, winner) = match &close {
         Event::AuctionClosed(c) => {
             if c.pricing != terms.pricing {
@@ -162,11 +313,11 @@ fn check_auction(
     let seed: [u8; 64] = hex::decode(seed_hex)?
         .try_into()
         .map_err(|_| anyhow!("seed is not 64 bytes"))?;
-    verify_seed(&keys.log_key, &keys.origin, id, &seed).map_err(|e| anyhow!("{}", e.code()))?;
+    verify_seed(log.log_key, log.origin, id, &seed).map_err(|e| anyhow!("{}", e.code()))?;
     // The considered set, by the enclave's rule (`leadgate_verifier::auction::considered`),
     // from the bid.sealed entries between open and close in log order.
-    let mut entries: Vec<_> = a
-        .bid_entries
+    let mut entries: Vec<_> = index
+        .bids
         .iter()
         .filter(|b| b.index > open_index && b.index < close_index)
         .collect();
@@ -197,8 +348,10 @@ fn check_auction(
     // The caller's last bid.
     if let Some(b) = mine.iter().max_by_key(|b| b["index"].as_u64().unwrap_or(0)) {
         let receipt: Receipt = serde_json::from_value(b["receipt"].clone())?;
-        let Event::BidSealed(ev) = receipt_entry(http, gateway, keys, size, &root, &receipt)?
-        else {
+        let verified = receipt
+            .verify(log.log_key, log.origin)
+            .map_err(|e| anyhow!("my bid's receipt: {}", e.code()))?;
+        let Event::BidSealed(ev) = included_receipt_in(source, size, &root, &verified)? else {
             bail!("my bid's receipt is not for a bid.sealed");
         };
         let commitment: Hash = hex::decode(b["commitment"].as_str().unwrap_or_default())?

@@ -9,6 +9,6 @@ mod receipts;
 pub mod source;
 
 pub use attestation::attestation;
-pub use auction::auction;
+pub use auction::{auction, AuctionArgs};
 pub use checkpoints::*;
 pub use receipts::*;

@@ -83,9 +83,19 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// Whether a new connection can write: it takes and gives back the write lock.
+/// Whether a new connection can write: it writes (a table created in a transaction that is
+/// rolled back, so nothing reaches the file). Taking the write lock is not enough: SQLite
+/// opens a file it may not write read-only, silently, and such a connection still takes
+/// `BEGIN IMMEDIATE` in WAL mode. Worse, while it is open every other connection of the
+/// process to the same file shares its read-only WAL index (SQLite's unix VFS keeps one per
+/// file per process), so one such connection kept in the pool would fail every write of every
+/// connection, even after the files are writable again, until all of them were closed.
 async fn writable(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
-    sqlx::Executor::execute(conn, "BEGIN IMMEDIATE; ROLLBACK;").await?;
+    sqlx::Executor::execute(
+        conn,
+        "BEGIN IMMEDIATE; CREATE TABLE leadgate_write_probe (x); ROLLBACK;",
+    )
+    .await?;
     Ok(())
 }
 
@@ -185,10 +195,14 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`] if SQLite fails (an I/O error, a full disk).
     pub async fn checkpoint_wal(&self) -> Result<WalCheckpoint, StoreError> {
+        // A failed checkpoint is a failed write: the connections open now are closed as they
+        // come back to the pool (see `Store::open`).
+        let write = self.write();
         let (busy, wal_frames, checkpointed_frames): (i64, i64, i64) =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&self.pool)
                 .await?;
+        write.done();
         Ok(WalCheckpoint {
             busy: busy != 0,
             wal_frames,
@@ -245,5 +259,45 @@ impl Store {
         drop(conn);
         MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions as _;
+
+    /// A connection to a file it may only read is refused at connect, though it takes the
+    /// write lock (`BEGIN IMMEDIATE`) in WAL mode; a writable one is taken. (Read-only file
+    /// modes do not bind root, who runs the tests: the connection is opened read-only
+    /// instead, as SQLite opens a file whose mode forbids writing.)
+    #[tokio::test]
+    async fn a_connection_that_cannot_write_is_refused_at_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.db");
+        let store = super::Store::open(&path).await.unwrap();
+        store.put_checkpoint(1, b"a checkpoint", 1).await.unwrap();
+        let opts = SqliteConnectOptions::new().filename(&path);
+        let mut read_only = opts.clone().read_only(true).connect().await.unwrap();
+        sqlx::Executor::execute(&mut read_only, "BEGIN IMMEDIATE; ROLLBACK;")
+            .await
+            .expect("a read-only connection takes the write lock in WAL mode");
+        let refused = super::writable(&mut read_only).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("readonly")),
+            "{refused:?}"
+        );
+        let mut writable = opts.connect().await.unwrap();
+        super::writable(&mut writable).await.unwrap();
+        // The probe left nothing behind.
+        let probes: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'leadgate_write_probe'",
+        )
+        .fetch_one(&mut writable)
+        .await
+        .unwrap();
+        assert_eq!(probes, 0);
     }
 }
