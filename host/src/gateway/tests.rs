@@ -251,3 +251,92 @@ async fn publishing_under_steady_load_is_not_reported_as_lagging() {
         gateway.stored_size()
     );
 }
+
+/// The bucket's sealed state only ever moves forward: none is taken before this process's
+/// first round (a database restored from an old copy holds only old states until its repair
+/// at boot), a state already there is not written again by a new process, and an older state
+/// never replaces a newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_sealed_state_is_only_replaced_by_a_newer_one() {
+    use crate::tiles::publish::{Publisher, STATE};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("enclave");
+    std::fs::create_dir_all(&state).unwrap();
+    let enclave = start_enclave(&state).await;
+    let store = Store::open(&dir.path().join("host.db")).await.unwrap();
+    let gateway = Arc::new(Gateway::new(store, enclave));
+    tokio::spawn(gateway.clone().maintain());
+    until("the link is up", || gateway.health().0).await;
+    let keys = gateway.info().await.unwrap().keys;
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = crate::tiles::bucket::Bucket::open(bucket_dir.to_str().unwrap()).unwrap();
+    let append = |from: u32| {
+        let gateway = gateway.clone();
+        let keys = keys.clone();
+        async move {
+            let jobs: Vec<Job> = (from..from + 10).map(|i| job(&keys, i)).collect();
+            let sent = gateway.send_batch(&jobs).await.unwrap();
+            gateway.store_batch(&jobs, sent).await.unwrap();
+            gateway.seal_state(true).await.unwrap().unwrap()
+        }
+    };
+    let in_bucket = || {
+        let bucket = bucket.clone();
+        async move {
+            let bytes = bucket.get(STATE).await.unwrap().unwrap();
+            let parts: Vec<leadgate_protocol::StatePart> =
+                ciborium::from_reader(bytes.as_ref()).unwrap();
+            parts[0].size
+        }
+    };
+
+    let first = append(0).await;
+    let publisher = Publisher::new(bucket.clone(), gateway.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        publisher.publish_state().await.unwrap(),
+        None,
+        "before a round"
+    );
+    publisher.publish_once().await.unwrap();
+    assert_eq!(publisher.publish_state().await.unwrap(), Some(first));
+    assert_eq!(
+        publisher.publish_state().await.unwrap(),
+        None,
+        "written once"
+    );
+    let second = append(10).await;
+    assert!(second > first);
+    publisher.publish_once().await.unwrap();
+    assert_eq!(publisher.publish_state().await.unwrap(), Some(second));
+    assert_eq!(in_bucket().await, second);
+
+    // A new process does not write the state the bucket already holds.
+    let restarted = Publisher::new(bucket.clone(), gateway.clone())
+        .await
+        .unwrap();
+    restarted.publish_once().await.unwrap();
+    assert_eq!(restarted.publish_state().await.unwrap(), None);
+
+    // A state newer than any this database holds (as after a rollback of the database)
+    // stays.
+    let mut newer: Vec<leadgate_protocol::StatePart> = {
+        let bytes = bucket.get(STATE).await.unwrap().unwrap();
+        ciborium::from_reader(bytes.as_ref()).unwrap()
+    };
+    for p in &mut newer {
+        p.size = second + 1_000;
+    }
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&newer, &mut bytes).unwrap();
+    bucket.put(STATE, bytes).await.unwrap();
+    append(20).await;
+    let restarted = Publisher::new(bucket.clone(), gateway.clone())
+        .await
+        .unwrap();
+    restarted.publish_once().await.unwrap();
+    assert_eq!(restarted.publish_state().await.unwrap(), None);
+    assert_eq!(in_bucket().await, second + 1_000);
+}

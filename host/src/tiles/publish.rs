@@ -13,6 +13,10 @@
 //! 5. the partial tiles of tiles that became full are deleted (readers fall back to the full
 //!    tile, as the spec allows).
 //!
+//! The enclave's newest sealed state the bucket's log covers is written by a loop of its own
+//! ([`Publisher::publish_state`]): a state is megabytes and its write can take over a second,
+//! during which rounds, and so the confirmations that free the enclave's journal, must go on.
+//!
 //! So every entry the enclave signed a receipt for is in the enclave's journal or in the
 //! bucket (or both), whatever happens to the host's disk. If the bucket is unreachable,
 //! nothing more is confirmed; the enclave's journal fills to its bound and it then refuses
@@ -86,11 +90,17 @@ pub fn checkpoint_size(note: &[u8]) -> Result<u64, PublishError> {
 pub struct Publisher {
     bucket: Bucket,
     gateway: Arc<Gateway>,
-    /// The size the bucket's checkpoint covers.
+    /// The size the bucket's checkpoint covers, held for the length of a round.
     published: tokio::sync::Mutex<u64>,
+    /// The size the last round of this process published, for the state loop to read
+    /// without waiting for a round; 0 until the first round, which runs only once the boot
+    /// (and any repair of the database) is done, so no state is taken from a database not
+    /// yet repaired.
+    published_size: std::sync::atomic::AtomicU64,
     /// Whether the secrets and log key were written by this process.
     keys_written: std::sync::atomic::AtomicBool,
-    /// The size of the sealed state this process last wrote to [`STATE`].
+    /// The size of the sealed state in [`STATE`]: read at start, then the size this process
+    /// last wrote. Only a newer state replaces it.
     state_written: std::sync::atomic::AtomicU64,
 }
 
@@ -105,13 +115,25 @@ impl Publisher {
             Some(note) => checkpoint_size(&note)?,
             None => 0,
         };
+        // A state object that does not decode is treated as absent: the next state replaces
+        // it.
+        let state = match bucket.get(STATE).await? {
+            Some(bytes) => {
+                ciborium::from_reader::<Vec<leadgate_protocol::StatePart>, _>(bytes.as_ref())
+                    .ok()
+                    .and_then(|parts| parts.first().map(|p| p.size))
+                    .unwrap_or(0)
+            }
+            None => 0,
+        };
         gateway.publish_to_bucket(size);
         Ok(Arc::new(Self {
             bucket,
             gateway,
             published: tokio::sync::Mutex::new(size),
+            published_size: 0.into(),
             keys_written: false.into(),
-            state_written: 0.into(),
+            state_written: state.into(),
         }))
     }
 
@@ -162,11 +184,12 @@ impl Publisher {
         }
         self.bucket.put(CHECKPOINT, note).await?;
         *published = size;
+        self.published_size
+            .store(size, std::sync::atomic::Ordering::Release);
         self.gateway.published_to(Ok(size));
         if size >= stored {
             self.gateway.published_all(began_ms);
         }
-        self.write_state(size).await?;
         // Partial tiles of a tile that is now full are no longer needed by any checkpoint's
         // reader who falls back to the full tile (c2sp.org/tlog-tiles, "Partial Tiles"):
         // deleted beside the next rounds, off their path.
@@ -228,21 +251,29 @@ impl Publisher {
         Ok(out)
     }
 
-    /// Writes the newest sealed state the bucket's log covers (`published` entries) to
-    /// [`STATE`], once per state: a host rebuilt from the bucket hands it to a new enclave
-    /// process, which then replays only the leaves after it. Runs after the round's
-    /// checkpoint, so a state is never in the bucket before the entries it is of.
-    async fn write_state(&self, published: u64) -> Result<(), PublishError> {
+    /// Writes the newest stored sealed state that the bucket's checkpoint covers to
+    /// [`STATE`] when it is newer than the one there: a host rebuilt from the bucket hands it
+    /// to a new enclave process, which then replays only the leaves after it. It takes the
+    /// size this process's last round published, so a state is never in the bucket before
+    /// the entries it is of, and nothing before the first round (a database restored from an
+    /// old copy holds only old states until its repair at boot). Returns the size of the
+    /// state written, or `None` if there was nothing newer to write.
+    ///
+    /// # Errors
+    /// [`PublishError::Store`] or [`PublishError::Bucket`]; the bucket's state is then the
+    /// previous one.
+    pub async fn publish_state(&self) -> Result<Option<u64>, PublishError> {
         use std::sync::atomic::Ordering;
+        let published = self.published_size.load(Ordering::Acquire);
         let store = &self.gateway.store;
         let Some(size) = store.latest_state_size(published).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        if self.state_written.load(Ordering::Acquire) == size {
-            return Ok(());
+        if size <= self.state_written.load(Ordering::Acquire) {
+            return Ok(None);
         }
         let Some(parts) = store.latest_state(published).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let mut bytes = Vec::new();
         ciborium::into_writer(&parts, &mut bytes)
@@ -250,7 +281,7 @@ impl Publisher {
         self.bucket.put(STATE, bytes).await?;
         self.state_written.store(size, Ordering::Release);
         tracing::info!(size, parts = parts.len(), "sealed enclave state published");
-        Ok(())
+        Ok(Some(size))
     }
 
     /// Writes the sealed secrets and the log key once per process (they change only when
@@ -278,9 +309,18 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes every [`PUBLISH_EVERY`], for ever; failures are logged, reported in
-    /// `/healthz` and retried.
+    /// Publishes every [`PUBLISH_EVERY`], for ever, the sealed state in a loop beside the
+    /// rounds; failures are logged, reported in `/healthz` and retried.
     pub async fn run(self: Arc<Self>) {
+        let states = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PUBLISH_EVERY).await;
+                if let Err(e) = states.publish_state().await {
+                    tracing::warn!(error = %e, bucket = states.bucket.url(), "publishing the sealed state failed");
+                }
+            }
+        });
         loop {
             tokio::time::sleep(PUBLISH_EVERY).await;
             match self.publish_once().await {
