@@ -182,6 +182,28 @@ async fn a_failed_batch_discards_the_next_and_no_checkpoint_passes_the_flush_bar
     assert_eq!(cp.size, gateway.store.size().await.unwrap());
 }
 
+/// A gateway in `dir` linked to the enclave core, its keys, and an empty directory for a
+/// bucket.
+async fn linked_gateway(
+    dir: &std::path::Path,
+) -> (
+    Arc<Gateway>,
+    leadgate_verifier::keys::EnclaveKeys,
+    std::path::PathBuf,
+) {
+    let state = dir.join("enclave");
+    std::fs::create_dir_all(&state).unwrap();
+    let enclave = start_enclave(&state).await;
+    let store = Store::open(&dir.join("host.db")).await.unwrap();
+    let gateway = Arc::new(Gateway::new(store, enclave));
+    tokio::spawn(gateway.clone().maintain());
+    until("the link is up", || gateway.health().0).await;
+    let keys = gateway.info().await.unwrap().keys;
+    let bucket_dir = dir.join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    (gateway, keys, bucket_dir)
+}
+
 /// Publishing keeps up under steady load: with a bucket whose writes take 50 ms, entries are
 /// stored while every round runs, so the bucket rarely holds *everything* stored at the moment
 /// a round ends, yet each round publishes all that was stored when it began. `/healthz` must
@@ -190,16 +212,7 @@ async fn a_failed_batch_discards_the_next_and_no_checkpoint_passes_the_flush_bar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_under_steady_load_is_not_reported_as_lagging() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("enclave");
-    std::fs::create_dir_all(&state).unwrap();
-    let enclave = start_enclave(&state).await;
-    let store = Store::open(&dir.path().join("host.db")).await.unwrap();
-    let gateway = Arc::new(Gateway::new(store, enclave));
-    tokio::spawn(gateway.clone().maintain());
-    until("the link is up", || gateway.health().0).await;
-    let keys = gateway.info().await.unwrap().keys;
-    let bucket_dir = dir.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let (gateway, keys, bucket_dir) = linked_gateway(dir.path()).await;
     // Each write takes 50 ms, as a round trip to a remote bucket does: entries are stored
     // while every round runs.
     let local = object_store::local::LocalFileSystem::new_with_prefix(&bucket_dir).unwrap();
@@ -260,16 +273,7 @@ async fn publishing_under_steady_load_is_not_reported_as_lagging() {
 async fn the_bucket_sealed_state_is_only_replaced_by_a_newer_one() {
     use crate::tiles::publish::{Publisher, STATE};
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("enclave");
-    std::fs::create_dir_all(&state).unwrap();
-    let enclave = start_enclave(&state).await;
-    let store = Store::open(&dir.path().join("host.db")).await.unwrap();
-    let gateway = Arc::new(Gateway::new(store, enclave));
-    tokio::spawn(gateway.clone().maintain());
-    until("the link is up", || gateway.health().0).await;
-    let keys = gateway.info().await.unwrap().keys;
-    let bucket_dir = dir.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let (gateway, keys, bucket_dir) = linked_gateway(dir.path()).await;
     let bucket = crate::tiles::bucket::Bucket::open(bucket_dir.to_str().unwrap()).unwrap();
     let append = |from: u32| {
         let gateway = gateway.clone();
