@@ -8,6 +8,7 @@ interface Vm {
     function load(address target, bytes32 slot) external view returns (bytes32 data);
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function chainId(uint256 newChainId) external;
+    function warp(uint256 newTimestamp) external;
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;
@@ -15,6 +16,7 @@ interface Vm {
     function expectRevert() external;
     function expectRevert(bytes calldata revertData) external;
     function expectRevert(bytes4 revertData) external;
+    function expectPartialRevert(bytes4 selector) external;
     function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData) external;
     function readFile(string calldata path) external view returns (string memory);
     function parseJson(string calldata json, string calldata key) external pure returns (bytes memory);
