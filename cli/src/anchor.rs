@@ -28,10 +28,14 @@ sol! {
     event CheckpointAnchored(uint64 indexed size, bytes32 root);
 }
 
-/// A JSON-RPC endpoint.
+/// A JSON-RPC endpoint, read at one block: every call and log query of one `ChainView`
+/// sees the same state, so an anchor landing mid-read cannot make events and storage
+/// disagree.
 struct Rpc {
     http: ureq::Agent,
     url: String,
+    /// Block tag of every read: a `0x` quantity from `eth_blockNumber`.
+    block: String,
 }
 
 impl Rpc {
@@ -56,7 +60,7 @@ impl Rpc {
         let data = format!("0x{}", hex::encode(call.abi_encode()));
         let out = self.call(
             "eth_call",
-            json!([{ "to": to.to_string(), "data": data }, "latest"]),
+            json!([{ "to": to.to_string(), "data": data }, self.block]),
         )?;
         let bytes = hex_bytes(&out)?;
         C::abi_decode_returns(&bytes).map_err(|e| anyhow!("{}: {e}", C::SIGNATURE))
@@ -65,7 +69,7 @@ impl Rpc {
     fn logs(&self, to: &Address, topic0: B256) -> anyhow::Result<Vec<(Vec<B256>, Vec<u8>)>> {
         let out = self.call(
             "eth_getLogs",
-            json!([{ "address": to.to_string(), "fromBlock": "0x0", "toBlock": "latest",
+            json!([{ "address": to.to_string(), "fromBlock": "0x0", "toBlock": self.block,
                      "topics": [topic0.to_string()] }]),
         )?;
         out.as_array()
@@ -166,10 +170,17 @@ impl ChainView {
     /// # Errors
     /// RPC failures, or a contract whose events disagree with its storage.
     pub fn read(http: &ureq::Agent, rpc_url: &str, contract: &str) -> anyhow::Result<Self> {
-        let rpc = Rpc {
+        let mut rpc = Rpc {
             http: http.clone(),
             url: rpc_url.to_owned(),
+            block: "latest".to_owned(),
         };
+        rpc.block = rpc
+            .call("eth_blockNumber", json!([]))?
+            .as_str()
+            .filter(|b| b.starts_with("0x"))
+            .ok_or_else(|| anyhow!("eth_blockNumber: not a hex quantity"))?
+            .to_owned();
         let contract = Address::from(parse_address(contract).context("--contract")?);
         let chain_id = u64::from_str_radix(
             rpc.call("eth_chainId", json!([]))?
