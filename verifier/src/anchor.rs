@@ -56,7 +56,7 @@ pub fn keccak256(data: &[u8]) -> [u8; 32] {
 }
 
 /// `abi.encode` of a `uint256` holding `v`: 32 bytes big-endian.
-fn word_u64(v: u64) -> [u8; 32] {
+pub(crate) fn word_u64(v: u64) -> [u8; 32] {
     let mut w = [0u8; 32];
     w[24..].copy_from_slice(&v.to_be_bytes());
     w

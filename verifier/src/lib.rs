@@ -39,6 +39,7 @@ pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod release;
+pub mod settlement;
 pub mod tiles;
 
 pub use error_code::ErrorCode;

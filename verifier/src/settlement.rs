@@ -1,0 +1,239 @@
+//! Settlements: the EIP-712 statement the enclave signs when an auction sells, which
+//! `contracts/src/LeadEscrow.sol` pays exactly once (`docs/settlement.md`).
+//!
+//! The signed struct is
+//! `Settlement(bytes16 auctionId,address buyer,address seller,uint256 price,uint16 feeBps,address feeRecipient)`
+//! (EIP-712 <https://eips.ethereum.org/EIPS/eip-712>) under the domain
+//! `EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)` with
+//! name [`DOMAIN_NAME`], version [`DOMAIN_VERSION`], the chain id and the escrow's address. The
+//! signing key is the enclave's anchor key (secp256k1), the one `CheckpointAnchor.enclaveKey()`
+//! names; signatures have the form of [`crate::anchor`]'s: 65 bytes `r ‖ s ‖ v`, low `s`, or
+//! their 64-byte EIP-2098 compact form.
+
+use k256::ecdsa::SigningKey;
+
+use crate::anchor::{keccak256, recover_signer, sign_digest, word_u64, Address, AnchorError};
+
+/// EIP-712 domain name of `LeadEscrow`.
+pub const DOMAIN_NAME: &str = "leadgate LeadEscrow";
+/// EIP-712 domain version of `LeadEscrow`.
+pub const DOMAIN_VERSION: &str = "1";
+/// The EIP-712 type of a settlement, exactly as `LeadEscrow.SETTLEMENT_TYPEHASH` hashes it.
+pub const SETTLEMENT_TYPE: &str = "Settlement(bytes16 auctionId,address buyer,address seller,uint256 price,uint16 feeBps,address feeRecipient)";
+/// Basis points in a whole: a fee of `fee_bps` takes `price × fee_bps / 10,000`, rounded down.
+pub const BPS: u16 = 10_000;
+
+/// One `LeadEscrow` deployment: the EIP-712 domain's chain id and verifying contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowDomain {
+    /// EIP-155 chain id (31337 for a local anvil).
+    pub chain_id: u64,
+    /// The escrow contract's address.
+    pub escrow: Address,
+}
+
+/// The platform fee a `LeadEscrow` deployment takes, fixed at its deployment and part of what
+/// the enclave signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeeTerms {
+    /// Basis points of the price, 0 to 10,000.
+    pub fee_bps: u16,
+    /// Who is credited the fee: the zero address exactly when `fee_bps` is 0.
+    pub fee_recipient: Address,
+}
+
+impl FeeTerms {
+    /// Whether the contract's constructor takes these terms: `fee_bps` ≤ 10,000, and the
+    /// recipient is the zero address exactly when the fee is 0 (`LeadEscrow.BadFee`).
+    pub fn is_valid(&self) -> bool {
+        self.fee_bps <= BPS && (self.fee_bps == 0) == (self.fee_recipient == [0u8; 20])
+    }
+
+    /// The fee on `price` (token units), rounded down, as the contract computes it.
+    pub fn fee_on(&self, price: u64) -> u64 {
+        // price < 2^64 and fee_bps ≤ 10^4: the product fits u128.
+        (u128::from(price) * u128::from(self.fee_bps) / u128::from(BPS)) as u64
+    }
+}
+
+/// What one settlement pays: the auction, who pays, who is paid, the price in token units (the
+/// token's smallest unit; USDC 10^-6) and the fee terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    /// The auction (lead) id, 16 bytes.
+    pub auction_id: [u8; 16],
+    /// The winner's deposit address: whose escrow balance pays.
+    pub buyer: Address,
+    /// The seller's payout address: who is credited `price − fee`.
+    pub seller: Address,
+    /// The price, token units (at most 2^53 − 1 in the log).
+    pub price: u64,
+    /// The fee terms of the escrow.
+    pub fee: FeeTerms,
+}
+
+/// `abi.encode` of an address: 12 zero bytes and the 20 address bytes.
+fn word_address(a: &Address) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[12..].copy_from_slice(a);
+    w
+}
+
+impl EscrowDomain {
+    /// The EIP-712 domain separator, 32 bytes (`LeadEscrow.domainSeparator()`).
+    pub fn separator(&self) -> [u8; 32] {
+        let mut enc = Vec::with_capacity(5 * 32);
+        enc.extend_from_slice(&keccak256(
+            b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)",
+        ));
+        enc.extend_from_slice(&keccak256(DOMAIN_NAME.as_bytes()));
+        enc.extend_from_slice(&keccak256(DOMAIN_VERSION.as_bytes()));
+        enc.extend_from_slice(&word_u64(self.chain_id));
+        enc.extend_from_slice(&word_address(&self.escrow));
+        keccak256(&enc)
+    }
+
+    /// The EIP-712 digest of `s`, 32 bytes (`LeadEscrow.settlementDigest`). A `bytes16` is
+    /// left-aligned in its 32-byte word, as `abi.encode` puts it.
+    pub fn digest(&self, s: &Settlement) -> [u8; 32] {
+        let mut enc = Vec::with_capacity(7 * 32);
+        enc.extend_from_slice(&keccak256(SETTLEMENT_TYPE.as_bytes()));
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(&s.auction_id);
+        enc.extend_from_slice(&id);
+        enc.extend_from_slice(&word_address(&s.buyer));
+        enc.extend_from_slice(&word_address(&s.seller));
+        enc.extend_from_slice(&word_u64(s.price));
+        enc.extend_from_slice(&word_u64(u64::from(s.fee.fee_bps)));
+        enc.extend_from_slice(&word_address(&s.fee.fee_recipient));
+        let struct_hash = keccak256(&enc);
+        let mut msg = Vec::with_capacity(66);
+        msg.extend_from_slice(b"\x19\x01");
+        msg.extend_from_slice(&self.separator());
+        msg.extend_from_slice(&struct_hash);
+        keccak256(&msg)
+    }
+
+    /// Signs `s` with the anchor key: 65 bytes `r ‖ s ‖ v` (RFC 6979, low `s`).
+    ///
+    /// # Errors
+    /// [`AnchorError::BadSignature`] if signing fails (it does not for a valid key).
+    pub fn sign(&self, key: &SigningKey, s: &Settlement) -> Result<[u8; 65], AnchorError> {
+        sign_digest(key, &self.digest(s))
+    }
+
+    /// The address that signed `s` (65-byte or 64-byte compact signature), with the
+    /// contract's checks. Compare it with the anchor key in force.
+    ///
+    /// # Errors
+    /// [`AnchorError::BadSignature`] (code `anchor.bad_signature`).
+    pub fn signer(&self, s: &Settlement, signature: &[u8]) -> Result<Address, AnchorError> {
+        recover_signer(&self.digest(s), signature)
+    }
+}
+
+/// Parses an address as the protocol writes it: `0x` and 40 lowercase hex digits; `None`
+/// for anything else (another case, no prefix, another length).
+pub fn parse_lower_address(s: &str) -> Option<Address> {
+    let h = s.strip_prefix("0x")?;
+    if h.len() != 40 || !crate::bid::is_lower_hex(h) {
+        return None;
+    }
+    let mut a = [0u8; 20];
+    hex::decode_to_slice(h, &mut a).ok()?;
+    Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anchor::address_of;
+
+    fn sample() -> (EscrowDomain, Settlement) {
+        (
+            EscrowDomain {
+                chain_id: 31337,
+                escrow: [0xe5; 20],
+            },
+            Settlement {
+                auction_id: [0x11; 16],
+                buyer: [0xb0; 20],
+                seller: [0x5e; 20],
+                price: 12_500_000,
+                fee: FeeTerms {
+                    fee_bps: 250,
+                    fee_recipient: [0xfe; 20],
+                },
+            },
+        )
+    }
+
+    #[test]
+    fn sign_then_recover_names_the_key_and_any_change_does_not() {
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let (d, s) = sample();
+        let sig = d.sign(&key, &s).unwrap();
+        assert_eq!(d.signer(&s, &sig).unwrap(), address_of(key.verifying_key()));
+        let compact = crate::anchor::compact_signature(&sig).unwrap();
+        assert_eq!(d.signer(&s, &compact).unwrap(), address_of(key.verifying_key()));
+        let changes: [fn(&mut EscrowDomain, &mut Settlement); 8] = [
+            |d, _| d.chain_id = 1,
+            |d, _| d.escrow[0] ^= 1,
+            |_, s| s.auction_id[15] ^= 1,
+            |_, s| s.buyer[0] ^= 1,
+            |_, s| s.seller[19] ^= 1,
+            |_, s| s.price += 1,
+            |_, s| s.fee.fee_bps = 0,
+            |_, s| s.fee.fee_recipient[0] ^= 1,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let (mut d2, mut s2) = (d, s);
+            change(&mut d2, &mut s2);
+            assert_ne!(d2.digest(&s2), d.digest(&s), "change {i}");
+            assert_ne!(
+                d2.signer(&s2, &sig).ok(),
+                Some(address_of(key.verifying_key())),
+                "change {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn fee_terms_follow_the_constructor_and_round_down() {
+        assert!(FeeTerms::default().is_valid());
+        let f = FeeTerms {
+            fee_bps: 250,
+            fee_recipient: [1; 20],
+        };
+        assert!(f.is_valid());
+        assert_eq!(f.fee_on(12_500_000), 312_500);
+        assert_eq!(f.fee_on(39), 0);
+        assert_eq!(f.fee_on(41), 1);
+        assert!(!FeeTerms { fee_bps: 250, fee_recipient: [0; 20] }.is_valid());
+        assert!(!FeeTerms { fee_bps: 0, fee_recipient: [1; 20] }.is_valid());
+        assert!(!FeeTerms { fee_bps: 10_001, fee_recipient: [1; 20] }.is_valid());
+        let all = FeeTerms { fee_bps: 10_000, fee_recipient: [1; 20] };
+        assert_eq!(all.fee_on(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn addresses_are_lowercase_0x_hex() {
+        assert_eq!(
+            parse_lower_address("0x00000000000000000000000000000000000000ff"),
+            Some({
+                let mut a = [0u8; 20];
+                a[19] = 0xff;
+                a
+            })
+        );
+        for bad in [
+            "00000000000000000000000000000000000000ff",
+            "0x00000000000000000000000000000000000000FF",
+            "0x0000000000000000000000000000000000000ff",
+            "0x00000000000000000000000000000000000000ff0",
+            "0x00000000000000000000000000000000000000fg",
+        ] {
+            assert_eq!(parse_lower_address(bad), None, "{bad}");
+        }
+    }
+}
