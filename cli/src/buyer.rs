@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use ed25519_dalek::SigningKey;
 use leadgate_verifier::api::{AuctionList, BidAnswer, ReleaseAnswer};
 use leadgate_verifier::auction::TokenAmount;
-use leadgate_verifier::bid::seal_bid;
+use leadgate_verifier::bid::seal_bid_from;
 use leadgate_verifier::envelope::{keypair_from_seed, HpkeSecret};
 use leadgate_verifier::event::Event;
 use leadgate_verifier::keys::EnclaveKeys;
@@ -132,6 +132,8 @@ pub struct BidArgs {
     pub amount: Option<u64>,
     /// … a plan: JSON lines `{"auction": ID, "amount": N}`.
     pub plan: Option<std::path::PathBuf>,
+    /// The deposit address sealed in every bid.
+    pub account: Option<leadgate_verifier::settlement::EthAddress>,
     /// Where the buyer's own record of its bids is appended (JSON lines).
     pub out: std::path::PathBuf,
     pub concurrency: usize,
@@ -187,7 +189,7 @@ pub fn bid(a: BidArgs) -> anyhow::Result<()> {
                 let Some((id, amount)) = plan.get(i) else {
                     break;
                 };
-                match post_bid(&http, &a.gateway, &keys, &buyer, id, *amount) {
+                match post_bid(&http, &a.gateway, &keys, &buyer, id, *amount, a.account) {
                     Ok(v) => {
                         let mut f = out.lock().unwrap_or_else(|p| p.into_inner());
                         if let Err(e) = writeln!(f, "{v}").and_then(|()| f.flush()) {
@@ -222,10 +224,11 @@ fn post_bid(
     buyer: &BuyerKeys,
     auction: &str,
     amount: u64,
+    account: Option<leadgate_verifier::settlement::EthAddress>,
 ) -> anyhow::Result<Value> {
     let mut nonce = [0u8; 16];
     rand_core::OsRng.fill_bytes(&mut nonce);
-    let (sealed, commitment) = seal_bid(
+    let (sealed, commitment) = seal_bid_from(
         &buyer.signing,
         &buyer.hpke_public,
         &keys.intake_key,
@@ -233,6 +236,7 @@ fn post_bid(
         auction,
         TokenAmount::new(amount)?,
         nonce,
+        account,
     )?;
     // Retries send the same sealed bid: one the gateway took before is answered with its
     // original receipt.

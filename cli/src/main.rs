@@ -148,12 +148,20 @@ struct AuctionArgs {
     /// Pricing rule.
     #[arg(long, value_parser = ["first_price", "second_price"])]
     pricing: Option<String>,
+    /// Where the sale's settlement pays the seller: `0x` and 40 lowercase hex digits (required
+    /// by a gateway that settles on chain).
+    #[arg(long)]
+    payout: Option<leadgate_verifier::settlement::EthAddress>,
 }
 
 impl AuctionArgs {
     fn terms(&self) -> anyhow::Result<Option<leadgate_verifier::intake::AuctionRequest>> {
         use leadgate_verifier::auction::{Pricing, TokenAmount};
-        if self.reserve.is_none() && self.duration_ms.is_none() && self.pricing.is_none() {
+        if self.reserve.is_none()
+            && self.duration_ms.is_none()
+            && self.pricing.is_none()
+            && self.payout.is_none()
+        {
             return Ok(None);
         }
         Ok(Some(leadgate_verifier::intake::AuctionRequest {
@@ -166,6 +174,7 @@ impl AuctionArgs {
                     Pricing::FirstPrice
                 }
             }),
+            payout: self.payout,
         }))
     }
 }
@@ -221,6 +230,10 @@ enum BuyerCmd {
         /// JSON lines {"auction": ID, "amount": N}, instead of --auction/--amount.
         #[arg(long)]
         plan: Option<PathBuf>,
+        /// Your deposit address in the escrow, sealed in every bid: it pays what you win
+        /// (`0x` and 40 lowercase hex digits; required by a gateway that settles on chain).
+        #[arg(long)]
+        account: Option<leadgate_verifier::settlement::EthAddress>,
         /// Your bid records (JSON lines, appended): keep them to verify the outcome.
         #[arg(long, default_value = "my-bids.jsonl")]
         out: PathBuf,
@@ -474,6 +487,7 @@ fn run() -> anyhow::Result<()> {
             auction,
             amount,
             plan,
+            account,
             out,
             concurrency,
         }) => buyer::bid(buyer::BidArgs {
@@ -483,6 +497,7 @@ fn run() -> anyhow::Result<()> {
             auction,
             amount,
             plan,
+            account,
             out,
             concurrency,
         }),

@@ -74,6 +74,7 @@ pub fn read_leads(
                 reserve: o.reserve.or(d.reserve),
                 duration_ms: o.duration_ms.or(d.duration_ms),
                 pricing: o.pricing.or(d.pricing),
+                payout: o.payout.or(d.payout),
             }),
             (o, d) => o.or(d),
         };

@@ -167,6 +167,7 @@ fn enclave_flows(c: &mut Criterion) {
         reserve: Some(TokenAmount::new(1_000_000).expect("amount")),
         duration_ms: Some(1_000),
         pricing: None,
+        payout: None,
     };
     let seller = SigningKey::from_bytes(&[1u8; 32]);
     let lead = seal_lead_with_terms(

@@ -43,6 +43,7 @@ fn event(i: u64) -> Event {
             reserve: TokenAmount::new(1_000_000).expect("amount"),
             closes_at: 1_790_003_600_000 + i,
             pricing: Pricing::FirstPrice,
+            payout: None,
         },
     })
 }

@@ -126,6 +126,7 @@ impl Driver {
             reserve: Some(TokenAmount::new(1).unwrap()),
             duration_ms: Some(duration_ms),
             pricing: None,
+            payout: None,
         };
         seal_lead_with_terms(
             &self.seller,

@@ -92,6 +92,20 @@ pub struct EnclaveConfig {
     /// Where a freshly started enclave learns the newest tree the log signed before it signs
     /// anything (see [`crate::floor`]); none: from the host's tip alone.
     pub floor_sources: Vec<crate::floor::FloorSource>,
+    /// The escrow this gateway settles sales on (`docs/settlement.md`); none: auctions close
+    /// without a settlement and nothing is paid on chain.
+    pub settlement: Option<SettlementConfig>,
+}
+
+/// The `LeadEscrow` deployment a gateway settles on: its chain, address and fee terms, which
+/// must be the contract's (they are part of every signed settlement). Part of the enclave's
+/// settings, so of its measured image on Nitro.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettlementConfig {
+    /// Chain id and escrow address.
+    pub domain: leadgate_verifier::settlement::EscrowDomain,
+    /// The escrow's fee: basis points and recipient.
+    pub fee: leadgate_verifier::settlement::FeeTerms,
 }
 
 impl EnclaveConfig {
@@ -118,6 +132,7 @@ impl EnclaveConfig {
             journal_max_entries: crate::journal::DEFAULT_MAX_ENTRIES,
             journal_max_bytes: crate::journal::DEFAULT_MAX_BYTES,
             floor_sources: Vec::new(),
+            settlement: None,
         }
     }
 
@@ -179,6 +194,21 @@ impl EnclaveConfig {
         if self.seller_cache_capacity == 0 {
             return bad("seller_cache_capacity", "must be at least 1".into());
         }
+        if let Some(s) = &self.settlement {
+            if s.domain.escrow == [0u8; 20] {
+                return bad("settlement", "the escrow is the zero address".into());
+            }
+            if !s.fee.is_valid() {
+                return bad(
+                    "settlement",
+                    format!(
+                        "fee of {} bps to {}: at most 10,000 bps, and a recipient exactly when the fee is above 0",
+                        s.fee.fee_bps,
+                        leadgate_verifier::anchor::address_hex(&s.fee.fee_recipient)
+                    ),
+                );
+            }
+        }
         if self.journal_max_entries == 0 || self.journal_max_bytes == 0 {
             return bad(
                 "journal_max_entries",
@@ -200,6 +230,7 @@ impl EnclaveConfig {
             reserve: asked.reserve.unwrap_or(self.default_reserve),
             closes_at: now_ms.checked_add(duration)?,
             pricing: asked.pricing.unwrap_or(Pricing::FirstPrice),
+            payout: asked.payout,
         })
     }
 }

@@ -118,6 +118,13 @@ pub enum EnclaveError {
         /// Longest duration, ms.
         max_ms: u64,
     },
+    /// A gateway that settles on chain got a submission naming no payout address.
+    /// `submission.bad_terms`.
+    #[error("this gateway settles sales on chain: the submission's auction.payout (the seller's payout address) is required")]
+    PayoutRequired,
+    /// A gateway that settles on chain got a bid naming no deposit account. `bid.mismatch`.
+    #[error("this gateway settles sales on chain: the sealed bid must name its deposit account")]
+    AccountRequired,
     /// `issued_at_ms` outside the freshness window. `submission.stale`.
     #[error("issued_at_ms is outside the accepted window")]
     SubmissionStale,
@@ -211,7 +218,10 @@ impl EnclaveError {
             EnclaveError::SessionBusy => ErrorCode::SessionBusy,
             EnclaveError::Frame(e) => e.code(),
             EnclaveError::Submission(e) => e.code(),
-            EnclaveError::BadTerms { .. } => ErrorCode::SubmissionBadTerms,
+            EnclaveError::BadTerms { .. } | EnclaveError::PayoutRequired => {
+                ErrorCode::SubmissionBadTerms
+            }
+            EnclaveError::AccountRequired => ErrorCode::BidMismatch,
             EnclaveError::SubmissionStale => ErrorCode::SubmissionStale,
             EnclaveError::SubmissionReplayed => ErrorCode::SubmissionReplayed,
             EnclaveError::LeadTooLarge => ErrorCode::LeadTooLarge,

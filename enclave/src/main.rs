@@ -148,6 +148,26 @@ struct Args {
     /// Reach --floor-anchor-rpc through this proxy (a `vsock-proxy` to the RPC's host).
     #[arg(long, env = "LEADGATE_FLOOR_ANCHOR_VIA")]
     floor_anchor_via: Option<String>,
+    /// Settle every sale on this `LeadEscrow` contract (`0x` and 40 lowercase hex digits):
+    /// submissions must name a payout address, bids a deposit account, and each
+    /// `auction.closed` carries the settlement the anchor key signs (`docs/settlement.md`).
+    #[arg(long, env = "LEADGATE_ESCROW", requires = "escrow_chain_id")]
+    escrow: Option<leadgate_verifier::settlement::EthAddress>,
+    /// The escrow's EIP-155 chain id (31337 on anvil).
+    #[arg(long, env = "LEADGATE_ESCROW_CHAIN_ID", requires = "escrow")]
+    escrow_chain_id: Option<u64>,
+    /// The escrow's fee, basis points (0 to 10,000): must be the contract's `feeBps`.
+    #[arg(
+        long,
+        env = "LEADGATE_FEE_BPS",
+        default_value_t = 0,
+        requires = "escrow"
+    )]
+    fee_bps: u16,
+    /// The escrow's fee recipient: must be the contract's `feeRecipient` (none when the fee
+    /// is 0).
+    #[arg(long, env = "LEADGATE_FEE_RECIPIENT", requires = "escrow")]
+    fee_recipient: Option<leadgate_verifier::settlement::EthAddress>,
 }
 
 /// Most glibc malloc arenas. glibc gives a thread that meets contention its own arena (up to
@@ -273,6 +293,18 @@ async fn run() -> anyhow::Result<()> {
             rpc: rpc.clone(),
             contract,
             via: anchor_via,
+        });
+    }
+    if let (Some(escrow), Some(chain_id)) = (args.escrow, args.escrow_chain_id) {
+        config.settlement = Some(leadgate_enclave::core::SettlementConfig {
+            domain: leadgate_verifier::settlement::EscrowDomain {
+                chain_id,
+                escrow: escrow.0,
+            },
+            fee: leadgate_verifier::settlement::FeeTerms {
+                fee_bps: args.fee_bps,
+                fee_recipient: args.fee_recipient.map_or([0u8; 20], |a| a.0),
+            },
         });
     }
     if let Some(w) = args.workers {

@@ -116,6 +116,7 @@ fn terms(reserve: u64, duration_ms: u64, pricing: Pricing) -> AuctionRequest {
         reserve: Some(amt(reserve)),
         duration_ms: Some(duration_ms),
         pricing: Some(pricing),
+        payout: None,
     }
 }
 

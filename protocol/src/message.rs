@@ -124,7 +124,9 @@ pub struct Tip {
     pub checkpoint_consistency: Vec<ByteBuf>,
 }
 
-/// Requests from host to enclave.
+/// Requests from host to enclave. One is built per link frame and moved, never kept in bulk,
+/// so the inline `Release` (a whole sealed lead) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// First message: sealed secrets (none on first start) and the log tip (none if empty).

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::auction::TokenAmount;
 use crate::envelope::{self, HpkeSecret, ENC_LEN, TAG_LEN};
 use crate::merkle::Hash;
+use crate::settlement::EthAddress;
 
 /// HPKE `info` string of bids.
 pub const BID_INFO: &[u8] = b"leadgate bid v1";
@@ -74,6 +75,11 @@ pub struct BidPlaintext {
     /// 16 random bytes, hex (32 chars): makes every sealed bid distinct (a sealed bid counts
     /// once per auction, at its first `bid.sealed`).
     pub nonce: String,
+    /// The buyer's deposit address in the escrow (`0x` and 40 lowercase hex digits), which
+    /// pays if this bid wins. Required by a gateway that settles on chain; sealed, so only a
+    /// winner's address is ever published (in its settlement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<EthAddress>,
 }
 
 /// A sealed, signed bid as posted to `POST /v1/bids` (JSON).
@@ -129,6 +135,8 @@ pub struct OpenedBidContent {
     pub buyer_hpke: [u8; 32],
     /// The nonce.
     pub nonce: [u8; 16],
+    /// The buyer's deposit address, if the bid names one.
+    pub account: Option<EthAddress>,
 }
 
 /// Whether `id` is an auction (lead) id: 32 lowercase hex chars.
@@ -153,7 +161,8 @@ fn signed_text(origin: &str, auction_id: &str, buyer: &[u8; 32], commitment: &Ha
     )
 }
 
-/// Seals and signs a bid (the buyer's side). Returns the sealed bid and its commitment.
+/// Seals and signs a bid (the buyer's side) naming no deposit address. Returns the sealed bid
+/// and its commitment.
 ///
 /// # Errors
 /// [`BidError::Malformed`] for a bad auction id or intake key.
@@ -166,6 +175,26 @@ pub fn seal_bid(
     amount: TokenAmount,
     nonce: [u8; 16],
 ) -> Result<(SealedBid, Hash), BidError> {
+    seal_bid_from(
+        buyer, buyer_hpke, intake_key, origin, auction_id, amount, nonce, None,
+    )
+}
+
+/// [`seal_bid`] naming `account`, the buyer's deposit address that pays if the bid wins.
+///
+/// # Errors
+/// As [`seal_bid`].
+#[allow(clippy::too_many_arguments)]
+pub fn seal_bid_from(
+    buyer: &SigningKey,
+    buyer_hpke: &[u8; 32],
+    intake_key: &[u8; 32],
+    origin: &str,
+    auction_id: &str,
+    amount: TokenAmount,
+    nonce: [u8; 16],
+    account: Option<EthAddress>,
+) -> Result<(SealedBid, Hash), BidError> {
     if !is_auction_id(auction_id) {
         return Err(BidError::Malformed("auction id is 32 lowercase hex digits"));
     }
@@ -176,6 +205,7 @@ pub fn seal_bid(
         buyer: hex::encode(buyer_pk),
         buyer_hpke: hex::encode(buyer_hpke),
         nonce: hex::encode(nonce),
+        account,
     };
     let json = serde_json::to_vec(&plaintext).map_err(|_| BidError::Malformed("encode"))?;
     let (enc, ciphertext) = envelope::seal(
@@ -307,6 +337,8 @@ fn parse_plaintext(bid: &DecodedBid, plaintext: &[u8]) -> Result<OpenedBidConten
         buyer: String,
         buyer_hpke: String,
         nonce: String,
+        #[serde(default, deserialize_with = "crate::intake::present")]
+        account: Option<String>,
     }
     let w: Wire = serde_json::from_slice(plaintext).map_err(|_| BidError::Mismatch("not a bid"))?;
     let p = BidPlaintext {
@@ -315,6 +347,17 @@ fn parse_plaintext(bid: &DecodedBid, plaintext: &[u8]) -> Result<OpenedBidConten
         buyer: w.buyer,
         buyer_hpke: w.buyer_hpke,
         nonce: w.nonce,
+        account: w
+            .account
+            .map(|a| {
+                a.parse::<EthAddress>()
+                    .ok()
+                    .filter(|a| !a.is_zero())
+                    .ok_or(BidError::Mismatch(
+                        "account is 0x and 40 lowercase hex digits, not the zero address",
+                    ))
+            })
+            .transpose()?,
     };
     if p.auction_id != bid.auction_id {
         return Err(BidError::Mismatch("auction id"));
@@ -334,6 +377,7 @@ fn parse_plaintext(bid: &DecodedBid, plaintext: &[u8]) -> Result<OpenedBidConten
         amount: p.amount,
         buyer_hpke,
         nonce,
+        account: p.account,
     })
 }
 
@@ -474,6 +518,7 @@ mod tests {
             buyer: hex::encode(buyer.verifying_key().to_bytes()),
             buyer_hpke: "00".repeat(32),
             nonce: "00".repeat(16),
+            account: None,
         })
         .unwrap();
         let aad = bid_aad("o", AUCTION, &buyer.verifying_key().to_bytes());

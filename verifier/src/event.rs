@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auction::{Pricing, TokenAmount};
 use crate::jcs::{self, JcsError};
+use crate::settlement::{EthAddress, SignedSettlement};
 
 /// Largest leaf made or accepted, in bytes. A `lead.accepted` event with maximal listing
 /// fields is under 2 KiB; 8 KiB bounds parsing work on untrusted leaves, and keeps every leaf
@@ -138,6 +139,10 @@ pub struct AuctionTerms {
     pub closes_at: u64,
     /// `first_price` or `second_price`.
     pub pricing: Pricing,
+    /// The seller's payout address from its signed submission, which a settlement of this
+    /// auction must pay; absent when the seller named none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout: Option<EthAddress>,
 }
 
 /// `lead.accepted`: a lead passed intake.
@@ -221,6 +226,10 @@ pub struct AuctionClosed {
     pub commitments_root: String,
     /// Tie-break seed: the log key's Ed25519 signature over the auction's seed message, hex (128 chars).
     pub seed: String,
+    /// The settlement the enclave signed for this sale, when the gateway settles on chain
+    /// (`docs/settlement.md`): with `auction_id` and `price`, what `LeadEscrow.settle` takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SignedSettlement>,
 }
 
 /// `auction.unsold`: no considered bid reached the reserve.
@@ -368,6 +377,7 @@ mod tests {
                 reserve: TokenAmount::new(1_000_000).unwrap(),
                 closes_at: 1_700_000_060_000,
                 pricing: Pricing::SecondPrice,
+                payout: None,
             },
         })
     }
@@ -476,6 +486,7 @@ mod tests {
             bids: 1,
             commitments_root: String::new(),
             seed: String::new(),
+            settlement: None,
         });
         let unsold = Event::AuctionUnsold(AuctionUnsold {
             time: 0,

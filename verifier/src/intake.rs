@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::auction::{Pricing, TokenAmount};
 use crate::envelope::{self, HpkeSecret};
 pub use crate::envelope::{ENC_LEN, TAG_LEN};
+use crate::settlement::EthAddress;
 
 /// HPKE `info` string.
 pub const HPKE_INFO: &[u8] = b"leadgate intake v1";
@@ -93,7 +94,7 @@ pub struct SealedLead {
 /// A field that may be absent but is never `null`: absent is `None` (with
 /// `#[serde(default)]`), a present value must be a `T`. One encoding per request, as the
 /// signed text has one (`default` for an absent term).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -133,6 +134,18 @@ pub struct RequestedTerms {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Option<Pricing>))]
     pub pricing: Option<String>,
+    /// The seller's payout address for the sale's settlement: `0x` and 40 lowercase hex
+    /// digits, not the zero address. Required by a gateway that settles on chain.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, pattern = "^0x[0-9a-f]{40}$")
+    )]
+    pub payout: Option<String>,
 }
 
 impl From<AuctionRequest> for RequestedTerms {
@@ -141,6 +154,7 @@ impl From<AuctionRequest> for RequestedTerms {
             reserve: t.reserve.map(TokenAmount::units),
             duration_ms: t.duration_ms,
             pricing: t.pricing.map(|p| p.as_str().to_owned()),
+            payout: t.payout.map(|a| a.to_string()),
         }
     }
 }
@@ -149,7 +163,8 @@ impl RequestedTerms {
     /// The typed terms.
     ///
     /// # Errors
-    /// [`SubmissionError::BadTerms`] for a reserve over 2^53 − 1 or an unknown pricing rule.
+    /// [`SubmissionError::BadTerms`] for a reserve over 2^53 − 1, an unknown pricing rule, or a
+    /// payout that is not a lowercase `0x` address or is the zero address.
     pub fn decode(&self) -> Result<AuctionRequest, SubmissionError> {
         let reserve = self
             .reserve
@@ -166,10 +181,23 @@ impl RequestedTerms {
                 ))
             }
         };
+        let payout = match self.payout.as_deref() {
+            None => None,
+            Some(a) => match a.parse::<EthAddress>() {
+                Ok(a) if !a.is_zero() => Some(a),
+                Ok(_) => return Err(SubmissionError::BadTerms("payout is the zero address")),
+                Err(_) => {
+                    return Err(SubmissionError::BadTerms(
+                        "payout is 0x and 40 lowercase hex digits",
+                    ))
+                }
+            },
+        };
         Ok(AuctionRequest {
             reserve,
             duration_ms: self.duration_ms,
             pricing,
+            payout,
         })
     }
 }
@@ -185,18 +213,24 @@ pub struct AuctionRequest {
     pub duration_ms: Option<u64>,
     /// First price (default) or second price.
     pub pricing: Option<Pricing>,
+    /// Where the sale's settlement pays the seller (`docs/settlement.md`).
+    pub payout: Option<EthAddress>,
 }
 
 impl AuctionRequest {
-    /// The three signed lines.
+    /// The signed lines: the three terms, then the payout address if there is one.
     fn signed_lines(&self) -> String {
         let d = |v: Option<String>| v.unwrap_or_else(|| "default".into());
-        format!(
+        let mut lines = format!(
             "{}\n{}\n{}\n",
             d(self.reserve.map(|r| r.units().to_string())),
             d(self.duration_ms.map(|v| v.to_string())),
             d(self.pricing.map(|p| p.as_str().to_owned())),
-        )
+        );
+        if let Some(a) = self.payout {
+            lines.push_str(&format!("{a}\n"));
+        }
+        lines
     }
 }
 
@@ -547,6 +581,7 @@ mod tests {
             reserve: Some(TokenAmount::new(5).unwrap()),
             duration_ms: None,
             pricing: Some(Pricing::SecondPrice),
+            payout: None,
         };
         let mut added = sealed.clone();
         added.auction = Some(terms.into());

@@ -144,6 +144,119 @@ pub fn parse_lower_address(s: &str) -> Option<Address> {
     Some(a)
 }
 
+/// An Ethereum address as the protocol writes it in JSON: `0x` and 40 lowercase hex digits
+/// (42 characters). Anything else does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EthAddress(pub Address);
+
+impl EthAddress {
+    /// Whether this is the zero address (which no payment may name).
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0u8; 20]
+    }
+}
+
+impl std::fmt::Display for EthAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{}", hex::encode(self.0))
+    }
+}
+
+impl std::str::FromStr for EthAddress {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_lower_address(s)
+            .map(EthAddress)
+            .ok_or("an address is 0x and 40 lowercase hex digits")
+    }
+}
+
+impl serde::Serialize for EthAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EthAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The settlement an `auction.closed` carries when the gateway settles on chain: the escrow,
+/// who pays and who is paid, the fee terms and the enclave's signature. With the event's
+/// `auction_id` and `price` it is everything `LeadEscrow.settle` takes, so anyone can submit
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedSettlement {
+    /// EIP-155 chain id of the escrow.
+    pub chain_id: u64,
+    /// The `LeadEscrow` contract.
+    pub escrow: EthAddress,
+    /// The winner's deposit address, from its sealed bid.
+    pub buyer: EthAddress,
+    /// The seller's payout address, from its signed submission (`lead.accepted`'s
+    /// `auction.payout`).
+    pub seller: EthAddress,
+    /// The escrow's fee, basis points.
+    pub fee_bps: u16,
+    /// The escrow's fee recipient (the zero address when the fee is 0).
+    pub fee_recipient: EthAddress,
+    /// The anchor key's signature over the EIP-712 digest: 65 bytes `r ‖ s ‖ v`, hex (130
+    /// chars).
+    pub signature: String,
+}
+
+impl SignedSettlement {
+    /// The domain and the settlement this record signs for auction `auction_id` (16 bytes)
+    /// at `price` (token units), both from the `auction.closed` that carries it.
+    pub fn statement(&self, auction_id: [u8; 16], price: u64) -> (EscrowDomain, Settlement) {
+        (
+            EscrowDomain {
+                chain_id: self.chain_id,
+                escrow: self.escrow.0,
+            },
+            Settlement {
+                auction_id,
+                buyer: self.buyer.0,
+                seller: self.seller.0,
+                price,
+                fee: FeeTerms {
+                    fee_bps: self.fee_bps,
+                    fee_recipient: self.fee_recipient.0,
+                },
+            },
+        )
+    }
+
+    /// The 65 signature bytes.
+    ///
+    /// # Errors
+    /// [`AnchorError::BadSignature`] unless `signature` is 130 lowercase hex digits.
+    pub fn signature_bytes(&self) -> Result<[u8; 65], AnchorError> {
+        let mut out = [0u8; 65];
+        if !crate::bid::is_lower_hex(&self.signature) {
+            return Err(AnchorError::BadSignature("not lowercase hex"));
+        }
+        hex::decode_to_slice(&self.signature, &mut out)
+            .map_err(|_| AnchorError::BadSignature("not 65 bytes of hex"))?;
+        Ok(out)
+    }
+
+    /// The address that signed this settlement for `auction_id` at `price`: an auditor
+    /// compares it with the anchor key of the epoch that logged it, the escrow with the
+    /// anchor key in force.
+    ///
+    /// # Errors
+    /// [`AnchorError::BadSignature`].
+    pub fn signer(&self, auction_id: [u8; 16], price: u64) -> Result<Address, AnchorError> {
+        let (domain, s) = self.statement(auction_id, price);
+        domain.signer(&s, &self.signature_bytes()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +288,10 @@ mod tests {
         let sig = d.sign(&key, &s).unwrap();
         assert_eq!(d.signer(&s, &sig).unwrap(), address_of(key.verifying_key()));
         let compact = crate::anchor::compact_signature(&sig).unwrap();
-        assert_eq!(d.signer(&s, &compact).unwrap(), address_of(key.verifying_key()));
+        assert_eq!(
+            d.signer(&s, &compact).unwrap(),
+            address_of(key.verifying_key())
+        );
         let changes: [fn(&mut EscrowDomain, &mut Settlement); 8] = [
             |d, _| d.chain_id = 1,
             |d, _| d.escrow[0] ^= 1,
@@ -209,10 +325,25 @@ mod tests {
         assert_eq!(f.fee_on(12_500_000), 312_500);
         assert_eq!(f.fee_on(39), 0);
         assert_eq!(f.fee_on(41), 1);
-        assert!(!FeeTerms { fee_bps: 250, fee_recipient: [0; 20] }.is_valid());
-        assert!(!FeeTerms { fee_bps: 0, fee_recipient: [1; 20] }.is_valid());
-        assert!(!FeeTerms { fee_bps: 10_001, fee_recipient: [1; 20] }.is_valid());
-        let all = FeeTerms { fee_bps: 10_000, fee_recipient: [1; 20] };
+        assert!(!FeeTerms {
+            fee_bps: 250,
+            fee_recipient: [0; 20]
+        }
+        .is_valid());
+        assert!(!FeeTerms {
+            fee_bps: 0,
+            fee_recipient: [1; 20]
+        }
+        .is_valid());
+        assert!(!FeeTerms {
+            fee_bps: 10_001,
+            fee_recipient: [1; 20]
+        }
+        .is_valid());
+        let all = FeeTerms {
+            fee_bps: 10_000,
+            fee_recipient: [1; 20],
+        };
         assert_eq!(all.fee_on(u64::MAX), u64::MAX);
     }
 

@@ -13,6 +13,7 @@ use leadgate_verifier::event::{
     AuctionClosed, AuctionTerms, AuctionUnsold, BidSealed, EpochPcrs, Event, LeadAccepted,
     LeadRejected, LeadReleased, Listing, LogEpoch,
 };
+use leadgate_verifier::settlement::{EthAddress, SignedSettlement};
 use serde_json::Value;
 
 /// A field of the spec: its type text (without ", optional") and whether it is optional.
@@ -81,6 +82,13 @@ fn has_type(ty: &str, v: &Value) -> bool {
     match ty {
         "Unix ms" | "integer" | "token amount" => v.is_u64(),
         "string" => v.is_string(),
+        "address" => v.as_str().is_some_and(|s| {
+            s.len() == 42
+                && s.starts_with("0x")
+                && s[2..]
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }),
         "object" => v.is_object(),
         "array of string" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         "`first_price` or `second_price`" => {
@@ -149,6 +157,7 @@ fn samples() -> Vec<(Event, Event)> {
                 reserve: TokenAmount::new(1_000_000).unwrap(),
                 closes_at: 1_700_000_030_001,
                 pricing: Pricing::SecondPrice,
+                payout: full.then_some(EthAddress([0x5e; 20])),
             },
         })
     };
@@ -165,19 +174,30 @@ fn samples() -> Vec<(Event, Event)> {
         buyer: h(11, 32),
         commitment: h(12, 32),
     });
-    let closed = Event::AuctionClosed(AuctionClosed {
-        time: 3,
-        auction_id: h(7, 16),
-        winner: h(11, 32),
-        winning_commitment: h(12, 32),
-        winner_hpke: h(13, 32),
-        price: TokenAmount::new(2_500_000).unwrap(),
-        reserve: TokenAmount::new(1_000_000).unwrap(),
-        pricing: Pricing::FirstPrice,
-        bids: 3,
-        commitments_root: h(14, 32),
-        seed: h(15, 64),
-    });
+    let closed = |full: bool| {
+        Event::AuctionClosed(AuctionClosed {
+            time: 3,
+            auction_id: h(7, 16),
+            winner: h(11, 32),
+            winning_commitment: h(12, 32),
+            winner_hpke: h(13, 32),
+            price: TokenAmount::new(2_500_000).unwrap(),
+            reserve: TokenAmount::new(1_000_000).unwrap(),
+            pricing: Pricing::FirstPrice,
+            bids: 3,
+            commitments_root: h(14, 32),
+            seed: h(15, 64),
+            settlement: full.then(|| SignedSettlement {
+                chain_id: 31337,
+                escrow: EthAddress([0xe5; 20]),
+                buyer: EthAddress([0xb0; 20]),
+                seller: EthAddress([0x5e; 20]),
+                fee_bps: 250,
+                fee_recipient: EthAddress([0xfe; 20]),
+                signature: h(18, 65),
+            }),
+        })
+    };
     let unsold = Event::AuctionUnsold(AuctionUnsold {
         time: 4,
         auction_id: h(7, 16),
@@ -197,7 +217,7 @@ fn samples() -> Vec<(Event, Event)> {
         (accepted(true), accepted(false)),
         (rejected.clone(), rejected),
         (bid.clone(), bid),
-        (closed.clone(), closed),
+        (closed(true), closed(false)),
         (unsold.clone(), unsold),
         (released.clone(), released),
     ]

@@ -111,6 +111,7 @@ fn intake_vectors() -> Value {
                 reserve: Some(TokenAmount::new(2_500_000).unwrap()),
                 duration_ms: Some(600_000),
                 pricing: Some(Pricing::SecondPrice),
+                payout: None,
             }),
             0x05,
         ),
@@ -121,6 +122,18 @@ fn intake_vectors() -> Value {
                 ..Default::default()
             }),
             0x06,
+        ),
+        (
+            "with a payout address only: the three terms sign as `default`, then the address",
+            Some(AuctionRequest {
+                payout: Some(
+                    "0x5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+                        .parse()
+                        .unwrap(),
+                ),
+                ..Default::default()
+            }),
+            0x07,
         ),
     ];
     let issued_at_ms = 1_764_547_200_000u64;
@@ -140,10 +153,11 @@ fn intake_vectors() -> Value {
         let terms_lines = terms
             .map(|t| {
                 format!(
-                    "{}\n{}\n{}\n",
+                    "{}\n{}\n{}\n{}",
                     d(t.reserve.map(|r| r.units().to_string())),
                     d(t.duration_ms.map(|v| v.to_string())),
-                    d(t.pricing.map(|p| p.as_str().to_owned()))
+                    d(t.pricing.map(|p| p.as_str().to_owned())),
+                    t.payout.map(|a| format!("{a}\n")).unwrap_or_default()
                 )
             })
             .unwrap_or_default();
@@ -196,50 +210,69 @@ fn bid_vectors() -> Value {
     let (intake_sk, intake_pk) = intake();
     let auction_id = "0f3c6e1d2b4a59687766554433221100";
     let nonce = [0x09u8; 16];
-    let plaintext = json!({
-        "auction_id": auction_id,
-        "amount": 3_250_000u64,
-        "buyer": hex::encode(buyer.verifying_key().to_bytes()),
-        "buyer_hpke": hex::encode(buyer_hpke),
-        "nonce": hex::encode(nonce),
-    })
-    .to_string();
-    let aad = bid_aad(ORIGIN, auction_id, &buyer.verifying_key().to_bytes());
-    let ikm_e = seed(0x0a);
-    let (enc, ct) = seal_with(&intake_pk, &ikm_e, BID_INFO, &aad, plaintext.as_bytes());
-    let (sealed, commitment) = sign_sealed_bid(&buyer, ORIGIN, auction_id, &enc, &ct);
-    let signed_text = format!(
-        "leadgate.bid.v1\n{ORIGIN}\n{auction_id}\n{}\n{}\n",
-        sealed.buyer,
-        hex::encode(commitment)
-    );
-    // The enclave's side: verify, open, read the plaintext.
-    let verified = sealed.verify(ORIGIN).unwrap();
-    assert_eq!(verified.commitment, commitment);
-    let content = leadgate_verifier::bid::open_bid(&intake_sk, ORIGIN, &verified).unwrap();
-    assert_eq!(content.amount.units(), 3_250_000);
-    assert_eq!(content.buyer_hpke, buyer_hpke);
-    assert_eq!(content.nonce, nonce);
-    let sig = B64.decode(&sealed.signature).unwrap();
-    json!({ "bid": [{
-        "name": "a 3.25 USDC bid",
-        "origin": ORIGIN,
-        "buyer_seed": hex::encode(seed(0x07)),
-        "buyer": sealed.buyer,
-        "buyer_hpke_ikm": hex::encode(seed(0x08)),
-        "buyer_hpke": hex::encode(buyer_hpke),
-        "intake_key": hex::encode(intake_pk),
-        "info": std::str::from_utf8(BID_INFO).unwrap(),
-        "plaintext": plaintext,
-        "aad": String::from_utf8(aad).unwrap(),
-        "ikm_e": hex::encode(ikm_e),
-        "enc": hex::encode(enc),
-        "ciphertext": hex::encode(&ct),
-        "commitment": hex::encode(commitment),
-        "signed_text": signed_text,
-        "signature": hex::encode(sig),
-        "body": serde_json::to_value(&sealed).unwrap(),
-    }]})
+    let account = "0xb0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+    let mut out = Vec::new();
+    for (name, with_account, ikm) in [
+        ("a 3.25 USDC bid", false, 0x0a),
+        (
+            "a 3.25 USDC bid naming its deposit account (a gateway that settles on chain)",
+            true,
+            0x0b,
+        ),
+    ] {
+        let mut plaintext = json!({
+            "auction_id": auction_id,
+            "amount": 3_250_000u64,
+            "buyer": hex::encode(buyer.verifying_key().to_bytes()),
+            "buyer_hpke": hex::encode(buyer_hpke),
+            "nonce": hex::encode(nonce),
+        });
+        if with_account {
+            plaintext["account"] = json!(account);
+        }
+        let plaintext = plaintext.to_string();
+        let aad = bid_aad(ORIGIN, auction_id, &buyer.verifying_key().to_bytes());
+        let ikm_e = seed(ikm);
+        let (enc, ct) = seal_with(&intake_pk, &ikm_e, BID_INFO, &aad, plaintext.as_bytes());
+        let (sealed, commitment) = sign_sealed_bid(&buyer, ORIGIN, auction_id, &enc, &ct);
+        let signed_text = format!(
+            "leadgate.bid.v1\n{ORIGIN}\n{auction_id}\n{}\n{}\n",
+            sealed.buyer,
+            hex::encode(commitment)
+        );
+        // The enclave's side: verify, open, read the plaintext.
+        let verified = sealed.verify(ORIGIN).unwrap();
+        assert_eq!(verified.commitment, commitment);
+        let content = leadgate_verifier::bid::open_bid(&intake_sk, ORIGIN, &verified).unwrap();
+        assert_eq!(content.amount.units(), 3_250_000);
+        assert_eq!(content.buyer_hpke, buyer_hpke);
+        assert_eq!(content.nonce, nonce);
+        assert_eq!(
+            content.account.map(|a| a.to_string()).as_deref(),
+            with_account.then_some(account)
+        );
+        let sig = B64.decode(&sealed.signature).unwrap();
+        out.push(json!({
+            "name": name,
+            "origin": ORIGIN,
+            "buyer_seed": hex::encode(seed(0x07)),
+            "buyer": sealed.buyer,
+            "buyer_hpke_ikm": hex::encode(seed(0x08)),
+            "buyer_hpke": hex::encode(buyer_hpke),
+            "intake_key": hex::encode(intake_pk),
+            "info": std::str::from_utf8(BID_INFO).unwrap(),
+            "plaintext": plaintext,
+            "aad": String::from_utf8(aad).unwrap(),
+            "ikm_e": hex::encode(ikm_e),
+            "enc": hex::encode(enc),
+            "ciphertext": hex::encode(&ct),
+            "commitment": hex::encode(commitment),
+            "signed_text": signed_text,
+            "signature": hex::encode(sig),
+            "body": serde_json::to_value(&sealed).unwrap(),
+        }));
+    }
+    json!({ "bid": out })
 }
 
 fn release_vectors() -> Value {

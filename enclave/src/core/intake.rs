@@ -88,6 +88,9 @@ fn open_one(
         Ok(s) => s,
         Err(e) => return Opened::BadSubmission(EnclaveError::from(e).into()),
     };
+    if config.settlement.is_some() && sub.auction.and_then(|a| a.payout).is_none() {
+        return Opened::BadSubmission(EnclaveError::PayoutRequired.into());
+    }
     let Some(terms) = config.auction_terms(sub.auction.as_ref(), now_ms) else {
         return Opened::BadSubmission(
             EnclaveError::BadTerms {

@@ -13,9 +13,10 @@ use leadgate_verifier::event::{
 use leadgate_verifier::intake::{open_lead, SealedLead, MAX_LEAD_BYTES};
 use leadgate_verifier::merkle::{leaf_hash, verify_inclusion, Hash};
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
+use leadgate_verifier::settlement::{EthAddress, Settlement, SignedSettlement};
 use serde_bytes::ByteBuf;
 
-use super::{err, hashes, Enclave, Running};
+use super::{err, hashes, Enclave, Running, SettlementConfig};
 use crate::auctions::{auction_key, chain_next, AuctionKey, BidRefusal};
 use crate::error::EnclaveError;
 use crate::log::UnsignedAppend;
@@ -41,6 +42,7 @@ struct ClosingBid {
     commitment: Hash,
     amount: leadgate_verifier::auction::TokenAmount,
     buyer_hpke: [u8; 32],
+    account: Option<EthAddress>,
 }
 
 fn close_invalid(m: impl Into<String>) -> EnclaveError {
@@ -64,6 +66,7 @@ impl Enclave {
         }
         let origin = self.config.origin.as_str();
         let workers = self.config.workers;
+        let settles = self.config.settlement.is_some();
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
@@ -71,11 +74,14 @@ impl Enclave {
         let opened: Vec<Result<VerifiedBid, WireError>> =
             par_map(bids.iter().collect(), workers, |b: &SealedBid| {
                 let v = b.verify(origin)?;
-                open_bid(intake, origin, &v)?;
+                let content = open_bid(intake, origin, &v)?;
+                if settles && content.account.is_none() {
+                    return Err(EnclaveError::AccountRequired);
+                }
                 Ok(v)
             })
             .into_iter()
-            .map(|r| r.map_err(|e: leadgate_verifier::bid::BidError| EnclaveError::from(e).into()))
+            .map(|r| r.map_err(WireError::from))
             .collect();
         let mut logged = Vec::with_capacity(opened.len());
         for o in opened {
@@ -151,12 +157,14 @@ impl Enclave {
         }
         let origin = self.config.origin.clone();
         let workers = self.config.workers;
+        let settlement = self.config.settlement;
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
         let mut results = Vec::with_capacity(inputs.len());
         for input in inputs {
-            results.push(match Self::close_one(r, &origin, workers, &input, now_ms) {
+            let closed = Self::close_one(r, &origin, workers, settlement.as_ref(), &input, now_ms);
+            results.push(match closed {
                 Ok(a) => CloseOutcome::Logged(a.into()),
                 Err(e) => {
                     tracing::warn!(code = %e.code(), error = %e, "close refused");
@@ -171,6 +179,7 @@ impl Enclave {
         r: &mut Running,
         origin: &str,
         workers: usize,
+        settlement: Option<&SettlementConfig>,
         input: &CloseInput,
         now_ms: u64,
     ) -> Result<crate::log::Appended, EnclaveError> {
@@ -220,6 +229,7 @@ impl Enclave {
                     commitment,
                     amount: content.amount,
                     buyer_hpke: content.buyer_hpke,
+                    account: content.account,
                 })
             },
         );
@@ -248,6 +258,12 @@ impl Enclave {
         };
         let event = match (outcome, winner) {
             (Outcome::Sold { winner, price }, Some(b)) => Event::AuctionClosed(AuctionClosed {
+                settlement: match (settlement, b.account, terms.payout) {
+                    (Some(cfg), Some(buyer), Some(seller)) => {
+                        Some(sign_settlement(r, cfg, key, buyer, seller, price.units())?)
+                    }
+                    _ => None,
+                },
                 time: now_ms,
                 auction_id: id.to_owned(),
                 winner: hex::encode(b.buyer),
@@ -399,4 +415,34 @@ impl Enclave {
             )),
         }
     }
+}
+
+/// The settlement of auction `auction_id` sold to `buyer` for `price` token units, signed with
+/// the anchor key under the configured escrow's EIP-712 domain.
+fn sign_settlement(
+    r: &Running,
+    cfg: &SettlementConfig,
+    auction_id: AuctionKey,
+    buyer: EthAddress,
+    seller: EthAddress,
+    price: u64,
+) -> Result<SignedSettlement, EnclaveError> {
+    let statement = Settlement {
+        auction_id,
+        buyer: buyer.0,
+        seller: seller.0,
+        price,
+        fee: cfg.fee,
+    };
+    let key = k256::ecdsa::SigningKey::from(r.secrets.anchor_key());
+    let signature = cfg.domain.sign(&key, &statement)?;
+    Ok(SignedSettlement {
+        chain_id: cfg.domain.chain_id,
+        escrow: EthAddress(cfg.domain.escrow),
+        buyer,
+        seller,
+        fee_bps: cfg.fee.fee_bps,
+        fee_recipient: EthAddress(cfg.fee.fee_recipient),
+        signature: hex::encode(signature),
+    })
 }
