@@ -277,11 +277,16 @@ fn run_tiles(a: &AuditArgs<'_>, tiles: &str, allowed: &[Vec<u8>]) -> anyhow::Res
     // Every entry, rebuilt into the tree.
     let mut frontier = Frontier::new();
     let mut found = Vec::new();
+    let mut settlements = leadgate_verifier::audit::SettlementAudit::default();
     let scanned = source.scan_entries(size, |index, leaf| {
         frontier.append(merkle::leaf_hash(leaf));
         match Event::from_leaf(leaf) {
-            Ok(Event::LogEpoch(e)) => found.push((index, e)),
-            Ok(_) => {}
+            Ok(event) => {
+                settlements.observe(index, &event);
+                if let Event::LogEpoch(e) = event {
+                    found.push((index, e));
+                }
+            }
             Err(e) => anyhow::bail!("entry {index} is not an event: {}", e.code()),
         }
         Ok(())
@@ -308,6 +313,7 @@ fn run_tiles(a: &AuditArgs<'_>, tiles: &str, allowed: &[Vec<u8>]) -> anyhow::Res
     if !entries_ok {
         return Ok(report);
     }
+    report.checks.push(settlements.check());
 
     // The keys: the newest epoch's, which must carry the given log key.
     let vkey = verifier.to_vkey_string();

@@ -4,7 +4,7 @@
 //! to them over HTTP.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -698,4 +698,99 @@ pub fn stored_size(db: &Path) -> u64 {
             .flatten()
             .unwrap_or(0) as u64
     })
+}
+
+/// anvil's first dev account (a published test key).
+pub const DEV_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// The anvil that `scripts/contracts install` puts in `contracts/node_modules`.
+pub fn anvil_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/node_modules/.bin/anvil")
+}
+
+/// A local anvil chain, stopped (SIGTERM) on drop.
+pub struct Anvil {
+    child: Child,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// The state file anvil loads at start and writes at SIGTERM.
+    pub state: PathBuf,
+}
+
+impl Anvil {
+    /// Starts anvil on `port`, or on a port the OS chooses (0) when `None`, read from the
+    /// `Listening on HOST:PORT` line anvil prints.
+    pub fn start(port: Option<u16>, state: &Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(anvil_bin())
+            .args(["--port", &port.unwrap_or(0).to_string(), "--state"])
+            .arg(state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("anvil (run scripts/contracts install)");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // Reads until the listening line, then drains anvil's request log so it never blocks.
+        std::thread::spawn(move || {
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("Listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("anvil did not start listening");
+        let port = addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("anvil's port");
+        Anvil {
+            child,
+            port,
+            state: state.to_owned(),
+        }
+    }
+
+    /// Its JSON-RPC URL.
+    pub fn rpc(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM: anvil writes its state file and exits. Nothing if it has exited already.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Anvil {
+    /// SIGTERM, not SIGKILL: the npm package's `anvil` is a Node.js wrapper that forwards
+    /// SIGTERM to the native binary; a SIGKILL would leave that binary running.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `cmd` to completion, capturing its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn")
+}
+
+/// The JSON a successful command printed; panics with its stderr otherwise.
+pub fn ok_json(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
 }

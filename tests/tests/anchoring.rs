@@ -4,105 +4,17 @@
 //! copy of the stack whose log diverges after the anchored prefix, same enclave keys) is
 //! reported as a fork by `leadgate verify anchor`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, Bytes, FixedBytes};
 use alloy::providers::ProviderBuilder;
 use alloy::sol_types::SolError as _;
-use leadgate_e2e::{bin, corpus, seal, Stack};
+use leadgate_e2e::{bin, corpus, ok_json, run, seal, Anvil, Stack, DEV_KEY};
 use leadgate_host::anchor::CheckpointAnchor;
 use leadgate_verifier::anchor::{parse_address, sign_digest, AnchorDomain};
 use serde_json::Value;
-
-/// anvil's first dev account (a published test key).
-const DEV_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-
-fn anvil_bin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/node_modules/.bin/anvil")
-}
-
-struct Anvil {
-    child: Child,
-    port: u16,
-    state: PathBuf,
-}
-
-impl Anvil {
-    /// Starts anvil on `port`, or on a port the OS chooses (0) when `None`, read from the
-    /// `Listening on HOST:PORT` line anvil prints.
-    fn start(port: Option<u16>, state: &Path) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(anvil_bin())
-            .args(["--port", &port.unwrap_or(0).to_string(), "--state"])
-            .arg(state)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("anvil (run scripts/contracts install)");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        // Reads until the listening line, then drains anvil's request log so it never blocks.
-        std::thread::spawn(move || {
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("Listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                    break;
-                }
-            }
-            for _ in lines {}
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("anvil did not start listening");
-        let port = addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .expect("anvil's port");
-        Anvil {
-            child,
-            port,
-            state: state.to_owned(),
-        }
-    }
-
-    fn rpc(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM: anvil writes its state file and exits. Nothing if it has exited already.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Anvil {
-    /// SIGTERM, not SIGKILL: the npm package's `anvil` is a Node.js wrapper that forwards
-    /// SIGTERM to the native binary; a SIGKILL would leave that binary running.
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("spawn")
-}
-
-fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
 
 fn submit(stack: &Stack, leads: &[Value]) {
     let keys = stack.keys();

@@ -8,8 +8,8 @@
 //!
 //! Check names are stable (`attestation.signature`, `attestation.chain`, `attestation.nonce`,
 //! `attestation.pcr0`, `attestation.debug`, `keys.binding`, `checkpoint.signature`,
-//! `checkpoint.consistency`, `log.epochs`, `anchor.registration`, `anchor.consistency`,
-//! `receipts`): scripts match on them.
+//! `checkpoint.consistency`, `log.epochs`, `log.settlements`, `anchor.registration`,
+//! `anchor.consistency`, `receipts`): scripts match on them.
 
 use crate::attestation::{verify_attestation, AttestationError, AttestationPolicy};
 use crate::attestation::{AttestationDocument, VerifiedAttestation};
@@ -534,6 +534,107 @@ pub fn voided_by(receipt: &VerifiedReceipt, origin: &str, epoch: &LogEpoch) -> b
         && receipt.index >= epoch.previous_size
 }
 
+/// `log.settlements`, read in one pass over the log's entries in order ([`Self::observe`] each,
+/// then [`Self::check`]): every settlement an `auction.closed` carries must be signed by the
+/// anchor key of the epoch that logged it, for exactly the close's auction and price, and must
+/// pay the payout address the seller named in the lead's `lead.accepted`. Memory: one payout
+/// address per open auction that named one.
+#[derive(Debug, Default)]
+pub struct SettlementAudit {
+    anchor: Option<crate::anchor::Address>,
+    payouts: std::collections::HashMap<String, crate::settlement::EthAddress>,
+    settled: u64,
+    unsettled_sales: u64,
+    failure: Option<String>,
+}
+
+impl SettlementAudit {
+    /// Takes the entry at `index`.
+    pub fn observe(&mut self, index: u64, event: &crate::event::Event) {
+        use crate::event::Event;
+        if self.failure.is_some() {
+            return;
+        }
+        match event {
+            Event::LogEpoch(e) => {
+                self.anchor = hex::decode(&e.anchor_key)
+                    .ok()
+                    .and_then(|k| crate::anchor::address_of_sec1(&k));
+            }
+            Event::LeadAccepted(a) => {
+                if let Some(p) = a.auction.payout {
+                    self.payouts.insert(a.lead_id.clone(), p);
+                }
+            }
+            Event::AuctionUnsold(u) => {
+                self.payouts.remove(&u.auction_id);
+            }
+            Event::AuctionClosed(c) => {
+                let payout = self.payouts.remove(&c.auction_id);
+                let Some(s) = &c.settlement else {
+                    self.unsettled_sales += 1;
+                    return;
+                };
+                let mut id = [0u8; 16];
+                if hex::decode_to_slice(&c.auction_id, &mut id).is_err() {
+                    self.failure = Some(format!("entry {index}: auction id is not 16 bytes"));
+                    return;
+                }
+                let why = match (payout, s.signer(id, c.price.units()), self.anchor) {
+                    (None, _, _) => Some("the lead named no payout address".to_owned()),
+                    (Some(p), _, _) if p != s.seller => Some(format!(
+                        "it pays {}, not the lead's payout address {p}",
+                        s.seller
+                    )),
+                    (_, Err(e), _) => Some(e.to_string()),
+                    (_, Ok(_), None) => Some("no log.epoch with an anchor key precedes it".into()),
+                    (_, Ok(signer), Some(anchor)) if signer != anchor => Some(format!(
+                        "signed by {}, not the epoch's anchor key {}",
+                        crate::anchor::address_hex(&signer),
+                        crate::anchor::address_hex(&anchor)
+                    )),
+                    _ => None,
+                };
+                match why {
+                    Some(why) => {
+                        self.failure = Some(format!(
+                            "entry {index}: the settlement of auction {}: {why}",
+                            c.auction_id
+                        ))
+                    }
+                    None => self.settled += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The check, over every entry observed.
+    pub fn check(self) -> Check {
+        const NAME: &str = "log.settlements";
+        if let Some(f) = self.failure {
+            return Check::fail(NAME, f);
+        }
+        if self.settled == 0 {
+            return Check::skip(
+                NAME,
+                format!(
+                    "no sale carries a settlement ({} sales without one): the gateway does not settle on chain",
+                    self.unsettled_sales
+                ),
+            );
+        }
+        Check::pass(
+            NAME,
+            format!(
+                "{} settlements, each signed by its epoch's anchor key for its close's auction \
+                 and price, paying the lead's payout address; {} sales without one",
+                self.settled, self.unsettled_sales
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,5 +825,133 @@ mod tests {
         let twice = vec![(0, epoch(1, Some(&a))), (0, epoch(1, Some(&a)))];
         assert_eq!(epochs_check(&twice, &[], false).status, Status::Fail);
         assert_eq!(epochs_check(&[], &[], false).status, Status::Fail);
+    }
+
+    /// A sale's events: the epoch with `key`'s anchor key, the lead naming `payout`, and its
+    /// close at `price` carrying a settlement to `seller` signed by `signer`.
+    fn sale(
+        key: &k256::ecdsa::SigningKey,
+        signer: &k256::ecdsa::SigningKey,
+        payout: Option<crate::settlement::EthAddress>,
+        seller: crate::settlement::EthAddress,
+        price: u64,
+        signed_price: u64,
+    ) -> Vec<crate::event::Event> {
+        use crate::auction::{Pricing, TokenAmount};
+        use crate::event::{AuctionClosed, AuctionTerms, Event, LeadAccepted, Listing};
+        use crate::settlement::{EscrowDomain, EthAddress, FeeTerms, Settlement, SignedSettlement};
+        let mut ep = epoch(1, None);
+        ep.anchor_key = hex::encode(key.verifying_key().to_encoded_point(true).as_bytes());
+        let id = [0x42u8; 16];
+        let lead_id = hex::encode(id);
+        let accepted = LeadAccepted {
+            time: 1,
+            lead_id: lead_id.clone(),
+            seller: "11".repeat(32),
+            ciphertext_sha256: "22".repeat(32),
+            score: 50,
+            reasons: vec![],
+            listing: Listing {
+                industry: "i".into(),
+                sub_industry: "s".into(),
+                region: "r".into(),
+                role: "o".into(),
+                company_type: None,
+                ownership_type: None,
+                number_of_locations: None,
+                founded_year: None,
+            },
+            email_tag: "33".repeat(32),
+            auction: AuctionTerms {
+                reserve: TokenAmount::new(0).unwrap(),
+                closes_at: 2,
+                pricing: Pricing::FirstPrice,
+                payout,
+            },
+        };
+        let domain = EscrowDomain {
+            chain_id: 31337,
+            escrow: [0xe5; 20],
+        };
+        let statement = Settlement {
+            auction_id: id,
+            buyer: [0xb0; 20],
+            seller: seller.0,
+            price: signed_price,
+            fee: FeeTerms::default(),
+        };
+        let closed = AuctionClosed {
+            time: 3,
+            auction_id: lead_id,
+            winner: "44".repeat(32),
+            winning_commitment: "55".repeat(32),
+            winner_hpke: "66".repeat(32),
+            price: TokenAmount::new(price).unwrap(),
+            reserve: TokenAmount::new(0).unwrap(),
+            pricing: Pricing::FirstPrice,
+            bids: 1,
+            commitments_root: "77".repeat(32),
+            seed: "88".repeat(64),
+            settlement: Some(SignedSettlement {
+                chain_id: 31337,
+                escrow: EthAddress([0xe5; 20]),
+                buyer: EthAddress([0xb0; 20]),
+                seller,
+                fee_bps: 0,
+                fee_recipient: EthAddress([0; 20]),
+                signature: hex::encode(domain.sign(signer, &statement).unwrap()),
+            }),
+        };
+        vec![
+            Event::LogEpoch(ep),
+            Event::LeadAccepted(accepted),
+            Event::AuctionClosed(closed),
+        ]
+    }
+
+    fn audit_settlements(events: &[crate::event::Event]) -> Check {
+        let mut a = SettlementAudit::default();
+        for (i, e) in events.iter().enumerate() {
+            a.observe(i as u64, e);
+        }
+        a.check()
+    }
+
+    #[test]
+    fn a_settlement_passes_only_signed_by_the_epoch_for_the_logged_sale_and_payout() {
+        use crate::settlement::EthAddress;
+        let key = k256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let other = k256::ecdsa::SigningKey::from_slice(&[8; 32]).unwrap();
+        let (payout, thief) = (EthAddress([0x5e; 20]), EthAddress([0x66; 20]));
+        let ok = audit_settlements(&sale(&key, &key, Some(payout), payout, 900, 900));
+        assert_eq!(ok.status, Status::Pass, "{}", ok.detail);
+        for (events, why) in [
+            (
+                sale(&key, &other, Some(payout), payout, 900, 900),
+                "not the epoch's anchor key",
+            ),
+            (
+                sale(&key, &key, Some(payout), payout, 900, 901),
+                "not the epoch's anchor key",
+            ),
+            (
+                sale(&key, &key, Some(payout), thief, 900, 900),
+                "not the lead's payout address",
+            ),
+            (
+                sale(&key, &key, None, payout, 900, 900),
+                "named no payout address",
+            ),
+        ] {
+            let c = audit_settlements(&events);
+            assert_eq!(c.status, Status::Fail, "{why}");
+            assert!(c.detail.contains(why), "{} / {why}", c.detail);
+        }
+        // A log without settlements: not applicable, not a pass.
+        let mut plain = sale(&key, &key, Some(payout), payout, 900, 900);
+        if let crate::event::Event::AuctionClosed(c) = &mut plain[2] {
+            c.settlement = None;
+        }
+        assert_eq!(audit_settlements(&plain).status, Status::Skip);
     }
 }
