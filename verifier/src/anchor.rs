@@ -62,20 +62,46 @@ pub(crate) fn word_u64(v: u64) -> [u8; 32] {
     w
 }
 
+/// `abi.encode` of an address: 12 zero bytes and the 20 address bytes.
+pub(crate) fn word_address(a: &Address) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[12..].copy_from_slice(a);
+    w
+}
+
+/// The EIP-712 separator of the domain
+/// `EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)`,
+/// 32 bytes.
+pub(crate) fn domain_separator(
+    name: &str,
+    version: &str,
+    chain_id: u64,
+    contract: &Address,
+) -> [u8; 32] {
+    let mut enc = Vec::with_capacity(5 * 32);
+    enc.extend_from_slice(&keccak256(
+        b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)",
+    ));
+    enc.extend_from_slice(&keccak256(name.as_bytes()));
+    enc.extend_from_slice(&keccak256(version.as_bytes()));
+    enc.extend_from_slice(&word_u64(chain_id));
+    enc.extend_from_slice(&word_address(contract));
+    keccak256(&enc)
+}
+
+/// The EIP-712 digest signed for a struct: keccak256(0x19 0x01 ‖ separator ‖ struct hash).
+pub(crate) fn typed_digest(separator: &[u8; 32], struct_hash: &[u8; 32]) -> [u8; 32] {
+    let mut msg = Vec::with_capacity(66);
+    msg.extend_from_slice(b"\x19\x01");
+    msg.extend_from_slice(separator);
+    msg.extend_from_slice(struct_hash);
+    keccak256(&msg)
+}
+
 impl AnchorDomain {
     /// The EIP-712 domain separator, 32 bytes (`CheckpointAnchor.domainSeparator()`).
     pub fn separator(&self) -> [u8; 32] {
-        let mut contract = [0u8; 32];
-        contract[12..].copy_from_slice(&self.contract);
-        let mut enc = Vec::with_capacity(5 * 32);
-        enc.extend_from_slice(&keccak256(
-            b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)",
-        ));
-        enc.extend_from_slice(&keccak256(DOMAIN_NAME.as_bytes()));
-        enc.extend_from_slice(&keccak256(DOMAIN_VERSION.as_bytes()));
-        enc.extend_from_slice(&word_u64(self.chain_id));
-        enc.extend_from_slice(&contract);
-        keccak256(&enc)
+        domain_separator(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, &self.contract)
     }
 
     /// The EIP-712 digest signed for checkpoint (`size`, `root`) of the log `origin`, 32 bytes
@@ -88,12 +114,7 @@ impl AnchorDomain {
         enc.extend_from_slice(&keccak256(origin.as_bytes()));
         enc.extend_from_slice(&word_u64(size));
         enc.extend_from_slice(root);
-        let struct_hash = keccak256(&enc);
-        let mut msg = Vec::with_capacity(66);
-        msg.extend_from_slice(b"\x19\x01");
-        msg.extend_from_slice(&self.separator());
-        msg.extend_from_slice(&struct_hash);
-        keccak256(&msg)
+        typed_digest(&self.separator(), &keccak256(&enc))
     }
 }
 

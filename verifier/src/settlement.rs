@@ -12,7 +12,10 @@
 
 use k256::ecdsa::SigningKey;
 
-use crate::anchor::{keccak256, recover_signer, sign_digest, word_u64, Address, AnchorError};
+use crate::anchor::{
+    domain_separator, keccak256, recover_signer, sign_digest, typed_digest, word_address, word_u64,
+    Address, AnchorError,
+};
 
 /// EIP-712 domain name of `LeadEscrow`.
 pub const DOMAIN_NAME: &str = "leadgate LeadEscrow";
@@ -72,25 +75,10 @@ pub struct Settlement {
     pub fee: FeeTerms,
 }
 
-/// `abi.encode` of an address: 12 zero bytes and the 20 address bytes.
-fn word_address(a: &Address) -> [u8; 32] {
-    let mut w = [0u8; 32];
-    w[12..].copy_from_slice(a);
-    w
-}
-
 impl EscrowDomain {
     /// The EIP-712 domain separator, 32 bytes (`LeadEscrow.domainSeparator()`).
     pub fn separator(&self) -> [u8; 32] {
-        let mut enc = Vec::with_capacity(5 * 32);
-        enc.extend_from_slice(&keccak256(
-            b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)",
-        ));
-        enc.extend_from_slice(&keccak256(DOMAIN_NAME.as_bytes()));
-        enc.extend_from_slice(&keccak256(DOMAIN_VERSION.as_bytes()));
-        enc.extend_from_slice(&word_u64(self.chain_id));
-        enc.extend_from_slice(&word_address(&self.escrow));
-        keccak256(&enc)
+        domain_separator(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, &self.escrow)
     }
 
     /// The EIP-712 digest of `s`, 32 bytes (`LeadEscrow.settlementDigest`). A `bytes16` is
@@ -106,12 +94,7 @@ impl EscrowDomain {
         enc.extend_from_slice(&word_u64(s.price));
         enc.extend_from_slice(&word_u64(u64::from(s.fee.fee_bps)));
         enc.extend_from_slice(&word_address(&s.fee.fee_recipient));
-        let struct_hash = keccak256(&enc);
-        let mut msg = Vec::with_capacity(66);
-        msg.extend_from_slice(b"\x19\x01");
-        msg.extend_from_slice(&self.separator());
-        msg.extend_from_slice(&struct_hash);
-        keccak256(&msg)
+        typed_digest(&self.separator(), &keccak256(&enc))
     }
 
     /// Signs `s` with the anchor key: 65 bytes `r ‖ s ‖ v` (RFC 6979, low `s`).
