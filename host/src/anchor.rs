@@ -110,7 +110,7 @@ fn rpc(e: impl std::fmt::Display) -> AnchorError {
 /// The enclave's signature as the host submits it: its 64-byte EIP-2098 compact form, which is
 /// the same signature in 32 fewer calldata bytes (about 84 gas less per anchor), or the bytes as
 /// they are if they have no compact form (then the contract refuses them, as it would anyway).
-fn submitted_signature(signature: &[u8]) -> Vec<u8> {
+pub(crate) fn submitted_signature(signature: &[u8]) -> Vec<u8> {
     <&[u8; 65]>::try_from(signature)
         .ok()
         .and_then(|s| leadgate_verifier::anchor::compact_signature(s).ok())

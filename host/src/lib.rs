@@ -6,7 +6,7 @@
 //!
 //! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
 //! (credentials lent to the enclave's KMS sealer), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up, the submit
-//! pipeline and the store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`metrics`] (`GET /metrics`), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
+//! pipeline and the store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`metrics`] (`GET /metrics`), [`settle`] (submitting the enclave's settlements, alloy), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
@@ -19,6 +19,7 @@ pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod ratelimit;
+pub mod settle;
 pub mod storage;
 pub mod tiles;
 
@@ -58,6 +59,8 @@ pub struct HostConfig {
     pub bucket: Option<String>,
     /// On-chain anchoring; off when `None` (no RPC configured).
     pub anchor: Option<anchor::AnchorConfig>,
+    /// Submitting the settlements the enclave signs to the `LeadEscrow`; off when `None`.
+    pub settle: Option<settle::SettleConfig>,
     /// Where the AWS credentials lent to the enclave at each boot come from, for its KMS
     /// sealer (Nitro); asked afresh at every boot. `None` in dev.
     pub aws_credentials: Option<aws_credentials::CredentialSource>,
@@ -95,6 +98,7 @@ impl HostConfig {
             wal_checkpoint_ms: Self::DEFAULT_WAL_CHECKPOINT_MS,
             bucket: None,
             anchor: None,
+            settle: None,
             aws_credentials: None,
             http: http::HttpLimits::default(),
         }
@@ -102,7 +106,7 @@ impl HostConfig {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops every background task
-/// (the enclave link, the pipelines, the tick, anchoring) before returning.
+/// (the enclave link, the pipelines, the tick, anchoring, settling) before returning.
 ///
 /// # Errors
 /// Storage open errors and server errors.
@@ -144,9 +148,15 @@ pub async fn run(
     }
     if let Some(anchor) = config.anchor.clone() {
         tracing::info!(?anchor, "anchoring checkpoints");
-        let anchorer = anchor::Anchorer::new(store, anchor)?;
+        let anchorer = anchor::Anchorer::new(store.clone(), anchor)?;
         let _ = gateway.anchorer.set(anchorer.clone());
         tasks.spawn(anchorer.run());
+    }
+    if let Some(settle) = config.settle.clone() {
+        tracing::info!(?settle, "settling sales");
+        let settler = settle::Settler::new(store, settle)?;
+        let _ = gateway.settler.set(settler.clone());
+        tasks.spawn(settler.run());
     }
     if let Some(url) = &config.bucket {
         let bucket = tiles::bucket::Bucket::open(url)?;

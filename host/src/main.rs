@@ -52,6 +52,16 @@ struct Args {
     /// account that pays for anchors. The enclave's anchor key signs; this one only pays.
     #[arg(long, env = "LEADGATE_ANCHOR_ACCOUNT_KEY_FILE")]
     anchor_account_key_file: Option<std::path::PathBuf>,
+    /// Submit the settlements the enclave signs at close to this LeadEscrow contract (0x-prefixed
+    /// hex, 20 bytes), on the anchoring chain and RPC; settling is off without it. Start the
+    /// enclave with the same `--escrow`.
+    #[arg(long, env = "LEADGATE_ESCROW", requires = "anchor_rpc")]
+    escrow: Option<String>,
+    /// File holding the settling account's secp256k1 private key (hex, 32 bytes), which pays the
+    /// settlements' gas; default: the anchoring account. On a real chain give it its own
+    /// account, so that anchors and settlements never compete for nonces.
+    #[arg(long, env = "LEADGATE_SETTLE_ACCOUNT_KEY_FILE", requires = "escrow")]
+    settle_account_key_file: Option<std::path::PathBuf>,
     /// Lend the enclave AWS credentials at every boot, for its KMS sealer (Nitro with
     /// `--sealing kms`), from the AWS SDK's default chain: AWS_ACCESS_KEY_ID /
     /// AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the shared profile, the container endpoint,
@@ -113,6 +123,21 @@ async fn main() -> anyhow::Result<()> {
         let contract = leadgate_verifier::anchor::parse_address(&contract)
             .context("--anchor-contract must be a 0x-prefixed 20-byte hex address")?;
         let account_key = leadgate_host::anchor::read_account_key(&key_file)?;
+        if let Some(escrow) = args.escrow {
+            let escrow = leadgate_verifier::anchor::parse_address(&escrow)
+                .context("--escrow must be a 0x-prefixed 20-byte hex address")?;
+            let settle_key = match &args.settle_account_key_file {
+                Some(f) => leadgate_host::anchor::read_account_key(f)?,
+                None => account_key,
+            };
+            config.settle = Some(leadgate_host::settle::SettleConfig {
+                rpc_url: rpc_url.clone(),
+                chain_id,
+                escrow,
+                account_key: settle_key,
+                receipt_timeout: std::time::Duration::from_secs(60),
+            });
+        }
         config.anchor = Some(leadgate_host::anchor::AnchorConfig {
             rpc_url,
             contract,

@@ -315,6 +315,70 @@ pub struct AnchorList {
     pub anchors: Vec<AnchorStatus>,
 }
 
+/// What a settlement's submission has come to (`docs/settlement.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementState {
+    /// Logged, not submitted yet (or submitted and refused for a reason that may pass, such
+    /// as a balance short of the price: retried).
+    Pending,
+    /// The host's transaction is sent and not yet mined.
+    Sent,
+    /// The escrow records the auction as paid (`LeadEscrow.settled`), by the host's
+    /// transaction or anyone else's.
+    Settled,
+    /// The escrow will never pay this signature: it names another escrow or chain than the
+    /// host's, or its signer is no longer the anchor's key. Not retried.
+    Failed,
+}
+
+/// One logged settlement and where its payment stands, as the host records it. The
+/// settlement itself is public in the log (the `auction.closed` at `close_index`), so a
+/// seller can check the chain and submit it without this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SettlementStatus {
+    /// Auction (lead) id, 32 hex digits.
+    pub auction_id: String,
+    /// Leaf index of the `auction.closed` that carries the settlement.
+    pub close_index: u64,
+    /// When the auction closed: Unix ms, enclave clock.
+    pub closed_ms: u64,
+    /// EIP-155 chain id of the escrow.
+    pub chain_id: u64,
+    /// The `LeadEscrow` contract, `0x` + 40 hex digits.
+    pub escrow: String,
+    /// The winner's deposit address, `0x` + 40 hex digits.
+    pub buyer: String,
+    /// The seller's payout address, `0x` + 40 hex digits.
+    pub seller: String,
+    /// The price, smallest token units.
+    pub price: TokenAmount,
+    /// The fee, basis points of the price.
+    pub fee_bps: u16,
+    /// Who is credited the fee (the zero address when there is none).
+    pub fee_recipient: String,
+    /// The anchor key's EIP-712 signature, 65 bytes as 130 hex digits.
+    pub signature: String,
+    /// Where the payment stands.
+    pub state: SettlementState,
+    /// `0x`-prefixed hash (32 bytes) of the host's transaction, once sent; none when another
+    /// submitter paid it first.
+    pub tx_hash: Option<String>,
+    /// Block of the host's settling transaction, once mined.
+    pub block_number: Option<u64>,
+    /// Gas the host's settling transaction used.
+    pub gas_used: Option<u64>,
+    /// Failed attempts so far.
+    pub attempts: u64,
+    /// The last failure (RPC text or the escrow's revert), if any.
+    pub last_error: Option<String>,
+    /// When the host saw it paid: Unix ms, host clock.
+    pub settled_ms: Option<u64>,
+}
+
 /// `GET /v1/epochs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

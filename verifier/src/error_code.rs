@@ -169,6 +169,9 @@ error_codes! {
     /// The entries the gateway gave to close an auction are not the ones the enclave logged
     /// (a bid omitted, added, reordered or substituted).
     AuctionCloseInvalid = "auction.close_invalid" => 502,
+    /// No settlement is logged for this auction: it is open, unsold or unknown, or the
+    /// gateway does not settle on chain.
+    SettlementUnknown = "settlement.unknown" => 404,
 
     // A buyer's release request (verifier::release, enclave market).
     /// A field is not in its encoding.

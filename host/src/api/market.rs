@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use leadgate_protocol::BidOutcome;
 use leadgate_verifier::api::{
-    AuctionDetail, AuctionList, BidAnswer, BidEntry, ErrorBody, ReleaseAnswer,
+    AuctionDetail, AuctionList, BidAnswer, BidEntry, ErrorBody, ReleaseAnswer, SettlementStatus,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::release::ReleaseRequest;
@@ -112,6 +112,25 @@ pub(super) async fn get_auction(
             })
             .collect(),
     }))
+}
+
+/// `GET /v1/settlements/{id}`: the settlement logged at auction `id`'s close and where its
+/// payment stands (`docs/settlement.md`).
+#[utoipa::path(get, path = "/v1/settlements/{id}", tag = "buyer",
+    params(("id" = String, Path, description = "Auction (lead) id, 32 hex digits")),
+    responses((status = 200, description = "The logged settlement and the host's record of its payment", body = SettlementStatus), (status = "4XX", description = "The caller's mistake", body = ErrorBody), (status = "5XX", description = "A fault of the gateway; 503 carries Retry-After", body = ErrorBody)))]
+pub(super) async fn get_settlement(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<SettlementStatus>> {
+    let id = parse_id(&id)?;
+    let settlement = s.gateway.store.settlement(&id).await.map_err(db)?;
+    settlement.map(Json).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::SettlementUnknown,
+            "no settlement is logged for this auction",
+        )
+    })
 }
 
 /// `POST /v1/bids`: a sealed bid. The host checks only its encoding; the enclave checks the

@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auctions", get(market::list_auctions))
         .route("/v1/auctions/{id}", get(market::get_auction))
         .route("/v1/bids", post(market::post_bid))
+        .route("/v1/settlements/{id}", get(market::get_settlement))
         .route(
             "/v1/checkpoint",
             get(log::get_checkpoint).post(log::post_checkpoint),
@@ -106,13 +107,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     ),
     paths(
         attest::attest, leads::post_lead, leads::post_leads_batch, leads::get_lead, market::post_release, market::list_auctions, market::get_auction,
-        market::post_bid, log::get_checkpoint, log::post_checkpoint, log::get_anchors, log::get_epochs, log::get_entry, log::inclusion,
+        market::post_bid, market::get_settlement, log::get_checkpoint, log::post_checkpoint, log::get_anchors, log::get_epochs, log::get_entry, log::inclusion,
         log::consistency, tiles::get_checkpoint, tiles::get_tile, operator::healthz, operator::get_metrics, operator::get_openapi
     ),
     tags(
         (name = "attestation", description = "Trusting the enclave"),
         (name = "seller", description = "Submitting leads"),
-        (name = "buyer", description = "Auctions, bids and releases"),
+        (name = "buyer", description = "Auctions, bids, releases and settlements"),
         (name = "auditor", description = "The log, its proofs, checkpoints and anchors"),
         (name = "operator", description = "Health and metrics"),
     )

@@ -1,16 +1,22 @@
-//! `leadgate-contract`: the operator's tool for the `CheckpointAnchor` contract.
+//! `leadgate-contract`: the operator's tool for the `CheckpointAnchor` and `LeadEscrow`
+//! contracts, from their committed artifacts (`contracts/artifacts/`).
 //!
-//! - `deploy`: deploys the committed artifact (`contracts/artifacts/CheckpointAnchor.json`)
-//!   for a log origin and prints the contract address.
+//! - `deploy`: deploys `CheckpointAnchor` for a log origin and prints the contract address.
 //! - `register`: fetches a fresh attestation from a gateway, verifies it (AWS Nitro chain, or
 //!   the dev root with `--allow-debug`), and registers the anchor key it binds, with the
 //!   document's SHA-256 and PCR0. The document is saved so auditors can check the binding.
+//! - `deploy-escrow`: deploys `LeadEscrow` over a settlement token and a `CheckpointAnchor`,
+//!   with its fee terms and withdrawal delay.
+//! - `deploy-test-token`, `mint`: the test token (`TestUsdc`, 6 decimals, its deployer mints)
+//!   for a dev chain.
 //!
-//! The account (`--account-key-file`, hex secp256k1 key) deploys and owns the contract.
+//! The account (`--account-key-file`, hex secp256k1 key) sends every transaction and owns
+//! what it deploys.
 
 use std::path::PathBuf;
 
 use alloy::network::EthereumWallet;
+use alloy::primitives::U256;
 use alloy::primitives::{Address, Bytes, FixedBytes, B256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
@@ -18,15 +24,17 @@ use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 use clap::Parser;
 use leadgate_host::anchor::{read_account_key, CheckpointAnchor};
+use leadgate_host::settle::{LeadEscrow, TestUsdc};
 use leadgate_verifier::anchor::{address_hex, address_of_sec1, parse_address};
 use leadgate_verifier::attestation::{root_der_from_pem, verify_attestation, AttestationPolicy};
+use leadgate_verifier::settlement::FeeTerms;
 use rand_core::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "leadgate CheckpointAnchor: deploy and register the enclave key"
+    about = "leadgate contracts: deploy CheckpointAnchor and LeadEscrow, register the enclave key"
 )]
 struct Args {
     /// JSON-RPC URL.
@@ -73,6 +81,46 @@ enum Cmd {
         #[arg(long)]
         save_attestation: PathBuf,
     },
+    /// Deploy LeadEscrow; prints `{"escrow": "0x…", "chain_id": N, …}`.
+    DeployEscrow {
+        /// The settlement token (ERC-20; USDC on a real chain).
+        #[arg(long)]
+        token: String,
+        /// The CheckpointAnchor whose enclave key signs settlements.
+        #[arg(long)]
+        anchor: String,
+        /// Platform fee, basis points of each price (0 to 10,000).
+        #[arg(long, default_value_t = 0)]
+        fee_bps: u16,
+        /// Who is credited the fee; required with a fee, refused without one.
+        #[arg(long)]
+        fee_recipient: Option<String>,
+        /// Seconds a withdrawal waits after it is requested: longer than an auction plus its
+        /// settlement window.
+        #[arg(long, default_value_t = 86_400)]
+        withdrawal_delay_secs: u64,
+    },
+    /// Deploy the test settlement token (TestUsdc, 6 decimals, the deployer mints; dev chains only);
+    /// prints `{"token": "0x…", "chain_id": N}`.
+    DeployTestToken,
+    /// Mint test tokens (TestUsdc only, as its deployer).
+    Mint {
+        /// The TestUsdc contract.
+        #[arg(long)]
+        token: String,
+        /// Who receives them.
+        #[arg(long)]
+        to: String,
+        /// Token units (6 decimals: 1000000 is 1 USDC).
+        #[arg(long)]
+        amount: u64,
+    },
+}
+
+fn address(text: &str, flag: &str) -> anyhow::Result<Address> {
+    parse_address(text)
+        .map(Address::from)
+        .with_context(|| format!("{flag} must be a 0x-prefixed 20-byte hex address"))
 }
 
 fn read_key(path: Option<&PathBuf>) -> anyhow::Result<PrivateKeySigner> {
@@ -180,6 +228,74 @@ async fn main() -> anyhow::Result<()> {
                     "pcr0": hex::encode(pcr0),
                     "debug": verified.is_debug(),
                 })
+            );
+        }
+        Cmd::DeployEscrow {
+            token,
+            anchor,
+            fee_bps,
+            fee_recipient,
+            withdrawal_delay_secs,
+        } => {
+            let fee_recipient = fee_recipient
+                .map(|r| address(&r, "--fee-recipient"))
+                .transpose()?
+                .unwrap_or(Address::ZERO);
+            let terms = FeeTerms {
+                fee_bps,
+                fee_recipient: fee_recipient.0 .0,
+            };
+            if !terms.is_valid() {
+                bail!("--fee-bps is at most 10000, and --fee-recipient is given exactly when the fee is not 0");
+            }
+            let c = LeadEscrow::deploy(
+                &provider,
+                address(&token, "--token")?,
+                address(&anchor, "--anchor")?,
+                fee_bps,
+                fee_recipient,
+                withdrawal_delay_secs,
+            )
+            .await
+            .context("deploying LeadEscrow")?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "escrow": address_hex(&c.address().0 .0),
+                    "chain_id": chain_id,
+                    "token": token,
+                    "anchor": anchor,
+                    "fee_bps": fee_bps,
+                    "fee_recipient": address_hex(&fee_recipient.0 .0),
+                    "withdrawal_delay_secs": withdrawal_delay_secs,
+                })
+            );
+        }
+        Cmd::DeployTestToken => {
+            let c = TestUsdc::deploy(&provider)
+                .await
+                .context("deploying TestUsdc")?;
+            println!(
+                "{}",
+                serde_json::json!({ "token": address_hex(&c.address().0 .0), "chain_id": chain_id })
+            );
+        }
+        Cmd::Mint { token, to, amount } => {
+            let c = TestUsdc::new(address(&token, "--token")?, &provider);
+            let receipt = c
+                .mint(address(&to, "--to")?, U256::from(amount))
+                .send()
+                .await
+                .context("mint")?
+                .get_receipt()
+                .await
+                .context("mint receipt")?;
+            if !receipt.status() {
+                bail!("mint reverted");
+            }
+            println!(
+                "{}",
+                serde_json::json!({ "token": token, "to": to, "amount": amount })
             );
         }
     }

@@ -237,6 +237,9 @@ impl Gateway {
         }
         if let Some(last) = appends.last() {
             self.stored_to(last.index + 1);
+            if let Some(s) = self.settler.get() {
+                s.wake();
+            }
         }
         Ok(appends.len())
     }

@@ -101,6 +101,8 @@ pub struct Gateway {
     failed_epoch: AtomicU64,
     /// The anchoring worker, when anchoring is configured.
     pub anchorer: std::sync::OnceLock<std::sync::Arc<crate::anchor::Anchorer>>,
+    /// The settling worker, when settlement is configured; woken by every stored close.
+    pub settler: std::sync::OnceLock<std::sync::Arc<crate::settle::Settler>>,
     /// Where the AWS credentials lent to the enclave at each boot (for its KMS sealer) come
     /// from, when configured; asked afresh at every boot.
     pub aws_credentials: std::sync::OnceLock<crate::aws_credentials::CredentialSource>,
@@ -180,6 +182,7 @@ impl Gateway {
             stored: watch::channel(0).0,
             failed_epoch: AtomicU64::new(0),
             anchorer: std::sync::OnceLock::new(),
+            settler: std::sync::OnceLock::new(),
             aws_credentials: std::sync::OnceLock::new(),
             durable: AtomicU64::new(0),
             up: AtomicBool::new(false),

@@ -142,6 +142,27 @@ async fn index_event(
             .bind(&e.auction_id)
             .execute(&mut **tx)
             .await?;
+            if let Some(s) = &e.settlement {
+                // Kept as logged; the settling worker submits it (`crate::settle`).
+                sqlx::query(
+                    "INSERT OR IGNORE INTO settlements (auction_id, close_idx, chain_id, escrow, \
+                     buyer, seller, price, fee_bps, fee_recipient, signature, closed_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&e.auction_id)
+                .bind(idx)
+                .bind(s.chain_id as i64)
+                .bind(s.escrow.to_string())
+                .bind(s.buyer.to_string())
+                .bind(s.seller.to_string())
+                .bind(e.price.units() as i64)
+                .bind(i64::from(s.fee_bps))
+                .bind(s.fee_recipient.to_string())
+                .bind(&s.signature)
+                .bind(e.time as i64)
+                .execute(&mut **tx)
+                .await?;
+            }
         }
         Event::AuctionUnsold(e) => {
             sqlx::query(

@@ -3,12 +3,12 @@
 //! Tables: `leaves` (event bytes by index), `nodes` (every complete subtree hash, as the enclave
 //! returned them), `receipts`, `leads` (ciphertexts and verdicts; no plaintext exists here),
 //! `checkpoints` (the newest signed note), `sealed` (the enclave's sealed secrets), `auctions`, `bids`,
-//! `releases`, `epochs`, `anchors`. Schema migrations are the numbered SQL scripts in
+//! `releases`, `epochs`, `anchors`, `settlements`. Schema migrations are the numbered SQL scripts in
 //! `host/migrations/`, run by sqlx's migrator ([`MIGRATOR`]).
 //!
 //! One [`Store`], its methods grouped by aggregate: `log.rs` (leaves, nodes, receipts,
 //! checkpoints, epochs, and the one write path for appends), `leads.rs`, `auctions.rs`,
-//! `anchors.rs`, `secrets.rs`. Every method fails with [`StoreError`]; rows are read through
+//! `anchors.rs`, `settlements.rs`, `secrets.rs`. Every method fails with [`StoreError`]; rows are read through
 //! `sqlx::FromRow` row types.
 
 mod anchors;
@@ -16,6 +16,7 @@ mod auctions;
 mod leads;
 mod log;
 mod secrets;
+mod settlements;
 mod state;
 mod tiles;
 

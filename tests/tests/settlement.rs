@@ -1,0 +1,498 @@
+//! Settlement end to end on a local anvil chain, across real processes and the `leadgate` CLI:
+//! a test token, a `CheckpointAnchor` and a `LeadEscrow` (2.5 % fee) are deployed; three
+//! buyers deposit; two sellers list leads with their payout addresses; buyers bid with their
+//! deposit accounts; and every sale is paid on chain exactly once, for its logged price.
+//!
+//! - While the host runs without `--escrow` (a host that withholds settlements), nothing is
+//!   paid, yet each settlement is in the log: a seller takes one from its logged
+//!   `auction.closed` and submits it alone, and is paid.
+//! - Once the host settles, it pays the rest; the one the seller paid is `settled` with no
+//!   transaction of the host's.
+//! - A winner whose deposit is short of the price stays `pending` with the escrow's reason and
+//!   is retried; it is paid once the buyer tops up.
+//! - Every seller's on-chain earnings equal its logged prices less the fee, the fee
+//!   recipient's equal the fees, every buyer's balance its deposit less what it won, and the
+//!   tokens the escrow holds equal balances plus earnings.
+//! - A replayed settlement reverts `AlreadySettled` and changes no balance; a settlement
+//!   altered in any field (another seller, a higher price, another buyer) is refused.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, Bytes, FixedBytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolError as _;
+use leadgate_e2e::{bin, corpus, ok_json, run, Anvil, Stack, DEV_KEY};
+use leadgate_host::settle::{LeadEscrow, TestUsdc};
+use leadgate_verifier::event::Event;
+use leadgate_verifier::settlement::EthAddress;
+use serde_json::{json, Value};
+
+/// anvil's dev accounts 1 to 3 (published test keys): the buyers' deposit accounts.
+const BUYER_KEYS: [&str; 3] = [
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+];
+/// The two sellers' payout addresses (no key needed: earnings are credited to them).
+const PAYOUTS: [&str; 2] = [
+    "0x5e11e70000000000000000000000000000000001",
+    "0x5e11e70000000000000000000000000000000002",
+];
+const FEE_RECIPIENT: &str = "0xfee0000000000000000000000000000000000001";
+const FEE_BPS: u64 = 250;
+const USDC: u64 = 1_000_000;
+
+fn cli(args: &[&str]) -> String {
+    let out = run(Command::new(bin("leadgate")).args(args));
+    assert!(
+        out.status.success(),
+        "leadgate {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn addr(text: &str) -> Address {
+    Address::from(text.parse::<EthAddress>().unwrap().0)
+}
+
+fn wallet(rpc: &str, key: &str) -> DynProvider {
+    let signer: PrivateKeySigner = key.parse().unwrap();
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(rpc.parse().unwrap())
+        .erased()
+}
+
+/// Polls `GET /v1/settlements/{id}` until it is logged and `done` holds for it.
+fn wait_settlement(stack: &Stack, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, s) = get(stack, &format!("/v1/settlements/{id}"));
+        if status == 200 && done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "settlement {id}: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it() {
+    let work = tempfile::tempdir().unwrap();
+    let p = |name: &str| work.path().join(name).to_str().unwrap().to_owned();
+    let key_file = p("operator.key");
+    std::fs::write(&key_file, DEV_KEY).unwrap();
+    let anvil = Anvil::start(None, &work.path().join("anvil-state.json"));
+    let rpc = anvil.rpc();
+    let tool = |args: &[&str]| {
+        ok_json(run(Command::new(bin("leadgate-contract"))
+            .args(["--rpc", &rpc, "--account-key-file", &key_file])
+            .args(args)))
+    };
+    let anchor = tool(&["deploy", "--origin", "leadgate.dev/log"])["contract"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = tool(&["deploy-test-token"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deployed = tool(&[
+        "deploy-escrow",
+        "--token",
+        &token,
+        "--anchor",
+        &anchor,
+        "--fee-bps",
+        &FEE_BPS.to_string(),
+        "--fee-recipient",
+        FEE_RECIPIENT,
+        "--withdrawal-delay-secs",
+        "3600",
+    ]);
+    let escrow = deployed["escrow"].as_str().unwrap().to_owned();
+    assert_eq!(deployed["fee_bps"], FEE_BPS);
+
+    // The enclave settles on this escrow; the host anchors, but does not settle yet.
+    let anchoring: Vec<String> = [
+        "--anchor-rpc",
+        &rpc,
+        "--anchor-contract",
+        &anchor,
+        "--anchor-chain-id",
+        "31337",
+        "--anchor-account-key-file",
+        &key_file,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut stack = Stack::new_stopped(100_000, &anchoring, tempfile::tempdir().unwrap());
+    stack.enclave_args = [
+        "--escrow",
+        &escrow,
+        "--escrow-chain-id",
+        "31337",
+        "--fee-bps",
+        &FEE_BPS.to_string(),
+        "--fee-recipient",
+        FEE_RECIPIENT,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    stack.start_enclave();
+    stack.start_host();
+    stack.wait_attests();
+    let gw = stack.gateway.clone();
+    let root = stack.root_pem();
+    let root = root.to_str().unwrap();
+    tool(&[
+        "register",
+        "--contract",
+        &anchor,
+        "--gateway",
+        &gw,
+        "--allow-debug",
+        "--root",
+        root,
+        "--save-attestation",
+        &p("registration.cose"),
+    ]);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reader = ProviderBuilder::new()
+        .connect_http(rpc.parse().unwrap())
+        .erased();
+    let escrow_r = LeadEscrow::new(addr(&escrow), reader.clone());
+    let token_r = TestUsdc::new(addr(&token), reader.clone());
+    // Buyers 0 and 1 deposit 1,000 USDC; buyer 2 only 1 USDC, short of what it will win.
+    let deposits = [1_000 * USDC, 1_000 * USDC, USDC];
+    let accounts: Vec<Address> = BUYER_KEYS
+        .iter()
+        .map(|k| k.parse::<PrivateKeySigner>().unwrap().address())
+        .collect();
+    rt.block_on(async {
+        for (key, amount) in BUYER_KEYS.iter().zip(deposits) {
+            deposit(&rpc, key, &token, &escrow, amount).await;
+        }
+    });
+
+    // Two sellers list 3 accepted corpus leads each, in 15-second auctions.
+    let leads: Vec<Value> = corpus()
+        .into_iter()
+        .filter(|l| l["expect"] == "accept")
+        .take(6)
+        .collect();
+    let mut ids: Vec<(String, usize)> = Vec::new();
+    for (s, payout) in PAYOUTS.iter().enumerate() {
+        let text: Vec<String> = leads[s * 3..s * 3 + 3]
+            .iter()
+            .map(|l| json!({"lead": l["lead"]}).to_string())
+            .collect();
+        std::fs::write(p(&format!("leads-{s}.jsonl")), text.join("\n")).unwrap();
+        cli(&["seller", "keygen", "--out", &p(&format!("seller-{s}.key"))]);
+        cli(&[
+            "seller",
+            "submit",
+            "--gateway",
+            &gw,
+            "--allow-debug",
+            "--root",
+            root,
+            "--key",
+            &p(&format!("seller-{s}.key")),
+            "--receipts",
+            &p(&format!("receipts-{s}.jsonl")),
+            "--reserve",
+            "1000000",
+            "--duration-ms",
+            "15000",
+            "--payout",
+            payout,
+            &p(&format!("leads-{s}.jsonl")),
+        ]);
+        for line in std::fs::read_to_string(p(&format!("receipts-{s}.jsonl")))
+            .unwrap()
+            .lines()
+        {
+            let r: Value = serde_json::from_str(line).unwrap();
+            ids.push((r["lead_id"].as_str().unwrap().to_owned(), s));
+        }
+    }
+    assert_eq!(ids.len(), 6);
+
+    // Buyer k bids on every auction; the winner of auction i is buyer i % 3 (its amount is the
+    // highest), and first-price: it pays its own amount. Buyer 2 wins auctions 2 and 5 with 1
+    // USDC deposited: those stay unpaid until it tops up.
+    let amount = |i: usize, k: usize| {
+        if k == i % 3 {
+            (5 + i as u64) * USDC + 12_345
+        } else {
+            2 * USDC + (k as u64) * 1_000
+        }
+    };
+    for (k, _) in BUYER_KEYS.iter().enumerate() {
+        let plan: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| json!({"auction": id, "amount": amount(i, k)}).to_string())
+            .collect();
+        std::fs::write(p(&format!("plan-{k}.jsonl")), plan.join("\n")).unwrap();
+        cli(&["buyer", "keygen", "--out", &p(&format!("buyer-{k}.key"))]);
+        cli(&[
+            "buyer",
+            "bid",
+            "--gateway",
+            &gw,
+            "--allow-debug",
+            "--root",
+            root,
+            "--key",
+            &p(&format!("buyer-{k}.key")),
+            "--plan",
+            &p(&format!("plan-{k}.jsonl")),
+            "--account",
+            &EthAddress(accounts[k].0 .0).to_string(),
+            "--out",
+            &p(&format!("bids-{k}.jsonl")),
+        ]);
+    }
+
+    // Every auction closes with a logged settlement, and the host (not settling) pays none.
+    let mut closes: Vec<Value> = Vec::new();
+    for (id, _) in &ids {
+        let s = wait_settlement(&stack, id, |s| s["state"] == "pending");
+        assert_eq!(s["attempts"], 0, "{s}");
+        assert!(s["tx_hash"].is_null());
+        closes.push(s);
+    }
+    for (i, s) in closes.iter().enumerate() {
+        assert_eq!(s["price"], amount(i, i % 3), "{s}");
+        assert_eq!(s["buyer"], EthAddress(accounts[i % 3].0 .0).to_string());
+        assert_eq!(s["seller"], PAYOUTS[ids[i].1]);
+        assert_eq!(s["escrow"], escrow);
+        assert_eq!(s["fee_bps"], FEE_BPS);
+    }
+    rt.block_on(async {
+        for (id, _) in &ids {
+            let paid = escrow_r.settled(FixedBytes(id16(id))).call().await.unwrap();
+            assert!(!paid, "{id} paid while the host withholds settlements");
+        }
+    });
+
+    // Seller 0 takes auction 0's settlement from the log (its auction.closed entry) and
+    // submits it alone, from an account of its own.
+    let close0: Event = serde_json::from_slice(
+        &stack.get_bytes(&format!("/v1/entries/{}", closes[0]["close_index"])),
+    )
+    .unwrap();
+    let Event::AuctionClosed(close0) = close0 else {
+        panic!("entry {} is not auction.closed", closes[0]["close_index"])
+    };
+    let logged = close0.settlement.clone().expect("a logged settlement");
+    let args = |price: u64, buyer: Address, seller: Address| {
+        (
+            FixedBytes(id16(&close0.auction_id)),
+            buyer,
+            seller,
+            U256::from(price),
+            Bytes::from(hex::decode(&logged.signature).unwrap()),
+        )
+    };
+    let logged_args = args(
+        close0.price.units(),
+        Address::from(logged.buyer.0),
+        Address::from(logged.seller.0),
+    );
+    rt.block_on(async {
+        let own = wallet(&rpc, BUYER_KEYS[1]);
+        let escrow_w = LeadEscrow::new(addr(&escrow), own);
+        // Altered in any field, the signature pays nothing.
+        for (price, buyer, seller) in [
+            (close0.price.units() + 1, logged_args.1, logged_args.2),
+            (close0.price.units(), accounts[1], logged_args.2),
+            (close0.price.units(), logged_args.1, addr(PAYOUTS[1])),
+        ] {
+            let a = args(price, buyer, seller);
+            let Err(e) = escrow_w.settle(a.0, a.1, a.2, a.3, a.4).call().await else {
+                panic!("an altered settlement would pay");
+            };
+            assert!(
+                matches!(
+                    e.as_decoded_interface_error::<LeadEscrow::LeadEscrowErrors>(),
+                    Some(LeadEscrow::LeadEscrowErrors::UnregisteredSigner(_))
+                ),
+                "{e}"
+            );
+        }
+        let a = logged_args.clone();
+        let receipt = escrow_w
+            .settle(a.0, a.1, a.2, a.3, a.4)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(receipt.status());
+    });
+
+    // The host settles from now on: it pays the rest, and finds auction 0 paid already.
+    stack.kill_host();
+    stack
+        .host_args
+        .extend(["--escrow".to_string(), escrow.clone()]);
+    stack.start_host();
+    let s0 = wait_settlement(&stack, &ids[0].0, |s| s["state"] == "settled");
+    assert!(
+        s0["tx_hash"].is_null(),
+        "paid by the seller, not the host: {s0}"
+    );
+    for i in [1, 3, 4] {
+        let s = wait_settlement(&stack, &ids[i].0, |s| s["state"] == "settled");
+        assert!(s["tx_hash"].is_string(), "{s}");
+        assert!(s["gas_used"].as_u64().unwrap() > 21_000, "{s}");
+    }
+    // Buyer 2's wins wait for its deposit, with the escrow's reason, and are retried.
+    for i in [2, 5] {
+        let s = wait_settlement(&stack, &ids[i].0, |s| {
+            s["state"] == "pending" && s["attempts"].as_u64().unwrap_or(0) >= 1
+        });
+        let why = s["last_error"].as_str().unwrap_or_default();
+        assert!(why.contains("short of the price"), "{s}");
+    }
+    rt.block_on(deposit(&rpc, BUYER_KEYS[2], &token, &escrow, 100 * USDC));
+    for i in [2, 5] {
+        wait_settlement(&stack, &ids[i].0, |s| s["state"] == "settled");
+    }
+
+    // The books: every seller is paid its logged prices less the fee, once.
+    let fee = |price: u64| price * FEE_BPS / 10_000;
+    let mut earned: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut spent = [0u64; 3];
+    let mut fees = 0;
+    for (i, (_, s)) in ids.iter().enumerate() {
+        let price = amount(i, i % 3);
+        *earned.entry(PAYOUTS[*s]).or_default() += price - fee(price);
+        spent[i % 3] += price;
+        fees += fee(price);
+    }
+    rt.block_on(async {
+        for (payout, total) in &earned {
+            let got = escrow_r.earnings(addr(payout)).call().await.unwrap();
+            assert_eq!(got, U256::from(*total), "seller {payout}");
+        }
+        let got = escrow_r.earnings(addr(FEE_RECIPIENT)).call().await.unwrap();
+        assert_eq!(got, U256::from(fees), "fee recipient");
+        let mut balances = U256::ZERO;
+        for (k, account) in accounts.iter().enumerate() {
+            let a = escrow_r.accountOf(*account).call().await.unwrap();
+            let deposited = deposits[k] + if k == 2 { 100 * USDC } else { 0 };
+            assert_eq!(a.balance, U256::from(deposited - spent[k]), "buyer {k}");
+            balances += a.balance;
+        }
+        let held = token_r.balanceOf(addr(&escrow)).call().await.unwrap();
+        let owed: u64 = earned.values().sum::<u64>() + fees;
+        assert_eq!(held, balances + U256::from(owed), "tokens held");
+
+        // A replay of a paid settlement reverts and moves nothing.
+        let before = escrow_r
+            .accountOf(accounts[0])
+            .call()
+            .await
+            .unwrap()
+            .balance;
+        let a = logged_args.clone();
+        let e = LeadEscrow::new(addr(&escrow), wallet(&rpc, BUYER_KEYS[0]))
+            .settle(a.0, a.1, a.2, a.3, a.4)
+            .send()
+            .await
+            .unwrap_err();
+        let data = e.as_revert_data().expect("a revert");
+        assert!(
+            data.starts_with(&LeadEscrow::AlreadySettled::SELECTOR),
+            "{e}"
+        );
+        let after = escrow_r
+            .accountOf(accounts[0])
+            .call()
+            .await
+            .unwrap()
+            .balance;
+        assert_eq!(before, after);
+    });
+    // The host's record matches: every settlement settled, none attempted twice by a sent
+    // transaction (a settled row with a hash has exactly one).
+    for (id, _) in &ids {
+        let s = stack.get_json(&format!("/v1/settlements/{id}"));
+        assert_eq!(s["state"], "settled", "{s}");
+    }
+    // An auction with no settlement, and a malformed id.
+    let (status, body) = get(&stack, "/v1/settlements/00000000000000000000000000000000");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("settlement.unknown"))
+    );
+    let (status, body) = get(&stack, "/v1/settlements/nothex");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("request.bad_id"))
+    );
+}
+
+fn get(stack: &Stack, path: &str) -> (u16, Value) {
+    let mut r = stack
+        .http
+        .get(&format!("{}{path}", stack.gateway))
+        .call()
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_json().unwrap())
+}
+
+fn id16(id: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(id, &mut out).unwrap();
+    out
+}
+
+/// Mints `amount` test tokens to the account of `key` (as the token's deployer), approves the
+/// escrow and deposits them.
+async fn deposit(rpc: &str, key: &str, token: &str, escrow: &str, amount: u64) {
+    let p = wallet(rpc, key);
+    let me = key.parse::<PrivateKeySigner>().unwrap().address();
+    let t = TestUsdc::new(addr(token), p.clone());
+    let e = LeadEscrow::new(addr(escrow), p);
+    for receipt in [
+        TestUsdc::new(addr(token), wallet(rpc, DEV_KEY))
+            .mint(me, U256::from(amount))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+        t.approve(addr(escrow), U256::from(amount))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+        e.deposit(U256::from(amount))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+    ] {
+        assert!(receipt.status());
+    }
+}
