@@ -1,10 +1,10 @@
 //! `verify anchor`: compares what a gateway serves with what is anchored on chain.
 //!
-//! Reads the contract over plain JSON-RPC (`eth_chainId`, `eth_call`, `eth_getLogs`), with
-//! the ABI from `alloy-sol-types`; no chain client or async runtime.
+//! Reads the contract over plain JSON-RPC ([`crate::chain::Rpc`]: `eth_chainId`, `eth_call`,
+//! `eth_getLogs`), with the ABI from `alloy-sol-types`; no chain client or async runtime.
 
-use alloy_primitives::{Address, B256};
-use alloy_sol_types::{sol, SolCall, SolEvent};
+use alloy_primitives::Address;
+use alloy_sol_types::{sol, SolEvent};
 use anyhow::{anyhow, bail, Context as _};
 use leadgate_verifier::anchor::{address_hex, address_of_sec1, parse_address};
 use leadgate_verifier::attestation::{
@@ -13,9 +13,9 @@ use leadgate_verifier::attestation::{
 use leadgate_verifier::checkpoint::verify_checkpoint;
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::merkle::{self, Hash};
-use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::chain::Rpc;
 use crate::http::{agent, attest_gateway, check_trust, root_der, TrustArgs};
 use crate::verify::source::{log_source, LogSource};
 
@@ -26,78 +26,6 @@ sol! {
     function origin() external view returns (string origin);
     event EnclaveKeyRegistered(address indexed key, bytes32 indexed attestationSha256, bytes pcr0);
     event CheckpointAnchored(uint64 indexed size, bytes32 root);
-}
-
-/// A JSON-RPC endpoint, read at one block: every call and log query of one `ChainView`
-/// sees the same state, so an anchor landing mid-read cannot make events and storage
-/// disagree.
-struct Rpc {
-    http: ureq::Agent,
-    url: String,
-    /// Block tag of every read: a `0x` quantity from `eth_blockNumber`.
-    block: String,
-}
-
-impl Rpc {
-    fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let mut resp = self
-            .http
-            .post(&self.url)
-            .send_json(&body)
-            .with_context(|| format!("{method} at {}", self.url))?;
-        let v: Value = resp
-            .body_mut()
-            .read_json()
-            .context("RPC answer is not JSON")?;
-        if let Some(e) = v.get("error") {
-            bail!("{method}: {e}");
-        }
-        Ok(v["result"].clone())
-    }
-
-    fn eth_call<C: SolCall>(&self, to: &Address, call: &C) -> anyhow::Result<C::Return> {
-        let data = format!("0x{}", hex::encode(call.abi_encode()));
-        let out = self.call(
-            "eth_call",
-            json!([{ "to": to.to_string(), "data": data }, self.block]),
-        )?;
-        let bytes = hex_bytes(&out)?;
-        C::abi_decode_returns(&bytes).map_err(|e| anyhow!("{}: {e}", C::SIGNATURE))
-    }
-
-    fn logs(&self, to: &Address, topic0: B256) -> anyhow::Result<Vec<(Vec<B256>, Vec<u8>)>> {
-        let out = self.call(
-            "eth_getLogs",
-            json!([{ "address": to.to_string(), "fromBlock": "0x0", "toBlock": self.block,
-                     "topics": [topic0.to_string()] }]),
-        )?;
-        out.as_array()
-            .ok_or_else(|| anyhow!("eth_getLogs: not a list"))?
-            .iter()
-            .map(|l| {
-                let topics = l["topics"]
-                    .as_array()
-                    .ok_or_else(|| anyhow!("log without topics"))?
-                    .iter()
-                    .map(|t| {
-                        let b = hex_bytes(t)?;
-                        Ok(B256::from_slice(
-                            b.get(..32).ok_or_else(|| anyhow!("short topic"))?,
-                        ))
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                Ok((topics, hex_bytes(&l["data"])?))
-            })
-            .collect()
-    }
-}
-
-fn hex_bytes(v: &Value) -> anyhow::Result<Vec<u8>> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| anyhow!("RPC: expected a hex string"))?;
-    hex::decode(s.trim_start_matches("0x")).context("RPC: bad hex")
 }
 
 /// Verifies an attestation document at the time it was made (its certificates are short-lived)
@@ -170,30 +98,14 @@ impl ChainView {
     /// # Errors
     /// RPC failures, or a contract whose events disagree with its storage.
     pub fn read(http: &ureq::Agent, rpc_url: &str, contract: &str) -> anyhow::Result<Self> {
-        let mut rpc = Rpc {
-            http: http.clone(),
-            url: rpc_url.to_owned(),
-            block: "latest".to_owned(),
-        };
-        rpc.block = rpc
-            .call("eth_blockNumber", json!([]))?
-            .as_str()
-            .filter(|b| b.starts_with("0x"))
-            .ok_or_else(|| anyhow!("eth_blockNumber: not a hex quantity"))?
-            .to_owned();
+        let mut rpc = Rpc::new(http, rpc_url);
+        rpc.pin()?;
         let contract = Address::from(parse_address(contract).context("--contract")?);
-        let chain_id = u64::from_str_radix(
-            rpc.call("eth_chainId", json!([]))?
-                .as_str()
-                .unwrap_or_default()
-                .trim_start_matches("0x"),
-            16,
-        )
-        .context("eth_chainId")?;
+        let chain_id = rpc.chain_id().context("eth_chainId")?;
         let origin = rpc.eth_call(&contract, &originCall {})?;
         let mut history: Vec<(u64, Hash)> = Vec::new();
-        for (topics, data) in rpc.logs(&contract, CheckpointAnchored::SIGNATURE_HASH)? {
-            let e = CheckpointAnchored::decode_raw_log(topics, &data)
+        for log in rpc.logs(&contract, &[Some(CheckpointAnchored::SIGNATURE_HASH)])? {
+            let e = CheckpointAnchored::decode_raw_log(log.topics, &log.data)
                 .map_err(|e| anyhow!("CheckpointAnchored: {e}"))?;
             if history.last().is_some_and(|(s, _)| *s >= e.size) {
                 bail!("anchored sizes do not grow at {}", e.size);
@@ -214,8 +126,8 @@ impl ChainView {
         }
         let active = rpc.eth_call(&contract, &enclaveKeyCall {})?;
         let mut registration = None;
-        for (topics, data) in rpc.logs(&contract, EnclaveKeyRegistered::SIGNATURE_HASH)? {
-            let e = EnclaveKeyRegistered::decode_raw_log(topics, &data)
+        for log in rpc.logs(&contract, &[Some(EnclaveKeyRegistered::SIGNATURE_HASH)])? {
+            let e = EnclaveKeyRegistered::decode_raw_log(log.topics, &log.data)
                 .map_err(|e| anyhow!("EnclaveKeyRegistered: {e}"))?;
             if e.key == active {
                 registration = Some(e);

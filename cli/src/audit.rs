@@ -385,7 +385,7 @@ fn run_tiles(a: &AuditArgs<'_>, tiles: &str, allowed: &[Vec<u8>]) -> anyhow::Res
 }
 
 /// The keys a `log.epoch` records, decoded.
-fn epoch_keys(e: &LogEpoch) -> anyhow::Result<EnclaveKeys> {
+pub(crate) fn epoch_keys(e: &LogEpoch) -> anyhow::Result<EnclaveKeys> {
     let log = NoteVerifier::parse(&e.log_key).map_err(|err| anyhow::anyhow!("log_key: {err}"))?;
     let intake: [u8; 32] = hex::decode(&e.intake_key)?
         .try_into()

@@ -6,6 +6,8 @@ mod anchor;
 mod audit;
 mod bench;
 mod buyer;
+mod chain;
+mod escrow;
 mod http;
 mod pcr;
 mod seller;
@@ -134,6 +136,23 @@ enum SellerCmd {
         /// Leads file: JSON lines, bare lead objects or corpus lines {"lead": …, "auction": {…}}.
         leads: PathBuf,
     },
+    /// Your settled earnings on the escrow: unclaimed, and every settlement that paid your
+    /// payout address (JSON; token units).
+    Earnings {
+        #[command(flatten)]
+        escrow: escrow::EscrowArgs,
+        /// Your payout address (`0x` and 40 hex digits).
+        #[arg(long)]
+        payout: String,
+    },
+    /// Take your earnings from the escrow to your payout account.
+    Claim {
+        #[command(flatten)]
+        escrow: escrow::EscrowArgs,
+        /// File with the payout account's secp256k1 key (hex, 32 bytes).
+        #[arg(long)]
+        account_key: PathBuf,
+    },
 }
 
 /// Auction terms a seller asks for (the enclave's defaults fill the rest).
@@ -241,6 +260,47 @@ enum BuyerCmd {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Deposit settlement tokens to the escrow (approving it first if needed); what you win
+    /// is paid from this deposit (JSON; token units).
+    Deposit {
+        #[command(flatten)]
+        escrow: escrow::EscrowArgs,
+        /// File with your deposit account's secp256k1 key (hex, 32 bytes): the address you
+        /// give bids as --account.
+        #[arg(long)]
+        account_key: PathBuf,
+        /// Token units (USDC: 6 decimals, 1000000 is 1 USDC).
+        #[arg(long)]
+        amount: u64,
+    },
+    /// Withdraw from the escrow in two steps: `--amount N` asks (0 cancels; bids stop counting
+    /// on N at once), then `--complete` after the escrow's delay pays min(N, balance).
+    Withdraw {
+        #[command(flatten)]
+        escrow: escrow::EscrowArgs,
+        /// File with your deposit account's secp256k1 key (hex, 32 bytes).
+        #[arg(long)]
+        account_key: PathBuf,
+        /// Ask to withdraw this many token units (0 cancels a request).
+        #[arg(
+            long,
+            conflicts_with = "complete",
+            required_unless_present = "complete"
+        )]
+        amount: Option<u64>,
+        /// Take the requested withdrawal, once its delay has passed.
+        #[arg(long)]
+        complete: bool,
+    },
+    /// Your deposit: balance, pending withdrawal, its unlock time (Unix s), and what bids may
+    /// count on (balance − requested), in token units (JSON).
+    Balance {
+        #[command(flatten)]
+        escrow: escrow::EscrowArgs,
+        /// Your deposit address (`0x` and 40 hex digits).
+        #[arg(long)]
+        account: String,
+    },
     /// Ask for won leads, prove each lead.released in a checkpoint, then decrypt.
     Decrypt {
         /// Gateway base URL.
@@ -333,6 +393,21 @@ enum VerifyCmd {
         /// Parallel requests.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+    },
+    /// Verify a sale's payment: its close and settlement in a checkpoint, the settlement
+    /// signed by the anchor key of the epoch in force and paying the seller's signed payout
+    /// address, and the escrow's on-chain payment of exactly those amounts, once.
+    Settlement {
+        /// Auction (lead) id.
+        id: String,
+        /// Gateway base URL (attestation, the auction index, the log).
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// JSON-RPC URL of the escrow's chain.
+        #[arg(long, env = "LEADGATE_RPC", default_value = "http://127.0.0.1:8545")]
+        rpc: String,
     },
     /// Check the chain's anchored checkpoints: the history only grows, the active enclave key is
     /// the gateway's attested one (same PCR0), and the served checkpoint (the gateway's, or
@@ -439,6 +514,48 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Seller(SellerCmd::Keygen { out }) => seller::keygen(&out),
+        Cmd::Seller(SellerCmd::Earnings { escrow, payout }) => money(
+            &escrow,
+            escrow::Action::Earnings {
+                account: escrow::parse_account(&payout)?,
+            },
+        ),
+        Cmd::Seller(SellerCmd::Claim {
+            escrow,
+            account_key,
+        }) => money(&escrow, escrow::Action::Claim { key: account_key }),
+        Cmd::Buyer(BuyerCmd::Deposit {
+            escrow,
+            account_key,
+            amount,
+        }) => money(
+            &escrow,
+            escrow::Action::Deposit {
+                key: account_key,
+                amount,
+            },
+        ),
+        Cmd::Buyer(BuyerCmd::Withdraw {
+            escrow,
+            account_key,
+            amount,
+            complete: _,
+        }) => money(
+            &escrow,
+            match amount {
+                Some(amount) => escrow::Action::RequestWithdrawal {
+                    key: account_key,
+                    amount,
+                },
+                None => escrow::Action::Withdraw { key: account_key },
+            },
+        ),
+        Cmd::Buyer(BuyerCmd::Balance { escrow, account }) => money(
+            &escrow,
+            escrow::Action::Balance {
+                account: escrow::parse_account(&account)?,
+            },
+        ),
         Cmd::Seller(SellerCmd::Submit {
             gateway,
             trust,
@@ -534,6 +651,17 @@ fn run() -> anyhow::Result<()> {
             trust: &trust,
             my_bids: my_bid.as_deref(),
             concurrency,
+        }),
+        Cmd::Verify(VerifyCmd::Settlement {
+            id,
+            gateway,
+            trust,
+            rpc,
+        }) => verify::settlement(&verify::SettlementArgs {
+            id: &id,
+            gateway: &gateway,
+            trust: &trust,
+            rpc: &rpc,
         }),
         Cmd::Verify(VerifyCmd::Anchor {
             checkpoint,
@@ -634,4 +762,11 @@ fn run() -> anyhow::Result<()> {
             batch,
         }),
     }
+}
+
+/// Runs a money command and prints its JSON.
+fn money(args: &escrow::EscrowArgs, action: escrow::Action) -> anyhow::Result<()> {
+    let out = escrow::run(&http::agent(), args, action)?;
+    println!("{out}");
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! Settlement end to end on a local anvil chain, across real processes and the `leadgate` CLI:
 //! a test token, a `CheckpointAnchor` and a `LeadEscrow` (2.5 % fee) are deployed; three
-//! buyers deposit; two sellers list leads with their payout addresses; buyers bid with their
-//! deposit accounts; and every sale is paid on chain exactly once, for its logged price.
+//! buyers deposit (`buyer deposit`); two sellers list leads with their payout addresses; buyers
+//! bid with their deposit accounts; and every sale is paid on chain exactly once, for its
+//! logged price (`verify settlement`, `seller earnings`, `buyer balance`, `seller claim`).
 //!
 //! - While the host runs without `--escrow` (a host that withholds settlements), nothing is
 //!   paid, yet each settlement is in the log: a seller takes one from its logged
@@ -15,6 +16,8 @@
 //!   tokens the escrow holds equal balances plus earnings.
 //! - A replayed settlement reverts `AlreadySettled` and changes no balance; a settlement
 //!   altered in any field (another seller, a higher price, another buyer) is refused.
+//! - A withdrawal waits for the escrow's delay (`buyer withdraw`), and a seller claims its
+//!   earnings as tokens.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -37,11 +40,10 @@ const BUYER_KEYS: [&str; 3] = [
     "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 ];
-/// The two sellers' payout addresses (no key needed: earnings are credited to them).
-const PAYOUTS: [&str; 2] = [
-    "0x5e11e70000000000000000000000000000000001",
-    "0x5e11e70000000000000000000000000000000002",
-];
+/// anvil's dev account 4: seller 0's payout account, which claims its earnings.
+const SELLER_KEY: &str = "47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
+/// Seller 1's payout address (no key needed: earnings are credited to it).
+const PAYOUT_1: &str = "0x5e11e70000000000000000000000000000000002";
 const FEE_RECIPIENT: &str = "0xfee0000000000000000000000000000000000001";
 const FEE_BPS: u64 = 250;
 const USDC: u64 = 1_000_000;
@@ -55,6 +57,17 @@ fn cli(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `leadgate ARGS`, which must fail; its stderr.
+fn cli_fails(args: &[&str]) -> String {
+    let out = run(Command::new(bin("leadgate")).args(args));
+    assert!(!out.status.success(), "leadgate {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn cli_json(args: &[&str]) -> Value {
+    serde_json::from_str(&cli(args)).unwrap()
 }
 
 fn addr(text: &str) -> Address {
@@ -178,11 +191,49 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         .iter()
         .map(|k| k.parse::<PrivateKeySigner>().unwrap().address())
         .collect();
-    rt.block_on(async {
-        for (key, amount) in BUYER_KEYS.iter().zip(deposits) {
-            deposit(&rpc, key, &token, &escrow, amount).await;
-        }
-    });
+    let account_text = |k: usize| EthAddress(accounts[k].0 .0).to_string();
+    let money = ["--rpc", rpc.as_str(), "--escrow", escrow.as_str()];
+    let with_money = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(&money).map(|s| s.to_string()).collect()
+    };
+    let money_json = |args: &[&str]| {
+        let a = with_money(args);
+        cli_json(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    for (k, key) in BUYER_KEYS.iter().enumerate() {
+        std::fs::write(p(&format!("account-{k}.key")), key).unwrap();
+        tool(&[
+            "mint",
+            "--token",
+            &token,
+            "--to",
+            &account_text(k),
+            "--amount",
+            &(200 * USDC).max(deposits[k]).to_string(),
+        ]);
+        let d = money_json(&[
+            "buyer",
+            "deposit",
+            "--account-key",
+            &p(&format!("account-{k}.key")),
+            "--amount",
+            &deposits[k].to_string(),
+        ]);
+        assert_eq!(d["account"]["balance"], deposits[k].to_string(), "{d}");
+        assert!(d["approve"]["gas_used"].as_u64().unwrap() > 21_000, "{d}");
+    }
+    let payouts = [
+        EthAddress(
+            SELLER_KEY
+                .parse::<PrivateKeySigner>()
+                .unwrap()
+                .address()
+                .0
+                 .0,
+        )
+        .to_string(),
+        PAYOUT_1.to_string(),
+    ];
 
     // Two sellers list 3 accepted corpus leads each, in 15-second auctions.
     let leads: Vec<Value> = corpus()
@@ -191,7 +242,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         .take(6)
         .collect();
     let mut ids: Vec<(String, usize)> = Vec::new();
-    for (s, payout) in PAYOUTS.iter().enumerate() {
+    for (s, payout) in payouts.iter().enumerate() {
         let text: Vec<String> = leads[s * 3..s * 3 + 3]
             .iter()
             .map(|l| json!({"lead": l["lead"]}).to_string())
@@ -259,7 +310,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             "--plan",
             &p(&format!("plan-{k}.jsonl")),
             "--account",
-            &EthAddress(accounts[k].0 .0).to_string(),
+            &account_text(k),
             "--out",
             &p(&format!("bids-{k}.jsonl")),
         ]);
@@ -276,7 +327,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     for (i, s) in closes.iter().enumerate() {
         assert_eq!(s["price"], amount(i, i % 3), "{s}");
         assert_eq!(s["buyer"], EthAddress(accounts[i % 3].0 .0).to_string());
-        assert_eq!(s["seller"], PAYOUTS[ids[i].1]);
+        assert_eq!(s["seller"], payouts[ids[i].1]);
         assert_eq!(s["escrow"], escrow);
         assert_eq!(s["fee_bps"], FEE_BPS);
     }
@@ -286,6 +337,16 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             assert!(!paid, "{id} paid while the host withholds settlements");
         }
     });
+    let verify = |id: &str| -> Vec<String> {
+        ["verify", "settlement", id, "--gateway", &gw, "--rpc", &rpc]
+            .iter()
+            .chain(&["--allow-debug", "--root", root])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let v = verify(&ids[0].0);
+    let why = cli_fails(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(why.contains("not paid on chain yet"), "{why}");
 
     // Seller 0 takes auction 0's settlement from the log (its auction.closed entry) and
     // submits it alone, from an account of its own.
@@ -318,7 +379,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         for (price, buyer, seller) in [
             (close0.price.units() + 1, logged_args.1, logged_args.2),
             (close0.price.units(), accounts[1], logged_args.2),
-            (close0.price.units(), logged_args.1, addr(PAYOUTS[1])),
+            (close0.price.units(), logged_args.1, addr(PAYOUT_1)),
         ] {
             let a = args(price, buyer, seller);
             let Err(e) = escrow_w.settle(a.0, a.1, a.2, a.3, a.4).call().await else {
@@ -368,7 +429,14 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         let why = s["last_error"].as_str().unwrap_or_default();
         assert!(why.contains("short of the price"), "{s}");
     }
-    rt.block_on(deposit(&rpc, BUYER_KEYS[2], &token, &escrow, 100 * USDC));
+    money_json(&[
+        "buyer",
+        "deposit",
+        "--account-key",
+        &p("account-2.key"),
+        "--amount",
+        &(100 * USDC).to_string(),
+    ]);
     for i in [2, 5] {
         wait_settlement(&stack, &ids[i].0, |s| s["state"] == "settled");
     }
@@ -380,7 +448,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     let mut fees = 0;
     for (i, (_, s)) in ids.iter().enumerate() {
         let price = amount(i, i % 3);
-        *earned.entry(PAYOUTS[*s]).or_default() += price - fee(price);
+        *earned.entry(payouts[*s].as_str()).or_default() += price - fee(price);
         spent[i % 3] += price;
         fees += fee(price);
     }
@@ -428,12 +496,81 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             .balance;
         assert_eq!(before, after);
     });
-    // The host's record matches: every settlement settled, none attempted twice by a sent
-    // transaction (a settled row with a hash has exactly one).
+    // Every payment verifies from the log to the chain; the CLI's books agree.
     for (id, _) in &ids {
         let s = stack.get_json(&format!("/v1/settlements/{id}"));
         assert_eq!(s["state"], "settled", "{s}");
+        let v = verify(id);
+        let out = cli(&v.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.contains("paid on chain 31337"), "{out}");
     }
+    for (payout, total) in &earned {
+        let e = money_json(&["seller", "earnings", "--payout", payout]);
+        assert_eq!(e["earnings"], total.to_string(), "{e}");
+        assert_eq!(e["settled_total"], total.to_string(), "{e}");
+        assert_eq!(e["settlements"], 3, "{e}");
+    }
+    // Seller 0 claims its earnings as tokens.
+    std::fs::write(p("seller-0-account.key"), SELLER_KEY).unwrap();
+    let c = money_json(&[
+        "seller",
+        "claim",
+        "--account-key",
+        &p("seller-0-account.key"),
+    ]);
+    assert_eq!(c["claimed"], earned[payouts[0].as_str()].to_string(), "{c}");
+    rt.block_on(async {
+        let held = token_r.balanceOf(addr(&payouts[0])).call().await.unwrap();
+        assert_eq!(held, U256::from(earned[payouts[0].as_str()]));
+    });
+    let e = money_json(&["seller", "earnings", "--payout", &payouts[0]]);
+    assert_eq!(e["earnings"], "0", "{e}");
+    // A withdrawal waits for the escrow's delay (3,600 s), then pays.
+    let b0 = money_json(&["buyer", "balance", "--account", &account_text(0)]);
+    let balance0: u64 = b0["balance"].as_str().unwrap().parse().unwrap();
+    let r = money_json(&[
+        "buyer",
+        "withdraw",
+        "--account-key",
+        &p("account-0.key"),
+        "--amount",
+        &(10 * USDC).to_string(),
+    ]);
+    assert_eq!(r["account"]["requested"], (10 * USDC).to_string(), "{r}");
+    assert_eq!(
+        r["account"]["available"],
+        (balance0 - 10 * USDC).to_string(),
+        "{r}"
+    );
+    let a = with_money(&[
+        "buyer",
+        "withdraw",
+        "--account-key",
+        &p("account-0.key"),
+        "--complete",
+    ]);
+    let why = cli_fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(why.contains("unlocks at"), "{why}");
+    rt.block_on(async {
+        let _: Value = reader
+            .raw_request("evm_increaseTime".into(), (3_601u64,))
+            .await
+            .unwrap();
+        let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    });
+    let w = money_json(&[
+        "buyer",
+        "withdraw",
+        "--account-key",
+        &p("account-0.key"),
+        "--complete",
+    ]);
+    assert_eq!(
+        w["account"]["balance"],
+        (balance0 - 10 * USDC).to_string(),
+        "{w}"
+    );
+    assert_eq!(w["account"]["requested"], "0", "{w}");
     // An auction with no settlement, and a malformed id.
     let (status, body) = get(&stack, "/v1/settlements/00000000000000000000000000000000");
     assert_eq!(
@@ -460,39 +597,4 @@ fn id16(id: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     hex::decode_to_slice(id, &mut out).unwrap();
     out
-}
-
-/// Mints `amount` test tokens to the account of `key` (as the token's deployer), approves the
-/// escrow and deposits them.
-async fn deposit(rpc: &str, key: &str, token: &str, escrow: &str, amount: u64) {
-    let p = wallet(rpc, key);
-    let me = key.parse::<PrivateKeySigner>().unwrap().address();
-    let t = TestUsdc::new(addr(token), p.clone());
-    let e = LeadEscrow::new(addr(escrow), p);
-    for receipt in [
-        TestUsdc::new(addr(token), wallet(rpc, DEV_KEY))
-            .mint(me, U256::from(amount))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-        t.approve(addr(escrow), U256::from(amount))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-        e.deposit(U256::from(amount))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    ] {
-        assert!(receipt.status());
-    }
 }

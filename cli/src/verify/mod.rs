@@ -6,9 +6,11 @@ mod attestation;
 mod auction;
 mod checkpoints;
 mod receipts;
+mod settlement;
 pub mod source;
 
 pub use attestation::attestation;
 pub use auction::{auction, AuctionArgs};
 pub use checkpoints::*;
 pub use receipts::*;
+pub use settlement::{settlement, SettlementArgs};
