@@ -140,6 +140,15 @@ impl Call {
     }
 }
 
+/// What one pass of [`Settler::settle_pending`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Unsettled settlements it took up (at most [`MAX_PER_PASS`]).
+    pub handled: usize,
+    /// How many of them failed this time.
+    pub failed: usize,
+}
+
 /// What simulating `settle` said.
 enum Verdict {
     /// It would pay.
@@ -201,12 +210,15 @@ impl Settler {
         let mut backoff = FIRST;
         loop {
             match self.settle_pending().await {
-                Ok(0) => {
+                Ok(Pass { handled, failed: 0 }) => {
                     backoff = FIRST;
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                    // A full pass leaves more behind: go on at once.
+                    if handled < MAX_PER_PASS as usize {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified())
+                            .await;
+                    }
                 }
-                Ok(failed) => {
+                Ok(Pass { failed, .. }) => {
                     tracing::warn!(
                         failed,
                         retry_ms = backoff.as_millis() as u64,
@@ -225,12 +237,12 @@ impl Settler {
     }
 
     /// One pass over up to [`MAX_PER_PASS`] unsettled settlements, in log order: follows sent
-    /// transactions, submits the rest, and waits for the receipts. Returns how many failed
-    /// (each failure is recorded on its settlement).
+    /// transactions, submits the rest, and waits for the receipts. Each failure is recorded
+    /// on its settlement.
     ///
     /// # Errors
     /// The RPC is down or serves another chain, or storage failed.
-    pub async fn settle_pending(&self) -> Result<usize, SettleError> {
+    pub async fn settle_pending(&self) -> Result<Pass, SettleError> {
         let foreign = self
             .store
             .fail_foreign_settlements(self.config.chain_id, &self.escrow_text)
@@ -246,7 +258,7 @@ impl Settler {
             .unsettled(self.config.chain_id, &self.escrow_text, MAX_PER_PASS)
             .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Pass::default());
         }
         let found = self.provider.get_chain_id().await.map_err(rpc)?;
         if found != self.config.chain_id {
@@ -286,7 +298,10 @@ impl Settler {
                 self.record_failure(row, &e).await?;
             }
         }
-        Ok(failed)
+        Ok(Pass {
+            handled: rows.len(),
+            failed,
+        })
     }
 
     async fn record_failure(
