@@ -167,10 +167,12 @@ fn a_settling_gateway_signs_what_the_log_says_and_refuses_what_cannot_be_paid() 
         })
         .collect();
     assert_eq!(closed.len(), 2);
+    // Both close at the same time, in an order of their ids: pair each with its auction.
+    let close_of = |id: &str| closed.iter().find(|c| c.auction_id == id).unwrap();
     // First price: acct1 pays its 4 USDC. Second price: acct2 pays acct1's 2 USDC.
     for (c, buyer, price) in [
-        (&closed[0], acct1, 4_000_000),
-        (&closed[1], acct2, 2_000_000),
+        (close_of(&ids[0]), acct1, 4_000_000),
+        (close_of(&ids[1]), acct2, 2_000_000),
     ] {
         let s = c
             .settlement
