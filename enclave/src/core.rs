@@ -95,6 +95,33 @@ pub struct EnclaveConfig {
     /// The escrow this gateway settles sales on (`docs/settlement.md`); none: auctions close
     /// without a settlement and nothing is paid on chain.
     pub settlement: Option<SettlementConfig>,
+    /// Where a settling enclave reads its escrow (required with [`EnclaveConfig::settlement`]):
+    /// the fee terms and withdrawal delay at boot, each bidder's deposit, `settled` before a
+    /// release. See [`crate::chain`].
+    pub escrow_chain: Option<EscrowReader>,
+    /// How long after an auction closes its settlement is expected to be paid, ms (default 1
+    /// hour). The escrow's withdrawal delay must exceed the longest auction plus this plus
+    /// the deposit read age, or the enclave refuses to boot: money backing a bid cannot leave
+    /// before the sale is paid.
+    pub settlement_window_ms: u64,
+    /// Bounds of the deposit book ([`crate::deposits`]): most buyers tracked (default
+    /// 65,536), most unpaid wins tracked in all (default 262,144), longest a deposit read is
+    /// reused, ms (default 2,000).
+    pub deposit_max_accounts: usize,
+    /// See [`EnclaveConfig::deposit_max_accounts`].
+    pub deposit_max_unpaid: usize,
+    /// See [`EnclaveConfig::deposit_max_accounts`].
+    pub deposit_max_age_ms: u64,
+}
+
+/// The escrow reads of a settling enclave: [`crate::chain::RpcEscrow`] in the binary.
+#[derive(Clone)]
+pub struct EscrowReader(pub std::sync::Arc<dyn crate::chain::EscrowChain>);
+
+impl std::fmt::Debug for EscrowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EscrowReader")
+    }
 }
 
 /// The `LeadEscrow` deployment a gateway settles on: its chain, address and fee terms, which
@@ -133,6 +160,11 @@ impl EnclaveConfig {
             journal_max_bytes: crate::journal::DEFAULT_MAX_BYTES,
             floor_sources: Vec::new(),
             settlement: None,
+            escrow_chain: None,
+            settlement_window_ms: 3_600_000,
+            deposit_max_accounts: crate::deposits::DEFAULT_MAX_ACCOUNTS,
+            deposit_max_unpaid: crate::deposits::DEFAULT_MAX_UNPAID,
+            deposit_max_age_ms: crate::deposits::DEFAULT_MAX_AGE_MS,
         }
     }
 
@@ -195,6 +227,13 @@ impl EnclaveConfig {
             return bad("seller_cache_capacity", "must be at least 1".into());
         }
         if let Some(s) = &self.settlement {
+            if self.escrow_chain.is_none() {
+                return bad(
+                    "escrow_chain",
+                    "a settling enclave reads deposits from the chain: give the escrow's RPC"
+                        .into(),
+                );
+            }
             if s.domain.escrow == [0u8; 20] {
                 return bad("settlement", "the escrow is the zero address".into());
             }
@@ -249,6 +288,11 @@ struct Running {
     sealing: Option<u64>,
     /// The log size of the state sealed last (or restored from).
     sealed_size: u64,
+    /// What each bidder has committed against its deposit (settling gateways).
+    deposits: crate::deposits::Deposits,
+    /// When this process started its epoch (Unix ms): bids logged at or after it are in
+    /// `deposits`, earlier ones are not.
+    started_ms: u64,
 }
 
 impl Running {

@@ -82,6 +82,14 @@ pub enum EnclaveError {
         /// One past the newest.
         end: u64,
     },
+    /// The escrow's chain could not be read (a deposit, `settled`, the terms at boot).
+    /// `chain.unavailable`.
+    #[error("chain read: {0}")]
+    ChainUnavailable(String),
+    /// The escrow's terms are not the ones this enclave signs for, or its withdrawal delay is
+    /// too short. `settlement.escrow_mismatch`.
+    #[error("{0}")]
+    EscrowMismatch(String),
     /// A floor source that cannot be read or does not verify. `log.floor_unavailable`.
     #[error("{0}")]
     FloorUnavailable(String),
@@ -166,6 +174,13 @@ pub enum EnclaveError {
     /// `release.proof_invalid`.
     #[error("sale proof: {0}")]
     ReleaseProofInvalid(String),
+    /// The sale is not paid on chain yet. `release.unpaid`.
+    #[error("the sale is not paid on chain yet (settled({0}) is false at the confirmed block); retry once it is")]
+    ReleaseUnpaid(String),
+    /// The bidder's deposit does not back the bid. `bid.over_deposit`,
+    /// `enclave.deposit_book_full`.
+    #[error(transparent)]
+    Deposit(#[from] crate::deposits::DepositRefusal),
     /// The requester is not the winner. `release.not_winner`.
     #[error("only the auction's winner gets the lead")]
     ReleaseNotWinner,
@@ -212,6 +227,13 @@ impl EnclaveError {
             EnclaveError::Fork(_) => ErrorCode::LogFork,
             EnclaveError::ResetRefused { .. } => ErrorCode::LogResetRefused,
             EnclaveError::FloorUnavailable(_) => ErrorCode::LogFloorUnavailable,
+            EnclaveError::ChainUnavailable(_) => ErrorCode::ChainUnavailable,
+            EnclaveError::EscrowMismatch(_) => ErrorCode::SettlementEscrowMismatch,
+            EnclaveError::ReleaseUnpaid(_) => ErrorCode::ReleaseUnpaid,
+            EnclaveError::Deposit(d) => match d {
+                crate::deposits::DepositRefusal::OverDeposit { .. } => ErrorCode::BidOverDeposit,
+                crate::deposits::DepositRefusal::Full(_) => ErrorCode::EnclaveDepositBookFull,
+            },
             EnclaveError::BatchTooLarge { .. } => ErrorCode::ProtocolBatchTooLarge,
             EnclaveError::TooManyEntries => ErrorCode::ProtocolTooManyEntries,
             EnclaveError::BadAnchorTarget => ErrorCode::ProtocolBadAnchorTarget,

@@ -10,20 +10,18 @@
 //!   read with `eth_call` from a JSON-RPC node. The contract took it only with the enclave's
 //!   anchor signature.
 //!
-//! The request goes to the URL's host directly, or through `via` (a vsock proxy on Nitro,
-//! as the KMS calls go); `https://` URLs are TLS with the Mozilla roots (`webpki-roots`),
-//! `http://` is for a local server in dev only. A source that cannot be read or does not
+//! The requests are [`crate::fetch`]'s (directly, or through `via`, a vsock proxy on Nitro;
+//! `https://` is TLS with the Mozilla roots, `http://` is for a local server in dev only) and
+//! [`crate::chain`]'s for the contract. A source that cannot be read or does not
 //! verify stops the boot (`log.floor_unavailable`): the enclave never signs without knowing
 //! its floor. See `docs/recovery.md`, "The log never forks".
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
 use leadgate_protocol::transport::Endpoint;
 use leadgate_verifier::merkle::Hash;
-use tokio_rustls::rustls;
 
-/// Largest answer read from a floor source.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+use crate::chain::{selector, Block, Rpc};
+use crate::fetch::request;
+
 /// How long one floor request may take.
 pub const FLOOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -85,119 +83,6 @@ pub struct FloorReport {
     pub found: Result<FloorFound, String>,
 }
 
-struct Url<'a> {
-    tls: bool,
-    host: &'a str,
-    authority: &'a str,
-    path: &'a str,
-}
-
-fn parse_url(url: &str) -> Result<Url<'_>, String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(format!("{url}: not an http:// or https:// URL"));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-    if host.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    Ok(Url {
-        tls,
-        host,
-        authority,
-        path,
-    })
-}
-
-/// One HTTP/1.1 request; returns the status and body.
-async fn request(
-    url: &str,
-    via: Option<&Endpoint>,
-    post: Option<Vec<u8>>,
-) -> Result<(u16, Bytes), String> {
-    let u = parse_url(url)?;
-    let endpoint = match via {
-        Some(v) => v.clone(),
-        None => {
-            let port = if u.authority.contains(':') {
-                u.authority.to_owned()
-            } else {
-                format!("{}:{}", u.authority, if u.tls { 443 } else { 80 })
-            };
-            Endpoint::Tcp(port)
-        }
-    };
-    let stream = leadgate_protocol::transport::connect(&endpoint)
-        .await
-        .map_err(|e| format!("connect {endpoint}: {e}"))?;
-    let mut builder = http::Request::builder()
-        .uri(u.path)
-        .header(http::header::HOST, u.authority)
-        .header(http::header::USER_AGENT, "leadgate-enclave");
-    builder = match &post {
-        Some(_) => builder
-            .method("POST")
-            .header(http::header::CONTENT_TYPE, "application/json"),
-        None => builder.method("GET"),
-    };
-    let request = builder
-        .body(Full::new(Bytes::from(post.unwrap_or_default())))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = if u.tls {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(u.host.to_owned())
-            .map_err(|e| format!("server name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        send(hyper_util::rt::TokioIo::new(tls), request).await?
-    } else {
-        send(hyper_util::rt::TokioIo::new(stream), request).await?
-    };
-    Ok(response)
-}
-
-async fn send<T>(io: T, request: http::Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("HTTP body: {e}"))?
-        .to_bytes();
-    driver.abort();
-    Ok((status, body))
-}
-
-/// `keccak256("latest()")[..4]`, the `CheckpointAnchor.latest()` selector.
-fn latest_selector() -> [u8; 4] {
-    use sha3::Digest as _;
-    let h = sha3::Keccak256::digest(b"latest()");
-    [h[0], h[1], h[2], h[3]]
-}
-
 async fn read(source: &FloorSource) -> Result<FloorFound, String> {
     match source {
         FloorSource::Checkpoint { url, via } => {
@@ -209,24 +94,14 @@ async fn read(source: &FloorSource) -> Result<FloorFound, String> {
             }
         }
         FloorSource::Anchor { rpc, contract, via } => {
-            let call = serde_json::json!({
-                "jsonrpc": "2.0", "id": 1, "method": "eth_call",
-                "params": [{"to": format!("0x{}", hex::encode(contract)),
-                            "data": format!("0x{}", hex::encode(latest_selector()))}, "latest"],
-            });
-            let body = serde_json::to_vec(&call).map_err(|e| e.to_string())?;
-            let (status, answer) = request(rpc, via.as_ref(), Some(body)).await?;
-            if status != 200 {
-                return Err(format!("HTTP {status}"));
-            }
-            let v: serde_json::Value =
-                serde_json::from_slice(&answer).map_err(|e| format!("JSON-RPC answer: {e}"))?;
-            let result = v
-                .get("result")
-                .and_then(|r| r.as_str())
-                .ok_or_else(|| format!("JSON-RPC error: {}", v.get("error").unwrap_or(&v)))?;
-            let bytes = hex::decode(result.trim_start_matches("0x"))
-                .map_err(|e| format!("eth_call result: {e}"))?;
+            let rpc = Rpc {
+                url: rpc.clone(),
+                via: via.clone(),
+            };
+            let answers = rpc
+                .calls(contract, &[selector("latest()").to_vec()], Block::Latest)
+                .await?;
+            let bytes = &answers[0];
             if bytes.len() != 64 || bytes[..24].iter().any(|&b| b != 0) {
                 return Err("eth_call result is not (uint64, bytes32)".into());
             }
@@ -290,29 +165,4 @@ pub fn fetch_blocking(sources: &[FloorSource]) -> Vec<FloorReport> {
             .join()
             .unwrap_or_default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_and_the_selector() {
-        let u = parse_url("http://127.0.0.1:9000/bucket/log/checkpoint").unwrap();
-        assert_eq!(
-            (u.tls, u.host, u.authority, u.path),
-            (
-                false,
-                "127.0.0.1",
-                "127.0.0.1:9000",
-                "/bucket/log/checkpoint"
-            )
-        );
-        let u = parse_url("https://example.com").unwrap();
-        assert_eq!((u.tls, u.host, u.path), (true, "example.com", "/"));
-        assert!(parse_url("ftp://x/y").is_err());
-        assert!(parse_url("http:///y").is_err());
-        // The compiler's method identifier (contracts/artifacts, `methodIdentifiers`).
-        assert_eq!(hex::encode(latest_selector()), "52bfe789");
-    }
 }

@@ -3,7 +3,8 @@
 //! The trusted half of leadgate: it holds the keys, opens sealed leads, applies the intake
 //! rules, and appends every decision to the log, signing receipts and checkpoints.
 //!
-//! * [`core`]: the enclave as a state machine (requests in, responses out; no I/O).
+//! * [`core`]: the enclave as a state machine (requests in, responses out; its only I/O is
+//!   the chain reads of a settling gateway, through [`chain::EscrowChain`]).
 //! * [`server`]: the link server around [`core`]: the frame loop of `leadgate-protocol` over TCP
 //!   (dev) or vsock (Nitro), one host session at a time.
 //! * [`clock`]: the enclave's clock (the host's is never used).
@@ -21,16 +22,23 @@
 //!   checked against the tip.
 //! * [`sellers`]: decompressed keys of recent sellers.
 //! * [`parallel`]: the order-preserving parallel map used for per-lead crypto in a batch.
+//! * [`deposits`]: what each buyer has committed against its escrow deposit (open bids, unpaid
+//!   wins), bounded; [`chain`]: the escrow and anchor reads over JSON-RPC; [`fetch`]: one
+//!   HTTP(S) request out of the enclave (direct, or through the vsock proxy); [`floor`]: the
+//!   newest signed tree a fresh enclave learns before it signs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod attest;
 pub mod auctions;
 pub mod bloom;
+pub mod chain;
 pub mod clock;
 pub mod core;
 pub mod dedup;
+pub mod deposits;
 pub mod error;
+pub mod fetch;
 pub mod floor;
 pub mod journal;
 pub mod kms;

@@ -73,6 +73,10 @@ struct Args {
     /// Auction duration when the seller names none (e.g. 1h, 30s).
     #[arg(long, default_value = "1h", value_parser = parse_duration_ms)]
     default_auction_duration: u64,
+    /// Longest auction a seller may ask for (e.g. 7d, 1h). A settling enclave needs its
+    /// escrow's withdrawal delay to exceed this plus --settlement-window.
+    #[arg(long, default_value = "7d", value_parser = parse_duration_ms)]
+    max_auction_duration: u64,
     /// How long after close a winner may ask for its lead.
     #[arg(long, default_value = "7d", value_parser = parse_duration_ms)]
     release_window: u64,
@@ -151,8 +155,33 @@ struct Args {
     /// Settle every sale on this `LeadEscrow` contract (`0x` and 40 lowercase hex digits):
     /// submissions must name a payout address, bids a deposit account, and each
     /// `auction.closed` carries the settlement the anchor key signs (`docs/settlement.md`).
-    #[arg(long, env = "LEADGATE_ESCROW", requires = "escrow_chain_id")]
+    #[arg(
+        long,
+        env = "LEADGATE_ESCROW",
+        requires = "escrow_chain_id",
+        requires = "escrow_rpc"
+    )]
     escrow: Option<leadgate_verifier::settlement::EthAddress>,
+    /// The JSON-RPC URL the enclave reads the escrow from (fee terms and withdrawal delay at
+    /// boot, deposits before bids, payment before releases): `https://` to a provider on
+    /// Nitro, `http://` to anvil in dev only.
+    #[arg(long, env = "LEADGATE_ESCROW_RPC", requires = "escrow")]
+    escrow_rpc: Option<String>,
+    /// Reach --escrow-rpc through this proxy (a `vsock-proxy` to the RPC's host, `vsock://3:PORT`).
+    #[arg(long, env = "LEADGATE_ESCROW_RPC_VIA")]
+    escrow_rpc_via: Option<String>,
+    /// Read the escrow this many blocks below the newest (0 on anvil): a deposit in a block a
+    /// reorg can remove is not counted, and a lead is released only once its payment is this
+    /// deep.
+    #[arg(long, env = "LEADGATE_ESCROW_CONFIRMATIONS", default_value_t = 0)]
+    escrow_confirmations: u64,
+    /// How long after close a settlement is expected to be paid (e.g. 1h): the escrow's
+    /// withdrawal delay must exceed the longest auction plus this plus --deposit-max-age.
+    #[arg(long, env = "LEADGATE_SETTLEMENT_WINDOW", default_value = "1h", value_parser = parse_duration_ms)]
+    settlement_window: u64,
+    /// Longest a buyer's deposit read is reused for its next bids (e.g. 2s, 500ms).
+    #[arg(long, env = "LEADGATE_DEPOSIT_MAX_AGE", default_value = "2s", value_parser = parse_duration_ms)]
+    deposit_max_age: u64,
     /// The escrow's EIP-155 chain id (31337 on anvil).
     #[arg(long, env = "LEADGATE_ESCROW_CHAIN_ID", requires = "escrow")]
     escrow_chain_id: Option<u64>,
@@ -264,6 +293,7 @@ async fn run() -> anyhow::Result<()> {
         .context("--default-reserve is at most 2^53 - 1")?;
     config.default_duration_ms = args.default_auction_duration;
     config.release_window_ms = args.release_window;
+    config.max_duration_ms = args.max_auction_duration;
     config.journal_max_entries = args.journal_max_entries;
     config.journal_max_bytes = args.journal_max_bytes;
     config.state_interval_entries = args.state_interval_entries;
@@ -294,6 +324,21 @@ async fn run() -> anyhow::Result<()> {
             contract,
             via: anchor_via,
         });
+    }
+    config.settlement_window_ms = args.settlement_window;
+    config.deposit_max_age_ms = args.deposit_max_age;
+    if let (Some(escrow), Some(url)) = (args.escrow, &args.escrow_rpc) {
+        let reader = leadgate_enclave::chain::RpcEscrow {
+            rpc: leadgate_enclave::chain::Rpc {
+                url: url.clone(),
+                via: via(&args.escrow_rpc_via, "--escrow-rpc-via")?,
+            },
+            escrow: escrow.0,
+            confirmations: args.escrow_confirmations,
+        };
+        config.escrow_chain = Some(leadgate_enclave::core::EscrowReader(std::sync::Arc::new(
+            reader,
+        )));
     }
     if let (Some(escrow), Some(chain_id)) = (args.escrow, args.escrow_chain_id) {
         config.settlement = Some(leadgate_enclave::core::SettlementConfig {

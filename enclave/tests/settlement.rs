@@ -1,14 +1,22 @@
 //! Settlement in the enclave: on a gateway that settles on chain, submissions must name a
 //! payout address and bids a deposit account, and every sale's `auction.closed` carries the
 //! EIP-712 settlement the anchor key signed, paying exactly the logged price from the winner's
-//! account to the seller's payout address under the configured fee terms.
+//! account to the seller's payout address under the configured fee terms. The enclave reads
+//! the escrow through [`EscrowChain`]: here a [`Ledger`] the test sets (anvil and the real
+//! contract in `tests/tests/settlement.rs`), to show what the enclave does with each answer:
+//! it boots only on the escrow it signs for, takes a bid only if the deposit covers it with
+//! the buyer's other commitments, and releases a lead only once its sale is paid.
 
 mod common;
 
 use common::{corpus, Host, ORIGIN, T0};
 use ed25519_dalek::SigningKey;
-use leadgate_enclave::core::{EnclaveConfig, SettlementConfig};
-use leadgate_protocol::SubmitOutcome;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use leadgate_enclave::chain::{DepositRead, EscrowChain, EscrowTerms};
+use leadgate_enclave::core::{EnclaveConfig, EscrowReader, SettlementConfig};
+use leadgate_protocol::{Request, Response, SubmitOutcome};
 use leadgate_verifier::anchor::address_of_sec1;
 use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::bid::{seal_bid, seal_bid_from, SealedBid};
@@ -16,6 +24,7 @@ use leadgate_verifier::envelope::keypair_from_seed;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{seal_lead_with_terms, AuctionRequest, SealedLead};
 use leadgate_verifier::keys::EnclaveKeys;
+use leadgate_verifier::release::ReleaseRequest;
 use leadgate_verifier::settlement::{EscrowDomain, EthAddress, FeeTerms};
 
 const PAYOUT: EthAddress = EthAddress([0x5e; 20]);
@@ -30,6 +39,127 @@ fn settling() -> SettlementConfig {
             fee_bps: 250,
             fee_recipient: [0xfe; 20],
         },
+    }
+}
+
+/// The escrow as the test sets it: terms, each account's `(balance, requested)`, the paid
+/// auctions, and whether the chain answers at all.
+#[derive(Default)]
+struct Chain {
+    terms: Option<EscrowTerms>,
+    accounts: HashMap<[u8; 20], (u128, u128)>,
+    settled: HashSet<[u8; 16]>,
+    down: bool,
+    reads: usize,
+}
+
+#[derive(Clone, Default)]
+struct Ledger(Arc<Mutex<Chain>>);
+
+impl Ledger {
+    fn new() -> Self {
+        let l = Ledger::default();
+        l.0.lock().unwrap().terms = Some(EscrowTerms {
+            fee_bps: 250,
+            fee_recipient: [0xfe; 20],
+            withdrawal_delay_s: 8 * 86_400,
+        });
+        l
+    }
+
+    fn set_delay(&self, seconds: u64) {
+        let mut c = self.0.lock().unwrap();
+        c.terms.as_mut().unwrap().withdrawal_delay_s = seconds;
+    }
+
+    fn deposit(&self, account: EthAddress, balance: u128, requested: u128) {
+        self.0
+            .lock()
+            .unwrap()
+            .accounts
+            .insert(account.0, (balance, requested));
+    }
+
+    /// `settle` on chain: the price leaves the buyer's balance, the auction is paid.
+    fn settle(&self, id: &str, buyer: EthAddress, price: u64) {
+        let mut c = self.0.lock().unwrap();
+        let mut key = [0u8; 16];
+        hex::decode_to_slice(id, &mut key).unwrap();
+        assert!(c.settled.insert(key));
+        let a = c.accounts.get_mut(&buyer.0).unwrap();
+        a.0 -= u128::from(price);
+    }
+}
+
+impl EscrowChain for Ledger {
+    fn terms(&self) -> Result<EscrowTerms, String> {
+        let c = self.0.lock().unwrap();
+        if c.down {
+            return Err("connection refused".into());
+        }
+        Ok(c.terms.unwrap())
+    }
+
+    fn deposits(&self, buyers: &[([u8; 20], Vec<[u8; 16]>)]) -> Result<Vec<DepositRead>, String> {
+        let mut c = self.0.lock().unwrap();
+        if c.down {
+            return Err("connection refused".into());
+        }
+        c.reads += 1;
+        Ok(buyers
+            .iter()
+            .map(|(a, ids)| {
+                let (balance, requested) = c.accounts.get(a).copied().unwrap_or_default();
+                DepositRead {
+                    block: 1,
+                    balance,
+                    requested,
+                    settled: ids.iter().map(|i| c.settled.contains(i)).collect(),
+                }
+            })
+            .collect())
+    }
+
+    fn settled(&self, id: &[u8; 16]) -> Result<bool, String> {
+        let c = self.0.lock().unwrap();
+        if c.down {
+            return Err("connection refused".into());
+        }
+        Ok(c.settled.contains(id))
+    }
+}
+
+fn settling_config(ledger: &Ledger) -> EnclaveConfig {
+    let mut config = EnclaveConfig::new(ORIGIN);
+    config.settlement = Some(settling());
+    config.escrow_chain = Some(EscrowReader(Arc::new(ledger.clone())));
+    config
+}
+
+fn release(
+    host: &mut Host,
+    e: &mut leadgate_enclave::core::Enclave,
+    buyer: u8,
+    id: &str,
+    now: u64,
+) -> String {
+    let request = ReleaseRequest::sign(&SigningKey::from_bytes(&[buyer; 32]), ORIGIN, id, now);
+    let proof = host.sale_proof(id);
+    let lead = host.leads[id].clone();
+    match e.handle(
+        Request::Release {
+            request,
+            lead,
+            proof,
+        },
+        now,
+    ) {
+        Response::Released { appended, .. } => {
+            host.store(&appended);
+            "released".into()
+        }
+        Response::Error(e) => e.code.to_string(),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -72,6 +202,25 @@ fn bid(
     .0
 }
 
+/// Corpus lead `n`, paying [`PAYOUT`], listed at `now` (first price); its auction id.
+fn list(
+    host: &mut Host,
+    e: &mut leadgate_enclave::core::Enclave,
+    keys: &EnclaveKeys,
+    n: usize,
+    now: u64,
+) -> String {
+    let got = host.submit(
+        e,
+        vec![lead(keys, n, Some(PAYOUT), Pricing::FirstPrice)],
+        now,
+    );
+    match &got[0] {
+        SubmitOutcome::Logged { lead_id, .. } => lead_id.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn code(o: &SubmitOutcome) -> String {
     match o {
         SubmitOutcome::Logged { accepted: true, .. } => "accepted".into(),
@@ -84,9 +233,8 @@ fn code(o: &SubmitOutcome) -> String {
 fn a_settling_gateway_signs_what_the_log_says_and_refuses_what_cannot_be_paid() {
     let dir = tempfile::tempdir().unwrap();
     let mut host = Host::default();
-    let mut config = EnclaveConfig::new(ORIGIN);
-    config.settlement = Some(settling());
-    let (mut e, keys) = host.boot_with(dir.path(), T0, config);
+    let ledger = Ledger::new();
+    let (mut e, keys) = host.boot_with(dir.path(), T0, settling_config(&ledger));
     let anchor = address_of_sec1(&keys.anchor_key).unwrap();
 
     // A submission naming no payout address cannot be paid: refused, nothing logged.
@@ -146,17 +294,55 @@ fn a_settling_gateway_signs_what_the_log_says_and_refuses_what_cannot_be_paid() 
     assert_eq!(host.leaves.len(), size);
 
     let (acct1, acct2) = (EthAddress([0xa1; 20]), EthAddress([0xa2; 20]));
+    // acct1 has 10 USDC deposited, 1 of them asked back; acct2 has 10.
+    ledger.deposit(acct1, 10_000_000, 1_000_000);
+    ledger.deposit(acct2, 10_000_000, 0);
     let got = host.bid(
         &mut e,
         vec![
             bid(&keys, 11, &ids[0], 4_000_000, Some(acct1)),
-            bid(&keys, 12, &ids[0], 3_000_000, Some(acct2)),
+            bid(&keys, 12, &ids[0], 2_000_000, Some(acct2)),
             bid(&keys, 11, &ids[1], 2_000_000, Some(acct1)),
             bid(&keys, 12, &ids[1], 7_000_000, Some(acct2)),
         ],
         T0 + 10,
     );
     assert_eq!(got, ["ok"; 4]);
+    // Each deposit is read once for the batch, at one block.
+    assert_eq!(ledger.0.lock().unwrap().reads, 1);
+
+    // Covered together with its other open bids, or refused before anything is logged:
+    // acct2 has committed 9 of its 10 USDC; acct1 6 of its 9 available (10 less the 1 asked
+    // back); acct3 has deposited nothing.
+    let size = host.leaves.len();
+    let got = host.bid(
+        &mut e,
+        vec![
+            bid(&keys, 12, &ids[0], 1_000_001, Some(acct2)),
+            bid(&keys, 11, &ids[0], 3_000_001, Some(acct1)),
+            bid(&keys, 13, &ids[0], 1, Some(EthAddress([0xa3; 20]))),
+        ],
+        T0 + 20,
+    );
+    assert_eq!(got, ["bid.over_deposit"; 3]);
+    assert_eq!(host.leaves.len(), size);
+    // A chain that does not answer refuses the bid too (the deposit read is stale by now).
+    ledger.0.lock().unwrap().down = true;
+    let got = host.bid(
+        &mut e,
+        vec![bid(&keys, 11, &ids[0], 1, Some(acct1))],
+        T0 + 5_000,
+    );
+    assert_eq!(got, ["chain.unavailable"]);
+    ledger.0.lock().unwrap().down = false;
+    assert_eq!(
+        host.bid(
+            &mut e,
+            vec![bid(&keys, 11, &ids[0], 3_000_000, Some(acct1))],
+            T0 + 5_000
+        ),
+        ["ok"]
+    );
 
     let events = host.tick(&mut e, T0 + 60_000);
     let closed: Vec<_> = events
@@ -169,9 +355,9 @@ fn a_settling_gateway_signs_what_the_log_says_and_refuses_what_cannot_be_paid() 
     assert_eq!(closed.len(), 2);
     // Both close at the same time, in an order of their ids: pair each with its auction.
     let close_of = |id: &str| closed.iter().find(|c| c.auction_id == id).unwrap();
-    // First price: acct1 pays its 4 USDC. Second price: acct2 pays acct1's 2 USDC.
+    // First price: acct1's last bid, 3 USDC. Second price: acct2 pays acct1's 2 USDC.
     for (c, buyer, price) in [
-        (close_of(&ids[0]), acct1, 4_000_000),
+        (close_of(&ids[0]), acct1, 3_000_000),
         (close_of(&ids[1]), acct2, 2_000_000),
     ] {
         let s = c
@@ -191,6 +377,122 @@ fn a_settling_gateway_signs_what_the_log_says_and_refuses_what_cannot_be_paid() 
         other[0] ^= 1;
         assert_ne!(s.signer(other, price).ok(), Some(anchor));
     }
+
+    // The lead goes to its winner only once the sale is paid on chain.
+    let now = T0 + 61_000;
+    assert_eq!(
+        release(&mut host, &mut e, 12, &ids[1], now),
+        "release.unpaid"
+    );
+    ledger.0.lock().unwrap().down = true;
+    assert_eq!(
+        release(&mut host, &mut e, 12, &ids[1], now),
+        "chain.unavailable"
+    );
+    ledger.0.lock().unwrap().down = false;
+    ledger.settle(&ids[1], acct2, 2_000_000);
+    assert_eq!(release(&mut host, &mut e, 12, &ids[1], now), "released");
+    assert_eq!(
+        release(&mut host, &mut e, 11, &ids[0], now),
+        "release.unpaid"
+    );
+
+    // The bids are free once their auctions close; the unpaid win still counts. acct1: 10
+    // less 1 asked back, less its unpaid 3: a bid of 6 fits, one of 6 and 1 unit does not.
+    let lead_id = &list(&mut host, &mut e, &keys, 3, now);
+    let got = host.bid(
+        &mut e,
+        vec![
+            bid(&keys, 11, lead_id, 6_000_001, Some(acct1)),
+            bid(&keys, 11, lead_id, 6_000_000, Some(acct1)),
+        ],
+        now,
+    );
+    assert_eq!(got, ["bid.over_deposit", "ok"]);
+    // Paid: the price left the balance and the win no longer counts (read at one block),
+    // so nothing is counted twice.
+    ledger.settle(&ids[0], acct1, 3_000_000);
+    let got = host.bid(
+        &mut e,
+        vec![
+            bid(&keys, 11, lead_id, 1, Some(acct1)),
+            bid(&keys, 12, lead_id, 8_000_000, Some(acct2)),
+            bid(&keys, 12, lead_id, 1, Some(acct2)),
+        ],
+        now + 5_000,
+    );
+    // acct1: 7 − 1 − 6 = 0 left. acct2: 8 after paying 2, all of it bid.
+    assert_eq!(got, ["bid.over_deposit", "ok", "bid.over_deposit"]);
+}
+
+#[test]
+fn the_enclave_boots_only_on_the_escrow_it_signs_for() {
+    let boot = |_: &Ledger, config: EnclaveConfig| -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = leadgate_enclave::sealing::DevFileSealer::open_or_create(dir.path()).unwrap();
+        let attestor =
+            leadgate_enclave::attest::DevAttestationProvider::open_or_create(dir.path(), T0)
+                .unwrap();
+        let mut e =
+            leadgate_enclave::core::Enclave::new(config, Box::new(sealer), Box::new(attestor));
+        match e.handle(
+            Request::Boot {
+                sealed_secrets: None,
+                tip: None,
+                aws_credentials: None,
+            },
+            T0,
+        ) {
+            Response::Booted { .. } => "booted".into(),
+            Response::Error(e) => e.code.to_string(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let ledger = Ledger::new();
+    assert_eq!(boot(&ledger, settling_config(&ledger)), "booted");
+    // Another fee, another recipient: every settlement it signed would be refused.
+    for terms in [
+        EscrowTerms {
+            fee_bps: 100,
+            fee_recipient: [0xfe; 20],
+            withdrawal_delay_s: 8 * 86_400,
+        },
+        EscrowTerms {
+            fee_bps: 250,
+            fee_recipient: [0xff; 20],
+            withdrawal_delay_s: 8 * 86_400,
+        },
+        // A delay no longer than the longest auction (7 days) plus the settlement window (1
+        // hour) plus the read age (2 s): a buyer could withdraw what backs a bid.
+        EscrowTerms {
+            fee_bps: 250,
+            fee_recipient: [0xfe; 20],
+            withdrawal_delay_s: 7 * 86_400 + 3_600 + 2,
+        },
+    ] {
+        let ledger = Ledger::new();
+        ledger.0.lock().unwrap().terms = Some(terms);
+        assert_eq!(
+            boot(&ledger, settling_config(&ledger)),
+            "settlement.escrow_mismatch"
+        );
+    }
+    // One second more is enough; a shorter longest auction needs less.
+    let ledger = Ledger::new();
+    ledger.set_delay(7 * 86_400 + 3_600 + 3);
+    assert_eq!(boot(&ledger, settling_config(&ledger)), "booted");
+    ledger.set_delay(2 * 3_600);
+    let mut config = settling_config(&ledger);
+    config.max_duration_ms = 3_600_000 - 2_001;
+    config.default_duration_ms = 60_000;
+    assert_eq!(boot(&ledger, config), "booted");
+    // A chain it cannot read: no boot.
+    ledger.0.lock().unwrap().down = true;
+    assert_eq!(boot(&ledger, settling_config(&ledger)), "chain.unavailable");
+    // And a settling configuration without a chain to read does not start.
+    let mut config = EnclaveConfig::new(ORIGIN);
+    config.settlement = Some(settling());
+    assert_eq!(config.validate().unwrap_err().option, "escrow_chain");
 }
 
 #[test]
@@ -199,14 +501,7 @@ fn a_gateway_that_does_not_settle_logs_no_settlement() {
     let mut host = Host::default();
     let (mut e, keys) = host.boot(dir.path(), T0);
     // It takes the payout address and logs it, but signs nothing.
-    let got = host.submit(
-        &mut e,
-        vec![lead(&keys, 1, Some(PAYOUT), Pricing::FirstPrice)],
-        T0,
-    );
-    let SubmitOutcome::Logged { lead_id, .. } = &got[0] else {
-        panic!("{got:?}")
-    };
+    let lead_id = &list(&mut host, &mut e, &keys, 1, T0);
     let got = host.bid(
         &mut e,
         vec![bid(
@@ -242,11 +537,11 @@ fn settlement_terms_the_contract_would_refuse_stop_the_enclave_at_start() {
             fee_recipient: [1; 20],
         },
     ] {
-        let mut config = EnclaveConfig::new(ORIGIN);
+        let mut config = settling_config(&Ledger::new());
         config.settlement = Some(SettlementConfig { fee, ..settling() });
         assert_eq!(config.validate().unwrap_err().option, "settlement");
     }
-    let mut config = EnclaveConfig::new(ORIGIN);
+    let mut config = settling_config(&Ledger::new());
     config.settlement = Some(SettlementConfig {
         domain: EscrowDomain {
             chain_id: 1,

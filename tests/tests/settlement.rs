@@ -7,10 +7,14 @@
 //! - While the host runs without `--escrow` (a host that withholds settlements), nothing is
 //!   paid, yet each settlement is in the log: a seller takes one from its logged
 //!   `auction.closed` and submits it alone, and is paid.
+//! - The enclave reads every bidder's deposit from the chain: a bid that the deposit, less the
+//!   buyer's other open bids, does not cover is refused (`bid.over_deposit`) and not logged.
+//! - A lead is released only once its sale is paid on chain (`release.unpaid` before).
 //! - Once the host settles, it pays the rest; the one the seller paid is `settled` with no
 //!   transaction of the host's.
-//! - A winner whose deposit is short of the price stays `pending` with the escrow's reason and
-//!   is retried; it is paid once the buyer tops up.
+//! - A winner that withdrew its deposit while the host withheld settlements past the
+//!   settlement window stays `pending` with the escrow's reason and is retried, without its
+//!   lead; it is paid once the buyer tops up.
 //! - Every seller's on-chain earnings equal its logged prices less the fee, the fee
 //!   recipient's equal the fees, every buyer's balance its deposit less what it won, and the
 //!   tokens the escrow holds equal balances plus earnings.
@@ -156,6 +160,16 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         &FEE_BPS.to_string(),
         "--fee-recipient",
         FEE_RECIPIENT,
+        "--escrow-rpc",
+        &rpc,
+        // The escrow's 3,600 s withdrawal delay exceeds a 1-minute auction plus a 10-minute
+        // settlement window (plus the 2 s deposit read age): the enclave boots on it.
+        "--max-auction-duration",
+        "1m",
+        "--default-auction-duration",
+        "30s",
+        "--settlement-window",
+        "10m",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -185,8 +199,8 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         .erased();
     let escrow_r = LeadEscrow::new(addr(&escrow), reader.clone());
     let token_r = TestUsdc::new(addr(&token), reader.clone());
-    // Buyers 0 and 1 deposit 1,000 USDC; buyer 2 only 1 USDC, short of what it will win.
-    let deposits = [1_000 * USDC, 1_000 * USDC, USDC];
+    // Buyers 0 and 1 deposit 1,000 USDC; buyer 2 only 20 USDC, short of all it will bid.
+    let deposits = [1_000 * USDC, 1_000 * USDC, 20 * USDC];
     let accounts: Vec<Address> = BUYER_KEYS
         .iter()
         .map(|k| k.parse::<PrivateKeySigner>().unwrap().address())
@@ -199,6 +213,16 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     let money_json = |args: &[&str]| {
         let a = with_money(args);
         cli_json(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // The chain's clock past the escrow's 3,600 s withdrawal delay.
+    let pass_delay = || {
+        rt.block_on(async {
+            let _: Value = reader
+                .raw_request("evm_increaseTime".into(), (3_601u64,))
+                .await
+                .unwrap();
+            let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+        })
     };
     for (k, key) in BUYER_KEYS.iter().enumerate() {
         std::fs::write(p(&format!("account-{k}.key")), key).unwrap();
@@ -279,9 +303,10 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     }
     assert_eq!(ids.len(), 6);
 
-    // Buyer k bids on every auction; the winner of auction i is buyer i % 3 (its amount is the
-    // highest), and first-price: it pays its own amount. Buyer 2 wins auctions 2 and 5 with 1
-    // USDC deposited: those stay unpaid until it tops up.
+    // Buyer k bids on every auction, in order, highest on auction i when k = i % 3. Buyer 2's
+    // bids add up to 25.03 USDC: its last, on auction 5, is over what its 20 USDC still cover
+    // and is refused, so buyer 1 wins auction 5. First price: a winner pays its own amount.
+    let winner = |i: usize| if i == 5 { 1 } else { i % 3 };
     let amount = |i: usize, k: usize| {
         if k == i % 3 {
             (5 + i as u64) * USDC + 12_345
@@ -297,7 +322,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             .collect();
         std::fs::write(p(&format!("plan-{k}.jsonl")), plan.join("\n")).unwrap();
         cli(&["buyer", "keygen", "--out", &p(&format!("buyer-{k}.key"))]);
-        cli(&[
+        let args = [
             "buyer",
             "bid",
             "--gateway",
@@ -313,7 +338,20 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             &account_text(k),
             "--out",
             &p(&format!("bids-{k}.jsonl")),
-        ]);
+            "--concurrency",
+            "1",
+        ];
+        if k < 2 {
+            cli(&args);
+        } else {
+            let why = cli_fails(&args);
+            assert!(
+                why.contains(&format!("bid on {} refused", ids[5].0))
+                    && why.contains("bid.over_deposit"),
+                "{why}"
+            );
+            assert!(why.contains("5 bids placed, 1 refused"), "{why}");
+        }
     }
 
     // Every auction closes with a logged settlement, and the host (not settling) pays none.
@@ -325,8 +363,8 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         closes.push(s);
     }
     for (i, s) in closes.iter().enumerate() {
-        assert_eq!(s["price"], amount(i, i % 3), "{s}");
-        assert_eq!(s["buyer"], EthAddress(accounts[i % 3].0 .0).to_string());
+        assert_eq!(s["price"], amount(i, winner(i)), "{s}");
+        assert_eq!(s["buyer"], EthAddress(accounts[winner(i)].0 .0).to_string());
         assert_eq!(s["seller"], payouts[ids[i].1]);
         assert_eq!(s["escrow"], escrow);
         assert_eq!(s["fee_bps"], FEE_BPS);
@@ -405,6 +443,59 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         assert!(receipt.status());
     });
 
+    // No lead before its payment: buyer 1's win is unpaid while the host withholds.
+    let decrypt = |k: usize, i: usize| -> Vec<String> {
+        [
+            "buyer",
+            "decrypt",
+            "--gateway",
+            &gw,
+            "--allow-debug",
+            "--root",
+            root,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "--key".into(),
+            p(&format!("buyer-{k}.key")),
+            "--lead".into(),
+            ids[i].0.clone(),
+            "--out".into(),
+            p(&format!("won-{i}.json")),
+        ])
+        .collect()
+    };
+    let d = decrypt(1, 1);
+    let why = cli_fails(&d.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(why.contains("release.unpaid"), "{why}");
+    // Paid by its seller, auction 0's lead goes to its winner.
+    let d = decrypt(0, 0);
+    cli(&d.iter().map(String::as_str).collect::<Vec<_>>());
+    let got: Value = serde_json::from_slice(&std::fs::read(p("won-0.json")).unwrap()).unwrap();
+    assert_eq!(got, leads[0]["lead"]);
+
+    // Buyer 2 takes its deposit back while the host withholds its settlement past the
+    // settlement window and the withdrawal delay (a host's fault the escrow's delay cannot
+    // cover): the sale stays unpaid, and its lead with the enclave.
+    money_json(&[
+        "buyer",
+        "withdraw",
+        "--account-key",
+        &p("account-2.key"),
+        "--amount",
+        &(20 * USDC).to_string(),
+    ]);
+    pass_delay();
+    let w = money_json(&[
+        "buyer",
+        "withdraw",
+        "--account-key",
+        &p("account-2.key"),
+        "--complete",
+    ]);
+    assert_eq!(w["account"]["balance"], "0", "{w}");
+
     // The host settles from now on: it pays the rest, and finds auction 0 paid already.
     stack.kill_host();
     stack
@@ -416,19 +507,23 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         s0["tx_hash"].is_null(),
         "paid by the seller, not the host: {s0}"
     );
-    for i in [1, 3, 4] {
+    for i in [1, 3, 4, 5] {
         let s = wait_settlement(&stack, &ids[i].0, |s| s["state"] == "settled");
         assert!(s["tx_hash"].is_string(), "{s}");
         assert!(s["gas_used"].as_u64().unwrap() > 21_000, "{s}");
     }
-    // Buyer 2's wins wait for its deposit, with the escrow's reason, and are retried.
-    for i in [2, 5] {
-        let s = wait_settlement(&stack, &ids[i].0, |s| {
-            s["state"] == "pending" && s["attempts"].as_u64().unwrap_or(0) >= 1
-        });
-        let why = s["last_error"].as_str().unwrap_or_default();
-        assert!(why.contains("short of the price"), "{s}");
-    }
+    // Paid: buyer 1's lead is released now.
+    let d = decrypt(1, 1);
+    cli(&d.iter().map(String::as_str).collect::<Vec<_>>());
+    // Buyer 2's win waits for its deposit, with the escrow's reason, and is retried; no lead.
+    let s = wait_settlement(&stack, &ids[2].0, |s| {
+        s["state"] == "pending" && s["attempts"].as_u64().unwrap_or(0) >= 1
+    });
+    let why = s["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("short of the price"), "{s}");
+    let d = decrypt(2, 2);
+    let why = cli_fails(&d.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(why.contains("release.unpaid"), "{why}");
     money_json(&[
         "buyer",
         "deposit",
@@ -437,9 +532,9 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         "--amount",
         &(100 * USDC).to_string(),
     ]);
-    for i in [2, 5] {
-        wait_settlement(&stack, &ids[i].0, |s| s["state"] == "settled");
-    }
+    wait_settlement(&stack, &ids[2].0, |s| s["state"] == "settled");
+    let d = decrypt(2, 2);
+    cli(&d.iter().map(String::as_str).collect::<Vec<_>>());
 
     // The books: every seller is paid its logged prices less the fee, once.
     let fee = |price: u64| price * FEE_BPS / 10_000;
@@ -447,9 +542,9 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     let mut spent = [0u64; 3];
     let mut fees = 0;
     for (i, (_, s)) in ids.iter().enumerate() {
-        let price = amount(i, i % 3);
+        let price = amount(i, winner(i));
         *earned.entry(payouts[*s].as_str()).or_default() += price - fee(price);
-        spent[i % 3] += price;
+        spent[winner(i)] += price;
         fees += fee(price);
     }
     rt.block_on(async {
@@ -462,7 +557,8 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         let mut balances = U256::ZERO;
         for (k, account) in accounts.iter().enumerate() {
             let a = escrow_r.accountOf(*account).call().await.unwrap();
-            let deposited = deposits[k] + if k == 2 { 100 * USDC } else { 0 };
+            // Buyer 2 withdrew its 20 USDC and deposited 100.
+            let deposited = if k == 2 { 100 * USDC } else { deposits[k] };
             assert_eq!(a.balance, U256::from(deposited - spent[k]), "buyer {k}");
             balances += a.balance;
         }
@@ -551,13 +647,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     ]);
     let why = cli_fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(why.contains("unlocks at"), "{why}");
-    rt.block_on(async {
-        let _: Value = reader
-            .raw_request("evm_increaseTime".into(), (3_601u64,))
-            .await
-            .unwrap();
-        let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
-    });
+    pass_delay();
     let w = money_json(&[
         "buyer",
         "withdraw",

@@ -105,6 +105,9 @@ error_codes! {
     EnclaveUnavailable = "enclave.unavailable" => 503,
     /// The enclave has not finished start-up.
     EnclaveNotReady = "enclave.not_ready" => 503,
+    /// The enclave tracks the most bidders with open bids or unpaid wins it holds; retry
+    /// once auctions close and wins are paid.
+    EnclaveDepositBookFull = "enclave.deposit_book_full" => 503,
     /// The enclave answered out of protocol.
     EnclaveProtocol = "enclave.protocol" => 502,
     /// An attestation nonce is not hex, or over 512 bytes.
@@ -154,6 +157,9 @@ error_codes! {
     BidMismatch = "bid.mismatch" => 422,
     /// The same sealed bid was taken before.
     BidReplayed = "bid.replayed" => 409,
+    /// The bidder's escrow deposit, less its pending withdrawal, its other open bids and its
+    /// unpaid wins, does not cover the bid.
+    BidOverDeposit = "bid.over_deposit" => 402,
     /// No auction with this id: no lead with it, or the lead was rejected at intake.
     AuctionUnknown = "auction.unknown" => 404,
     /// The auction holds the most bids one auction takes.
@@ -190,6 +196,9 @@ error_codes! {
     ReleaseNotSold = "release.not_sold" => 403,
     /// The requester is not the auction's winner.
     ReleaseNotWinner = "release.not_winner" => 403,
+    /// The sale's settlement is not paid on chain yet (at the enclave's confirmed block);
+    /// the lead is released once it is.
+    ReleaseUnpaid = "release.unpaid" => 409,
     /// The auction closed longer ago than the release window.
     ReleaseExpired = "release.expired" => 410,
     /// The log entries or proofs the gateway gave for a release do not verify.
@@ -313,6 +322,12 @@ error_codes! {
     LogResetRefused = "log.reset_refused" => 502,
     /// A configured source of the newest signed tree (the bucket's checkpoint, the anchor contract) could not be read or does not verify; the enclave does not boot without it.
     LogFloorUnavailable = "log.floor_unavailable" => 502,
+    /// The enclave could not read its escrow on chain (the RPC provider did not answer, or
+    /// not over verified TLS).
+    ChainUnavailable = "chain.unavailable" => 503,
+    /// The escrow's fee terms are not the enclave's, or its withdrawal delay does not exceed
+    /// the longest auction plus the settlement window; the enclave does not boot.
+    SettlementEscrowMismatch = "settlement.escrow_mismatch" => 500,
     /// Another host session holds the enclave.
     SessionBusy = "session.busy" => 503,
     /// A frame that does not decode as a request.

@@ -136,6 +136,43 @@ impl Enclave {
         Ok(newest)
     }
 
+    /// A settling enclave's escrow must be the one it signs for: its `feeBps` and
+    /// `feeRecipient` the configured ones (they are in every signed settlement), and its
+    /// `withdrawalDelay` longer than the longest auction plus the settlement window plus the
+    /// deposit read age, so money that backs a bid cannot leave before the sale is paid.
+    fn check_escrow(&self) -> Result<(), EnclaveError> {
+        let (Some(cfg), Some(chain)) = (&self.config.settlement, &self.config.escrow_chain) else {
+            return Ok(());
+        };
+        let terms = chain
+            .0
+            .terms()
+            .map_err(|e| EnclaveError::ChainUnavailable(format!("escrow terms: {e}")))?;
+        let escrow = leadgate_verifier::anchor::address_hex(&cfg.domain.escrow);
+        if terms.fee_bps != cfg.fee.fee_bps || terms.fee_recipient != cfg.fee.fee_recipient {
+            return Err(EnclaveError::EscrowMismatch(format!(
+                "the escrow {escrow} takes {} bps for {}; this enclave signs {} bps for {}",
+                terms.fee_bps,
+                leadgate_verifier::anchor::address_hex(&terms.fee_recipient),
+                cfg.fee.fee_bps,
+                leadgate_verifier::anchor::address_hex(&cfg.fee.fee_recipient)
+            )));
+        }
+        let needed_ms = self
+            .config
+            .max_duration_ms
+            .saturating_add(self.config.settlement_window_ms)
+            .saturating_add(self.config.deposit_max_age_ms);
+        if terms.withdrawal_delay_s.saturating_mul(1_000) <= needed_ms {
+            return Err(EnclaveError::EscrowMismatch(format!(
+                "the escrow {escrow}'s withdrawal delay of {} s does not exceed the longest auction, the settlement window and the deposit read age ({needed_ms} ms): a buyer could withdraw what backs a bid before the sale is paid",
+                terms.withdrawal_delay_s
+            )));
+        }
+        tracing::info!(%escrow, fee_bps = terms.fee_bps, withdrawal_delay_s = terms.withdrawal_delay_s, "escrow terms checked");
+        Ok(())
+    }
+
     /// The rest of `Boot`, after [`Enclave::boot_secrets`]: checks the host's tip against
     /// the secrets and enters the restoring phase. No I/O.
     pub fn boot(
@@ -165,6 +202,9 @@ impl Enclave {
                 Ok(None) => {}
                 Err(e) => return err(e),
             }
+        }
+        if let Err(e) = self.check_escrow() {
+            return err(e);
         }
         let origin = self.config.origin.clone();
         let (epoch, frontier) = match tip {
@@ -264,6 +304,13 @@ impl Enclave {
                 bids: SealedBidFilter::new(self.config.bid_filter_bits_log2),
                 sealing: None,
                 sealed_size: 0,
+                deposits: crate::deposits::Deposits::new(
+                    self.config.deposit_max_accounts,
+                    self.config.deposit_max_unpaid,
+                    self.config.deposit_max_age_ms,
+                    self.config.settlement_window_ms,
+                ),
+                started_ms: now_ms,
             }),
         };
         Response::Booted {

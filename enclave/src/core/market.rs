@@ -38,6 +38,8 @@ enum LoggedBid {
 
 /// A bid of an auction being closed, opened.
 struct ClosingBid {
+    /// The `bid.sealed` entry's time, Unix ms.
+    time: u64,
     buyer: [u8; 32],
     commitment: Hash,
     amount: leadgate_verifier::auction::TokenAmount,
@@ -67,30 +69,82 @@ impl Enclave {
         let origin = self.config.origin.as_str();
         let workers = self.config.workers;
         let settles = self.config.settlement.is_some();
+        let escrow = self.config.escrow_chain.clone();
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
         let intake = r.secrets.intake_key();
-        let opened: Vec<Result<VerifiedBid, WireError>> =
+        // Each bid with its deposit account and amount (token units) when settling.
+        type Opened = (VerifiedBid, Option<([u8; 20], u64)>);
+        let opened: Vec<Result<Opened, WireError>> =
             par_map(bids.iter().collect(), workers, |b: &SealedBid| {
                 let v = b.verify(origin)?;
                 let content = open_bid(intake, origin, &v)?;
                 if settles && content.account.is_none() {
                     return Err(EnclaveError::AccountRequired);
                 }
-                Ok(v)
+                let funds = content.account.map(|a| (a.0, content.amount.units()));
+                Ok((v, funds))
             })
             .into_iter()
             .map(|r| r.map_err(WireError::from))
             .collect();
+        // The deposits of the bidders whose last read is stale, in one batch at one block.
+        let mut unreadable: std::collections::HashMap<[u8; 20], WireError> =
+            std::collections::HashMap::new();
+        if let (true, Some(chain)) = (settles, &escrow) {
+            let mut wanted: Vec<([u8; 20], Vec<[u8; 16]>)> = Vec::new();
+            for (_, funds) in opened.iter().flatten() {
+                let Some((account, _)) = funds else { continue };
+                if wanted.iter().any(|(a, _)| a == account) {
+                    continue;
+                }
+                if let Some(ids) = r.deposits.stale(account, now_ms) {
+                    wanted.push((*account, ids));
+                }
+            }
+            let answer = match wanted.is_empty() {
+                true => Ok(Vec::new()),
+                false => chain.0.deposits(&wanted),
+            };
+            match answer {
+                Ok(reads) if reads.len() == wanted.len() => {
+                    for ((account, ids), read) in wanted.iter().zip(&reads) {
+                        if let Err(e) = r.deposits.apply(*account, ids, read, now_ms) {
+                            unreadable.insert(*account, EnclaveError::from(e).into());
+                        }
+                    }
+                }
+                answer => {
+                    let why = match answer {
+                        Err(e) => e,
+                        Ok(_) => "a deposit read answered for other buyers".into(),
+                    };
+                    tracing::warn!(error = %why, "deposit read failed");
+                    for (account, _) in wanted {
+                        unreadable
+                            .insert(account, EnclaveError::ChainUnavailable(why.clone()).into());
+                    }
+                }
+            }
+        }
         let mut logged = Vec::with_capacity(opened.len());
         for o in opened {
-            let entry = o.and_then(|bid| {
+            let entry = o.and_then(|(bid, funds)| {
                 let refuse = |why: BidRefusal| WireError::from(EnclaveError::from(why));
                 let key = auction_key(&bid.auction_id).ok_or(refuse(BidRefusal::Unknown))?;
                 r.book.check_bid(&key, now_ms).map_err(refuse)?;
                 if r.bids.seen(&bid.commitment) {
                     return Err(refuse(BidRefusal::Replayed));
+                }
+                let funds = funds.filter(|_| settles);
+                if let Some((account, amount)) = funds {
+                    if let Some(e) = unreadable.get(&account) {
+                        return Err(e.clone());
+                    }
+                    r.deposits
+                        .commit(&account, amount)
+                        .map_err(|e| WireError::from(EnclaveError::from(e)))?;
                 }
                 let event = Event::BidSealed(BidSealed {
                     time: now_ms,
@@ -98,10 +152,15 @@ impl Enclave {
                     buyer: hex::encode(bid.buyer),
                     commitment: hex::encode(bid.commitment),
                 });
-                let unsigned = r
-                    .log
-                    .append_unsigned(&event)
-                    .map_err(|e| WireError::from(EnclaveError::from(e)))?;
+                let unsigned = match r.log.append_unsigned(&event) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        if let Some((account, amount)) = funds {
+                            r.deposits.uncommit(&account, amount);
+                        }
+                        return Err(EnclaveError::from(e).into());
+                    }
+                };
                 r.book.record_bid(&key, &unsigned.leaf_hash());
                 r.bids.record(&bid.commitment);
                 Ok(LoggedBid::Appended {
@@ -225,6 +284,7 @@ impl Enclave {
                     .and_then(|d| open_logged_bid(intake, origin, &d, &commitment, id, &buyer))
                     .map_err(|e| close_invalid(format!("sealed bid {i}: {e}")))?;
                 Ok(ClosingBid {
+                    time: e.time,
                     buyer,
                     commitment,
                     amount: content.amount,
@@ -285,8 +345,26 @@ impl Enclave {
                 seed: hex::encode(seed),
             }),
         };
+        let won = match (&event, winner) {
+            (Event::AuctionClosed(c), Some(b)) if c.settlement.is_some() => {
+                b.account.map(|a| (a.0, c.price.units()))
+            }
+            _ => None,
+        };
         let appended = r.log.append(r.secrets.log_key(), &event)?;
         r.book.close(&key);
+        // The bids this process counted against deposits are free now; the win is counted
+        // until a read shows it paid.
+        if settlement.is_some() {
+            for b in bids.iter().filter(|b| b.time >= r.started_ms) {
+                if let Some(a) = b.account {
+                    r.deposits.uncommit(&a.0, b.amount.units());
+                }
+            }
+            if let Some((account, price)) = won {
+                r.deposits.won(account, key, price, now_ms);
+            }
+        }
         Ok(appended)
     }
 
@@ -303,6 +381,7 @@ impl Enclave {
         let origin = self.config.origin.as_str();
         let window = self.config.replay_window_ms;
         let release_window = self.config.release_window_ms;
+        let escrow = self.config.escrow_chain.clone();
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
@@ -323,6 +402,22 @@ impl Enclave {
         }
         if closed.time.saturating_add(release_window) <= now_ms {
             return err(EnclaveError::ReleaseExpired);
+        }
+        // A sale with a settlement is released only once it is paid: then its payment can no
+        // longer fail (read at the confirmed block).
+        if closed.settlement.is_some() {
+            let Some(id) = auction_key(&request.lead_id) else {
+                return err(proof_invalid("the lead id is malformed"));
+            };
+            let paid = match &escrow {
+                Some(chain) => chain.0.settled(&id),
+                None => Err("this enclave does not read the escrow".into()),
+            };
+            match paid {
+                Ok(true) => {}
+                Ok(false) => return err(EnclaveError::ReleaseUnpaid(request.lead_id.clone())),
+                Err(e) => return err(EnclaveError::ChainUnavailable(e)),
+            }
         }
         let (Some(ct_sha), Some(winner_hpke)) = (
             hex32(&accepted.ciphertext_sha256),
