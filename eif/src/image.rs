@@ -77,6 +77,8 @@ pub struct Inputs {
     pub kms_key_arn: String,
     /// Where a restarted enclave reads its floor ([`layout::environment`]).
     pub floor: layout::FloorSources,
+    /// The escrow a settling enclave signs for and reads ([`layout::environment`]).
+    pub escrow: Option<layout::EscrowSettings>,
     /// Where the inputs were built from; recorded, never measured.
     pub provenance: Provenance,
 }
@@ -217,7 +219,7 @@ pub fn build(
             .unwrap_or_else(|| "unknown".to_owned())
     };
 
-    let env = layout::environment(&inputs.kms_key_arn, &inputs.floor)?;
+    let env = layout::environment(&inputs.kms_key_arn, &inputs.floor, inputs.escrow.as_ref())?;
     let bootstrap = layout::bootstrap_ramdisk(init.clone(), nsm_ko.clone())?;
     let customer = layout::customer_ramdisk(binary.clone(), &env)?;
     let bootstrap_path = out.join(files::BOOTSTRAP);

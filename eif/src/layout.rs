@@ -19,6 +19,28 @@ pub const FLOOR_CHECKPOINT_PROXY: &str = "vsock://3:8001";
 /// The host's vsock-proxy to the host of the floor anchor's JSON-RPC URL: port 8002.
 pub const FLOOR_ANCHOR_PROXY: &str = "vsock://3:8002";
 
+/// The host's vsock-proxy to the host of the escrow's JSON-RPC URL: port 8003.
+pub const ESCROW_PROXY: &str = "vsock://3:8003";
+
+/// The `LeadEscrow` a settling enclave signs for and reads (`leadgate_enclave::chain`): in the
+/// image, so that buyers and sellers who check PCR0 know which escrow, fee and RPC provider it
+/// uses, and the host cannot change them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EscrowSettings {
+    /// The escrow contract, `0x` and 40 hex digits.
+    pub escrow: String,
+    /// Its EIP-155 chain id.
+    pub chain_id: u64,
+    /// Its fee, basis points (0 to 10,000).
+    pub fee_bps: u16,
+    /// Its fee recipient (`0x` and 40 hex digits); none when the fee is 0.
+    pub fee_recipient: Option<String>,
+    /// The JSON-RPC URL (`https://`) the enclave reads it from, through [`ESCROW_PROXY`].
+    pub rpc: String,
+    /// Blocks below the newest that reads are made at.
+    pub confirmations: u64,
+}
+
 /// Where a restarted enclave reads its floor (the newest tree the log may have signed, see
 /// `leadgate_enclave::floor`): baked into the image, so that the host cannot change them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +64,10 @@ pub enum LayoutError {
     /// the vsock proxy), or an anchor contract that is not `0x` and 40 hex digits.
     #[error("floor source {0:?}: expected an https:// URL without spaces (a contract: 0x and 40 hex digits)")]
     BadFloorSource(String),
+    /// Escrow settings with an RPC URL that is not `https://`, an address that is not `0x` and
+    /// 40 hex digits, or a fee over 10,000 bps.
+    #[error("escrow setting {0:?}: expected an https:// RPC URL, 0x and 40 hex digits, a fee of at most 10,000 bps")]
+    BadEscrow(String),
     /// A ramdisk could not be assembled.
     #[error(transparent)]
     Cpio(#[from] CpioError),
@@ -50,10 +76,16 @@ pub enum LayoutError {
 /// The enclave's environment, one `KEY=VALUE` per item, in the order written to `env`. These
 /// are the settings a production enclave must not take from its untrusted host: they are in
 /// the customer ramdisk, so PCR0 and PCR2 name the KMS key the enclave unseals with and the
-/// places it reads its floor from (`LEADGATE_FLOOR_*`, only those given).
+/// places it reads its floor from (`LEADGATE_FLOOR_*`, only those given), and the escrow it
+/// settles on (`LEADGATE_ESCROW*`, `LEADGATE_FEE_*`, if given).
 ///
-/// Errors: [`LayoutError::BadKmsKeyArn`], [`LayoutError::BadFloorSource`].
-pub fn environment(kms_key_arn: &str, floor: &FloorSources) -> Result<Vec<String>, LayoutError> {
+/// Errors: [`LayoutError::BadKmsKeyArn`], [`LayoutError::BadFloorSource`],
+/// [`LayoutError::BadEscrow`].
+pub fn environment(
+    kms_key_arn: &str,
+    floor: &FloorSources,
+    escrow: Option<&EscrowSettings>,
+) -> Result<Vec<String>, LayoutError> {
     let parts: Vec<&str> = kms_key_arn.splitn(6, ':').collect();
     let well_formed = parts.len() == 6
         && parts[0] == "arn"
@@ -67,9 +99,16 @@ pub fn environment(kms_key_arn: &str, floor: &FloorSources) -> Result<Vec<String
     if !well_formed {
         return Err(LayoutError::BadKmsKeyArn(kms_key_arn.to_owned()));
     }
-    let https = |url: &str| {
+    let is_https = |url: &str| {
         url.strip_prefix("https://")
             .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
+    };
+    let is_address = |a: &str| {
+        a.strip_prefix("0x")
+            .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let https = |url: &str| {
+        is_https(url)
             .then_some(())
             .ok_or_else(|| LayoutError::BadFloorSource(url.to_owned()))
     };
@@ -90,15 +129,36 @@ pub fn environment(kms_key_arn: &str, floor: &FloorSources) -> Result<Vec<String
     }
     if let Some((rpc, contract)) = &floor.anchor {
         https(rpc)?;
-        let hex40 = contract
-            .strip_prefix("0x")
-            .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !hex40 {
+        if !is_address(contract) {
             return Err(LayoutError::BadFloorSource(contract.clone()));
         }
         env.push(format!("LEADGATE_FLOOR_ANCHOR_RPC={rpc}"));
         env.push(format!("LEADGATE_FLOOR_ANCHOR_CONTRACT={contract}"));
         env.push(format!("LEADGATE_FLOOR_ANCHOR_VIA={FLOOR_ANCHOR_PROXY}"));
+    }
+    if let Some(e) = escrow {
+        let bad = |what: &str| LayoutError::BadEscrow(what.to_owned());
+        if !is_https(&e.rpc) {
+            return Err(bad(&e.rpc));
+        }
+        if !is_address(&e.escrow) {
+            return Err(bad(&e.escrow));
+        }
+        if e.fee_bps > 10_000 {
+            return Err(bad(&e.fee_bps.to_string()));
+        }
+        env.push(format!("LEADGATE_ESCROW={}", e.escrow.to_ascii_lowercase()));
+        env.push(format!("LEADGATE_ESCROW_CHAIN_ID={}", e.chain_id));
+        env.push(format!("LEADGATE_FEE_BPS={}", e.fee_bps));
+        if let Some(r) = &e.fee_recipient {
+            if !is_address(r) {
+                return Err(bad(r));
+            }
+            env.push(format!("LEADGATE_FEE_RECIPIENT={}", r.to_ascii_lowercase()));
+        }
+        env.push(format!("LEADGATE_ESCROW_RPC={}", e.rpc));
+        env.push(format!("LEADGATE_ESCROW_RPC_VIA={ESCROW_PROXY}"));
+        env.push(format!("LEADGATE_ESCROW_CONFIRMATIONS={}", e.confirmations));
     }
     Ok(env)
 }
@@ -149,12 +209,13 @@ mod tests {
     fn kms_key_arns() {
         let ok = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
         let none = FloorSources::default();
-        let env = environment(ok, &none).unwrap();
+        let env = environment(ok, &none, None).unwrap();
         assert!(env.contains(&format!("LEADGATE_KMS_KEY_ARN={ok}")));
         assert!(!env.iter().any(|e| e.starts_with("LEADGATE_FLOOR")));
         assert!(environment(
             "arn:aws-cn:kms:cn-north-1:111122223333:alias/leadgate",
-            &none
+            &none,
+            None
         )
         .is_ok());
         for bad in [
@@ -167,7 +228,7 @@ mod tests {
             "arn:aws:kms:eu-west-1:111122223333:key/x\nLEADGATE_SEALING=dev",
             "arn:aws:kms:eu-west-1:111122223333:key/x y",
         ] {
-            assert!(environment(bad, &none).is_err(), "{bad:?}");
+            assert!(environment(bad, &none, None).is_err(), "{bad:?}");
         }
     }
 
@@ -179,7 +240,7 @@ mod tests {
             checkpoint: Some("https://log.example.com/leadgate/checkpoint".into()),
             anchor: Some(("https://rpc.example.com/v1".into(), contract.clone())),
         };
-        let env = environment(arn, &floor).unwrap();
+        let env = environment(arn, &floor, None).unwrap();
         for line in [
             "LEADGATE_FLOOR_CHECKPOINT=https://log.example.com/leadgate/checkpoint".to_owned(),
             format!("LEADGATE_FLOOR_CHECKPOINT_VIA={FLOOR_CHECKPOINT_PROXY}"),
@@ -208,7 +269,65 @@ mod tests {
             },
         ] {
             assert!(
-                matches!(environment(arn, &bad), Err(LayoutError::BadFloorSource(_))),
+                matches!(
+                    environment(arn, &bad, None),
+                    Err(LayoutError::BadFloorSource(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_escrow_is_in_the_environment_and_checked() {
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let escrow = EscrowSettings {
+            escrow: format!("0x{}", "E5".repeat(20)),
+            chain_id: 8453,
+            fee_bps: 250,
+            fee_recipient: Some(format!("0x{}", "fe".repeat(20))),
+            rpc: "https://rpc.example.com/v1".into(),
+            confirmations: 12,
+        };
+        let env = environment(arn, &FloorSources::default(), Some(&escrow)).unwrap();
+        for line in [
+            format!("LEADGATE_ESCROW=0x{}", "e5".repeat(20)),
+            "LEADGATE_ESCROW_CHAIN_ID=8453".to_owned(),
+            "LEADGATE_FEE_BPS=250".to_owned(),
+            format!("LEADGATE_FEE_RECIPIENT=0x{}", "fe".repeat(20)),
+            "LEADGATE_ESCROW_RPC=https://rpc.example.com/v1".to_owned(),
+            format!("LEADGATE_ESCROW_RPC_VIA={ESCROW_PROXY}"),
+            "LEADGATE_ESCROW_CONFIRMATIONS=12".to_owned(),
+        ] {
+            assert!(env.contains(&line), "{line} missing from {env:?}");
+        }
+        for bad in [
+            EscrowSettings {
+                rpc: "http://rpc.example.com".into(),
+                ..escrow.clone()
+            },
+            EscrowSettings {
+                rpc: "https://rpc.example.com/\nLEADGATE_SEALING=dev".into(),
+                ..escrow.clone()
+            },
+            EscrowSettings {
+                escrow: "0x1234".into(),
+                ..escrow.clone()
+            },
+            EscrowSettings {
+                fee_recipient: Some("fee".into()),
+                ..escrow.clone()
+            },
+            EscrowSettings {
+                fee_bps: 10_001,
+                ..escrow.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    environment(arn, &FloorSources::default(), Some(&bad)),
+                    Err(LayoutError::BadEscrow(_))
+                ),
                 "{bad:?}"
             );
         }

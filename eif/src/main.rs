@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use leadgate_eif::image::{self, Inputs, Provenance};
-use leadgate_eif::layout::FloorSources;
+use leadgate_eif::layout::{EscrowSettings, FloorSources};
 
 /// Builds `leadgate-enclave.eif`, `pcr.json`, `manifest.json` and both ramdisks into --out.
 #[derive(Parser, Debug)]
@@ -39,6 +39,25 @@ struct Args {
     /// The CheckpointAnchor contract (0x and 40 hex digits) for --floor-anchor-rpc.
     #[arg(long, requires = "floor_anchor_rpc")]
     floor_anchor_contract: Option<String>,
+    /// Settle every sale on this `LeadEscrow` (0x and 40 hex digits), read through the
+    /// parent's vsock-proxy on port 8003 at --escrow-rpc (part of PCR0 and PCR2).
+    #[arg(long, requires = "escrow_chain_id", requires = "escrow_rpc")]
+    escrow: Option<String>,
+    /// The escrow's EIP-155 chain id.
+    #[arg(long, requires = "escrow")]
+    escrow_chain_id: Option<u64>,
+    /// The escrow's JSON-RPC URL (https://).
+    #[arg(long, requires = "escrow")]
+    escrow_rpc: Option<String>,
+    /// Blocks below the newest the enclave reads the escrow at.
+    #[arg(long, default_value_t = 0, requires = "escrow")]
+    escrow_confirmations: u64,
+    /// The escrow's fee, basis points (the contract's `feeBps`).
+    #[arg(long, default_value_t = 0, requires = "escrow")]
+    fee_bps: u16,
+    /// The escrow's fee recipient (the contract's `feeRecipient`).
+    #[arg(long, requires = "escrow")]
+    fee_recipient: Option<String>,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -82,6 +101,17 @@ fn main() -> anyhow::Result<()> {
         floor: FloorSources {
             checkpoint: a.floor_checkpoint,
             anchor: a.floor_anchor_rpc.zip(a.floor_anchor_contract),
+        },
+        escrow: match (a.escrow, a.escrow_chain_id, a.escrow_rpc) {
+            (Some(escrow), Some(chain_id), Some(rpc)) => Some(EscrowSettings {
+                escrow,
+                chain_id,
+                fee_bps: a.fee_bps,
+                fee_recipient: a.fee_recipient,
+                rpc,
+                confirmations: a.escrow_confirmations,
+            }),
+            _ => None,
         },
         provenance: Provenance {
             commit: a.commit.to_ascii_lowercase(),

@@ -103,6 +103,7 @@ fn the_image_ramdisks_read_back() {
     let env = layout::environment(
         "arn:aws:kms:eu-west-1:111122223333:key/1234abcd",
         &layout::FloorSources::default(),
+        None,
     )
     .unwrap();
     let env_file: String = env.iter().map(|l| format!("{l}\n")).collect();

@@ -30,6 +30,7 @@ pub fn stand_in_inputs(dir: &Path) -> Inputs {
         stand_in_kernel: true,
         kms_key_arn: ARN.to_owned(),
         floor: Default::default(),
+        escrow: None,
         provenance: Provenance {
             commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
             commit_time: 1_796_061_599,
