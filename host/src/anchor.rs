@@ -17,15 +17,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, FixedBytes, B256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
+use alloy::providers::{DynProvider, Provider};
 use leadgate_protocol::AnchorTarget;
 use leadgate_verifier::merkle::{self, Hash};
 use serde_bytes::ByteBuf;
 use tokio::sync::Notify;
 
+use crate::chain::Sent;
 use crate::storage::{AnchorRecord, Store};
 
 alloy::sol!(
@@ -132,16 +131,8 @@ impl Anchorer {
     /// # Errors
     /// A bad RPC URL or account key.
     pub fn new(store: Store, config: AnchorConfig) -> anyhow::Result<Arc<Self>> {
-        let signer = PrivateKeySigner::from_bytes(&B256::from(config.account_key))
-            .map_err(|e| anyhow::anyhow!("anchoring account key: {e}"))?;
-        let url = config
-            .rpc_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("anchor RPC URL {:?}: {e}", config.rpc_url))?;
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer))
-            .connect_http(url)
-            .erased();
+        let provider =
+            crate::chain::wallet_provider(&config.rpc_url, &config.account_key, "anchoring")?;
         let contract = CheckpointAnchor::new(Address::from(config.contract), provider.clone());
         Ok(Arc::new(Self {
             store,
@@ -249,26 +240,18 @@ impl Anchorer {
         // A transaction already sent: follow it rather than send another.
         if let Some(tx) = row.tx_hash {
             let hash = B256::from(tx);
-            match self
-                .provider
-                .get_transaction_receipt(hash)
+            match crate::chain::follow(&self.provider, hash)
                 .await
                 .map_err(rpc)?
             {
-                Some(r) if r.status() => {
-                    let mined = (r.block_number.unwrap_or_default(), r.gas_used);
-                    return self.mark_anchored(row, Some(&tx), Some(mined)).await;
+                Sent::Mined { block, gas_used } => {
+                    return self
+                        .mark_anchored(row, Some(&tx), Some((block, gas_used)))
+                        .await;
                 }
-                Some(_) => {} // reverted: the chain check below decides
-                None => {
-                    let known = self
-                        .provider
-                        .get_transaction_by_hash(hash)
-                        .await
-                        .map_err(rpc)?;
-                    if known.is_some() {
-                        return Err(AnchorError::Pending(format!("{hash}")));
-                    }
+                Sent::Reverted => {} // the chain check below decides
+                Sent::Pending => return Err(AnchorError::Pending(format!("{hash}"))),
+                Sent::Gone => {
                     tracing::warn!(size = row.size, tx = %hash, "anchoring transaction is gone from the node; checking the chain");
                 }
             }

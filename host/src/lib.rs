@@ -5,13 +5,14 @@
 //! plaintext and signs nothing; clients verify what it serves.
 //!
 //! Layout: [`anchor`] (on-chain anchoring, alloy), [`api`] (HTTP routes), [`aws_credentials`]
-//! (credentials lent to the enclave's KMS sealer), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up, the submit
+//! (credentials lent to the enclave's KMS sealer), [`chain`] (a gas account's provider; a sent transaction followed), [`clock`] (Unix ms), [`gateway`] (enclave link, boot, catch-up, the submit
 //! pipeline and the store-then-answer rule), [`http`] (the HTTP server under connection, header and body limits), [`link`] (the pipelined enclave connection), [`metrics`] (`GET /metrics`), [`settle`] (submitting the enclave's settlements, alloy), [`storage`] (sqlx), [`ratelimit`], [`error`] (JSON errors).
 #![forbid(unsafe_code)]
 
 pub mod anchor;
 pub mod api;
 pub mod aws_credentials;
+pub mod chain;
 pub mod clock;
 pub mod error;
 pub mod gateway;

@@ -22,14 +22,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, FixedBytes, B256, U256};
-use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
+use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider};
 use leadgate_verifier::api::{SettlementState, SettlementStatus};
 use leadgate_verifier::settlement::EthAddress;
 use tokio::sync::Notify;
 
+use crate::chain::Sent;
 use crate::storage::{Store, StoreError};
 
 alloy::sol!(
@@ -176,16 +175,8 @@ impl Settler {
     /// # Errors
     /// A bad RPC URL or account key.
     pub fn new(store: Store, config: SettleConfig) -> anyhow::Result<Arc<Self>> {
-        let signer = PrivateKeySigner::from_bytes(&B256::from(config.account_key))
-            .map_err(|e| anyhow::anyhow!("settling account key: {e}"))?;
-        let url = config
-            .rpc_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("settlement RPC URL {:?}: {e}", config.rpc_url))?;
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer))
-            .connect_http(url)
-            .erased();
+        let provider =
+            crate::chain::wallet_provider(&config.rpc_url, &config.account_key, "settling")?;
         let escrow = LeadEscrow::new(Address::from(config.escrow), provider.clone());
         Ok(Arc::new(Self {
             store,
@@ -330,30 +321,19 @@ impl Settler {
         // A transaction already sent: follow it rather than send another.
         if let Some(tx) = &row.tx_hash {
             let hash: B256 = tx.parse().map_err(rpc)?;
-            match self
-                .provider
-                .get_transaction_receipt(hash)
+            match crate::chain::follow(&self.provider, hash)
                 .await
                 .map_err(rpc)?
             {
-                Some(r) if r.status() => {
-                    let mined = (r.block_number.unwrap_or_default(), r.gas_used);
+                Sent::Mined { block, gas_used } => {
                     return self
-                        .mark_settled(row, Some(&hash.0), Some(mined))
+                        .mark_settled(row, Some(&hash.0), Some((block, gas_used)))
                         .await
                         .map(|()| None);
                 }
-                Some(_) => {} // reverted: the checks below decide
-                None => {
-                    if self
-                        .provider
-                        .get_transaction_by_hash(hash)
-                        .await
-                        .map_err(rpc)?
-                        .is_some()
-                    {
-                        return Ok(None); // still waiting to be mined
-                    }
+                Sent::Reverted => {}              // the checks below decide
+                Sent::Pending => return Ok(None), // still waiting to be mined
+                Sent::Gone => {
                     tracing::warn!(auction = %row.auction_id, tx = %hash, "settling transaction is gone from the node; checking the escrow");
                 }
             }
