@@ -87,7 +87,12 @@ pub async fn request(
     let response = if u.tls {
         let roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder()
+        // The provider named, as the KMS client does: with both of rustls's providers
+        // compiled in (feature unification in a workspace build), `builder()` cannot choose.
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS settings: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(u.host.to_owned())
