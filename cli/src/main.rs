@@ -10,6 +10,7 @@ mod chain;
 mod escrow;
 mod http;
 mod pcr;
+mod rules;
 mod seller;
 mod verify;
 
@@ -194,6 +195,7 @@ impl AuctionArgs {
                 }
             }),
             payout: self.payout,
+            off_site: false,
         }))
     }
 }
@@ -301,6 +303,9 @@ enum BuyerCmd {
         #[arg(long)]
         account: String,
     },
+    /// Your auto-bid rule set: the enclave bids for you on every lead it matches.
+    #[command(subcommand)]
+    Rules(RulesCmd),
     /// Ask for won leads, prove each lead.released in a checkpoint, then decrypt.
     Decrypt {
         /// Gateway base URL.
@@ -323,6 +328,55 @@ enum BuyerCmd {
         /// Directory for --won (one {lead_id}.json each).
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Seal a rule set (a JSON file: the gates, `max_bid`, `daily_budget`; docs/PROTOCOL.md
+    /// §4) to the attested enclave, replacing your active one; keeps it in --out.
+    Set {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Buyer key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The rule set (JSON), without `buyer`, `buyer_hpke` and `issued_at_ms`.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Your deposit address in the escrow, which pays the bids made under the rules
+        /// (required by a gateway that settles on chain).
+        #[arg(long)]
+        account: Option<leadgate_verifier::settlement::EthAddress>,
+        /// Your rule sets (JSON lines, appended): keep them to verify the enclave's bids.
+        #[arg(long, default_value = "my-rules.jsonl")]
+        out: PathBuf,
+    },
+    /// Your logged rule changes, with the rules you kept for each (JSON lines).
+    Show {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        /// Buyer key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Your rule sets, as `rules set` kept them.
+        #[arg(long, default_value = "my-rules.jsonl")]
+        rules: PathBuf,
+    },
+    /// Cancel your active rule set: the enclave bids for you no more.
+    Cancel {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Buyer key file.
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -457,6 +511,11 @@ enum VerifyCmd {
         /// Your bid records from `buyer bid --out`.
         #[arg(long)]
         my_bid: Option<PathBuf>,
+        /// Your rule sets from `buyer rules set --out`: instead of auctions, check from the
+        /// whole log that the enclave bid for you exactly when your rules matched and your
+        /// budget allowed.
+        #[arg(long, conflicts_with_all = ["id", "my_bid"])]
+        my_rules: Option<PathBuf>,
         /// Parallel requests.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -580,6 +639,31 @@ fn run() -> anyhow::Result<()> {
             retry_for: std::time::Duration::from_secs(retry_for_secs),
         }),
         Cmd::Buyer(BuyerCmd::Keygen { out }) => buyer::keygen(&out),
+        Cmd::Buyer(BuyerCmd::Rules(RulesCmd::Set {
+            gateway,
+            trust,
+            key,
+            rules,
+            account,
+            out,
+        })) => rules::set(rules::SetArgs {
+            gateway,
+            trust,
+            key,
+            rules,
+            account,
+            out,
+        }),
+        Cmd::Buyer(BuyerCmd::Rules(RulesCmd::Show {
+            gateway,
+            key,
+            rules,
+        })) => rules::show(&gateway, &key, &rules),
+        Cmd::Buyer(BuyerCmd::Rules(RulesCmd::Cancel {
+            gateway,
+            trust,
+            key,
+        })) => rules::cancel(&gateway, &trust, &key),
         Cmd::Buyer(BuyerCmd::Auctions {
             gateway,
             trust,
@@ -642,6 +726,7 @@ fn run() -> anyhow::Result<()> {
             log_key,
             trust,
             my_bid,
+            my_rules,
             concurrency,
         }) => verify::auction(&verify::AuctionArgs {
             id: id.as_deref(),
@@ -650,6 +735,7 @@ fn run() -> anyhow::Result<()> {
             log_key: log_key.as_deref(),
             trust: &trust,
             my_bids: my_bid.as_deref(),
+            my_rules: my_rules.as_deref(),
             concurrency,
         }),
         Cmd::Verify(VerifyCmd::Settlement {

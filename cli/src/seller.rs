@@ -75,6 +75,7 @@ pub fn read_leads(
                 duration_ms: o.duration_ms.or(d.duration_ms),
                 pricing: o.pricing.or(d.pricing),
                 payout: o.payout.or(d.payout),
+                off_site: false,
             }),
             (o, d) => o.or(d),
         };

@@ -95,7 +95,7 @@ fn with_bids(
     let (mut e, _, _, epoch) = enclave(dir, Some(sealed.clone()));
     let mut stored = Stored::default();
     stored.store(&epoch);
-    let Response::Submitted { results } = e.handle(
+    let Response::Submitted { results, .. } = e.handle(
         Request::Submit {
             leads: vec![lead.clone()],
         },
@@ -168,6 +168,7 @@ fn enclave_flows(c: &mut Criterion) {
         duration_ms: Some(1_000),
         pricing: None,
         payout: None,
+        off_site: false,
     };
     let seller = SigningKey::from_bytes(&[1u8; 32]);
     let lead = seal_lead_with_terms(

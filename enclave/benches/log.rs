@@ -44,6 +44,7 @@ fn event(i: u64) -> Event {
             closes_at: 1_790_003_600_000 + i,
             pricing: Pricing::FirstPrice,
             payout: None,
+            off_site: false,
         },
     })
 }
@@ -131,7 +132,7 @@ fn bench(c: &mut Criterion) {
             seal_lead(&seller, &keys.intake_key, &keys.origin, &lead, now).unwrap()
         })
         .collect();
-    let Response::Submitted { results } = e.handle(Request::Submit { leads }, now + 2) else {
+    let Response::Submitted { results, .. } = e.handle(Request::Submit { leads }, now + 2) else {
         panic!()
     };
     let auctions: Vec<String> = results

@@ -127,6 +127,7 @@ impl Driver {
             duration_ms: Some(duration_ms),
             pricing: None,
             payout: None,
+            off_site: false,
         };
         seal_lead_with_terms(
             &self.seller,
@@ -144,7 +145,7 @@ impl Driver {
     fn list(&mut self, n: usize, duration_ms: u64, every: usize) -> Vec<Pending> {
         let now = now_ms();
         let leads: Vec<SealedLead> = (0..n).map(|_| self.lead(duration_ms, now)).collect();
-        let Response::Submitted { results } = call(
+        let Response::Submitted { results, .. } = call(
             &mut self.s,
             &Request::Submit {
                 leads: leads.clone(),

@@ -8,6 +8,7 @@
 //! The flows: `boot.rs` (start-up), `intake.rs` (lead submission), `market.rs` (bids, closes,
 //! releases); checkpoints, attestation and status here.
 
+mod autobid;
 mod boot;
 mod intake;
 mod market;
@@ -112,6 +113,9 @@ pub struct EnclaveConfig {
     pub deposit_max_unpaid: usize,
     /// See [`EnclaveConfig::deposit_max_accounts`].
     pub deposit_max_age_ms: u64,
+    /// Most buyers with an active auto-bid rule set, or a cancellation within the replay
+    /// window (default 8,192; see [`crate::autobid`]).
+    pub rule_book_capacity: usize,
 }
 
 /// The escrow reads of a settling enclave: [`crate::chain::RpcEscrow`] in the binary.
@@ -165,6 +169,7 @@ impl EnclaveConfig {
             deposit_max_accounts: crate::deposits::DEFAULT_MAX_ACCOUNTS,
             deposit_max_unpaid: crate::deposits::DEFAULT_MAX_UNPAID,
             deposit_max_age_ms: crate::deposits::DEFAULT_MAX_AGE_MS,
+            rule_book_capacity: crate::autobid::DEFAULT_CAPACITY,
         }
     }
 
@@ -223,6 +228,9 @@ impl EnclaveConfig {
         if self.state_interval_entries == 0 {
             return bad("state_interval_entries", "must be above 0".into());
         }
+        if self.rule_book_capacity == 0 {
+            return bad("rule_book_capacity", "must be at least 1".into());
+        }
         if self.seller_cache_capacity == 0 {
             return bad("seller_cache_capacity", "must be at least 1".into());
         }
@@ -270,6 +278,7 @@ impl EnclaveConfig {
             closes_at: now_ms.checked_add(duration)?,
             pricing: asked.pricing.unwrap_or(Pricing::FirstPrice),
             payout: asked.payout,
+            off_site: asked.off_site,
         })
     }
 }
@@ -282,6 +291,8 @@ struct Running {
     bids: SealedBidFilter,
     sellers: SellerKeys,
     book: AuctionBook,
+    /// Buyers' auto-bid rule sets and budgets.
+    rules: crate::autobid::RuleBook,
     /// Appends the host has not confirmed durable.
     journal: Journal,
     /// The log size of the state whose parts are being handed out (see [`crate::state`]).
@@ -417,6 +428,7 @@ impl Enclave {
             }
             Request::LoadState { part } => self.load_state(part),
             Request::Restore { from, leaves } => self.restore(from, leaves),
+            Request::LoadRules { sets } => self.load_rules(&sets),
             Request::Start => {
                 let resp = self.start(now_ms);
                 if let (Response::Started { appended }, Some(r)) = (&resp, self.phase.serving()) {
@@ -433,14 +445,21 @@ impl Enclave {
                             .iter()
                             .map(|_| SubmitOutcome::Refused(wire.clone()))
                             .collect(),
+                        bids: Vec::new(),
                     };
                 }
                 let resp = self.submit(&leads, now_ms);
-                if let (Response::Submitted { results }, Some(r)) = (&resp, self.phase.serving()) {
+                if let (Response::Submitted { results, bids }, Some(r)) =
+                    (&resp, self.phase.serving())
+                {
+                    // In log order: the leads, then the bids made under rule sets.
                     for (lead, result) in leads.into_iter().zip(results) {
                         if let SubmitOutcome::Logged { appended, .. } = result {
                             r.journal(appended, JournalRecord::Lead(lead));
                         }
+                    }
+                    for b in bids {
+                        r.journal(&b.appended, JournalRecord::Bid(b.sealed.clone()));
                     }
                 }
                 resp
@@ -462,6 +481,28 @@ impl Enclave {
                             r.journal(appended, JournalRecord::Bid(bid));
                         }
                     }
+                }
+                resp
+            }
+            Request::SetRules { rules } => {
+                if let Some(full) = self.journal_full() {
+                    return err(full);
+                }
+                let resp = self.set_rules(&rules, now_ms);
+                if let (Response::RulesLogged { appended }, Some(r)) = (&resp, self.phase.serving())
+                {
+                    r.journal(appended, JournalRecord::Rules(rules));
+                }
+                resp
+            }
+            Request::CancelRules { cancel } => {
+                if let Some(full) = self.journal_full() {
+                    return err(full);
+                }
+                let resp = self.cancel_rules(&cancel, now_ms);
+                if let (Response::RulesLogged { appended }, Some(r)) = (&resp, self.phase.serving())
+                {
+                    r.journal(appended, JournalRecord::None);
                 }
                 resp
             }
@@ -668,7 +709,7 @@ impl Enclave {
             r.sealing = Some(size);
             r.sealed_size = size;
         }
-        let count = crate::state::part_count(r.log.frontier(), &r.book, &r.tags);
+        let count = crate::state::part_count(r.log.frontier(), &r.book, &r.rules, &r.tags);
         if r.sealing != Some(size) || part >= count {
             r.sealing = None;
             return err(EnclaveError::StateInvalid(
@@ -681,6 +722,7 @@ impl Enclave {
             &origin,
             r.log.frontier(),
             &r.book,
+            &r.rules,
             &r.tags,
             part,
         );

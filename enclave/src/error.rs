@@ -4,6 +4,7 @@
 
 use leadgate_protocol::{FrameError, WireError};
 use leadgate_verifier::anchor::AnchorError;
+use leadgate_verifier::autobid::RulesError;
 use leadgate_verifier::bid::BidError;
 use leadgate_verifier::event::EventError;
 use leadgate_verifier::intake::SubmissionError;
@@ -181,6 +182,25 @@ pub enum EnclaveError {
     /// `enclave.deposit_book_full`.
     #[error(transparent)]
     Deposit(#[from] crate::deposits::DepositRefusal),
+    /// The rule set or cancellation does not decode, verify or open. `rules.*`.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// The rule book refuses the change. `rules.stale`, `rules.replayed`, `rules.not_active`,
+    /// `enclave.rule_book_full`.
+    #[error("{}", match .0 {
+        crate::autobid::RuleRefusal::Stale => "issued_at_ms is outside the accepted window",
+        crate::autobid::RuleRefusal::Replayed => "issued_at_ms is not later than the buyer's last rule change",
+        crate::autobid::RuleRefusal::NotActive => "the commitment is not the buyer's active rule set",
+        crate::autobid::RuleRefusal::Full => "the enclave holds the most rule sets it keeps",
+    })]
+    RuleRefused(crate::autobid::RuleRefusal),
+    /// `Start` while an active rule set was not given, or a given one is not active or does
+    /// not open. `boot.rules_missing`.
+    #[error("{0}")]
+    RulesMissing(String),
+    /// The bids made under rule sets fill the `Submit` answer. `enclave.batch_full`.
+    #[error("the bids made under buyers' rule sets fill this batch's answer; send the lead again")]
+    BatchFull,
     /// The requester is not the winner. `release.not_winner`.
     #[error("only the auction's winner gets the lead")]
     ReleaseNotWinner,
@@ -257,6 +277,15 @@ impl EnclaveError {
             EnclaveError::ReleaseExpired => ErrorCode::ReleaseExpired,
             EnclaveError::ReleaseProofInvalid(_) => ErrorCode::ReleaseProofInvalid,
             EnclaveError::ReleaseNotWinner => ErrorCode::ReleaseNotWinner,
+            EnclaveError::Rules(e) => e.code(),
+            EnclaveError::RuleRefused(why) => match why {
+                crate::autobid::RuleRefusal::Stale => ErrorCode::RulesStale,
+                crate::autobid::RuleRefusal::Replayed => ErrorCode::RulesReplayed,
+                crate::autobid::RuleRefusal::NotActive => ErrorCode::RulesNotActive,
+                crate::autobid::RuleRefusal::Full => ErrorCode::EnclaveRuleBookFull,
+            },
+            EnclaveError::RulesMissing(_) => ErrorCode::BootRulesMissing,
+            EnclaveError::BatchFull => ErrorCode::EnclaveBatchFull,
             EnclaveError::ReleaseLeadMismatch(_) => ErrorCode::ReleaseLeadMismatch,
             EnclaveError::Sealing(e) => e.code(),
             EnclaveError::Attestation(e) => e.code(),

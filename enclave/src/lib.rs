@@ -31,6 +31,7 @@
 
 pub mod attest;
 pub mod auctions;
+pub mod autobid;
 pub mod bloom;
 pub mod chain;
 pub mod clock;

@@ -182,6 +182,10 @@ struct Args {
     /// Longest a buyer's deposit read is reused for its next bids (e.g. 2s, 500ms).
     #[arg(long, env = "LEADGATE_DEPOSIT_MAX_AGE", default_value = "2s", value_parser = parse_duration_ms)]
     deposit_max_age: u64,
+    /// Most buyers with an active auto-bid rule set (or a cancellation within the replay
+    /// window); past it a new buyer's rule set is refused with `enclave.rule_book_full`.
+    #[arg(long, env = "LEADGATE_RULE_BOOK_CAPACITY", default_value_t = leadgate_enclave::autobid::DEFAULT_CAPACITY)]
+    rule_book_capacity: usize,
     /// The escrow's EIP-155 chain id (31337 on anvil).
     #[arg(long, env = "LEADGATE_ESCROW_CHAIN_ID", requires = "escrow")]
     escrow_chain_id: Option<u64>,
@@ -327,6 +331,7 @@ async fn run() -> anyhow::Result<()> {
     }
     config.settlement_window_ms = args.settlement_window;
     config.deposit_max_age_ms = args.deposit_max_age;
+    config.rule_book_capacity = args.rule_book_capacity;
     if let (Some(escrow), Some(url)) = (args.escrow, &args.escrow_rpc) {
         let reader = leadgate_enclave::chain::RpcEscrow {
             rpc: leadgate_enclave::chain::Rpc {

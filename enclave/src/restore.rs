@@ -16,6 +16,7 @@ use leadgate_verifier::event::Event;
 use leadgate_verifier::merkle::{leaf_hash, Frontier};
 
 use crate::auctions::{auction_key, AuctionBook};
+use crate::autobid::RuleBook;
 use crate::dedup::EmailTags;
 use crate::error::EnclaveError;
 use crate::log::SignedTree;
@@ -74,16 +75,19 @@ impl Restore {
         self.frontier.size()
     }
 
-    /// Applies replayed leaves to `book` and `tags`.
+    /// Applies replayed leaves to `book`, `tags` and `rules` (the rule sets' commitments and
+    /// budgets; their rules come with `LoadRules`).
     ///
     /// # Errors
     /// `boot.replay_invalid` for a leaf that is not an event, or whose ids or hashes are
-    /// malformed; `log.fork` when the tree at the floor's size has another root.
+    /// malformed, or a rule change the book cannot take; `log.fork` when the tree at the
+    /// floor's size has another root.
     pub fn apply(
         &mut self,
         leaves: &[impl AsRef<[u8]>],
         book: &mut AuctionBook,
         tags: &mut EmailTags,
+        rules: &mut RuleBook,
     ) -> Result<(), EnclaveError> {
         for leaf in leaves {
             let leaf = leaf.as_ref();
@@ -107,7 +111,27 @@ impl Restore {
                     tags.record(&tag);
                     book.open(key(&e.lead_id)?, hash, e.auction.closes_at);
                 }
-                Event::BidSealed(e) => book.record_bid(&key(&e.auction_id)?, &hash),
+                Event::BidSealed(e) => {
+                    book.record_bid(&key(&e.auction_id)?, &hash);
+                    if let Some(c) = &e.rules {
+                        let (buyer, commitment) = hex_pair(index, &e.buyer, c)?;
+                        rules.record_bid(&buyer, &commitment, e.time);
+                    }
+                }
+                Event::RulesSet(e) => {
+                    let (buyer, commitment) = hex_pair(index, &e.buyer, &e.commitment)?;
+                    rules.set(buyer, commitment, e.issued_at, None);
+                }
+                Event::RulesCancelled(e) => {
+                    let (buyer, commitment) = hex_pair(index, &e.buyer, &e.commitment)?;
+                    rules
+                        .cancel(&buyer, &commitment, e.issued_at)
+                        .map_err(|_| {
+                            invalid(format!(
+                                "leaf {index}: cancels a rule set that is not active"
+                            ))
+                        })?;
+                }
                 Event::AuctionClosed(e) => {
                     book.close(&key(&e.auction_id)?);
                 }
@@ -133,5 +157,18 @@ impl Restore {
             )));
         }
         Ok(())
+    }
+}
+
+/// A buyer id and a commitment from a replayed leaf.
+fn hex_pair(
+    index: u64,
+    buyer: &str,
+    commitment: &str,
+) -> Result<([u8; 32], [u8; 32]), EnclaveError> {
+    use leadgate_verifier::bid::hex32;
+    match (hex32(buyer), hex32(commitment)) {
+        (Some(b), Some(c)) => Ok((b, c)),
+        _ => Err(invalid(format!("leaf {index}: bad buyer or commitment"))),
     }
 }

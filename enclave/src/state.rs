@@ -2,14 +2,18 @@
 //! the leaves since the last seal instead of the whole history.
 //!
 //! The state at log size `n` is a function of the log's first `n` leaves: the frontier, the
-//! open auctions' records ([`crate::auctions`]) and the duplicate-email filter
-//! ([`crate::dedup`]). The submission and bid replay filters are not in it (they start empty
+//! open auctions' records ([`crate::auctions`]), the rule book's commitments and budgets
+//! ([`crate::autobid`]; the opened rules are not in it, the host gives them back at boot) and
+//! the duplicate-email filter ([`crate::dedup`]). States are written as
+//! `leadgate.state.v2`; a `v1` state (before auto-bid rules) loads with an empty rule book. The submission and bid replay filters are not in it (they start empty
 //! at every boot, as they always did). Plaintext layout, integers big-endian:
 //!
 //! ```text
 //! "leadgate.state.v1\n"   18 bytes
 //! size u64, peak count u8, peaks 32 bytes each
 //! open count u64, then per open auction: key 16, chain 32, closes_at u64, bids u32 (60 bytes)
+//! rule book count u64, then per buyer: buyer 32, active u8, commitment 32 (zeros when
+//!   cancelled), issued_at u64, day u64, bids_today u32 (85 bytes)        [v2 only]
 //! tag filter: bits_log2 u8, insertions u64, the filter's words (u64 little-endian)
 //! ```
 //!
@@ -35,11 +39,14 @@ use rand_core::{OsRng, RngCore};
 use serde_bytes::ByteBuf;
 
 use crate::auctions::{AuctionBook, OpenAuction};
+use crate::autobid::{RuleBook, RuleRecord};
 use crate::bloom::HashFilter;
 use crate::dedup::EmailTags;
 use leadgate_protocol::{StatePart, STATE_PART_BYTES};
 
-const MAGIC: &[u8] = b"leadgate.state.v1\n";
+const MAGIC: &[u8] = b"leadgate.state.v2\n";
+const MAGIC_V1: &[u8] = b"leadgate.state.v1\n";
+const RULE_RECORD_LEN: usize = 85;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const RECORD_LEN: usize = 60;
@@ -61,6 +68,8 @@ pub struct LoadedState {
     pub book: AuctionBook,
     /// The duplicate-email filter.
     pub tags: EmailTags,
+    /// The rule book's records (rules to be supplied).
+    pub rules: Vec<RuleRecord>,
 }
 
 fn aad(origin: &str, size: u64, root: &Hash, index: u32, count: u32) -> Vec<u8> {
@@ -98,7 +107,13 @@ impl RangeWriter {
 }
 
 /// Writes the plaintext of the state (see the module docs) through `w`.
-fn serialize(w: &mut RangeWriter, frontier: &Frontier, book: &AuctionBook, tags: &EmailTags) {
+fn serialize(
+    w: &mut RangeWriter,
+    frontier: &Frontier,
+    book: &AuctionBook,
+    rules: &RuleBook,
+    tags: &EmailTags,
+) {
     w.write(MAGIC);
     w.write(&frontier.size().to_be_bytes());
     w.write(&[frontier.peaks().len() as u8]);
@@ -117,6 +132,20 @@ fn serialize(w: &mut RangeWriter, frontier: &Frontier, book: &AuctionBook, tags:
     } else {
         w.pos = records_end;
     }
+    w.write(&(rules.len() as u64).to_be_bytes());
+    let rules_end = w.pos + RULE_RECORD_LEN * rules.len();
+    if w.pos < w.end && rules_end > w.start {
+        for r in rules.records() {
+            w.write(&r.buyer);
+            w.write(&[u8::from(r.commitment.is_some())]);
+            w.write(&r.commitment.unwrap_or([0; 32]));
+            w.write(&r.issued_at.to_be_bytes());
+            w.write(&r.day.to_be_bytes());
+            w.write(&r.bids_today.to_be_bytes());
+        }
+    } else {
+        w.pos = rules_end;
+    }
     let filter = tags.filter();
     w.write(&[filter.bits_log2() as u8]);
     w.write(&filter.len().to_be_bytes());
@@ -133,21 +162,33 @@ fn serialize(w: &mut RangeWriter, frontier: &Frontier, book: &AuctionBook, tags:
 }
 
 /// The plaintext length of the state, bytes.
-fn plaintext_len(frontier: &Frontier, book: &AuctionBook, tags: &EmailTags) -> usize {
+fn plaintext_len(
+    frontier: &Frontier,
+    book: &AuctionBook,
+    rules: &RuleBook,
+    tags: &EmailTags,
+) -> usize {
     MAGIC.len()
         + 8
         + 1
         + 32 * frontier.peaks().len()
         + 8
         + RECORD_LEN * book.open_count()
+        + 8
+        + RULE_RECORD_LEN * rules.len()
         + 1
         + 8
         + 8 * tags.filter().words().len()
 }
 
 /// How many parts the state has.
-pub fn part_count(frontier: &Frontier, book: &AuctionBook, tags: &EmailTags) -> u32 {
-    plaintext_len(frontier, book, tags).div_ceil(STATE_PART_BYTES) as u32
+pub fn part_count(
+    frontier: &Frontier,
+    book: &AuctionBook,
+    rules: &RuleBook,
+    tags: &EmailTags,
+) -> u32 {
+    plaintext_len(frontier, book, rules, tags).div_ceil(STATE_PART_BYTES) as u32
 }
 
 /// Seals part `index` of the state at `frontier` (see the module docs). Only that part's
@@ -161,10 +202,11 @@ pub fn seal_part(
     origin: &str,
     frontier: &Frontier,
     book: &AuctionBook,
+    rules: &RuleBook,
     tags: &EmailTags,
     index: u32,
 ) -> StatePart {
-    let count = part_count(frontier, book, tags);
+    let count = part_count(frontier, book, rules, tags);
     assert!(index < count, "part {index} of {count}");
     let start = index as usize * STATE_PART_BYTES;
     let mut w = RangeWriter {
@@ -176,7 +218,7 @@ pub fn seal_part(
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     w.out.extend_from_slice(&nonce);
-    serialize(&mut w, frontier, book, tags);
+    serialize(&mut w, frontier, book, rules, tags);
     let mut blob = w.out;
     let (size, root) = (frontier.size(), frontier.root());
     let tag = Aes256Gcm::new(key.into())
@@ -274,9 +316,11 @@ impl StateLoad {
             return Err(bad("parts are missing"));
         }
         let mut r = Reader(&self.plain);
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err(bad("not a sealed state"));
-        }
+        let v2 = match r.take(MAGIC.len())? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(bad("not a sealed state")),
+        };
         let size = r.u64()?;
         let n = r.take(1)?[0] as usize;
         let peaks = (0..n).map(|_| r.hash()).collect::<Result<Vec<_>, _>>()?;
@@ -304,6 +348,32 @@ impl StateLoad {
                 },
             );
         }
+        let mut rules = Vec::new();
+        if v2 {
+            let n = r.u64()?;
+            if n > (r.0.len() / RULE_RECORD_LEN) as u64 {
+                return Err(bad("rule book count beyond the data"));
+            }
+            for _ in 0..n {
+                let buyer = r.hash()?;
+                let active = r.take(1)?[0];
+                let commitment = r.hash()?;
+                let issued_at = r.u64()?;
+                let day = r.u64()?;
+                let bids_today = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
+                rules.push(RuleRecord {
+                    buyer,
+                    commitment: match active {
+                        0 => None,
+                        1 => Some(commitment),
+                        _ => return Err(bad("a rule record's active flag is not 0 or 1")),
+                    },
+                    issued_at,
+                    day,
+                    bids_today,
+                });
+            }
+        }
         let bits_log2 = u32::from(r.take(1)?[0]);
         if bits_log2 != tag_bits_log2 {
             return Err(bad(format!(
@@ -326,6 +396,7 @@ impl StateLoad {
             frontier,
             book,
             tags: EmailTags::from_filter(filter),
+            rules,
         })
     }
 }
@@ -367,8 +438,13 @@ mod tests {
         book: &AuctionBook,
         tags: &EmailTags,
     ) -> Vec<StatePart> {
-        (0..part_count(frontier, book, tags))
-            .map(|i| seal_part(key, origin, frontier, book, tags, i))
+        let mut rules = RuleBook::new(10, 1_000);
+        rules.set([9; 32], [8; 32], 77, None);
+        rules.record_bid(&[9; 32], &[8; 32], 5 * 86_400_000 + 1);
+        rules.set([10; 32], [11; 32], 78, None);
+        rules.cancel(&[10; 32], &[11; 32], 79).unwrap();
+        (0..part_count(frontier, book, &rules, tags))
+            .map(|i| seal_part(key, origin, frontier, book, &rules, tags, i))
             .collect()
     }
 
@@ -406,6 +482,25 @@ mod tests {
         assert_eq!(s.book.open_count(), 50);
         assert_eq!(s.book.get(&[4; 16]), book.get(&[4; 16]));
         assert!(s.tags.seen(&[7; 32]) && !s.tags.seen(&[8; 32]));
+        assert_eq!(
+            s.rules,
+            vec![
+                RuleRecord {
+                    buyer: [9; 32],
+                    commitment: Some([8; 32]),
+                    issued_at: 77,
+                    day: 5,
+                    bids_today: 1
+                },
+                RuleRecord {
+                    buyer: [10; 32],
+                    commitment: None,
+                    issued_at: 79,
+                    day: 0,
+                    bids_today: 0
+                },
+            ]
+        );
 
         assert!(load(&parts, &[4u8; 32], "o").is_err(), "another key");
         assert!(load(&parts, &key, "p").is_err(), "another origin");

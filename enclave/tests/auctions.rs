@@ -117,6 +117,7 @@ fn terms(reserve: u64, duration_ms: u64, pricing: Pricing) -> AuctionRequest {
         duration_ms: Some(duration_ms),
         pricing: Some(pricing),
         payout: None,
+        off_site: false,
     }
 }
 

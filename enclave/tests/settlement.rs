@@ -174,6 +174,7 @@ fn lead(keys: &EnclaveKeys, n: usize, payout: Option<EthAddress>, pricing: Prici
         duration_ms: Some(60_000),
         pricing: Some(pricing),
         payout,
+        off_site: false,
         ..Default::default()
     };
     let json = serde_json::to_vec(&l["lead"]).unwrap();

@@ -37,7 +37,11 @@ async fn a_new_database_gets_every_migration_once() {
     assert_eq!(store.size().await.unwrap(), 0);
     drop(store);
     assert_eq!(applied(&path).await, expected());
-    assert_eq!(expected().len(), 6, "host/migrations holds six migrations");
+    assert_eq!(
+        expected().len(),
+        7,
+        "host/migrations holds seven migrations"
+    );
     // Opening again applies nothing new.
     Store::open(&path).await.unwrap();
     assert_eq!(applied(&path).await, expected());

@@ -26,3 +26,9 @@ pub const MAX_JOURNAL_BYTES: usize = 4 * 1024 * 1024;
 /// tells the host to tick again at once. A close event is under 1 KiB, so 1,024 of them stay
 /// well inside one frame.
 pub const MAX_CLOSES_PER_TICK: usize = 1_024;
+/// Most sealed rule sets in one `LoadRules`.
+pub const MAX_RULE_SETS_PER_LOAD: usize = 256;
+/// Most bids the enclave makes under buyers' rule sets in one `Submit` answer (a sealed bid
+/// and its append are under 2 KiB, so they stay far below [`MAX_FRAME_LEN`]); the leads past
+/// the one that would exceed it are refused with `enclave.batch_full`, to be sent again.
+pub const MAX_RULED_BIDS_PER_SUBMIT: usize = 2_048;

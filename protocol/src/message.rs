@@ -1,5 +1,6 @@
 //! The messages: [`Request`]s from host to enclave and [`Response`]s back, with what they carry.
 
+use leadgate_verifier::autobid::{RulesCancel, SealedRuleSet};
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::intake::SealedLead;
 use leadgate_verifier::receipt::Receipt;
@@ -21,6 +22,8 @@ pub enum JournalRecord {
     Bid(SealedBid),
     /// The lead sealed to its winner, of a `lead.released`.
     Release(ReleasedLead),
+    /// The buyer's sealed rule set of a `rules.set` (its SHA-256 is the commitment).
+    Rules(SealedRuleSet),
 }
 
 /// One appended entry as the enclave's journal keeps it (the appended tail the host has not yet confirmed durable). The host
@@ -156,6 +159,14 @@ pub enum Request {
         /// The leaves (canonical event bytes), in order (≤ [`crate::MAX_RESTORE_ENTRIES`]).
         leaves: Vec<ByteBuf>,
     },
+    /// The sealed rule sets active at the tip (after the replay, before `Start`): each must
+    /// be the active rule set of its buyer as the replayed log says (its commitment), and
+    /// `Start` is refused while one is missing (`boot.rules_missing`). At most
+    /// [`crate::MAX_RULE_SETS_PER_LOAD`] per request. Answer: `Ok`.
+    LoadRules {
+        /// The sealed rule sets, as the buyers posted them.
+        sets: Vec<SealedRuleSet>,
+    },
     /// Finish start-up: append `log.epoch`.
     Start,
     /// An attestation document binding the enclave keys and `nonce` (≤ 1024 bytes).
@@ -172,6 +183,18 @@ pub enum Request {
     Bid {
         /// The bids.
         bids: Vec<SealedBid>,
+    },
+    /// A buyer's sealed auto-bid rule set: appends `rules.set`. Answer:
+    /// [`Response::RulesLogged`].
+    SetRules {
+        /// The rule set.
+        rules: SealedRuleSet,
+    },
+    /// A buyer's cancellation of its active rule set: appends `rules.cancelled`. Answer:
+    /// [`Response::RulesLogged`].
+    CancelRules {
+        /// The signed cancellation.
+        cancel: RulesCancel,
     },
     /// The host's periodic nudge: which open auctions are due to close by the enclave's
     /// clock (the host's clock is never consulted). Answer: [`Response::Due`].
@@ -307,6 +330,18 @@ pub enum SubmitOutcome {
     Refused(WireError),
 }
 
+/// A bid the enclave made for a buyer under its rule set: the `bid.sealed` append (with
+/// `rules`) and the sealed bid to store with it, as for a buyer's own bid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuledBid {
+    /// Auction id.
+    pub auction_id: String,
+    /// The sealed bid: sealed by the enclave to its own intake key, signed by the log key.
+    pub sealed: SealedBid,
+    /// The append.
+    pub appended: WireAppended,
+}
+
 /// The outcome for one sealed bid.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,6 +402,15 @@ pub enum Response {
     Submitted {
         /// Outcomes.
         results: Vec<SubmitOutcome>,
+        /// The bids the enclave made under buyers' rule sets on the accepted leads, appended
+        /// after the batch's leads, in log order.
+        #[serde(default)]
+        bids: Vec<RuledBid>,
+    },
+    /// A `rules.set` or `rules.cancelled` append.
+    RulesLogged {
+        /// The append.
+        appended: WireAppended,
     },
     /// Per-bid outcomes, in request order.
     Bids {
@@ -449,6 +493,7 @@ impl JournalEntry {
                 b.auction_id.len() + b.buyer.len() + b.enc.len() + b.ciphertext.len() + 192
             }
             JournalRecord::Release(r) => r.enc.len() + r.ciphertext.len() + 128,
+            JournalRecord::Rules(r) => r.enc.len() + r.ciphertext.len() + 256,
         };
         self.leaf.len() + RECEIPT + record
     }

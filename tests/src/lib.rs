@@ -412,6 +412,32 @@ impl Stack {
         r.body_mut().read_to_vec().expect("note")
     }
 
+    /// Waits up to 30 s until the host holds a sealed state of at least `size` entries
+    /// (`leadgate_sealed_state_size` in `/metrics`).
+    pub fn wait_sealed_state(&self, size: i64) {
+        let sealed = || -> i64 {
+            let text = String::from_utf8(self.get_bytes("/metrics")).unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("leadgate_sealed_state_size "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(-1)
+        };
+        poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            sealed() >= size
+        })
+        .unwrap_or_else(|| panic!("no state of {size} entries sealed"));
+    }
+
+    /// Waits up to `limit` until no auction is open.
+    pub fn wait_all_closed(&self, limit: Duration) {
+        poll_until(limit, Duration::from_millis(300), || {
+            self.get_json("/v1/auctions?status=open&limit=1")["auctions"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        })
+        .unwrap_or_else(|| panic!("auctions did not close within {limit:?}"));
+    }
+
     /// Log size as the host reports it.
     pub fn size(&self) -> u64 {
         self.get_json("/healthz")["size"].as_u64().expect("size")
@@ -783,6 +809,25 @@ impl Drop for Anvil {
 /// Runs `cmd` to completion, capturing its output.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn")
+}
+
+/// Runs the `leadgate` CLI with `args`.
+pub fn leadgate(args: &[&str]) -> Output {
+    Command::new(bin("leadgate"))
+        .args(args)
+        .output()
+        .expect("spawn leadgate")
+}
+
+/// What a successful command printed; panics with its stdout and stderr otherwise.
+pub fn ok_stdout(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The JSON a successful command printed; panics with its stderr otherwise.

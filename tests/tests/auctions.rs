@@ -3,24 +3,8 @@
 //! sealed state the host stored plus the leaves after it, auctions close on the enclave clock, winners decrypt exactly the seller's lead, a loser is refused, every bidder
 //! verifies its auction, and no bid amount or lead PII reaches the host's disk, logs or answers.
 
-use std::process::Command;
-
-use leadgate_e2e::{bin, corpus, Stack};
+use leadgate_e2e::{corpus, leadgate as run, ok_stdout as ok, Stack};
 use serde_json::{json, Value};
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(bin("leadgate")).args(args).output().unwrap()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
@@ -145,18 +129,7 @@ fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
 
     // kill -9 the enclave mid-auction and restart it: no bid may be lost. The host gets a
     // sealed state on its tick (every 20 appends here); the restart starts from it.
-    let sealed_state = || -> i64 {
-        let text = String::from_utf8(stack.get_bytes("/metrics")).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("leadgate_sealed_state_size "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(-1)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while sealed_state() < 20 {
-        assert!(std::time::Instant::now() < deadline, "no state sealed");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    stack.wait_sealed_state(20);
     stack.kill_enclave();
     stack.start_enclave();
     stack.wait_attests();
@@ -169,18 +142,7 @@ fn buyers_bid_winners_decrypt_losers_are_refused_and_nothing_leaks() {
         epoch["replay_from"].as_u64().unwrap() >= 20,
         "restored from a sealed state: {epoch}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let v = stack.get_json("/v1/auctions?status=open&limit=1");
-        if v["auctions"].as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "auctions did not close"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    stack.wait_all_closed(std::time::Duration::from_secs(60));
     let all = stack.get_json("/v1/auctions?status=all&limit=100");
     let by_id = |id: &str| {
         all["auctions"]

@@ -208,7 +208,7 @@ fn a_tail_logged_while_the_host_was_down_is_caught_up_and_retries_get_the_origin
             leads: leads[20..].to_vec(),
         },
     );
-    let Response::Submitted { results } = resp else {
+    let Response::Submitted { results, .. } = resp else {
         panic!("{resp:?}")
     };
     let stray: Vec<Receipt> = results
@@ -297,7 +297,7 @@ fn past_the_journal_bound_appends_are_refused_and_nothing_is_voided() {
     let mut logged = Vec::new();
     let mut refused = 0;
     for chunk in leads[10..].chunks(10) {
-        let Response::Submitted { results } = stray_session(
+        let Response::Submitted { results, .. } = stray_session(
             &stack,
             &Request::Submit {
                 leads: chunk.to_vec(),

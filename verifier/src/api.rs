@@ -249,6 +249,48 @@ pub struct BidAnswer {
     pub receipt: Receipt,
 }
 
+/// `POST /v1/rules` and `POST /v1/rules/cancel`: the logged rule change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RulesAnswer {
+    /// Buyer id, 64 hex digits.
+    pub buyer: String,
+    /// The rule set's commitment, 64 hex digits.
+    pub commitment: String,
+    /// Leaf index of its `rules.set` or `rules.cancelled`.
+    pub index: u64,
+    /// The entry's signed receipt.
+    pub receipt: Receipt,
+}
+
+/// One logged rule change of a buyer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RuleChangeEntry {
+    /// Leaf index.
+    pub index: u64,
+    /// `rules.set` or `rules.cancelled`.
+    pub kind: String,
+    /// The rule set's commitment, 64 hex digits.
+    pub commitment: String,
+}
+
+/// `GET /v1/rules/{buyer}`: the buyer's logged rule changes, oldest first, and its active rule
+/// set's commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RuleChanges {
+    /// Buyer id.
+    pub buyer: String,
+    /// The active rule set's commitment, if any.
+    pub active: Option<String>,
+    /// Every change, oldest first.
+    pub changes: Vec<RuleChangeEntry>,
+}
+
 /// `POST /v1/leads/{lead_id}/release`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

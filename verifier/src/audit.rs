@@ -867,6 +867,7 @@ mod tests {
                 closes_at: 2,
                 pricing: Pricing::FirstPrice,
                 payout,
+                off_site: false,
             },
         };
         let domain = EscrowDomain {

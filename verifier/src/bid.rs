@@ -195,32 +195,87 @@ pub fn seal_bid_from(
     nonce: [u8; 16],
     account: Option<EthAddress>,
 ) -> Result<(SealedBid, Hash), BidError> {
-    if !is_auction_id(auction_id) {
-        return Err(BidError::Malformed("auction id is 32 lowercase hex digits"));
-    }
     let buyer_pk = buyer.verifying_key().to_bytes();
-    let plaintext = BidPlaintext {
-        auction_id: auction_id.to_owned(),
-        amount,
-        buyer: hex::encode(buyer_pk),
-        buyer_hpke: hex::encode(buyer_hpke),
-        nonce: hex::encode(nonce),
-        account,
-    };
-    let json = serde_json::to_vec(&plaintext).map_err(|_| BidError::Malformed("encode"))?;
-    let (enc, ciphertext) = envelope::seal(
-        intake_key,
-        BID_INFO,
-        &bid_aad(origin, auction_id, &buyer_pk),
-        &json,
-    )
-    .map_err(|_| BidError::Malformed("intake key"))?;
+    let (enc, ciphertext) = seal_plaintext(
+        &buyer_pk, buyer_hpke, intake_key, origin, auction_id, amount, nonce, account,
+    )?;
     Ok(sign_sealed_bid(
         buyer,
         origin,
         auction_id,
         &enc,
         &ciphertext,
+    ))
+}
+
+/// Seals the [`BidPlaintext`] of a bid by `buyer` to the intake key: `(enc, ciphertext)`.
+#[allow(clippy::too_many_arguments)]
+fn seal_plaintext(
+    buyer: &[u8; 32],
+    buyer_hpke: &[u8; 32],
+    intake_key: &[u8; 32],
+    origin: &str,
+    auction_id: &str,
+    amount: TokenAmount,
+    nonce: [u8; 16],
+    account: Option<EthAddress>,
+) -> Result<([u8; ENC_LEN], Vec<u8>), BidError> {
+    if !is_auction_id(auction_id) {
+        return Err(BidError::Malformed("auction id is 32 lowercase hex digits"));
+    }
+    let plaintext = BidPlaintext {
+        auction_id: auction_id.to_owned(),
+        amount,
+        buyer: hex::encode(buyer),
+        buyer_hpke: hex::encode(buyer_hpke),
+        nonce: hex::encode(nonce),
+        account,
+    };
+    let json = serde_json::to_vec(&plaintext).map_err(|_| BidError::Malformed("encode"))?;
+    envelope::seal(
+        intake_key,
+        BID_INFO,
+        &bid_aad(origin, auction_id, buyer),
+        &json,
+    )
+    .map_err(|_| BidError::Malformed("intake key"))
+}
+
+/// The enclave's side of an auto-bid ([`crate::autobid`]): seals a bid for `buyer` to the
+/// enclave's own intake key, exactly as the buyer would (same plaintext, `info` and AAD), and
+/// signs the bid text with the log key `log_key` in the buyer's place (the buyer did not sign
+/// it; its rule set, committed in the log, is the authority). Returns the sealed bid and its
+/// commitment.
+///
+/// # Errors
+/// [`BidError::Malformed`] for a bad auction id or intake key.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_ruled_bid(
+    log_key: &SigningKey,
+    buyer: &[u8; 32],
+    buyer_hpke: &[u8; 32],
+    intake_key: &[u8; 32],
+    origin: &str,
+    auction_id: &str,
+    amount: TokenAmount,
+    account: Option<EthAddress>,
+) -> Result<(SealedBid, Hash), BidError> {
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let (enc, ciphertext) = seal_plaintext(
+        buyer, buyer_hpke, intake_key, origin, auction_id, amount, nonce, account,
+    )?;
+    let commitment = envelope::fingerprint(&enc, &ciphertext);
+    let sig = log_key.sign(signed_text(origin, auction_id, buyer, &commitment).as_bytes());
+    Ok((
+        SealedBid {
+            auction_id: auction_id.to_owned(),
+            buyer: hex::encode(buyer),
+            enc: B64.encode(enc),
+            ciphertext: B64.encode(ciphertext),
+            signature: B64.encode(sig.to_bytes()),
+        },
+        commitment,
     ))
 }
 

@@ -108,6 +108,12 @@ error_codes! {
     /// The enclave tracks the most bidders with open bids or unpaid wins it holds; retry
     /// once auctions close and wins are paid.
     EnclaveDepositBookFull = "enclave.deposit_book_full" => 503,
+    /// The enclave holds the most active auto-bid rule sets it keeps; retry once buyers cancel
+    /// some.
+    EnclaveRuleBookFull = "enclave.rule_book_full" => 503,
+    /// The bids the enclave made under buyers' rule sets fill one answer: the lead was not
+    /// taken; send it again.
+    EnclaveBatchFull = "enclave.batch_full" => 503,
     /// The enclave answered out of protocol.
     EnclaveProtocol = "enclave.protocol" => 502,
     /// An attestation nonce is not hex, or over 512 bytes.
@@ -178,6 +184,25 @@ error_codes! {
     /// No settlement is logged for this auction: it is open, unsold or unknown, or the
     /// gateway does not settle on chain.
     SettlementUnknown = "settlement.unknown" => 404,
+
+    // A buyer's auto-bid rule set or its cancellation (verifier::autobid, enclave rules).
+    /// A field of the sealed rule set or cancellation is not in its encoding (`buyer` not 64
+    /// lowercase hex digits or not an Ed25519 key, `enc`, `ciphertext`, `signature` or
+    /// `commitment` not of the right size).
+    RulesMalformed = "rules.malformed" => 422,
+    /// The buyer's signature does not verify.
+    RulesBadSignature = "rules.bad_signature" => 422,
+    /// The rule set's ciphertext does not open.
+    RulesDecryptFailed = "rules.decrypt_failed" => 422,
+    /// The opened rule set is not one: not the JSON of a rule set, another buyer or
+    /// `issued_at_ms` than its envelope, or a gate out of range.
+    RulesInvalid = "rules.invalid" => 422,
+    /// The rule change's `issued_at_ms` is outside the freshness window.
+    RulesStale = "rules.stale" => 422,
+    /// The rule change is not later (`issued_at_ms`) than the buyer's last one: a replay.
+    RulesReplayed = "rules.replayed" => 409,
+    /// The cancellation names a rule set that is not the buyer's active one.
+    RulesNotActive = "rules.not_active" => 409,
 
     // A buyer's release request (verifier::release, enclave market).
     /// A field is not in its encoding.
@@ -308,6 +333,9 @@ error_codes! {
     BootReplayInvalid = "boot.replay_invalid" => 502,
     /// A sealed state part does not open, is out of order, or is not this enclave's.
     BootStateInvalid = "boot.state_invalid" => 502,
+    /// `Start` before the host gave every active auto-bid rule set (as the replayed log names
+    /// them), or a rule set given is not the active one of its buyer or does not open.
+    BootRulesMissing = "boot.rules_missing" => 502,
     /// The log is for another origin than the enclave's.
     BootBadOrigin = "boot.bad_origin" => 502,
     /// The enclave no longer holds the journal entry asked for.
@@ -437,8 +465,10 @@ mod tests {
                 assert!(!c.is_client_error(), "{s} is a fault of ours");
             }
             // The one exception: a release's sale proof is the gateway's to give, not the buyer's.
-            if matches!(area, "request" | "submission" | "bid" | "release" | "rate")
-                && *c != ErrorCode::ReleaseProofInvalid
+            if matches!(
+                area,
+                "request" | "submission" | "bid" | "rules" | "release" | "rate"
+            ) && *c != ErrorCode::ReleaseProofInvalid
             {
                 assert!(c.is_client_error(), "{s} is the caller's");
             }

@@ -143,6 +143,9 @@ pub struct AuctionTerms {
     /// auction must pay; absent when the seller named none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout: Option<EthAddress>,
+    /// The seller marked the lead as captured off its own site; absent when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub off_site: bool,
 }
 
 /// `lead.accepted`: a lead passed intake.
@@ -198,6 +201,43 @@ pub struct BidSealed {
     pub buyer: String,
     /// SHA-256 of the sealed bid (enc ‖ ciphertext), hex (64 chars).
     pub commitment: String,
+    /// Present when the enclave made the bid for the buyer under an auto-bid rule set: that
+    /// rule set's commitment (its `rules.set`), hex (64 chars). The bid is of the rule set's
+    /// `max_bid`, sealed by the enclave to its own intake key ([`crate::autobid`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+}
+
+/// `rules.set`: a buyer's sealed auto-bid rule set took effect, replacing the buyer's earlier
+/// one if any. Only its commitment is public ([`crate::autobid`]); it applies to every lead
+/// accepted after this entry, in log order, until the buyer's next `rules.set` or
+/// `rules.cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSet {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Buyer id (Ed25519 public key), hex (64 chars).
+    pub buyer: String,
+    /// SHA-256 of the sealed rule set (enc ‖ ciphertext), hex (64 chars).
+    pub commitment: String,
+    /// The rule set's `issued_at_ms` (Unix ms, buyer's clock): a buyer's changes take effect
+    /// only in increasing order of it, so an old rule set cannot be posted again.
+    pub issued_at: u64,
+}
+
+/// `rules.cancelled`: the buyer cancelled its active rule set; the enclave bids for it no more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesCancelled {
+    /// Unix ms, enclave clock.
+    pub time: u64,
+    /// Buyer id, hex (64 chars).
+    pub buyer: String,
+    /// The cancelled rule set's commitment, hex (64 chars).
+    pub commitment: String,
+    /// The cancellation's `issued_at_ms` (Unix ms, buyer's clock).
+    pub issued_at: u64,
 }
 
 /// `auction.closed`: the auction was sold.
@@ -289,6 +329,12 @@ pub enum Event {
     /// See [`LeadReleased`].
     #[serde(rename = "lead.released")]
     LeadReleased(LeadReleased),
+    /// See [`RulesSet`].
+    #[serde(rename = "rules.set")]
+    RulesSet(RulesSet),
+    /// See [`RulesCancelled`].
+    #[serde(rename = "rules.cancelled")]
+    RulesCancelled(RulesCancelled),
 }
 
 impl Event {
@@ -333,6 +379,8 @@ impl Event {
             Event::AuctionClosed(_) => "auction.closed",
             Event::AuctionUnsold(_) => "auction.unsold",
             Event::LeadReleased(_) => "lead.released",
+            Event::RulesSet(_) => "rules.set",
+            Event::RulesCancelled(_) => "rules.cancelled",
         }
     }
 
@@ -346,6 +394,8 @@ impl Event {
             Event::AuctionClosed(e) => e.time,
             Event::AuctionUnsold(e) => e.time,
             Event::LeadReleased(e) => e.time,
+            Event::RulesSet(e) => e.time,
+            Event::RulesCancelled(e) => e.time,
         }
     }
 }
@@ -378,6 +428,7 @@ mod tests {
                 closes_at: 1_700_000_060_000,
                 pricing: Pricing::SecondPrice,
                 payout: None,
+                off_site: false,
             },
         })
     }
@@ -473,6 +524,7 @@ mod tests {
             auction_id: String::new(),
             buyer: String::new(),
             commitment: String::new(),
+            rules: None,
         });
         let closed = Event::AuctionClosed(AuctionClosed {
             time: 0,

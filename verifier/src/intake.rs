@@ -7,7 +7,8 @@
 //! * The seller signs, with Ed25519, `leadgate.submit.v1\n{origin}\n{seller hex}\n
 //!   {ciphertext_sha256 hex}\n{issued_at_ms}\n`, where `ciphertext_sha256 = SHA-256(enc ||
 //!   ciphertext)`. A submission that asks for auction terms ([`AuctionRequest`]) signs three
-//!   more lines: `{reserve}\n{duration_ms}\n{pricing}\n`, each `default` when not given.
+//!   more lines: `{reserve}\n{duration_ms}\n{pricing}\n`, each `default` when not given, then
+//!   `{payout}\n` if it names a payout address and `off_site\n` if it marks the lead off-site.
 
 use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -146,6 +147,10 @@ pub struct RequestedTerms {
         schema(nullable = false, pattern = "^0x[0-9a-f]{40}$")
     )]
     pub payout: Option<String>,
+    /// `true`: the lead was captured off the seller's own site (bought, re-sold or
+    /// aggregated); auto-bid rules skip it unless they allow off-site leads. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub off_site: bool,
 }
 
 impl From<AuctionRequest> for RequestedTerms {
@@ -155,6 +160,7 @@ impl From<AuctionRequest> for RequestedTerms {
             duration_ms: t.duration_ms,
             pricing: t.pricing.map(|p| p.as_str().to_owned()),
             payout: t.payout.map(|a| a.to_string()),
+            off_site: t.off_site,
         }
     }
 }
@@ -198,6 +204,7 @@ impl RequestedTerms {
             duration_ms: self.duration_ms,
             pricing,
             payout,
+            off_site: self.off_site,
         })
     }
 }
@@ -215,6 +222,10 @@ pub struct AuctionRequest {
     pub pricing: Option<Pricing>,
     /// Where the sale's settlement pays the seller (`docs/settlement.md`).
     pub payout: Option<EthAddress>,
+    /// The seller marks the lead as captured off its own site (bought, re-sold or
+    /// aggregated): buyers' auto-bid rules skip such leads unless they allow them
+    /// ([`crate::autobid`]).
+    pub off_site: bool,
 }
 
 impl AuctionRequest {
@@ -229,6 +240,9 @@ impl AuctionRequest {
         );
         if let Some(a) = self.payout {
             lines.push_str(&format!("{a}\n"));
+        }
+        if self.off_site {
+            lines.push_str("off_site\n");
         }
         lines
     }
@@ -582,6 +596,7 @@ mod tests {
             duration_ms: None,
             pricing: Some(Pricing::SecondPrice),
             payout: None,
+            off_site: false,
         };
         let mut added = sealed.clone();
         added.auction = Some(terms.into());

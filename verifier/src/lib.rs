@@ -27,6 +27,7 @@ pub mod api;
 pub mod attestation;
 pub mod auction;
 pub mod audit;
+pub mod autobid;
 pub mod bid;
 pub mod checkpoint;
 pub mod envelope;

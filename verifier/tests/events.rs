@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use leadgate_verifier::auction::{Pricing, TokenAmount};
 use leadgate_verifier::event::{
     AuctionClosed, AuctionTerms, AuctionUnsold, BidSealed, EpochPcrs, Event, LeadAccepted,
-    LeadRejected, LeadReleased, Listing, LogEpoch,
+    LeadRejected, LeadReleased, Listing, LogEpoch, RulesCancelled, RulesSet,
 };
 use leadgate_verifier::settlement::{EthAddress, SignedSettlement};
 use serde_json::Value;
@@ -90,6 +90,7 @@ fn has_type(ty: &str, v: &Value) -> bool {
                     .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         }),
         "object" => v.is_object(),
+        "`true`" => v == &Value::Bool(true),
         "array of string" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         "`first_price` or `second_price`" => {
             matches!(v.as_str(), Some("first_price" | "second_price"))
@@ -108,9 +109,11 @@ fn variant(e: &Event) -> usize {
         Event::AuctionClosed(_) => 4,
         Event::AuctionUnsold(_) => 5,
         Event::LeadReleased(_) => 6,
+        Event::RulesSet(_) => 7,
+        Event::RulesCancelled(_) => 8,
     }
 }
-const VARIANTS: usize = 7;
+const VARIANTS: usize = 9;
 
 /// Each kind twice: every optional field given, and none.
 fn samples() -> Vec<(Event, Event)> {
@@ -158,6 +161,7 @@ fn samples() -> Vec<(Event, Event)> {
                 closes_at: 1_700_000_030_001,
                 pricing: Pricing::SecondPrice,
                 payout: full.then_some(EthAddress([0x5e; 20])),
+                off_site: full,
             },
         })
     };
@@ -168,11 +172,26 @@ fn samples() -> Vec<(Event, Event)> {
         ciphertext_sha256: h(9, 32),
         reason: "malformed_email".into(),
     });
-    let bid = Event::BidSealed(BidSealed {
-        time: 2,
-        auction_id: h(7, 16),
+    let bid = |full: bool| {
+        Event::BidSealed(BidSealed {
+            time: 2,
+            auction_id: h(7, 16),
+            buyer: h(11, 32),
+            commitment: h(12, 32),
+            rules: full.then(|| h(19, 32)),
+        })
+    };
+    let rules_set = Event::RulesSet(RulesSet {
+        time: 6,
         buyer: h(11, 32),
-        commitment: h(12, 32),
+        commitment: h(19, 32),
+        issued_at: 1_700_000_000_000,
+    });
+    let rules_cancelled = Event::RulesCancelled(RulesCancelled {
+        time: 7,
+        buyer: h(11, 32),
+        commitment: h(19, 32),
+        issued_at: 1_700_000_000_500,
     });
     let closed = |full: bool| {
         Event::AuctionClosed(AuctionClosed {
@@ -216,10 +235,12 @@ fn samples() -> Vec<(Event, Event)> {
         (epoch(Some(pcrs)), epoch(None)),
         (accepted(true), accepted(false)),
         (rejected.clone(), rejected),
-        (bid.clone(), bid),
+        (bid(true), bid(false)),
         (closed(true), closed(false)),
         (unsold.clone(), unsold),
         (released.clone(), released),
+        (rules_set.clone(), rules_set),
+        (rules_cancelled.clone(), rules_cancelled),
     ]
 }
 

@@ -112,6 +112,7 @@ fn intake_vectors() -> Value {
                 duration_ms: Some(600_000),
                 pricing: Some(Pricing::SecondPrice),
                 payout: None,
+                off_site: false,
             }),
             0x05,
         ),
@@ -135,6 +136,19 @@ fn intake_vectors() -> Value {
             }),
             0x07,
         ),
+        (
+            "marked off-site, with a payout address: the address line, then `off_site`",
+            Some(AuctionRequest {
+                payout: Some(
+                    "0x5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+                        .parse()
+                        .unwrap(),
+                ),
+                off_site: true,
+                ..Default::default()
+            }),
+            0x0d,
+        ),
     ];
     let issued_at_ms = 1_764_547_200_000u64;
     let mut out = Vec::new();
@@ -153,11 +167,12 @@ fn intake_vectors() -> Value {
         let terms_lines = terms
             .map(|t| {
                 format!(
-                    "{}\n{}\n{}\n{}",
+                    "{}\n{}\n{}\n{}{}",
                     d(t.reserve.map(|r| r.units().to_string())),
                     d(t.duration_ms.map(|v| v.to_string())),
                     d(t.pricing.map(|p| p.as_str().to_owned())),
-                    t.payout.map(|a| format!("{a}\n")).unwrap_or_default()
+                    t.payout.map(|a| format!("{a}\n")).unwrap_or_default(),
+                    if t.off_site { "off_site\n" } else { "" }
                 )
             })
             .unwrap_or_default();

@@ -37,6 +37,8 @@ pub struct AuctionArgs<'a> {
     pub trust: &'a TrustArgs,
     /// The caller's bid records (`buyer bid --out`).
     pub my_bids: Option<&'a Path>,
+    /// The caller's rule sets (`buyer rules set --out`): check the enclave's bids under them.
+    pub my_rules: Option<&'a Path>,
     /// Parallel requests.
     pub concurrency: usize,
 }
@@ -129,6 +131,9 @@ fn scan_auctions(
 /// Bad options or an unreadable bids file; then, after every auction is checked, one error
 /// counting the auctions that failed (each printed with its reason).
 pub fn auction(a: &AuctionArgs<'_>) -> anyhow::Result<()> {
+    if let Some(path) = a.my_rules {
+        return my_rules(a, path);
+    }
     let http = agent();
     let (id, my_bids, concurrency) = (a.id, a.my_bids, a.concurrency);
     let mut own: Vec<Value> = Vec::new();
@@ -381,4 +386,84 @@ fn check_auction(
         });
     }
     Ok(verdict)
+}
+
+/// `verify auction --my-rules`: reads the whole log of the newest checkpoint from its tiles
+/// (`--tiles`, or the gateway's own `/tile` endpoints, verified against its attested key) and
+/// checks, with [`leadgate_verifier::autobid::RulesAudit`], that the enclave bid for the
+/// buyer exactly when its active rule set matched and its budget allowed. Prints the report
+/// (JSON).
+///
+/// # Errors
+/// An unreadable rules file or log; a report with a violation, or a matched lead with budget
+/// left and no bid.
+fn my_rules(a: &AuctionArgs<'_>, path: &Path) -> anyhow::Result<()> {
+    let http = agent();
+    let kept = crate::rules::read_kept(path)?;
+    let buyer = kept
+        .first()
+        .map(|k| k.rules.buyer.clone())
+        .ok_or_else(|| anyhow!("{} holds no rule set", path.display()))?;
+    if kept.iter().any(|k| k.rules.buyer != buyer) {
+        bail!("{} holds rule sets of more than one buyer", path.display());
+    }
+    // From a gateway, a checkpoint signed now, so that the log is read to its tip.
+    let (prefix, log_verifier, note) = match (a.tiles, a.gateway) {
+        (Some(t), _) => {
+            let k = a
+                .log_key
+                .ok_or_else(|| anyhow!("--tiles needs --log-key VKEY: no attestation gives it"))?;
+            let v = NoteVerifier::parse(k).map_err(|e| anyhow!("--log-key: {e}"))?;
+            (t.to_owned(), v, None)
+        }
+        (None, Some(gateway)) => {
+            let keys = attest_gateway(&http, gateway, a.trust)?.1;
+            let note = super::checkpoints::sign_checkpoint_now(&http, gateway)?;
+            (gateway.to_owned(), keys.note_verifier()?, Some(note))
+        }
+        (None, None) => bail!("give --gateway or --tiles"),
+    };
+    let source = TileSource::new(&http, &prefix);
+    let note = match note {
+        Some(n) => n,
+        None => source.checkpoint_note()?,
+    };
+    let cp = verify_checkpoint(&note, &log_verifier, log_verifier.name())
+        .map_err(|e| anyhow!("checkpoint at {} rejected: {}: {e}", source.url(), e.code()))?;
+    let size = cp.checkpoint().size;
+    let pairs: Vec<(String, leadgate_verifier::autobid::RuleSet)> = kept
+        .iter()
+        .map(|k| (k.commitment.clone(), k.rules.clone()))
+        .collect();
+    let mut audit = leadgate_verifier::autobid::RulesAudit::new(&buyer, &pairs)
+        .map_err(|e| anyhow!("a kept rule set: {e}"))?;
+    source.scan_entries(size, |index, leaf| {
+        let event = Event::from_leaf(leaf).map_err(|e| anyhow!("entry {index}: {}", e.code()))?;
+        audit.entry(index, &event);
+        Ok(())
+    })?;
+    let report = audit.finish();
+    println!(
+        "{}",
+        serde_json::json!({"buyer": buyer, "checkpoint_size": size, "report": report})
+    );
+    if !report.violations.is_empty() {
+        bail!(
+            "{} decisions break your rules: {}",
+            report.violations.len(),
+            report.violations.join("; ")
+        );
+    }
+    if !report.unexplained.is_empty() {
+        bail!(
+            "{} leads matched your rules within budget but got no bid ({}): your deposit did not cover them, the auction was full, or the enclave broke your rules",
+            report.unexplained.len(),
+            report.unexplained.join(", ")
+        );
+    }
+    eprintln!(
+        "the enclave bid for you exactly when your rules matched and your budget allowed: {} bids on {} matching leads ({} over budget) among {} leads",
+        report.bids, report.matched, report.skipped_budget, report.leads
+    );
+    Ok(())
 }

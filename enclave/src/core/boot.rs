@@ -296,6 +296,10 @@ impl Enclave {
                 tags: EmailTags::new(self.config.tag_filter_bits_log2),
                 sellers: SellerKeys::new(self.config.seller_cache_capacity),
                 book: AuctionBook::default(),
+                rules: crate::autobid::RuleBook::new(
+                    self.config.rule_book_capacity,
+                    self.config.replay_window_ms,
+                ),
                 replay: ReplayGuard::new(
                     self.config.replay_window_ms,
                     self.config.replay_filter_bits_log2,
@@ -361,6 +365,9 @@ impl Enclave {
                 );
                 r.book = state.book;
                 r.tags = state.tags;
+                for record in state.rules {
+                    r.rules.insert_record(record);
+                }
                 r.sealed_size = state.frontier.size();
                 match Restore::new(state.frontier).expecting(floor) {
                     Ok(rs) => {
@@ -406,13 +413,57 @@ impl Enclave {
                 "replay chunk starts at {from}; the next leaf is {want}"
             )));
         }
-        if let Err(e) = restore.apply(&leaves, &mut r.book, &mut r.tags) {
+        if let Err(e) = restore.apply(&leaves, &mut r.book, &mut r.tags, &mut r.rules) {
             // The book may be half-built: only a new boot may continue.
             self.phase = Phase::Unbooted;
             return err(e);
         }
         *slot = Some(restore);
         Response::Ok
+    }
+
+    /// Takes the sealed rule sets the host stored for the active rule sets the replayed log
+    /// names: each is opened and kept if its commitment is its buyer's active one. One that
+    /// is not, or does not open, is refused (`boot.rules_missing`) and the others of the
+    /// request are kept.
+    pub(super) fn load_rules(
+        &mut self,
+        sets: &[leadgate_verifier::autobid::SealedRuleSet],
+    ) -> Response {
+        let origin = self.config.origin.clone();
+        let Some(Restoring { running: r, .. }) = self.phase.restoring() else {
+            return err(EnclaveError::BadState(
+                "rule sets are loaded between Boot and Start",
+            ));
+        };
+        if sets.len() > leadgate_protocol::MAX_RULE_SETS_PER_LOAD {
+            return err(EnclaveError::BatchTooLarge {
+                max: leadgate_protocol::MAX_RULE_SETS_PER_LOAD,
+                what: "rule sets",
+            });
+        }
+        let mut refused = Vec::new();
+        for (i, sealed) in sets.iter().enumerate() {
+            // The signature was checked when `rules.set` was appended; the commitment binds it.
+            let opened = sealed.decode().and_then(|d| {
+                let rules =
+                    leadgate_verifier::autobid::open_rules(r.secrets.intake_key(), &origin, &d)?;
+                Ok((d, rules))
+            });
+            match opened {
+                Ok((d, rules)) => {
+                    if !r.rules.supply(&d.buyer, &d.commitment, rules) {
+                        refused.push(format!("rule set {i} is not its buyer's active one"));
+                    }
+                }
+                Err(e) => refused.push(format!("rule set {i}: {e}")),
+            }
+        }
+        if refused.is_empty() {
+            Response::Ok
+        } else {
+            err(EnclaveError::RulesMissing(refused.join("; ")))
+        }
     }
 
     pub(super) fn start(&mut self, now_ms: u64) -> Response {
@@ -425,6 +476,15 @@ impl Enclave {
         else {
             return err(EnclaveError::BadState("Start follows Boot, once"));
         };
+        // Every active rule set must be back, or the enclave would skip its buyer's bids.
+        let missing = r.rules.missing();
+        if !missing.is_empty() {
+            return err(EnclaveError::RulesMissing(format!(
+                "{} active rule sets were not given, e.g. {}",
+                missing.len(),
+                hex::encode(missing[0])
+            )));
+        }
         // With a tip, the state must have been rebuilt up to it.
         let replay_from = match slot.take() {
             Some(rs) => match rs.finish(r.log.frontier()) {

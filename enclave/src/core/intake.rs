@@ -1,10 +1,16 @@
-//! Lead intake: a `Submit` batch in three stages: verify, open and check each lead in
-//! parallel; replay memory, duplicate emails and the tree in order; receipts in parallel.
+//! Lead intake: a `Submit` batch in three stages: verify, open and check each lead, and seal
+//! the bids its buyers' rule sets would make on it, in parallel; replay memory, duplicate
+//! emails and the tree in order, then the budgets, deposits and tree for the bids made under
+//! rule sets (all after the batch's leads, in lead order); receipts in parallel.
 
-use leadgate_verifier::event::{AuctionTerms, Event, LeadAccepted, LeadRejected};
+use leadgate_verifier::autobid::budget_day;
+use leadgate_verifier::bid::{seal_ruled_bid, SealedBid};
+use leadgate_verifier::event::{AuctionTerms, BidSealed, Event, LeadAccepted, LeadRejected};
 use leadgate_verifier::intake::{open_lead, SealedLead, VerifiedSubmission, MAX_LEAD_BYTES};
+use leadgate_verifier::merkle::Hash;
 use serde_bytes::ByteBuf;
 
+use crate::autobid::{RuleBid, RuleBook};
 use crate::error::EnclaveError;
 use crate::log::UnsignedAppend;
 use crate::parallel::par_map;
@@ -12,12 +18,29 @@ use crate::replay::ReplayVerdict;
 use crate::rules::{check_lead, CheckedLead, RejectReason};
 use crate::secrets::Secrets;
 use crate::sellers::SellerKeys;
-use leadgate_protocol::{Response, SubmitOutcome, WireError, MAX_BATCH};
+use leadgate_protocol::{
+    Response, RuledBid, SubmitOutcome, WireError, MAX_BATCH, MAX_RULED_BIDS_PER_SUBMIT,
+};
 
 use super::{err, Enclave, EnclaveConfig, Running};
 
 /// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
 type RuleVerdict = Result<(CheckedLead, [u8; 32]), RejectReason>;
+
+/// A bid a rule set would make on a lead, sealed in stage 1; stage 2 makes it if the budget,
+/// the auction and the deposit still allow.
+struct PreparedBid {
+    bid: RuleBid,
+    sealed: SealedBid,
+    commitment: Hash,
+}
+
+/// A bid made under a rule set, waiting for its receipt signature.
+struct PendingBid {
+    auction_id: String,
+    sealed: SealedBid,
+    unsigned: UnsignedAppend,
+}
 
 /// Stage 1's result for one lead.
 enum Opened {
@@ -68,6 +91,15 @@ struct SignedLead {
     terms: AuctionTerms,
     /// The rules' verdict, or the refusal if the ciphertext did not open to JSON.
     verdict: Result<RuleVerdict, WireError>,
+    /// The bids buyers' rule sets would make if it is accepted.
+    prepared: Vec<PreparedBid>,
+}
+
+/// What stage 1 needs to seal the bids of rule sets: the book and the keys.
+struct RuleContext<'a> {
+    book: &'a RuleBook,
+    log_key: &'a ed25519_dalek::SigningKey,
+    intake_public: [u8; 32],
 }
 
 /// Verifies, opens and checks one lead. Touches no mutable state.
@@ -75,6 +107,7 @@ fn open_one(
     config: &EnclaveConfig,
     secrets: &Secrets,
     sellers: &SellerKeys,
+    rules: &RuleContext<'_>,
     lead: &SealedLead,
     now_ms: u64,
 ) -> Opened {
@@ -117,11 +150,77 @@ fn open_one(
             }
         }
     };
+    let prepared = match &verdict {
+        Ok(Ok((c, tag))) if !rules.book.is_empty() => {
+            let lead = accepted_event(&sub, &terms, c, tag, now_ms);
+            prepare_bids(config, rules, &lead)
+        }
+        _ => Vec::new(),
+    };
     Opened::Signed(Box::new(SignedLead {
         sub,
         terms,
         verdict,
+        prepared,
     }))
+}
+
+/// The `lead.accepted` of a checked lead.
+fn accepted_event(
+    sub: &VerifiedSubmission,
+    terms: &AuctionTerms,
+    c: &CheckedLead,
+    tag: &[u8; 32],
+    now_ms: u64,
+) -> LeadAccepted {
+    LeadAccepted {
+        time: now_ms,
+        lead_id: sub.lead_id(),
+        seller: hex::encode(sub.seller),
+        ciphertext_sha256: hex::encode(sub.ciphertext_sha256),
+        score: c.score,
+        reasons: c.reasons.clone(),
+        listing: c.listing.clone(),
+        email_tag: hex::encode(tag),
+        auction: *terms,
+    }
+}
+
+/// Seals the bid of every rule set that matches `lead` and has budget left (as of the batch's
+/// start), each sealed to the enclave's own intake key.
+fn prepare_bids(
+    config: &EnclaveConfig,
+    rules: &RuleContext<'_>,
+    lead: &LeadAccepted,
+) -> Vec<PreparedBid> {
+    rules
+        .book
+        .bids_for(lead)
+        .into_iter()
+        .filter_map(|bid| {
+            let sealed = seal_ruled_bid(
+                rules.log_key,
+                &bid.buyer,
+                &bid.rules.buyer_hpke,
+                &rules.intake_public,
+                &config.origin,
+                &lead.lead_id,
+                bid.rules.max_bid,
+                bid.rules.account,
+            );
+            match sealed {
+                Ok((sealed, commitment)) => Some(PreparedBid {
+                    bid,
+                    sealed,
+                    commitment,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing a rule set's bid failed");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// Civil year of a Unix ms timestamp (for the `founded_year` plausibility check).
@@ -150,15 +249,61 @@ impl Enclave {
         let Some(r) = self.phase.serving() else {
             return err(EnclaveError::NotReady);
         };
-        // Stage 1, in parallel: signature, HPKE open, rules. Stage 2, in order: replay memory,
-        // duplicate emails, the log. Refusal codes are the same as checking one lead at a time.
+        // Stage 1, in parallel: signature, HPKE open, rules, the rule sets' sealed bids. Stage
+        // 2, in order: replay memory, duplicate emails, the log, each lead's rule bids. Refusal
+        // codes are the same as checking one lead at a time.
         r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
+        let context = RuleContext {
+            book: &r.rules,
+            log_key: r.secrets.log_key(),
+            intake_public: r.secrets.public_keys(&config.origin).intake_key,
+        };
         let opened = par_map(leads.iter().collect(), workers, |l| {
-            open_one(config, &r.secrets, &r.sellers, l, now_ms)
+            open_one(config, &r.secrets, &r.sellers, &context, l, now_ms)
         });
-        let logged: Vec<Logged> = opened
+        // The deposits behind the rule sets' bids, read in one batch when stale.
+        let settles = config.settlement.is_some();
+        let unreadable = match (&config.escrow_chain, settles) {
+            (Some(chain), true) => super::market::refresh_deposits(
+                r,
+                chain,
+                opened
+                    .iter()
+                    .filter_map(|o| match o {
+                        Opened::Signed(s) => Some(s.prepared.iter()),
+                        Opened::BadSubmission(_) => None,
+                    })
+                    .flatten()
+                    .filter_map(|p| p.bid.rules.account.map(|a| a.0)),
+                now_ms,
+            ),
+            _ => std::collections::HashMap::new(),
+        };
+        // The leads first, then the bids made for them under rule sets, so that the answer's
+        // two lists are each in log order and follow on.
+        let mut reserved = 0;
+        let mut to_make: Vec<PreparedBid> = Vec::new();
+        let mut logged: Vec<Logged> = Vec::with_capacity(opened.len());
+        for o in opened {
+            let prepared = match &o {
+                Opened::Signed(s) => s.prepared.len(),
+                Opened::BadSubmission(_) => 0,
+            };
+            // The answer holds at most so many rule bids: a lead that might pass it waits.
+            if reserved + prepared > MAX_RULED_BIDS_PER_SUBMIT {
+                logged.push(Logged::Refused(EnclaveError::BatchFull.into()));
+                continue;
+            }
+            let (l, prepared) = Self::log_one(r, o, now_ms);
+            if matches!(l, Logged::Appended(ref p) if p.accepted) {
+                reserved += prepared.len();
+                to_make.extend(prepared);
+            }
+            logged.push(l);
+        }
+        let bids: Vec<PendingBid> = to_make
             .into_iter()
-            .map(|o| Self::log_one(r, o, now_ms))
+            .filter_map(|p| Self::make_rule_bid(r, p, settles, &unreadable, now_ms))
             .collect();
         // Stage 3, in parallel: the receipts' signatures (the tree is already final).
         let key = r.secrets.log_key();
@@ -166,19 +311,89 @@ impl Enclave {
             Logged::Appended(p) => p.finish(key),
             Logged::Refused(e) => SubmitOutcome::Refused(e),
         });
-        Response::Submitted { results }
+        let bids = par_map(bids, workers, |b| RuledBid {
+            auction_id: b.auction_id,
+            sealed: b.sealed,
+            appended: b.unsigned.sign(key).into(),
+        });
+        Response::Submitted { results, bids }
     }
 
-    fn log_one(r: &mut Running, opened: Opened, now_ms: u64) -> Logged {
-        Self::log_one_inner(r, opened, now_ms).unwrap_or_else(Logged::Refused)
+    /// Stage 2 for one bid under a rule set, right after its lead's `lead.accepted`: the
+    /// budget as of now, room in the auction and the buyer's deposit, then `bid.sealed` with
+    /// `rules`. `None`: not made (nothing appended or counted).
+    fn make_rule_bid(
+        r: &mut Running,
+        p: PreparedBid,
+        settles: bool,
+        unreadable: &std::collections::HashMap<[u8; 20], WireError>,
+        now_ms: u64,
+    ) -> Option<PendingBid> {
+        let buyer = p.bid.buyer;
+        let active = r.rules.active(&buyer)?;
+        let today = if active.day == budget_day(now_ms) {
+            active.bids_today
+        } else {
+            0
+        };
+        if active.commitment != p.bid.commitment || !p.bid.rules.budget_allows(today) {
+            return None;
+        }
+        let key = crate::auctions::auction_key(&p.sealed.auction_id)?;
+        r.book.check_bid(&key, now_ms).ok()?;
+        let amount = p.bid.rules.max_bid.units();
+        let account = p.bid.rules.account.map(|a| a.0).filter(|_| settles);
+        if let Some(a) = &account {
+            if unreadable.contains_key(a) || r.deposits.commit(a, amount).is_err() {
+                return None;
+            }
+        }
+        let event = Event::BidSealed(BidSealed {
+            time: now_ms,
+            auction_id: p.sealed.auction_id.clone(),
+            buyer: hex::encode(buyer),
+            commitment: hex::encode(p.commitment),
+            rules: Some(hex::encode(p.bid.commitment)),
+        });
+        let unsigned = match r.log.append_unsigned(&event) {
+            Ok(u) => u,
+            Err(e) => {
+                if let Some(a) = &account {
+                    r.deposits.uncommit(a, amount);
+                }
+                tracing::warn!(error = %e, "a rule set's bid was not appended");
+                return None;
+            }
+        };
+        r.book.record_bid(&key, &unsigned.leaf_hash());
+        r.rules.record_bid(&buyer, &p.bid.commitment, now_ms);
+        Some(PendingBid {
+            auction_id: p.sealed.auction_id.clone(),
+            sealed: p.sealed,
+            unsigned,
+        })
+    }
+
+    /// Stage 2 for one lead; with the bids prepared for it.
+    fn log_one(r: &mut Running, opened: Opened, now_ms: u64) -> (Logged, Vec<PreparedBid>) {
+        let (signed, prepared) = match opened {
+            Opened::BadSubmission(e) => return (Logged::Refused(e), Vec::new()),
+            Opened::Signed(mut s) => {
+                let prepared = std::mem::take(&mut s.prepared);
+                (s, prepared)
+            }
+        };
+        let logged = Self::log_one_inner(r, *signed, now_ms).unwrap_or_else(Logged::Refused);
+        (logged, prepared)
     }
 
     /// Stage 2 for one lead: replay memory, duplicate emails, the tree. `Err` is a refusal.
-    fn log_one_inner(r: &mut Running, opened: Opened, now_ms: u64) -> Result<Logged, WireError> {
-        let (sub, terms, verdict) = match opened {
-            Opened::BadSubmission(e) => return Err(e),
-            Opened::Signed(signed) => (signed.sub, signed.terms, signed.verdict),
-        };
+    fn log_one_inner(
+        r: &mut Running,
+        signed: SignedLead,
+        now_ms: u64,
+    ) -> Result<Logged, WireError> {
+        let (sub, terms, verdict) = (signed.sub, signed.terms, signed.verdict);
         match r
             .replay
             .check(&sub.ciphertext_sha256, sub.issued_at_ms, now_ms)

@@ -90,44 +90,18 @@ impl Enclave {
             .map(|r| r.map_err(WireError::from))
             .collect();
         // The deposits of the bidders whose last read is stale, in one batch at one block.
-        let mut unreadable: std::collections::HashMap<[u8; 20], WireError> =
-            std::collections::HashMap::new();
-        if let (true, Some(chain)) = (settles, &escrow) {
-            let mut wanted: Vec<([u8; 20], Vec<[u8; 16]>)> = Vec::new();
-            for (_, funds) in opened.iter().flatten() {
-                let Some((account, _)) = funds else { continue };
-                if wanted.iter().any(|(a, _)| a == account) {
-                    continue;
-                }
-                if let Some(ids) = r.deposits.stale(account, now_ms) {
-                    wanted.push((*account, ids));
-                }
-            }
-            let answer = match wanted.is_empty() {
-                true => Ok(Vec::new()),
-                false => chain.0.deposits(&wanted),
-            };
-            match answer {
-                Ok(reads) if reads.len() == wanted.len() => {
-                    for ((account, ids), read) in wanted.iter().zip(&reads) {
-                        if let Err(e) = r.deposits.apply(*account, ids, read, now_ms) {
-                            unreadable.insert(*account, EnclaveError::from(e).into());
-                        }
-                    }
-                }
-                answer => {
-                    let why = match answer {
-                        Err(e) => e,
-                        Ok(_) => "a deposit read answered for other buyers".into(),
-                    };
-                    tracing::warn!(error = %why, "deposit read failed");
-                    for (account, _) in wanted {
-                        unreadable
-                            .insert(account, EnclaveError::ChainUnavailable(why.clone()).into());
-                    }
-                }
-            }
-        }
+        let unreadable = match (settles, &escrow) {
+            (true, Some(chain)) => refresh_deposits(
+                r,
+                chain,
+                opened
+                    .iter()
+                    .flatten()
+                    .filter_map(|(_, funds)| funds.map(|(a, _)| a)),
+                now_ms,
+            ),
+            _ => std::collections::HashMap::new(),
+        };
         let mut logged = Vec::with_capacity(opened.len());
         for o in opened {
             let entry = o.and_then(|(bid, funds)| {
@@ -151,6 +125,7 @@ impl Enclave {
                     auction_id: bid.auction_id.clone(),
                     buyer: hex::encode(bid.buyer),
                     commitment: hex::encode(bid.commitment),
+                    rules: None,
                 });
                 let unsigned = match r.log.append_unsigned(&event) {
                     Ok(u) => u,
@@ -510,6 +485,50 @@ impl Enclave {
             )),
         }
     }
+}
+
+/// Reads, in one batch at one block, the deposits of those of `accounts` whose last read is
+/// older than the book's read age, and applies them to the deposit book. Returns the accounts
+/// whose read failed, with the error their bids are refused with.
+pub(super) fn refresh_deposits(
+    r: &mut Running,
+    chain: &super::EscrowReader,
+    accounts: impl IntoIterator<Item = [u8; 20]>,
+    now_ms: u64,
+) -> std::collections::HashMap<[u8; 20], WireError> {
+    let mut unreadable = std::collections::HashMap::new();
+    let mut wanted: Vec<([u8; 20], Vec<[u8; 16]>)> = Vec::new();
+    for account in accounts {
+        if wanted.iter().any(|(a, _)| *a == account) {
+            continue;
+        }
+        if let Some(ids) = r.deposits.stale(&account, now_ms) {
+            wanted.push((account, ids));
+        }
+    }
+    if wanted.is_empty() {
+        return unreadable;
+    }
+    match chain.0.deposits(&wanted) {
+        Ok(reads) if reads.len() == wanted.len() => {
+            for ((account, ids), read) in wanted.iter().zip(&reads) {
+                if let Err(e) = r.deposits.apply(*account, ids, read, now_ms) {
+                    unreadable.insert(*account, EnclaveError::from(e).into());
+                }
+            }
+        }
+        answer => {
+            let why = match answer {
+                Err(e) => e,
+                Ok(_) => "a deposit read answered for other buyers".into(),
+            };
+            tracing::warn!(error = %why, "deposit read failed");
+            for (account, _) in wanted {
+                unreadable.insert(account, EnclaveError::ChainUnavailable(why.clone()).into());
+            }
+        }
+    }
+    unreadable
 }
 
 /// The settlement of auction `auction_id` sold to `buyer` for `price` token units, signed with

@@ -15,6 +15,7 @@ use leadgate_protocol::{
     BidOutcome, CloseInput, CloseOutcome, LoggedBid, Request, Response, SaleProof, StatePart,
     SubmitOutcome, Tip, WireAppended,
 };
+use leadgate_verifier::autobid::{RulesCancel, SealedRuleSet};
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::event::Event;
 use leadgate_verifier::intake::{seal_lead, SealedLead};
@@ -40,6 +41,8 @@ pub struct Host {
     pub bids: HashMap<u64, SealedBid>,
     /// Sealed leads by lead id.
     pub leads: HashMap<String, SealedLead>,
+    /// Sealed rule sets by the leaf index of their `rules.set`.
+    pub rule_sets: Vec<(u64, SealedRuleSet)>,
 }
 
 impl NodeStore for Host {
@@ -219,6 +222,9 @@ impl Host {
             for req in self.restore_requests(from, 500) {
                 assert_eq!(e.handle(req, now), Response::Ok);
             }
+            for req in self.rules_requests() {
+                assert_eq!(e.handle(req, now), Response::Ok);
+            }
         }
         (e, keys)
     }
@@ -243,7 +249,7 @@ impl Host {
         leads: Vec<SealedLead>,
         now: u64,
     ) -> Vec<SubmitOutcome> {
-        let Response::Submitted { results } = e.handle(
+        let Response::Submitted { results, bids } = e.handle(
             Request::Submit {
                 leads: leads.clone(),
             },
@@ -260,7 +266,88 @@ impl Host {
                 self.leads.insert(lead_id.clone(), lead);
             }
         }
+        for b in bids {
+            self.bids.insert(b.appended.index, b.sealed);
+            self.store(&b.appended);
+        }
         results
+    }
+
+    /// Posts a sealed rule set; stores its `rules.set` and the rule set. The leaf index, or
+    /// the refusal's code.
+    pub fn set_rules(
+        &mut self,
+        e: &mut Enclave,
+        rules: SealedRuleSet,
+        now: u64,
+    ) -> Result<u64, String> {
+        match e.handle(
+            Request::SetRules {
+                rules: rules.clone(),
+            },
+            now,
+        ) {
+            Response::RulesLogged { appended } => {
+                self.store(&appended);
+                self.rule_sets.push((appended.index, rules));
+                Ok(appended.index)
+            }
+            Response::Error(err) => Err(err.code.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Posts a cancellation; stores its `rules.cancelled`.
+    pub fn cancel_rules(
+        &mut self,
+        e: &mut Enclave,
+        cancel: RulesCancel,
+        now: u64,
+    ) -> Result<u64, String> {
+        match e.handle(Request::CancelRules { cancel }, now) {
+            Response::RulesLogged { appended } => {
+                self.store(&appended);
+                Ok(appended.index)
+            }
+            Response::Error(err) => Err(err.code.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The sealed rule sets active at the tip, as the real host selects them: each buyer's
+    /// last `rules.set`, unless a `rules.cancelled` of it followed.
+    pub fn active_rule_sets(&self) -> Vec<SealedRuleSet> {
+        let mut last: HashMap<String, (u64, String)> = HashMap::new();
+        let mut cancelled = std::collections::HashSet::new();
+        for (i, e) in self.events() {
+            match e {
+                Event::RulesSet(r) => {
+                    last.insert(r.buyer, (i, r.commitment));
+                }
+                Event::RulesCancelled(c) => {
+                    cancelled.insert(c.commitment);
+                }
+                _ => {}
+            }
+        }
+        let mut active: Vec<(u64, SealedRuleSet)> = last
+            .values()
+            .filter(|(_, c)| !cancelled.contains(c))
+            .filter_map(|(i, _)| self.rule_sets.iter().find(|(j, _)| j == i).cloned())
+            .collect();
+        active.sort_by_key(|(i, _)| *i);
+        active.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// The `LoadRules` requests of the active rule sets.
+    pub fn rules_requests(&self) -> Vec<Request> {
+        let sets = self.active_rule_sets();
+        if sets.is_empty() {
+            return Vec::new();
+        }
+        sets.chunks(leadgate_protocol::MAX_RULE_SETS_PER_LOAD)
+            .map(|c| Request::LoadRules { sets: c.to_vec() })
+            .collect()
     }
 
     /// Sends bids; stores the appends and the sealed bids. Returns each outcome's code
@@ -370,6 +457,7 @@ impl Host {
         let (load, from) = self.state_requests();
         let mut requests = load;
         requests.extend(self.restore_requests(from, 500));
+        requests.extend(self.rules_requests());
         for req in requests {
             let resp = e.handle(req, now);
             if resp != Response::Ok {

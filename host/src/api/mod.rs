@@ -4,7 +4,7 @@
 //! parameters, bodies), from which [`ApiDoc`] builds the OpenAPI 3.1 document served at
 //! `GET /openapi.json` and committed as `docs/openapi.json`; `host/tests/openapi.rs` checks it
 //! against that copy, the endpoint table of `docs/PROTOCOL.md` and the routes below. One
-//! module per resource: `leads` (seller), `market` (buyer), `log` (auditor), `tiles` (the
+//! module per resource: `leads` (seller), `market` and `rules` (buyer), `log` (auditor), `tiles` (the
 //! log in the C2SP tlog-tiles layout), `attest`, `operator`.
 
 use leadgate_verifier::ErrorCode;
@@ -26,6 +26,7 @@ mod leads;
 mod log;
 mod market;
 mod operator;
+mod rules;
 mod tiles;
 
 pub use leads::MAX_LEADS_PER_BATCH_REQUEST;
@@ -67,6 +68,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auctions/{id}", get(market::get_auction))
         .route("/v1/bids", post(market::post_bid))
         .route("/v1/settlements/{id}", get(market::get_settlement))
+        .route("/v1/rules", post(rules::post_rules))
+        .route("/v1/rules/cancel", post(rules::post_cancel))
+        .route("/v1/rules/{buyer}", get(rules::get_rules))
         .route(
             "/v1/checkpoint",
             get(log::get_checkpoint).post(log::post_checkpoint),
@@ -107,7 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     ),
     paths(
         attest::attest, leads::post_lead, leads::post_leads_batch, leads::get_lead, market::post_release, market::list_auctions, market::get_auction,
-        market::post_bid, market::get_settlement, log::get_checkpoint, log::post_checkpoint, log::get_anchors, log::get_epochs, log::get_entry, log::inclusion,
+        market::post_bid, market::get_settlement, rules::post_rules, rules::post_cancel, rules::get_rules, log::get_checkpoint, log::post_checkpoint, log::get_anchors, log::get_epochs, log::get_entry, log::inclusion,
         log::consistency, tiles::get_checkpoint, tiles::get_tile, operator::healthz, operator::get_metrics, operator::get_openapi
     ),
     tags(

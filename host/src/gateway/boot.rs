@@ -168,10 +168,20 @@ impl Gateway {
                     self.store.put_sealed_secrets(&sealed_secrets).await?;
                 }
                 self.restore(conn).await?;
+                // The active rule sets, which the enclave logs only as commitments.
+                let sets = self.store.active_rule_sets().await?;
+                for chunk in sets.chunks(leadgate_protocol::MAX_RULE_SETS_PER_LOAD) {
+                    expect_ok(
+                        conn.call(&Request::LoadRules {
+                            sets: chunk.to_vec(),
+                        })
+                        .await?,
+                    )?;
+                }
                 match conn.call(&Request::Start).await? {
                     Response::Started { appended } => {
                         self.store
-                            .store_appends(&[&appended], &[], crate::clock::now_ms())
+                            .store_appends(&[&appended], &[], &[], crate::clock::now_ms())
                             .await?;
                         self.stored_to(appended.index + 1);
                     }

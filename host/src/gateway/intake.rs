@@ -173,8 +173,8 @@ impl Gateway {
             return Err(LinkError::Unavailable);
         }
         let fresh = batch.stored.iter().filter(|r| r.is_none()).count();
-        let fresh_results = match response? {
-            Response::Submitted { results } if results.len() == fresh => results,
+        let (fresh_results, ruled) = match response? {
+            Response::Submitted { results, bids } if results.len() == fresh => (results, bids),
             Response::Error(e) => return Err(LinkError::Enclave(e)),
             other => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         };
@@ -188,11 +188,37 @@ impl Gateway {
                 None => (fresh_results.next().unwrap_or_else(replayed), true),
             })
             .collect();
+        // In log order: the batch's leads, then the bids made under buyers' rule sets.
         let appends: Vec<&WireAppended> = outcomes
             .iter()
             .filter_map(|(r, new)| match r {
                 SubmitOutcome::Logged { appended, .. } if *new => Some(appended),
                 _ => None,
+            })
+            .chain(ruled.iter().map(|b| &b.appended))
+            .collect();
+        let ruled_json: Vec<(String, String)> = ruled
+            .iter()
+            .map(|b| {
+                let commitment = b
+                    .sealed
+                    .decode()
+                    .map(|d| hex::encode(d.commitment))
+                    .map_err(|e| LinkError::Protocol(format!("a rule set's bid: {e}")))?;
+                let json = serde_json::to_string(&b.sealed)
+                    .map_err(|e| LinkError::Protocol(e.to_string()))?;
+                Ok((commitment, json))
+            })
+            .collect::<Result<_, LinkError>>()?;
+        let ruled_rows: Vec<crate::storage::StoredBid<'_>> = ruled
+            .iter()
+            .zip(&ruled_json)
+            .map(|(b, (commitment, json))| crate::storage::StoredBid {
+                index: b.appended.index,
+                auction_id: &b.auction_id,
+                buyer: &b.sealed.buyer,
+                commitment,
+                sealed_json: json,
             })
             .collect();
         let subs: Vec<StoredSubmission<'_>> = jobs
@@ -208,7 +234,7 @@ impl Gateway {
             .collect();
         let storing = std::time::Instant::now();
         self.store
-            .store_appends(&appends, &subs, crate::clock::now_ms())
+            .store_appends(&appends, &subs, &ruled_rows, crate::clock::now_ms())
             .await?;
         tracing::debug!(
             jobs = jobs.len(),

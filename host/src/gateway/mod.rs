@@ -43,6 +43,7 @@ use crate::storage::Store;
 mod boot;
 mod intake;
 mod market;
+mod rules;
 #[cfg(test)]
 mod tests;
 

@@ -135,19 +135,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         insert_appends(&mut tx, appends).await?;
         if !bids.is_empty() {
-            sqlx::QueryBuilder::new(
-                "INSERT INTO bids (idx, auction_id, buyer, commitment, sealed) ",
-            )
-            .push_values(bids, |mut b, bid| {
-                b.push_bind(bid.index as i64)
-                    .push_bind(bid.auction_id)
-                    .push_bind(bid.buyer)
-                    .push_bind(bid.commitment)
-                    .push_bind(bid.sealed_json);
-            })
-            .build()
-            .execute(&mut *tx)
-            .await?;
+            insert_bids(&mut tx, bids).await?;
         }
         tx.commit().await?;
         write.done();
@@ -316,4 +304,25 @@ impl Store {
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Some((rec, bids)))
     }
+}
+
+/// Inserts bid rows (one multi-row INSERT; at most a few thousand rows of five bound values).
+pub(super) async fn insert_bids(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    bids: &[StoredBid<'_>],
+) -> Result<(), StoreError> {
+    for chunk in bids.chunks(4_096) {
+        sqlx::QueryBuilder::new("INSERT INTO bids (idx, auction_id, buyer, commitment, sealed) ")
+            .push_values(chunk, |mut b, bid| {
+                b.push_bind(bid.index as i64)
+                    .push_bind(bid.auction_id)
+                    .push_bind(bid.buyer)
+                    .push_bind(bid.commitment)
+                    .push_bind(bid.sealed_json);
+            })
+            .build()
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -174,7 +174,18 @@ async fn index_event(
             .execute(&mut **tx)
             .await?;
         }
-        Event::LeadRejected(_) | Event::BidSealed(_) | Event::LeadReleased(_) => {}
+        Event::RulesCancelled(e) => {
+            sqlx::query("INSERT INTO rule_cancels (idx, buyer, commitment) VALUES (?, ?, ?)")
+                .bind(idx)
+                .bind(&e.buyer)
+                .bind(&e.commitment)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Event::LeadRejected(_)
+        | Event::BidSealed(_)
+        | Event::LeadReleased(_)
+        | Event::RulesSet(_) => {}
     }
     Ok(())
 }
@@ -403,8 +414,14 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                (Event::RulesSet(_), JournalRecord::Rules(sealed)) => {
+                    super::rules::insert_rule_set(&mut tx, a.index, sealed).await?;
+                }
                 (
-                    Event::LogEpoch(_) | Event::AuctionClosed(_) | Event::AuctionUnsold(_),
+                    Event::LogEpoch(_)
+                    | Event::AuctionClosed(_)
+                    | Event::AuctionUnsold(_)
+                    | Event::RulesCancelled(_),
                     JournalRecord::None,
                 ) => {}
                 _ => {
@@ -429,6 +446,7 @@ impl Store {
         &self,
         appends: &[&WireAppended],
         submissions: &[StoredSubmission<'_>],
+        ruled_bids: &[super::StoredBid<'_>],
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let write = self.write();
@@ -479,6 +497,9 @@ impl Store {
             .build()
             .execute(&mut *tx)
             .await?;
+        }
+        if !ruled_bids.is_empty() {
+            super::auctions::insert_bids(&mut tx, ruled_bids).await?;
         }
         tx.commit().await?;
         write.done();

@@ -15,6 +15,7 @@ mod anchors;
 mod auctions;
 mod leads;
 mod log;
+mod rules;
 mod secrets;
 mod settlements;
 mod state;
@@ -24,6 +25,7 @@ pub use anchors::{AnchorRecord, AnchorStatus};
 pub use auctions::{AuctionFilter, AuctionRecord, StoredBid};
 pub use leads::{LeadRecord, StoredSubmission};
 pub use log::MapStore;
+pub use rules::RuleChange;
 
 use std::str::FromStr as _;
 

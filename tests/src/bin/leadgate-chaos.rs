@@ -800,7 +800,7 @@ fn stray_submit(leads: &[SealedLead]) -> anyhow::Result<Vec<Receipt>> {
         let mut answer = vec![0u8; u32::from_be_bytes(len) as usize];
         s.read_exact(&mut answer)?;
         match leadgate_protocol::decode::<leadgate_protocol::Response>(&answer)? {
-            leadgate_protocol::Response::Submitted { results } => {
+            leadgate_protocol::Response::Submitted { results, .. } => {
                 return Ok(results
                     .into_iter()
                     .filter_map(|r| match r {
