@@ -172,6 +172,14 @@ struct AuctionArgs {
     /// by a gateway that settles on chain).
     #[arg(long)]
     payout: Option<leadgate_verifier::settlement::EthAddress>,
+    /// Mark the leads as captured off your own site (bought, re-sold or aggregated): buyers'
+    /// rules skip them unless they allow off-site leads.
+    #[arg(long)]
+    off_site: bool,
+    /// Instant auctions (ping-post): each closes in its own submission, on the bids of
+    /// buyers' rule sets, and the answer carries the sale. Takes no --duration-ms.
+    #[arg(long, conflicts_with = "duration_ms")]
+    instant: bool,
 }
 
 impl AuctionArgs {
@@ -181,6 +189,8 @@ impl AuctionArgs {
             && self.duration_ms.is_none()
             && self.pricing.is_none()
             && self.payout.is_none()
+            && !self.off_site
+            && !self.instant
         {
             return Ok(None);
         }
@@ -195,7 +205,8 @@ impl AuctionArgs {
                 }
             }),
             payout: self.payout,
-            off_site: false,
+            off_site: self.off_site,
+            instant: self.instant,
         }))
     }
 }

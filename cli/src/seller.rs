@@ -75,7 +75,8 @@ pub fn read_leads(
                 duration_ms: o.duration_ms.or(d.duration_ms),
                 pricing: o.pricing.or(d.pricing),
                 payout: o.payout.or(d.payout),
-                off_site: false,
+                off_site: o.off_site || d.off_site,
+                instant: o.instant || d.instant,
             }),
             (o, d) => o.or(d),
         };
@@ -285,7 +286,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let mut file = std::io::BufWriter::new(
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
-    let (mut accepted, mut rejected, mut failed) = (0, 0, 0);
+    let (mut accepted, mut rejected, mut failed, mut sold_now) = (0, 0, 0, 0);
     for (i, r) in results.into_iter().enumerate() {
         let mut v = r
             .into_inner()
@@ -295,6 +296,9 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
             Some("accepted") => accepted += 1,
             Some("rejected") => rejected += 1,
             _ => failed += 1,
+        }
+        if v["sale"]["status"] == "sold" {
+            sold_now += 1;
         }
         v["line"] = json!(i + 1);
         writeln!(file, "{v}")?;
@@ -308,7 +312,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&sidecar);
     }
     eprintln!(
-        "{} leads in {:.2}s ({:.0}/s): {accepted} accepted, {rejected} rejected, {failed} failed; receipts in {}",
+        "{} leads in {:.2}s ({:.0}/s): {accepted} accepted ({sold_now} sold instantly), {rejected} rejected, {failed} failed; receipts in {}",
         todo,
         elapsed.as_secs_f64(),
         todo as f64 / elapsed.as_secs_f64(),

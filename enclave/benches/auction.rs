@@ -169,6 +169,7 @@ fn enclave_flows(c: &mut Criterion) {
         pricing: None,
         payout: None,
         off_site: false,
+        instant: false,
     };
     let seller = SigningKey::from_bytes(&[1u8; 32]);
     let lead = seal_lead_with_terms(

@@ -45,6 +45,7 @@ fn event(i: u64) -> Event {
             pricing: Pricing::FirstPrice,
             payout: None,
             off_site: false,
+            instant: false,
         },
     })
 }

@@ -128,6 +128,7 @@ impl Driver {
             pricing: None,
             payout: None,
             off_site: false,
+            instant: false,
         };
         seal_lead_with_terms(
             &self.seller,

@@ -124,6 +124,20 @@ impl AuctionBook {
         Ok(())
     }
 
+    /// Checks the auction is open and has room for a bid, whatever the time: for the bids
+    /// made under rule sets in the request that opened it (an instant auction closes at
+    /// that very time).
+    ///
+    /// # Errors
+    /// [`BidRefusal::Unknown`], [`BidRefusal::Full`].
+    pub fn check_room(&self, key: &AuctionKey) -> Result<(), BidRefusal> {
+        let a = self.open.get(key).ok_or(BidRefusal::Unknown)?;
+        if a.bids >= leadgate_protocol::MAX_BIDS_PER_AUCTION {
+            return Err(BidRefusal::Full);
+        }
+        Ok(())
+    }
+
     /// Folds an appended `bid.sealed` (its leaf hash) into its auction's record. Call after
     /// [`Self::check_bid`] passed and the leaf was appended; a restore calls it directly.
     pub fn record_bid(&mut self, key: &AuctionKey, bid_leaf_hash: &Hash) {

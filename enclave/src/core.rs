@@ -266,19 +266,39 @@ impl EnclaveConfig {
     }
 
     /// The auction a lead accepted at `now_ms` opens, from the seller's request and the
-    /// defaults; `None` if the request is out of bounds.
-    fn auction_terms(&self, asked: Option<&AuctionRequest>, now_ms: u64) -> Option<AuctionTerms> {
+    /// defaults. An instant auction closes at `now_ms`, in the same request.
+    ///
+    /// # Errors
+    /// [`EnclaveError::BadTerms`] for a duration out of bounds, or given to an instant
+    /// auction.
+    fn auction_terms(
+        &self,
+        asked: Option<&AuctionRequest>,
+        now_ms: u64,
+    ) -> Result<AuctionTerms, EnclaveError> {
         let asked = asked.copied().unwrap_or_default();
-        let duration = asked.duration_ms.unwrap_or(self.default_duration_ms);
-        if !(self.min_duration_ms..=self.max_duration_ms).contains(&duration) {
-            return None;
-        }
-        Some(AuctionTerms {
+        let bad = || EnclaveError::BadTerms {
+            min_ms: self.min_duration_ms,
+            max_ms: self.max_duration_ms,
+        };
+        let closes_at = match (asked.instant, asked.duration_ms) {
+            (true, None) => now_ms,
+            (true, Some(_)) => return Err(EnclaveError::InstantWithDuration),
+            (false, d) => {
+                let duration = d.unwrap_or(self.default_duration_ms);
+                if !(self.min_duration_ms..=self.max_duration_ms).contains(&duration) {
+                    return Err(bad());
+                }
+                now_ms.checked_add(duration).ok_or_else(bad)?
+            }
+        };
+        Ok(AuctionTerms {
             reserve: asked.reserve.unwrap_or(self.default_reserve),
-            closes_at: now_ms.checked_add(duration)?,
+            closes_at,
             pricing: asked.pricing.unwrap_or(Pricing::FirstPrice),
             payout: asked.payout,
             off_site: asked.off_site,
+            instant: asked.instant,
         })
     }
 }
@@ -452,7 +472,8 @@ impl Enclave {
                 if let (Response::Submitted { results, bids }, Some(r)) =
                     (&resp, self.phase.serving())
                 {
-                    // In log order: the leads, then the bids made under rule sets.
+                    // In log order: the leads, the bids made under rule sets, the instant
+                    // auctions' closes.
                     for (lead, result) in leads.into_iter().zip(results) {
                         if let SubmitOutcome::Logged { appended, .. } = result {
                             r.journal(appended, JournalRecord::Lead(lead));
@@ -460,6 +481,11 @@ impl Enclave {
                     }
                     for b in bids {
                         r.journal(&b.appended, JournalRecord::Bid(b.sealed.clone()));
+                    }
+                    for result in results {
+                        if let SubmitOutcome::Logged { sale: Some(s), .. } = result {
+                            r.journal(s, JournalRecord::None);
+                        }
                     }
                 }
                 resp

@@ -127,6 +127,9 @@ pub enum EnclaveError {
         /// Longest duration, ms.
         max_ms: u64,
     },
+    /// An instant auction that names a duration. `submission.bad_terms`.
+    #[error("an instant auction closes in its own request: it takes no duration_ms")]
+    InstantWithDuration,
     /// A gateway that settles on chain got a submission naming no payout address.
     /// `submission.bad_terms`.
     #[error("this gateway settles sales on chain: the submission's auction.payout (the seller's payout address) is required")]
@@ -260,9 +263,9 @@ impl EnclaveError {
             EnclaveError::SessionBusy => ErrorCode::SessionBusy,
             EnclaveError::Frame(e) => e.code(),
             EnclaveError::Submission(e) => e.code(),
-            EnclaveError::BadTerms { .. } | EnclaveError::PayoutRequired => {
-                ErrorCode::SubmissionBadTerms
-            }
+            EnclaveError::BadTerms { .. }
+            | EnclaveError::PayoutRequired
+            | EnclaveError::InstantWithDuration => ErrorCode::SubmissionBadTerms,
             EnclaveError::AccountRequired => ErrorCode::BidMismatch,
             EnclaveError::SubmissionStale => ErrorCode::SubmissionStale,
             EnclaveError::SubmissionReplayed => ErrorCode::SubmissionReplayed,

@@ -118,6 +118,7 @@ fn terms(reserve: u64, duration_ms: u64, pricing: Pricing) -> AuctionRequest {
         pricing: Some(pricing),
         payout: None,
         off_site: false,
+        instant: false,
     }
 }
 

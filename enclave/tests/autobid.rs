@@ -462,3 +462,121 @@ fn replayed_stale_stolen_and_forged_rule_changes_are_refused() {
         .collect();
     assert_eq!(kinds, ["rules.set", "rules.cancelled", "log.epoch"]);
 }
+
+#[test]
+fn instant_auctions_sell_in_the_submission_s_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot(dir.path(), T0);
+    let seller = SigningKey::from_bytes(&[1; 32]);
+    host.set_rules(
+        &mut e,
+        sealed(
+            &keys,
+            10,
+            &rule_set(10, &["HVAC"], 2_000_000, 10_000_000, T0),
+        )
+        .0,
+        T0,
+    )
+    .unwrap();
+    host.set_rules(
+        &mut e,
+        sealed(
+            &keys,
+            11,
+            &rule_set(11, &["HVAC"], 3_000_000, 10_000_000, T0),
+        )
+        .0,
+        T0,
+    )
+    .unwrap();
+    let leads = accepted_leads(42);
+    let hvac = leads.iter().find(|l| l["industry"] == "HVAC").unwrap();
+    let other = leads.iter().find(|l| l["industry"] == "Solar").unwrap();
+    let instant = |lead: &serde_json::Value, pricing, duration_ms| {
+        seal_lead_with_terms(
+            &seller,
+            &keys.intake_key,
+            ORIGIN,
+            &serde_json::to_vec(lead).unwrap(),
+            T0 + 1,
+            Some(AuctionRequest {
+                instant: true,
+                pricing,
+                duration_ms,
+                ..AuctionRequest::default()
+            }),
+        )
+        .unwrap()
+    };
+    let second = Some(leadgate_verifier::auction::Pricing::SecondPrice);
+    let results = host.submit(
+        &mut e,
+        vec![
+            instant(hvac, second, None),
+            instant(other, None, None),
+            instant(hvac, None, Some(5_000)),
+        ],
+        T0 + 2,
+    );
+    let sale = |r: &SubmitOutcome| match r {
+        SubmitOutcome::Logged { sale: Some(a), .. } => Event::from_leaf(&a.leaf).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // The HVAC lead: both rule sets bid; the higher wins at the second price, in this answer.
+    match sale(&results[0]) {
+        Event::AuctionClosed(c) => {
+            assert_eq!(c.winner, hex::encode(buyer(11).verifying_key().to_bytes()));
+            assert_eq!(c.price.units(), 2_000_000);
+            assert_eq!(c.bids, 2);
+            assert_eq!(c.time, T0 + 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    // No rule set matches the Solar lead: unsold, at once.
+    assert!(matches!(sale(&results[1]), Event::AuctionUnsold(u) if u.bids == 0));
+    // An instant auction with a duration is refused.
+    match &results[2] {
+        SubmitOutcome::Refused(err) => assert_eq!(err.code.as_str(), "submission.bad_terms"),
+        other => panic!("{other:?}"),
+    }
+    // In log order: the two leads, the two bids, the two closes; nothing is left open.
+    let kinds: Vec<String> = host.leaves[host.leaves.len() - 6..]
+        .iter()
+        .map(|l| Event::from_leaf(l).unwrap().kind().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "lead.accepted",
+            "lead.accepted",
+            "bid.sealed",
+            "bid.sealed",
+            "auction.closed",
+            "auction.unsold"
+        ]
+    );
+    assert!(host.tick(&mut e, T0 + 60_000).is_empty());
+    // The winner gets the lead now; the close survives a restart like any other.
+    let id = match sale(&results[0]) {
+        Event::AuctionClosed(c) => c.auction_id,
+        _ => unreachable!(),
+    };
+    drop(e);
+    let (mut e, _) = host.boot(dir.path(), T0 + 10);
+    let request = ReleaseRequest::sign(&buyer(11), ORIGIN, &id, T0 + 11);
+    let proof = host.sale_proof(&id);
+    let lead = host.leads[&id].clone();
+    assert!(matches!(
+        e.handle(
+            Request::Release {
+                request,
+                lead,
+                proof
+            },
+            T0 + 11
+        ),
+        Response::Released { .. }
+    ));
+}

@@ -175,6 +175,7 @@ fn lead(keys: &EnclaveKeys, n: usize, payout: Option<EthAddress>, pricing: Prici
         pricing: Some(pricing),
         payout,
         off_site: false,
+        instant: false,
         ..Default::default()
     };
     let json = serde_json::to_vec(&l["lead"]).unwrap();

@@ -325,6 +325,10 @@ pub enum SubmitOutcome {
         email_tag: Option<ByteBuf>,
         /// The append.
         appended: WireAppended,
+        /// An instant auction's `auction.closed` or `auction.unsold`, appended after the
+        /// batch's leads and rule bids.
+        #[serde(default)]
+        sale: Option<WireAppended>,
     },
     /// The request was refused and nothing was appended (bad signature, replay, …).
     Refused(WireError),

@@ -220,6 +220,76 @@ fn rule_sets_bid_within_budget_survive_kill_9_and_every_decision_checks_out() {
             .unwrap();
     assert_eq!(lead["industry"], "Insurance");
 
+    // Instant sales: buyer c bids 1 USDC on anything; each instant submission's own answer
+    // carries its sale (to b at 3 USDC where b's rules match, else to c).
+    ok(run(&["buyer", "keygen", "--out", &p("buyer-c.key")]));
+    std::fs::write(
+        p("rules-c.json"),
+        json!({"verticals": ["*"], "max_bid": 1_000_000, "daily_budget": 1_000_000_000u64})
+            .to_string(),
+    )
+    .unwrap();
+    ok(run_t(&[
+        "buyer",
+        "rules",
+        "set",
+        "--gateway",
+        &gw,
+        "--key",
+        &p("buyer-c.key"),
+        "--rules",
+        &p("rules-c.json"),
+        "--out",
+        &p("my-rules-c.jsonl"),
+    ]));
+    let instant: Vec<Value> = corpus()
+        .into_iter()
+        .filter(|l| l["expect"] == "accept" && l["lead"]["industry"] == "Insurance")
+        .skip(10)
+        .take(4)
+        .map(|l| json!({"lead": l["lead"], "auction": {"instant": true}}))
+        .collect();
+    std::fs::write(
+        p("instant.jsonl"),
+        instant
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    ok(run_t(&[
+        "seller",
+        "submit",
+        "--gateway",
+        &gw,
+        "--key",
+        &p("seller.key"),
+        "--receipts",
+        &p("instant-receipts.jsonl"),
+        &p("instant.jsonl"),
+    ]));
+    let b_id = b_key["buyer"].as_str().unwrap();
+    for line in std::fs::read_to_string(p("instant-receipts.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let sale = &v["sale"];
+        assert_eq!(sale["status"], "sold", "{v}");
+        let price = if sale["winner"] == b_id {
+            3_000_000
+        } else {
+            1_000_000
+        };
+        assert_eq!(sale["price"], price, "{v}");
+        let auction = stack.get_json(&format!("/v1/auctions/{}", v["lead_id"].as_str().unwrap()));
+        assert_eq!(auction["status"], "sold");
+        assert_eq!(auction["close_index"], sale["index"]);
+    }
+    let rc = audit("c");
+    assert_eq!(rc["bids"], 4, "{rc}");
+
     // Buyer b cancels; the next Insurance leads get no bid from it, and its check still holds.
     ok(run_t(&[
         "buyer",
@@ -230,7 +300,7 @@ fn rule_sets_bid_within_budget_survive_kill_9_and_every_decision_checks_out() {
         "--key",
         &p("buyer-b.key"),
     ]));
-    let before = rb["bids"].as_u64().unwrap();
+    let before = audit("b")["bids"].as_u64().unwrap();
     let more: Vec<Value> = corpus()
         .into_iter()
         .filter(|l| l["expect"] == "accept" && l["lead"]["industry"] == "Insurance")

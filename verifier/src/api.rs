@@ -83,6 +83,33 @@ pub struct SubmitAnswer {
     pub index: u64,
     /// The entry's signed receipt.
     pub receipt: Receipt,
+    /// An accepted instant auction's outcome, decided within this request; absent for other
+    /// leads, and in the answer to a retried submission (then see `GET /v1/auctions/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale: Option<InstantSale>,
+}
+
+/// An instant auction's outcome (docs/PROTOCOL.md §4, "Instant sale"): its close entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InstantSale {
+    /// `sold` or `unsold`.
+    pub status: AuctionStatus,
+    /// Leaf index of its `auction.closed` or `auction.unsold`.
+    pub index: u64,
+    /// That entry's signed receipt.
+    pub receipt: Receipt,
+    /// The winning buyer id (64 hex digits); `null` when unsold.
+    pub winner: Option<String>,
+    /// The price, token units; `null` when unsold.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
+    pub price: Option<TokenAmount>,
+    /// Bids considered (all made under buyers' rule sets).
+    pub bids: u64,
+    /// The signed settlement, on a gateway that settles on chain.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub settlement: Option<crate::settlement::SignedSettlement>,
 }
 
 /// `POST /v1/leads/batch` request: 1 to 256 sealed leads.

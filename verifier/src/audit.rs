@@ -868,6 +868,7 @@ mod tests {
                 pricing: Pricing::FirstPrice,
                 payout,
                 off_site: false,
+                instant: false,
             },
         };
         let domain = EscrowDomain {

@@ -939,6 +939,7 @@ mod tests {
                 pricing: Pricing::FirstPrice,
                 payout: None,
                 off_site: false,
+                instant: false,
             },
         }
     }

@@ -146,6 +146,10 @@ pub struct AuctionTerms {
     /// The seller marked the lead as captured off its own site; absent when it did not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub off_site: bool,
+    /// An instant auction: `closes_at` is the acceptance time, and its close follows in the
+    /// same batch, right after the bids of buyers' rule sets; absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instant: bool,
 }
 
 /// `lead.accepted`: a lead passed intake.
@@ -429,6 +433,7 @@ mod tests {
                 pricing: Pricing::SecondPrice,
                 payout: None,
                 off_site: false,
+                instant: false,
             },
         })
     }

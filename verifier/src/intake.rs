@@ -8,7 +8,8 @@
 //!   {ciphertext_sha256 hex}\n{issued_at_ms}\n`, where `ciphertext_sha256 = SHA-256(enc ||
 //!   ciphertext)`. A submission that asks for auction terms ([`AuctionRequest`]) signs three
 //!   more lines: `{reserve}\n{duration_ms}\n{pricing}\n`, each `default` when not given, then
-//!   `{payout}\n` if it names a payout address and `off_site\n` if it marks the lead off-site.
+//!   `{payout}\n` if it names a payout address, `off_site\n` if it marks the lead off-site and
+//!   `instant\n` if it asks for an instant auction.
 
 use crate::ErrorCode;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -151,6 +152,11 @@ pub struct RequestedTerms {
     /// aggregated); auto-bid rules skip it unless they allow off-site leads. Default `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub off_site: bool,
+    /// `true`: an instant auction (ping-post) that closes within the submission's request,
+    /// once the bids of buyers' rule sets are in; the answer carries the sale. Takes no
+    /// `duration_ms`. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instant: bool,
 }
 
 impl From<AuctionRequest> for RequestedTerms {
@@ -161,6 +167,7 @@ impl From<AuctionRequest> for RequestedTerms {
             pricing: t.pricing.map(|p| p.as_str().to_owned()),
             payout: t.payout.map(|a| a.to_string()),
             off_site: t.off_site,
+            instant: t.instant,
         }
     }
 }
@@ -205,6 +212,7 @@ impl RequestedTerms {
             pricing,
             payout,
             off_site: self.off_site,
+            instant: self.instant,
         })
     }
 }
@@ -226,6 +234,10 @@ pub struct AuctionRequest {
     /// aggregated): buyers' auto-bid rules skip such leads unless they allow them
     /// ([`crate::autobid`]).
     pub off_site: bool,
+    /// An instant auction (ping-post): it closes in the submission's own request, as soon as
+    /// the bids of buyers' rule sets are in, and the answer carries the sale. Takes no
+    /// duration.
+    pub instant: bool,
 }
 
 impl AuctionRequest {
@@ -243,6 +255,9 @@ impl AuctionRequest {
         }
         if self.off_site {
             lines.push_str("off_site\n");
+        }
+        if self.instant {
+            lines.push_str("instant\n");
         }
         lines
     }
@@ -597,6 +612,7 @@ mod tests {
             pricing: Some(Pricing::SecondPrice),
             payout: None,
             off_site: false,
+            instant: false,
         };
         let mut added = sealed.clone();
         added.auction = Some(terms.into());

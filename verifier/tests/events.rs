@@ -162,6 +162,7 @@ fn samples() -> Vec<(Event, Event)> {
                 pricing: Pricing::SecondPrice,
                 payout: full.then_some(EthAddress([0x5e; 20])),
                 off_site: full,
+                instant: full,
             },
         })
     };

@@ -113,6 +113,7 @@ fn intake_vectors() -> Value {
                 pricing: Some(Pricing::SecondPrice),
                 payout: None,
                 off_site: false,
+                instant: false,
             }),
             0x05,
         ),
@@ -149,6 +150,14 @@ fn intake_vectors() -> Value {
             }),
             0x0d,
         ),
+        (
+            "an instant auction (no duration): the three terms, then `instant`",
+            Some(AuctionRequest {
+                instant: true,
+                ..Default::default()
+            }),
+            0x0e,
+        ),
     ];
     let issued_at_ms = 1_764_547_200_000u64;
     let mut out = Vec::new();
@@ -167,12 +176,13 @@ fn intake_vectors() -> Value {
         let terms_lines = terms
             .map(|t| {
                 format!(
-                    "{}\n{}\n{}\n{}{}",
+                    "{}\n{}\n{}\n{}{}{}",
                     d(t.reserve.map(|r| r.units().to_string())),
                     d(t.duration_ms.map(|v| v.to_string())),
                     d(t.pricing.map(|p| p.as_str().to_owned())),
                     t.payout.map(|a| format!("{a}\n")).unwrap_or_default(),
-                    if t.off_site { "off_site\n" } else { "" }
+                    if t.off_site { "off_site\n" } else { "" },
+                    if t.instant { "instant\n" } else { "" }
                 )
             })
             .unwrap_or_default();

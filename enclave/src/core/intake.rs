@@ -22,6 +22,7 @@ use leadgate_protocol::{
     Response, RuledBid, SubmitOutcome, WireError, MAX_BATCH, MAX_RULED_BIDS_PER_SUBMIT,
 };
 
+use super::market::ClosingBid;
 use super::{err, Enclave, EnclaveConfig, Running};
 
 /// Rule verdict of an opened lead: checked lead and its email tag, or the rule that failed.
@@ -40,6 +41,8 @@ struct PendingBid {
     auction_id: String,
     sealed: SealedBid,
     unsigned: UnsignedAppend,
+    /// What an instant close of its auction needs of it.
+    closing: ClosingBid,
 }
 
 /// Stage 1's result for one lead.
@@ -68,6 +71,10 @@ struct PendingOutcome {
     score: Option<u8>,
     email_tag: Option<[u8; 32]>,
     unsigned: UnsignedAppend,
+    /// An accepted instant auction: its `lead.accepted`, to close it in this request.
+    instant: Option<Box<LeadAccepted>>,
+    /// Its close, once appended.
+    sale: Option<crate::log::Appended>,
 }
 
 impl PendingOutcome {
@@ -80,6 +87,7 @@ impl PendingOutcome {
             score: self.score,
             email_tag: self.email_tag.map(|t| ByteBuf::from(t.to_vec())),
             appended: self.unsigned.sign(log_key).into(),
+            sale: self.sale.map(Into::into),
         }
     }
 }
@@ -124,14 +132,9 @@ fn open_one(
     if config.settlement.is_some() && sub.auction.and_then(|a| a.payout).is_none() {
         return Opened::BadSubmission(EnclaveError::PayoutRequired.into());
     }
-    let Some(terms) = config.auction_terms(sub.auction.as_ref(), now_ms) else {
-        return Opened::BadSubmission(
-            EnclaveError::BadTerms {
-                min_ms: config.min_duration_ms,
-                max_ms: config.max_duration_ms,
-            }
-            .into(),
-        );
+    let terms = match config.auction_terms(sub.auction.as_ref(), now_ms) {
+        Ok(t) => t,
+        Err(e) => return Opened::BadSubmission(e.into()),
     };
     let verdict = match open_lead(secrets.intake_key(), origin, &sub) {
         Err(e) => Err(EnclaveError::from(e).into()),
@@ -305,6 +308,34 @@ impl Enclave {
             .into_iter()
             .filter_map(|p| Self::make_rule_bid(r, p, settles, &unreadable, now_ms))
             .collect();
+        // Instant auctions close now, on the bids of rule sets just made.
+        for l in &mut logged {
+            let Logged::Appended(p) = l else { continue };
+            let Some(lead) = p.instant.take() else {
+                continue;
+            };
+            let Some(key) = crate::auctions::auction_key(&lead.lead_id) else {
+                continue;
+            };
+            let closing: Vec<ClosingBid> = bids
+                .iter()
+                .filter(|b| b.auction_id == lead.lead_id)
+                .map(|b| b.closing.clone())
+                .collect();
+            match Self::decide_and_log(
+                r,
+                &config.origin,
+                config.settlement.as_ref(),
+                &lead,
+                key,
+                closing,
+                now_ms,
+            ) {
+                Ok(a) => p.sale = Some(a),
+                // It stays in the book, due: the host's next tick closes it from the log.
+                Err(e) => tracing::warn!(code = %e.code(), error = %e, "an instant close failed"),
+            }
+        }
         // Stage 3, in parallel: the receipts' signatures (the tree is already final).
         let key = r.secrets.log_key();
         let results = par_map(logged, workers, |l| match l {
@@ -340,7 +371,7 @@ impl Enclave {
             return None;
         }
         let key = crate::auctions::auction_key(&p.sealed.auction_id)?;
-        r.book.check_bid(&key, now_ms).ok()?;
+        r.book.check_room(&key).ok()?;
         let amount = p.bid.rules.max_bid.units();
         let account = p.bid.rules.account.map(|a| a.0).filter(|_| settles);
         if let Some(a) = &account {
@@ -371,6 +402,14 @@ impl Enclave {
             auction_id: p.sealed.auction_id.clone(),
             sealed: p.sealed,
             unsigned,
+            closing: ClosingBid {
+                time: now_ms,
+                buyer,
+                commitment: p.commitment,
+                amount: p.bid.rules.max_bid,
+                buyer_hpke: p.bid.rules.buyer_hpke,
+                account: p.bid.rules.account,
+            },
         })
     }
 
@@ -454,6 +493,10 @@ impl Enclave {
                 .expect("the lead id is the hash's first 16 bytes");
             r.book.open(key, unsigned.leaf_hash(), terms.closes_at);
         }
+        let instant = match event {
+            Event::LeadAccepted(a) if a.auction.instant => Some(Box::new(a)),
+            _ => None,
+        };
         Ok(Logged::Appended(Box::new(PendingOutcome {
             lead_id,
             accepted,
@@ -461,6 +504,8 @@ impl Enclave {
             score,
             email_tag,
             unsigned,
+            instant,
+            sale: None,
         })))
     }
 }

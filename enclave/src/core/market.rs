@@ -37,14 +37,20 @@ enum LoggedBid {
 }
 
 /// A bid of an auction being closed, opened.
-struct ClosingBid {
+#[derive(Clone)]
+pub(super) struct ClosingBid {
     /// The `bid.sealed` entry's time, Unix ms.
-    time: u64,
-    buyer: [u8; 32],
-    commitment: Hash,
-    amount: leadgate_verifier::auction::TokenAmount,
-    buyer_hpke: [u8; 32],
-    account: Option<EthAddress>,
+    pub time: u64,
+    /// The buyer's key.
+    pub buyer: [u8; 32],
+    /// The sealed bid's commitment.
+    pub commitment: Hash,
+    /// The amount.
+    pub amount: leadgate_verifier::auction::TokenAmount,
+    /// Where a won lead is sealed.
+    pub buyer_hpke: [u8; 32],
+    /// The deposit account that pays if it wins.
+    pub account: Option<EthAddress>,
 }
 
 fn close_invalid(m: impl Into<String>) -> EnclaveError {
@@ -269,6 +275,22 @@ impl Enclave {
             },
         );
         let bids: Vec<ClosingBid> = opened.into_iter().collect::<Result<_, _>>()?;
+        Self::decide_and_log(r, origin, settlement, &accepted, key, bids, now_ms)
+    }
+
+    /// Decides an auction from its opened bids, in log order, and appends `auction.closed`
+    /// (with the settlement, on a settling gateway) or `auction.unsold`; the auction leaves
+    /// the book, its bids stop counting against deposits and the winner's price starts to.
+    pub(super) fn decide_and_log(
+        r: &mut Running,
+        origin: &str,
+        settlement: Option<&SettlementConfig>,
+        accepted: &LeadAccepted,
+        key: AuctionKey,
+        bids: Vec<ClosingBid>,
+        now_ms: u64,
+    ) -> Result<crate::log::Appended, EnclaveError> {
+        let id = accepted.lead_id.as_str();
         let keys: Vec<([u8; 32], Hash)> = bids.iter().map(|b| (b.buyer, b.commitment)).collect();
         let considered: Vec<&ClosingBid> =
             considered(&keys).into_iter().map(|i| &bids[i]).collect();

@@ -270,6 +270,11 @@ impl Host {
             self.bids.insert(b.appended.index, b.sealed);
             self.store(&b.appended);
         }
+        for r in &results {
+            if let SubmitOutcome::Logged { sale: Some(a), .. } = r {
+                self.store(a);
+            }
+        }
         results
     }
 

@@ -73,9 +73,20 @@ async fn settle(s: &AppState, pending: Pending) -> AppResult<SubmitAnswer> {
             reason,
             score,
             appended,
+            sale,
             ..
         })) => {
+            let sale = match sale.map(|a| instant_sale(&a)).transpose() {
+                Ok(sale) => sale,
+                Err(e) => {
+                    return Err(ApiError::new(
+                        ErrorCode::EnclaveProtocol,
+                        format!("an instant close: {e}"),
+                    ))
+                }
+            };
             return Ok(SubmitAnswer {
+                sale,
                 verdict: if accepted {
                     Verdict::Accepted
                 } else {
@@ -86,7 +97,7 @@ async fn settle(s: &AppState, pending: Pending) -> AppResult<SubmitAnswer> {
                 lead_id,
                 index: appended.index,
                 receipt: appended.receipt,
-            })
+            });
         }
         Ok(Ok(SubmitOutcome::Refused(e))) => ApiError::from(e),
         Ok(Err(e)) => e,
@@ -97,6 +108,35 @@ async fn settle(s: &AppState, pending: Pending) -> AppResult<SubmitAnswer> {
     };
     s.limiter.release(&pending.seller, pending.reserved_ms);
     Err(outcome)
+}
+
+/// The answer's view of an instant auction's close entry.
+fn instant_sale(
+    a: &leadgate_protocol::WireAppended,
+) -> Result<leadgate_verifier::api::InstantSale, String> {
+    use leadgate_verifier::api::{AuctionStatus, InstantSale};
+    use leadgate_verifier::event::Event;
+    let (status, winner, price, bids, settlement) =
+        match Event::from_leaf(&a.leaf).map_err(|e| e.to_string())? {
+            Event::AuctionClosed(c) => (
+                AuctionStatus::Sold,
+                Some(c.winner),
+                Some(c.price),
+                c.bids,
+                c.settlement,
+            ),
+            Event::AuctionUnsold(u) => (AuctionStatus::Unsold, None, None, u.bids, None),
+            other => return Err(format!("a {} is not a close", other.kind())),
+        };
+    Ok(InstantSale {
+        status,
+        index: a.index,
+        receipt: a.receipt.clone(),
+        winner,
+        price,
+        bids,
+        settlement,
+    })
 }
 
 #[utoipa::path(post, path = "/v1/leads", tag = "seller", request_body = SealedLead,

@@ -46,6 +46,7 @@ fn original_answer(rec: &LeadRecord) -> SubmitOutcome {
         score: rec.score,
         email_tag: None,
         appended: stored_answer(rec.index, rec.receipt.clone()),
+        sale: None,
     }
 }
 
@@ -196,6 +197,12 @@ impl Gateway {
                 _ => None,
             })
             .chain(ruled.iter().map(|b| &b.appended))
+            .chain(outcomes.iter().filter_map(|(r, new)| match r {
+                SubmitOutcome::Logged {
+                    sale: Some(sale), ..
+                } if *new => Some(sale),
+                _ => None,
+            }))
             .collect();
         let ruled_json: Vec<(String, String)> = ruled
             .iter()

@@ -462,6 +462,7 @@ impl Store {
                     score,
                     email_tag,
                     appended,
+                    ..
                 } => Some((
                     s,
                     lead_id,
