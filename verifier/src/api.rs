@@ -86,7 +86,7 @@ pub struct SubmitAnswer {
     /// An accepted instant auction's outcome, decided within this request; absent for other
     /// leads, and in the answer to a retried submission (then see `GET /v1/auctions/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sale: Option<InstantSale>,
+    pub sale: Option<Box<InstantSale>>,
 }
 
 /// An instant auction's outcome (docs/PROTOCOL.md §4, "Instant sale"): its close entry.

@@ -76,7 +76,7 @@ async fn settle(s: &AppState, pending: Pending) -> AppResult<SubmitAnswer> {
             sale,
             ..
         })) => {
-            let sale = match sale.map(|a| instant_sale(&a)).transpose() {
+            let sale = match sale.map(|a| instant_sale(&a).map(Box::new)).transpose() {
                 Ok(sale) => sale,
                 Err(e) => {
                     return Err(ApiError::new(
