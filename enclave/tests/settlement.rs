@@ -553,3 +553,97 @@ fn settlement_terms_the_contract_would_refuse_stop_the_enclave_at_start() {
     });
     assert_eq!(config.validate().unwrap_err().option, "settlement");
 }
+
+#[test]
+fn rule_bids_are_backed_by_the_deposit_and_instant_sales_carry_their_settlement() {
+    use leadgate_verifier::autobid::{seal_rules, RuleSet};
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::default();
+    let ledger = Ledger::new();
+    let (mut e, keys) = host.boot_with(dir.path(), T0, settling_config(&ledger));
+    let anchor = address_of_sec1(&keys.anchor_key).unwrap();
+    let account = EthAddress([0xb1; 20]);
+    let buyer = SigningKey::from_bytes(&[10; 32]);
+    let (_, hpke) = keypair_from_seed(&[110; 32]);
+    let mut rules = RuleSet {
+        buyer: hex::encode(buyer.verifying_key().to_bytes()),
+        buyer_hpke: hex::encode(hpke),
+        account: None,
+        issued_at_ms: T0,
+        verticals: vec!["*".into()],
+        countries: vec![],
+        states_include: vec![],
+        states_exclude: vec![],
+        min_score: 0,
+        off_site: false,
+        verified_only: false,
+        fields: vec![],
+        max_bid: TokenAmount::new(4_000_000).unwrap(),
+        daily_budget: TokenAmount::new(1_000_000_000).unwrap(),
+    };
+    // A settling gateway needs the account that pays the rule set's bids.
+    let (no_account, _) = seal_rules(&buyer, &keys.intake_key, ORIGIN, &rules).unwrap();
+    assert_eq!(
+        host.set_rules(&mut e, no_account, T0).unwrap_err(),
+        "rules.invalid"
+    );
+    rules.account = Some(account);
+    rules.issued_at_ms = T0 + 1;
+    let (sealed, _) = seal_rules(&buyer, &keys.intake_key, ORIGIN, &rules).unwrap();
+    host.set_rules(&mut e, sealed, T0 + 1).unwrap();
+    // 10 USDC deposited: two open 4 USDC bids fit, a third does not.
+    ledger.deposit(account, 10_000_000, 0);
+    let ids: Vec<String> = (0..3)
+        .map(|n| list(&mut host, &mut e, &keys, n, T0 + 2))
+        .collect();
+    let bid_on = |host: &Host, id: &str| {
+        host.leaves.iter().any(|l| {
+            matches!(Event::from_leaf(l).unwrap(), Event::BidSealed(b) if b.auction_id == id && b.rules.is_some())
+        })
+    };
+    assert!(bid_on(&host, &ids[0]) && bid_on(&host, &ids[1]));
+    assert!(
+        !bid_on(&host, &ids[2]),
+        "the deposit does not cover a third bid"
+    );
+
+    // An instant sale: its own answer carries the signed settlement, from the buyer's
+    // account to the seller's payout; then its bid counts as an unpaid win.
+    ledger.deposit(account, 14_000_000, 0);
+    let seller = SigningKey::from_bytes(&[1u8; 32]);
+    let l = corpus()
+        .into_iter()
+        .filter(|l| l["expect"] == "accept")
+        .nth(5)
+        .unwrap();
+    let sub = seal_lead_with_terms(
+        &seller,
+        &keys.intake_key,
+        ORIGIN,
+        &serde_json::to_vec(&l["lead"]).unwrap(),
+        T0 + 3,
+        Some(AuctionRequest {
+            payout: Some(PAYOUT),
+            instant: true,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let got = host.submit(&mut e, vec![sub], T0 + 2_100);
+    let closed = match &got[0] {
+        SubmitOutcome::Logged { sale: Some(a), .. } => match Event::from_leaf(&a.leaf).unwrap() {
+            Event::AuctionClosed(c) => c,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(closed.price.units(), 4_000_000);
+    let s = closed.settlement.expect("a settlement");
+    assert_eq!((s.buyer, s.seller), (account, PAYOUT));
+    let id = leadgate_enclave::auctions::auction_key(&closed.auction_id).unwrap();
+    assert_eq!(
+        s.signer(id, 4_000_000).unwrap(),
+        anchor,
+        "signed by the anchor key"
+    );
+}
