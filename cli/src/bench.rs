@@ -2,6 +2,7 @@
 //! seller key per 500 so per-seller limits do not bind), then posts them from N threads,
 //! optionally paced to a target rate, and reports accepted submissions per second and
 //! end-to-end latency percentiles (through the host, enclave and durable storage).
+//! `leadgate bench rules` seals a population of buyers' auto-bid rule sets for it to meet.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use leadgate_verifier::api::{BatchAnswer, BatchResult};
-use leadgate_verifier::intake::seal_lead;
 use serde_json::json;
 
 use crate::http::{agent, attest_gateway, now_ms, TrustArgs};
@@ -26,6 +26,132 @@ pub struct BenchArgs {
     pub latencies: Option<std::path::PathBuf>,
     /// Leads per request: 1 posts to `/v1/leads`, more to `/v1/leads/batch`.
     pub batch: usize,
+    /// Spread the leads over [`INDUSTRIES`] and [`STATES`] (by index) instead of one
+    /// industry and state, as a population of rule sets expects.
+    pub varied: bool,
+    /// Instant auctions: each answer carries its sale.
+    pub instant: bool,
+}
+
+/// The industries of `bench submit --varied` and `bench rules`.
+pub const INDUSTRIES: [&str; 7] = [
+    "HVAC",
+    "Insurance",
+    "Roofing",
+    "Mortgage",
+    "Solar",
+    "Software",
+    "Plumbing",
+];
+
+/// The states of `bench submit --varied` and `bench rules`.
+pub const STATES: [&str; 50] = [
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+    "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
+    "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",
+    "WI", "WY",
+];
+
+/// Options of `bench rules`.
+pub struct RulesBenchArgs {
+    pub gateway: String,
+    pub trust: TrustArgs,
+    /// Rule sets (one buyer each).
+    pub count: usize,
+    /// States each rule set includes.
+    pub states: usize,
+}
+
+/// `bench rules`: seals and posts `count` rule sets of fresh buyers: buyer `i` bids on
+/// industry `INDUSTRIES[i % 7]` in `states` states (`STATES[(i / 7 + k * 17) % 50]`), at
+/// 1 to 5 USDC, with a budget that does not bind. Against `bench submit --varied`, a lead
+/// meets `count / 350 × states` of them on average; with `states` 0 none (each rule set
+/// takes only the state `ZZ`, which no lead has: the cost of evaluating them alone). Prints
+/// how many were logged.
+pub fn rules(a: RulesBenchArgs) -> anyhow::Result<()> {
+    use leadgate_verifier::auction::TokenAmount;
+    use leadgate_verifier::autobid::{seal_rules, RuleSet};
+    let http = agent();
+    let (_, keys) = attest_gateway(&http, &a.gateway, &a.trust)?;
+    let next = AtomicUsize::new(0);
+    let (ok, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let first_error: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= a.count {
+                    break;
+                }
+                let buyer = SigningKey::generate(&mut rand_core::OsRng);
+                let mut hpke = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut hpke);
+                let (_, hpke_public) = leadgate_verifier::envelope::keypair_from_seed(&hpke);
+                let set = RuleSet {
+                    buyer: hex::encode(buyer.verifying_key().to_bytes()),
+                    buyer_hpke: hex::encode(hpke_public),
+                    account: None,
+                    issued_at_ms: now_ms(),
+                    verticals: vec![INDUSTRIES[i % INDUSTRIES.len()].to_owned()],
+                    countries: vec!["US".into()],
+                    // No state: a code no lead has, so the rule set is evaluated and never bids.
+                    states_include: if a.states == 0 {
+                        vec!["ZZ".to_owned()]
+                    } else {
+                        (0..a.states.min(STATES.len()))
+                            .map(|k| {
+                                STATES[(i / INDUSTRIES.len() + k * 17) % STATES.len()].to_owned()
+                            })
+                            .collect()
+                    },
+                    states_exclude: vec![],
+                    min_score: 40,
+                    off_site: false,
+                    verified_only: false,
+                    fields: vec![],
+                    max_bid: TokenAmount::new(1_000_000 + (i as u64 % 5) * 1_000_000)
+                        .unwrap_or_default(),
+                    daily_budget: TokenAmount::new(1_000_000_000_000).unwrap_or_default(),
+                };
+                let posted = seal_rules(&buyer, &keys.intake_key, &keys.origin, &set)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(sealed, _)| {
+                        let mut r = http
+                            .post(&format!("{}/v1/rules", a.gateway))
+                            .send_json(&sealed)
+                            .map_err(|e| e.to_string())?;
+                        if r.status().is_success() {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "HTTP {}: {}",
+                                r.status().as_u16(),
+                                r.body_mut().read_to_string().unwrap_or_default()
+                            ))
+                        }
+                    });
+                match posted {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_default() {
+        eprintln!("first error: {e}");
+    }
+    let (ok, failed) = (ok.into_inner(), failed.into_inner());
+    println!("{ok} rule sets logged, {failed} failed");
+    if failed > 0 {
+        anyhow::bail!("{failed} rule sets were refused");
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -47,14 +173,25 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let bodies: Vec<Vec<u8>> = (0..a.count)
         .map(|i| {
+            let (industry, state) = if a.varied {
+                (INDUSTRIES[i % INDUSTRIES.len()], STATES[(i / INDUSTRIES.len()) % STATES.len()])
+            } else {
+                ("HVAC", "TX")
+            };
             let lead = json!({
                 "business": format!("Bench Co {run}-{i}"), "full_name": "Pat Bench", "first": "Pat", "last": "Bench",
                 "email": format!("pat.bench.{run}.{i}@benchco{i}.com"), "role": "Owner",
-                "website": format!("https://benchco{i}.com"), "industry": "HVAC", "sub_industry": "Heating",
-                "region": "Austin, TX", "linkedin": "https://linkedin.com/in/patbench",
+                "website": format!("https://benchco{i}.com"), "industry": industry, "sub_industry": "General",
+                "region": format!("Springfield, {state}"), "linkedin": "https://linkedin.com/in/patbench",
                 "phone_numbers": ["+1-512-555-0100"], "founded_year": 1999, "number_of_locations": 3,
             });
-            let sealed = seal_lead(&sellers[i / 500], &keys.intake_key, &keys.origin, &serde_json::to_vec(&lead)?, now_ms())?;
+            let terms = a.instant.then(|| leadgate_verifier::intake::AuctionRequest {
+                instant: true,
+                ..Default::default()
+            });
+            let sealed = leadgate_verifier::intake::seal_lead_with_terms(
+                &sellers[i / 500], &keys.intake_key, &keys.origin, &serde_json::to_vec(&lead)?, now_ms(), terms,
+            )?;
             Ok(serde_json::to_vec(&sealed)?)
         })
         .collect::<anyhow::Result<_>>()?;
@@ -79,7 +216,8 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
     let latencies = Mutex::new(Vec::with_capacity(bodies.len()));
     // The first failure, reported with the summary (what kind of error the errors are).
     let first_error: Mutex<Option<String>> = Mutex::new(None);
-    let (next, accepted, errors) = (
+    let (next, accepted, errors, sold) = (
+        AtomicUsize::new(0),
         AtomicUsize::new(0),
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -118,7 +256,13 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
                             // only then, and an unread one is closed (a new TCP connection per
                             // request would load the host with accepts and teardowns).
                             let ok = if batch == 1 {
-                                let _ = resp.body_mut().read_to_vec();
+                                let body = resp.body_mut().read_to_vec().unwrap_or_default();
+                                if a.instant
+                                    && serde_json::from_slice::<serde_json::Value>(&body)
+                                        .is_ok_and(|v| v["sale"]["status"] == "sold")
+                                {
+                                    sold.fetch_add(1, Ordering::Relaxed);
+                                }
                                 1
                             } else {
                                 let results = resp
@@ -198,6 +342,7 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
     let report = json!({
         "count": a.count, "concurrency": a.concurrency, "target_rate": a.rate, "leads_per_request": batch,
         "ok": accepted.load(Ordering::Relaxed), "errors": errors.load(Ordering::Relaxed),
+        "sold_instantly": sold.load(Ordering::Relaxed),
         "elapsed_s": elapsed, "per_second": accepted.load(Ordering::Relaxed) as f64 / elapsed,
         "p50_ms": percentile(&l, 0.50), "p99_ms": percentile(&l, 0.99), "max_ms": percentile(&l, 1.0),
     });
@@ -205,8 +350,8 @@ pub fn submit(a: BenchArgs) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!(
-            "{} ok, {} errors in {:.2}s: {:.0} submissions/s; per-request latency ({} lead(s) each) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            report["ok"], report["errors"], elapsed, report["per_second"].as_f64().unwrap_or(0.0), batch,
+            "{} ok ({} sold instantly), {} errors in {:.2}s: {:.0} submissions/s; per-request latency ({} lead(s) each) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            report["ok"], report["sold_instantly"], report["errors"], elapsed, report["per_second"].as_f64().unwrap_or(0.0), batch,
             report["p50_ms"].as_f64().unwrap_or(0.0), report["p99_ms"].as_f64().unwrap_or(0.0), report["max_ms"].as_f64().unwrap_or(0.0)
         );
     }

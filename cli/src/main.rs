@@ -562,6 +562,27 @@ enum BenchCmd {
         /// finding where a latency tail comes from (which seconds of the run it falls in).
         #[arg(long)]
         latencies: Option<PathBuf>,
+        /// Spread the leads over 7 industries and 50 states (to meet `bench rules`).
+        #[arg(long)]
+        varied: bool,
+        /// Instant auctions: each answer carries its sale (counted as sold instantly).
+        #[arg(long)]
+        instant: bool,
+    },
+    /// Seal and post auto-bid rule sets of fresh buyers, for `bench submit --varied` to meet.
+    Rules {
+        /// Gateway base URL.
+        #[arg(long)]
+        gateway: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Rule sets (one buyer each).
+        #[arg(long, default_value_t = 1_000)]
+        count: usize,
+        /// States each rule set takes: a `--varied` lead meets count / 350 × states of them
+        /// (0: a state no lead has, so that none bids).
+        #[arg(long, default_value_t = 1)]
+        states: usize,
     },
 }
 
@@ -848,6 +869,8 @@ fn run() -> anyhow::Result<()> {
             json,
             latencies,
             batch,
+            varied,
+            instant,
         }) => bench::submit(bench::BenchArgs {
             gateway,
             trust,
@@ -857,6 +880,19 @@ fn run() -> anyhow::Result<()> {
             json,
             latencies,
             batch,
+            varied,
+            instant,
+        }),
+        Cmd::Bench(BenchCmd::Rules {
+            gateway,
+            trust,
+            count,
+            states,
+        }) => bench::rules(bench::RulesBenchArgs {
+            gateway,
+            trust,
+            count,
+            states,
         }),
     }
 }

@@ -72,7 +72,12 @@ pub fn read_leads(
         let terms = match (own, default) {
             (Some(o), Some(d)) => Some(AuctionRequest {
                 reserve: o.reserve.or(d.reserve),
-                duration_ms: o.duration_ms.or(d.duration_ms),
+                // An instant auction takes no duration: the defaults' does not apply to it.
+                duration_ms: if o.instant {
+                    o.duration_ms
+                } else {
+                    o.duration_ms.or(d.duration_ms)
+                },
                 pricing: o.pricing.or(d.pricing),
                 payout: o.payout.or(d.payout),
                 off_site: o.off_site || d.off_site,

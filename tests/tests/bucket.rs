@@ -1,7 +1,8 @@
 //! The bucket is the log's durable copy: real processes and a real S3-protocol server (moto,
 //! `scripts/s3-server install`). A host whose database is deleted or replaced by an old copy
 //! (with the enclave running, or killed at the same time), or one of whose stored leaves is
-//! changed, repairs it from the bucket by itself
+//! changed, repairs it from the bucket by itself (a buyer's sealed auto-bid rule set with it,
+//! so a new enclave process bids for the buyer again)
 //! and serves again with every acknowledged receipt included and every checkpoint it served
 //! consistent with the later ones; where the entries are gone from the database and the
 //! bucket, the gateway refuses to sign and says why, and never forks.
@@ -267,7 +268,36 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
 
     // 3. The database deleted and the enclave killed at the same time: the host repairs
     // from the bucket and boots the new enclave process from it (a new epoch that voids
-    // nothing acknowledged: everything was published).
+    // nothing acknowledged: everything was published). A buyer's rule set, set before, comes
+    // back from the bucket's record bundles: the new enclave starts only with it, and bids.
+    let buyer = SigningKey::from_bytes(&[44; 32]);
+    let buyer_id = hex::encode(buyer.verifying_key().to_bytes());
+    let rules = leadgate_verifier::autobid::RuleSet {
+        buyer: buyer_id.clone(),
+        buyer_hpke: "cd".repeat(32),
+        account: None,
+        issued_at_ms: leadgate_e2e::now_ms(),
+        verticals: vec!["*".into()],
+        countries: vec![],
+        states_include: vec![],
+        states_exclude: vec![],
+        min_score: 0,
+        off_site: false,
+        verified_only: false,
+        fields: vec![],
+        max_bid: leadgate_verifier::auction::TokenAmount::new(1).unwrap(),
+        daily_budget: leadgate_verifier::auction::TokenAmount::new(1_000_000).unwrap(),
+    };
+    let (sealed, commitment) =
+        leadgate_verifier::autobid::seal_rules(&buyer, &keys.intake_key, &keys.origin, &rules)
+            .unwrap();
+    let r = stack
+        .http
+        .post(&format!("{}/v1/rules", stack.gateway))
+        .send_json(&sealed)
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    wait_published(&s3, stack.size());
     stack.kill_host();
     stack.kill_enclave();
     leadgate_e2e::delete_db(stack.dir.path());
@@ -280,7 +310,35 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     assert!(state >= 400, "booted from the state of {state} entries");
     assert!(s3.get(BUCKET, "log/leadgate/state").is_some());
     assert_log_keeps(&stack, &keys, &receipts, &served);
-    receipts.extend(post(&stack, &keys, 1_900, 50));
+    assert_eq!(
+        stack.get_json(&format!("/v1/rules/{buyer_id}"))["active"],
+        hex::encode(commitment)
+    );
+    let after = post(&stack, &keys, 1_900, 50);
+    let accepted: Vec<String> = after
+        .iter()
+        .filter_map(|r| {
+            let e = stack.get_json(&format!("/v1/entries/{}", r.index));
+            (e["kind"] == "lead.accepted").then(|| e["lead_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let bid_on = accepted
+        .iter()
+        .filter(|id| {
+            stack.get_json(&format!("/v1/auctions/{id}"))["bid_entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["buyer"] == buyer_id.as_str())
+        })
+        .count();
+    assert!(!accepted.is_empty());
+    assert_eq!(
+        bid_on,
+        accepted.len(),
+        "the restored rule set bids on every lead"
+    );
+    receipts.extend(after);
     served.push(stack.checkpoint());
     wait_published(&s3, stack.size());
 

@@ -1,6 +1,7 @@
 //! Reads of the log by index range, for publishing it in the C2SP tlog-tiles layout and
 //! serving the same paths: node hashes of one tree height, and journal entries (leaf,
-//! receipt and the record beside it) as the enclave's journal holds them.
+//! receipt and the record beside it: a sealed lead, bid, release or rule set) as the
+//! enclave's journal holds them.
 
 use leadgate_protocol::{JournalEntry, JournalRecord};
 use leadgate_verifier::merkle::Hash;
@@ -42,11 +43,12 @@ impl Store {
         to: u64,
     ) -> Result<Vec<JournalEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT l.idx, l.leaf, r.receipt, ld.sealed, b.sealed, rl.released \
+            "SELECT l.idx, l.leaf, r.receipt, ld.sealed, b.sealed, rl.released, rs.sealed \
              FROM leaves l JOIN receipts r ON r.idx = l.idx \
              LEFT JOIN leads ld ON ld.idx = l.idx \
              LEFT JOIN bids b ON b.idx = l.idx \
              LEFT JOIN releases rl ON rl.idx = l.idx \
+             LEFT JOIN rule_sets rs ON rs.idx = l.idx \
              WHERE l.idx >= ? AND l.idx < ? ORDER BY l.idx",
         )
         .bind(from as i64)
@@ -65,18 +67,14 @@ impl Store {
             let lead: Option<String> = row.try_get(3)?;
             let bid: Option<String> = row.try_get(4)?;
             let released: Option<String> = row.try_get(5)?;
+            let rules: Option<String> = row.try_get(6)?;
             let receipt = serde_json::from_str(&receipt).map_err(|e| bad(idx, e.to_string()))?;
-            let record = match (lead, bid, released) {
-                (Some(s), None, None) => JournalRecord::Lead(
-                    serde_json::from_str(&s).map_err(|e| bad(idx, e.to_string()))?,
-                ),
-                (None, Some(s), None) => JournalRecord::Bid(
-                    serde_json::from_str(&s).map_err(|e| bad(idx, e.to_string()))?,
-                ),
-                (None, None, Some(s)) => JournalRecord::Release(
-                    serde_json::from_str(&s).map_err(|e| bad(idx, e.to_string()))?,
-                ),
-                (None, None, None) => JournalRecord::None,
+            let record = match (lead, bid, released, rules) {
+                (Some(s), None, None, None) => JournalRecord::Lead(parse(idx, &s)?),
+                (None, Some(s), None, None) => JournalRecord::Bid(parse(idx, &s)?),
+                (None, None, Some(s), None) => JournalRecord::Release(parse(idx, &s)?),
+                (None, None, None, Some(s)) => JournalRecord::Rules(parse(idx, &s)?),
+                (None, None, None, None) => JournalRecord::None,
                 _ => return Err(bad(idx, "more than one record".into())),
             };
             out.push(JournalEntry {
@@ -126,4 +124,9 @@ impl Store {
         write.done();
         Ok(())
     }
+}
+
+/// A stored record's JSON, parsed.
+fn parse<T: serde::de::DeserializeOwned>(idx: i64, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Inconsistent(format!("entry {idx}: {e}")))
 }

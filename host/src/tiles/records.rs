@@ -1,9 +1,11 @@
 //! Record bundles, `leadgate/records/<N>[.p/<W>]` beside each entry bundle: for each entry of
 //! level-0 tile `N`, its receipt and what the host keeps beside the leaf (the seller's sealed
-//! submission, the sealed bid, the lead sealed to its winner, or nothing). A CBOR array of
+//! submission, the sealed bid, the lead sealed to its winner, the buyer's sealed rule set, or
+//! nothing). A CBOR array of
 //! `{receipt, record}` maps (RFC 8949), in entry order. Everything in it is already public or
 //! sealed to the enclave or a buyer; it is what a database rebuilt from the bucket needs to
-//! answer retries, close auctions and release leads. Not part of tlog-tiles.
+//! answer retries, close auctions, release leads and hand a restarting enclave the buyers'
+//! rule sets. Not part of tlog-tiles.
 
 use leadgate_protocol::{JournalEntry, JournalRecord};
 use leadgate_verifier::receipt::Receipt;
