@@ -179,22 +179,12 @@ impl Rpc {
 pub fn blocking<T: Send>(
     f: impl std::future::Future<Output = Result<T, String>> + Send,
 ) -> Result<T, String> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("runtime: {e}"))?;
-                rt.block_on(async {
-                    tokio::time::timeout(CHAIN_TIMEOUT, f)
-                        .await
-                        .unwrap_or_else(|_| Err(format!("no answer within {CHAIN_TIMEOUT:?}")))
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| Err("chain read thread panicked".into()))
+    crate::blocking::run(async {
+        tokio::time::timeout(CHAIN_TIMEOUT, f)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {CHAIN_TIMEOUT:?}")))
     })
+    .and_then(|r| r)
 }
 
 /// The escrow's deployment terms, read at boot (`LeadEscrow`'s immutables).

@@ -145,24 +145,13 @@ pub fn fetch_blocking(sources: &[FloorSource]) -> Vec<FloorReport> {
     if sources.is_empty() {
         return Vec::new();
     }
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(fetch(sources)),
-                    Err(e) => sources
-                        .iter()
-                        .map(|s| FloorReport {
-                            source: s.describe(),
-                            found: Err(format!("runtime: {e}")),
-                        })
-                        .collect(),
-                }
+    crate::blocking::run(fetch(sources)).unwrap_or_else(|e| {
+        sources
+            .iter()
+            .map(|s| FloorReport {
+                source: s.describe(),
+                found: Err(e.clone()),
             })
-            .join()
-            .unwrap_or_default()
+            .collect()
     })
 }

@@ -403,18 +403,7 @@ fn b64_field(answer: &serde_json::Value, field: &str) -> Result<Vec<u8>, KmsErro
 pub fn block_on<T: Send>(
     future: impl std::future::Future<Output = Result<T, KmsError>> + Send,
 ) -> Result<T, KmsError> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| KmsError::Unreachable(format!("runtime: {e}")))?
-                    .block_on(future)
-            })
-            .join()
-            .unwrap_or_else(|_| Err(KmsError::Unreachable("KMS thread panicked".into())))
-    })
+    crate::blocking::run(future).unwrap_or_else(|e| Err(KmsError::Unreachable(e)))
 }
 
 #[cfg(test)]

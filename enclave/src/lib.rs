@@ -32,6 +32,7 @@
 pub mod attest;
 pub mod auctions;
 pub mod autobid;
+pub mod blocking;
 pub mod bloom;
 pub mod chain;
 pub mod clock;

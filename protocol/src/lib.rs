@@ -8,14 +8,17 @@
 //! Start-up sequence: `Boot` (sealed secrets and the host's log tip) → `LoadState`* (the
 //! parts of the newest sealed state the host stored, if any) → `Restore`* (wire name
 //! `Replay`: the leaves from that state's size, or from leaf 0, to the tip, from which the
-//! enclave rebuilds its open auctions and duplicate-email filter; required when there is a
-//! tip) → `Start` (appends `log.epoch`).
+//! enclave rebuilds its open auctions, duplicate-email filter and the buyers' rule book;
+//! required when there is a tip) → `LoadRules`* (the sealed rule sets the rule book names
+//! active; `Start` is refused while one is missing) → `Start` (appends `log.epoch`).
 //!
 //! Words: *restore* is rebuilding the enclave's state from the log at start-up; *replay*
 //! is a client sending the same submission or bid again, which the enclave refuses
-//! (`submission.replayed`, `bid.replayed`). Then any of `Attest`, `Submit`, `Bid`, `Tick`
-//! (which auctions are due), `Close` (closing them from the stored entries), `Release` (with
-//! the sale proven from the log), `SealState`, `Checkpoint`, `Status`, `Durable`, `Journal`.
+//! (`submission.replayed`, `bid.replayed`). Then any of `Attest`, `Submit` (with the bids of
+//! buyers' rule sets and the instant auctions' closes), `Bid`, `SetRules`, `CancelRules`,
+//! `Tick` (which auctions are due), `Close` (closing them from the stored entries), `Release`
+//! (with the sale proven from the log), `SealState`, `Checkpoint`, `Status`, `Durable`,
+//! `Journal`.
 //! `docs/AUCTION-BOOK.md` explains why the enclave needs nothing else across restarts.
 //!
 //! Reconnecting to a running enclave (the host restarted or dropped the link): `Boot` answers
