@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::{corpus, seal, Host, ORIGIN, T0};
+use common::{buyer, corpus, hpke_pk, rule_set, seal, Host, ORIGIN, T0};
 use ed25519_dalek::SigningKey;
 use leadgate_enclave::core::EnclaveConfig;
 use leadgate_protocol::{Request, Response, SubmitOutcome};
-use leadgate_verifier::auction::TokenAmount;
 use leadgate_verifier::autobid::{
     seal_rules, RuleSet, RulesAudit, RulesCancel, RulesReport, SealedRuleSet, DAY_MS,
 };
@@ -19,34 +18,6 @@ use leadgate_verifier::event::{Event, LeadAccepted};
 use leadgate_verifier::intake::{seal_lead_with_terms, AuctionRequest};
 use leadgate_verifier::keys::EnclaveKeys;
 use leadgate_verifier::release::ReleaseRequest;
-
-fn buyer(n: u8) -> SigningKey {
-    SigningKey::from_bytes(&[n; 32])
-}
-
-fn hpke_pk(n: u8) -> [u8; 32] {
-    keypair_from_seed(&[n + 100; 32]).1
-}
-
-/// A rule set for buyer `n` bidding `max_bid` within `budget`, on `verticals`.
-fn rule_set(n: u8, verticals: &[&str], max_bid: u64, budget: u64, at: u64) -> RuleSet {
-    RuleSet {
-        buyer: hex::encode(buyer(n).verifying_key().to_bytes()),
-        buyer_hpke: hex::encode(hpke_pk(n)),
-        account: None,
-        issued_at_ms: at,
-        verticals: verticals.iter().map(|v| v.to_string()).collect(),
-        countries: vec![],
-        states_include: vec![],
-        states_exclude: vec![],
-        min_score: 0,
-        off_site: false,
-        verified_only: false,
-        fields: vec![],
-        max_bid: TokenAmount::new(max_bid).unwrap(),
-        daily_budget: TokenAmount::new(budget).unwrap(),
-    }
-}
 
 fn sealed(keys: &EnclaveKeys, n: u8, rules: &RuleSet) -> (SealedRuleSet, [u8; 32]) {
     seal_rules(&buyer(n), &keys.intake_key, ORIGIN, rules).unwrap()

@@ -556,31 +556,15 @@ fn settlement_terms_the_contract_would_refuse_stop_the_enclave_at_start() {
 
 #[test]
 fn rule_bids_are_backed_by_the_deposit_and_instant_sales_carry_their_settlement() {
-    use leadgate_verifier::autobid::{seal_rules, RuleSet};
+    use leadgate_verifier::autobid::seal_rules;
     let dir = tempfile::tempdir().unwrap();
     let mut host = Host::default();
     let ledger = Ledger::new();
     let (mut e, keys) = host.boot_with(dir.path(), T0, settling_config(&ledger));
     let anchor = address_of_sec1(&keys.anchor_key).unwrap();
     let account = EthAddress([0xb1; 20]);
-    let buyer = SigningKey::from_bytes(&[10; 32]);
-    let (_, hpke) = keypair_from_seed(&[110; 32]);
-    let mut rules = RuleSet {
-        buyer: hex::encode(buyer.verifying_key().to_bytes()),
-        buyer_hpke: hex::encode(hpke),
-        account: None,
-        issued_at_ms: T0,
-        verticals: vec!["*".into()],
-        countries: vec![],
-        states_include: vec![],
-        states_exclude: vec![],
-        min_score: 0,
-        off_site: false,
-        verified_only: false,
-        fields: vec![],
-        max_bid: TokenAmount::new(4_000_000).unwrap(),
-        daily_budget: TokenAmount::new(1_000_000_000).unwrap(),
-    };
+    let buyer = common::buyer(10);
+    let mut rules = common::rule_set(10, &["*"], 4_000_000, 1_000_000_000, T0);
     // A settling gateway needs the account that pays the rule set's bids.
     let (no_account, _) = seal_rules(&buyer, &keys.intake_key, ORIGIN, &rules).unwrap();
     assert_eq!(

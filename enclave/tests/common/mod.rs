@@ -503,3 +503,41 @@ impl Host {
         h
     }
 }
+
+/// Buyer `n`'s Ed25519 key (`[n; 32]`).
+pub fn buyer(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+/// Buyer `n`'s HPKE public key (from the seed `[n + 100; 32]`).
+pub fn hpke_pk(n: u8) -> [u8; 32] {
+    leadgate_verifier::envelope::keypair_from_seed(&[n + 100; 32]).1
+}
+
+/// A rule set of buyer `n` bidding `max_bid` within `budget` a day on `verticals`, issued at
+/// `at`, every other gate open.
+pub fn rule_set(
+    n: u8,
+    verticals: &[&str],
+    max_bid: u64,
+    budget: u64,
+    at: u64,
+) -> leadgate_verifier::autobid::RuleSet {
+    use leadgate_verifier::auction::TokenAmount;
+    leadgate_verifier::autobid::RuleSet {
+        buyer: hex::encode(buyer(n).verifying_key().to_bytes()),
+        buyer_hpke: hex::encode(hpke_pk(n)),
+        account: None,
+        issued_at_ms: at,
+        verticals: verticals.iter().map(|v| v.to_string()).collect(),
+        countries: vec![],
+        states_include: vec![],
+        states_exclude: vec![],
+        min_score: 0,
+        off_site: false,
+        verified_only: false,
+        fields: vec![],
+        max_bid: TokenAmount::new(max_bid).unwrap(),
+        daily_budget: TokenAmount::new(budget).unwrap(),
+    }
+}
