@@ -87,31 +87,23 @@ pub fn rules(a: RulesBenchArgs) -> anyhow::Result<()> {
                 let mut hpke = [0u8; 32];
                 rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut hpke);
                 let (_, hpke_public) = leadgate_verifier::envelope::keypair_from_seed(&hpke);
-                let set = RuleSet {
-                    buyer: hex::encode(buyer.verifying_key().to_bytes()),
-                    buyer_hpke: hex::encode(hpke_public),
-                    account: None,
-                    issued_at_ms: now_ms(),
-                    verticals: vec![INDUSTRIES[i % INDUSTRIES.len()].to_owned()],
-                    countries: vec!["US".into()],
-                    // No state: a code no lead has, so the rule set is evaluated and never bids.
-                    states_include: if a.states == 0 {
-                        vec!["ZZ".to_owned()]
-                    } else {
-                        (0..a.states.min(STATES.len()))
-                            .map(|k| {
-                                STATES[(i / INDUSTRIES.len() + k * 17) % STATES.len()].to_owned()
-                            })
-                            .collect()
-                    },
-                    states_exclude: vec![],
-                    min_score: 40,
-                    off_site: false,
-                    verified_only: false,
-                    fields: vec![],
-                    max_bid: TokenAmount::new(1_000_000 + (i as u64 % 5) * 1_000_000)
-                        .unwrap_or_default(),
-                    daily_budget: TokenAmount::new(1_000_000_000_000).unwrap_or_default(),
+                let mut set = RuleSet::open(
+                    &buyer.verifying_key().to_bytes(),
+                    &hpke_public,
+                    now_ms(),
+                    &[INDUSTRIES[i % INDUSTRIES.len()]],
+                    TokenAmount::new(1_000_000 + (i as u64 % 5) * 1_000_000).unwrap_or_default(),
+                    TokenAmount::new(1_000_000_000_000).unwrap_or_default(),
+                );
+                set.countries = vec!["US".into()];
+                set.min_score = 40;
+                // No state: a code no lead has, so the rule set is evaluated and never bids.
+                set.states_include = if a.states == 0 {
+                    vec!["ZZ".to_owned()]
+                } else {
+                    (0..a.states.min(STATES.len()))
+                        .map(|k| STATES[(i / INDUSTRIES.len() + k * 17) % STATES.len()].to_owned())
+                        .collect()
                 };
                 let posted = seal_rules(&buyer, &keys.intake_key, &keys.origin, &set)
                     .map_err(|e| e.to_string())

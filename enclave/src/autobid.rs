@@ -37,7 +37,7 @@ pub enum RuleRefusal {
     Replayed,
     /// The cancellation does not name the buyer's active rule set.
     NotActive,
-    /// The book holds [`RuleBook::capacity`] buyers.
+    /// The book holds as many buyers as it may (`EnclaveConfig::rule_book_capacity`).
     Full,
 }
 
@@ -115,19 +115,6 @@ impl RuleBook {
             capacity,
             window_ms,
         }
-    }
-
-    /// The most buyers it holds.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Active rule sets.
-    pub fn active_count(&self) -> usize {
-        self.buyers
-            .values()
-            .filter(|e| matches!(e, Entry::Active(_)))
-            .count()
     }
 
     /// Buyer `buyer`'s active rule set.

@@ -161,6 +161,11 @@ impl Secrets {
         Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
+    /// The HPKE intake public key, 32 bytes (X25519).
+    pub fn intake_public(&self) -> [u8; 32] {
+        self.intake_public
+    }
+
     /// The public keys, as bound into attestations.
     pub fn public_keys(&self, origin: &str) -> EnclaveKeys {
         let anchor = k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(

@@ -272,22 +272,14 @@ fn a_deleted_or_rolled_back_database_is_repaired_from_the_bucket() {
     // back from the bucket's record bundles: the new enclave starts only with it, and bids.
     let buyer = SigningKey::from_bytes(&[44; 32]);
     let buyer_id = hex::encode(buyer.verifying_key().to_bytes());
-    let rules = leadgate_verifier::autobid::RuleSet {
-        buyer: buyer_id.clone(),
-        buyer_hpke: "cd".repeat(32),
-        account: None,
-        issued_at_ms: leadgate_e2e::now_ms(),
-        verticals: vec!["*".into()],
-        countries: vec![],
-        states_include: vec![],
-        states_exclude: vec![],
-        min_score: 0,
-        off_site: false,
-        verified_only: false,
-        fields: vec![],
-        max_bid: leadgate_verifier::auction::TokenAmount::new(1).unwrap(),
-        daily_budget: leadgate_verifier::auction::TokenAmount::new(1_000_000).unwrap(),
-    };
+    let rules = leadgate_verifier::autobid::RuleSet::open(
+        &buyer.verifying_key().to_bytes(),
+        &[0xcd; 32],
+        leadgate_e2e::now_ms(),
+        &["*"],
+        leadgate_verifier::auction::TokenAmount::new(1).unwrap(),
+        leadgate_verifier::auction::TokenAmount::new(1_000_000).unwrap(),
+    );
     let (sealed, commitment) =
         leadgate_verifier::autobid::seal_rules(&buyer, &keys.intake_key, &keys.origin, &rules)
             .unwrap();

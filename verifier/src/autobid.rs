@@ -28,7 +28,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::auction::TokenAmount;
-use crate::bid::{hex32, is_lower_hex};
+use crate::bid::hex32;
 use crate::envelope::{self, HpkeSecret, ENC_LEN, TAG_LEN};
 use crate::event::{LeadAccepted, Listing};
 use crate::merkle::Hash;
@@ -311,6 +311,36 @@ fn codes(name: &str, items: &[String]) -> Result<Vec<String>, RulesError> {
 }
 
 impl RuleSet {
+    /// A rule set of `buyer` (hex) sealing won leads to `buyer_hpke` (hex), issued at
+    /// `issued_at_ms`, bidding `max_bid` within `daily_budget` a day (token units) on
+    /// `verticals`, with every other gate open and no deposit account. Fields are public:
+    /// set the other gates on the value.
+    pub fn open(
+        buyer: &[u8; 32],
+        buyer_hpke: &[u8; 32],
+        issued_at_ms: u64,
+        verticals: &[&str],
+        max_bid: TokenAmount,
+        daily_budget: TokenAmount,
+    ) -> Self {
+        Self {
+            buyer: hex::encode(buyer),
+            buyer_hpke: hex::encode(buyer_hpke),
+            account: None,
+            issued_at_ms,
+            verticals: verticals.iter().map(|v| (*v).to_owned()).collect(),
+            countries: Vec::new(),
+            states_include: Vec::new(),
+            states_exclude: Vec::new(),
+            min_score: 0,
+            off_site: false,
+            verified_only: false,
+            fields: Vec::new(),
+            max_bid,
+            daily_budget,
+        }
+    }
+
     /// Checks every gate and normalises the rule set for [`Rules::matches`].
     ///
     /// # Errors
@@ -737,11 +767,6 @@ impl RulesCancel {
     }
 }
 
-/// Whether `s` is a commitment as logged: 64 lowercase hex digits.
-pub fn is_commitment(s: &str) -> bool {
-    s.len() == 64 && is_lower_hex(s)
-}
-
 /// What [`RulesAudit`] found: the buyer's rule-set decisions checked against the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RulesReport {
@@ -945,22 +970,14 @@ mod tests {
     }
 
     fn rules(edit: impl FnOnce(&mut RuleSet)) -> Result<Rules, RulesError> {
-        let mut r = RuleSet {
-            buyer: "ab".repeat(32),
-            buyer_hpke: "cd".repeat(32),
-            account: None,
-            issued_at_ms: 1,
-            verticals: vec!["HVAC/*".into()],
-            countries: vec![],
-            states_include: vec![],
-            states_exclude: vec![],
-            min_score: 0,
-            off_site: false,
-            verified_only: false,
-            fields: vec![],
-            max_bid: TokenAmount::new(5_000_000).unwrap(),
-            daily_budget: TokenAmount::new(12_000_000).unwrap(),
-        };
+        let mut r = RuleSet::open(
+            &[0xab; 32],
+            &[0xcd; 32],
+            1,
+            &["HVAC/*"],
+            TokenAmount::new(5_000_000).unwrap(),
+            TokenAmount::new(12_000_000).unwrap(),
+        );
         edit(&mut r);
         r.compile()
     }
@@ -1107,22 +1124,15 @@ mod tests {
     fn seal_open_and_attacks() {
         let buyer = SigningKey::from_bytes(&[7u8; 32]);
         let (intake_sk, intake_pk) = envelope::keypair_from_seed(&[9u8; 32]);
-        let mut set = RuleSet {
-            buyer: hex::encode(buyer.verifying_key().to_bytes()),
-            buyer_hpke: "cd".repeat(32),
-            account: None,
-            issued_at_ms: 1_700_000_000_000,
-            verticals: vec!["*".into()],
-            countries: vec![],
-            states_include: vec![],
-            states_exclude: vec![],
-            min_score: 50,
-            off_site: false,
-            verified_only: false,
-            fields: vec![],
-            max_bid: TokenAmount::new(1).unwrap(),
-            daily_budget: TokenAmount::new(10).unwrap(),
-        };
+        let mut set = RuleSet::open(
+            &buyer.verifying_key().to_bytes(),
+            &[0xcd; 32],
+            1_700_000_000_000,
+            &["*"],
+            TokenAmount::new(1).unwrap(),
+            TokenAmount::new(10).unwrap(),
+        );
+        set.min_score = 50;
         let (sealed, commitment) = seal_rules(&buyer, &intake_pk, "o", &set).unwrap();
         let v = sealed.verify("o").unwrap();
         assert_eq!(v.commitment, commitment);

@@ -253,13 +253,14 @@ impl Enclave {
             return err(EnclaveError::NotReady);
         };
         // Stage 1, in parallel: signature, HPKE open, rules, the rule sets' sealed bids. Stage
-        // 2, in order: replay memory, duplicate emails, the log, each lead's rule bids. Refusal
-        // codes are the same as checking one lead at a time.
+        // 2, in order: replay memory, duplicate emails and the log for every lead, then the
+        // accepted leads' rule bids, then the instant closes. Refusal codes are the same as
+        // checking one lead at a time.
         r.sellers.warm(leads.iter().map(|l| l.seller.as_str()));
         let context = RuleContext {
             book: &r.rules,
             log_key: r.secrets.log_key(),
-            intake_public: r.secrets.public_keys(&config.origin).intake_key,
+            intake_public: r.secrets.intake_public(),
         };
         let opened = par_map(leads.iter().collect(), workers, |l| {
             open_one(config, &r.secrets, &r.sellers, &context, l, now_ms)

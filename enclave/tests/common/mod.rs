@@ -524,20 +524,12 @@ pub fn rule_set(
     at: u64,
 ) -> leadgate_verifier::autobid::RuleSet {
     use leadgate_verifier::auction::TokenAmount;
-    leadgate_verifier::autobid::RuleSet {
-        buyer: hex::encode(buyer(n).verifying_key().to_bytes()),
-        buyer_hpke: hex::encode(hpke_pk(n)),
-        account: None,
-        issued_at_ms: at,
-        verticals: verticals.iter().map(|v| v.to_string()).collect(),
-        countries: vec![],
-        states_include: vec![],
-        states_exclude: vec![],
-        min_score: 0,
-        off_site: false,
-        verified_only: false,
-        fields: vec![],
-        max_bid: TokenAmount::new(max_bid).unwrap(),
-        daily_budget: TokenAmount::new(budget).unwrap(),
-    }
+    leadgate_verifier::autobid::RuleSet::open(
+        &buyer(n).verifying_key().to_bytes(),
+        &hpke_pk(n),
+        at,
+        verticals,
+        TokenAmount::new(max_bid).unwrap(),
+        TokenAmount::new(budget).unwrap(),
+    )
 }

@@ -189,7 +189,8 @@ impl Gateway {
                 None => (fresh_results.next().unwrap_or_else(replayed), true),
             })
             .collect();
-        // In log order: the batch's leads, then the bids made under buyers' rule sets.
+        // In log order: the batch's leads, the bids made under buyers' rule sets, the instant
+        // auctions' closes.
         let appends: Vec<&WireAppended> = outcomes
             .iter()
             .filter_map(|(r, new)| match r {
