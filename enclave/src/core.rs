@@ -315,15 +315,17 @@ struct Running {
     rules: crate::autobid::RuleBook,
     /// Appends the host has not confirmed durable.
     journal: Journal,
-    /// The log size of the state whose parts are being handed out (see [`crate::state`]).
-    sealing: Option<u64>,
+    /// The log size of the state whose parts are being handed out (see [`crate::state`]),
+    /// with the unpaid wins as they were at part 0 (a chain read may drop some before the
+    /// last part, with no append).
+    sealing: Option<(u64, Vec<crate::deposits::UnpaidWin>)>,
     /// The log size of the state sealed last (or restored from).
     sealed_size: u64,
     /// What each bidder has committed against its deposit (settling gateways).
     deposits: crate::deposits::Deposits,
-    /// When this process started its epoch (Unix ms): bids logged at or after it are in
-    /// `deposits`, earlier ones are not.
-    started_ms: u64,
+    /// During start-up on a settling gateway: the open auctions whose logged bids the host
+    /// gave back (`LoadBids`) and counted in `deposits`, with how many. Emptied at `Start`.
+    bids_loaded: std::collections::HashMap<crate::auctions::AuctionKey, u32>,
 }
 
 impl Running {
@@ -449,6 +451,7 @@ impl Enclave {
             Request::LoadState { part } => self.load_state(part),
             Request::Restore { from, leaves } => self.restore(from, leaves),
             Request::LoadRules { sets } => self.load_rules(&sets),
+            Request::LoadBids { auctions } => self.load_bids(&auctions),
             Request::Start => {
                 let resp = self.start(now_ms);
                 if let (Response::Started { appended }, Some(r)) = (&resp, self.phase.serving()) {
@@ -732,26 +735,35 @@ impl Enclave {
                 r.sealing = None;
                 return Response::SealedState { part: None };
             }
-            r.sealing = Some(size);
+            r.sealing = Some((size, r.deposits.unpaid_wins()));
             r.sealed_size = size;
         }
-        let count = crate::state::part_count(r.log.frontier(), &r.book, &r.rules, &r.tags);
-        if r.sealing != Some(size) || part >= count {
+        let started = std::time::Instant::now();
+        let sealed = match r.sealing.as_ref().filter(|(at, _)| *at == size) {
+            Some((_, unpaid)) => {
+                let state = crate::state::Snapshot {
+                    frontier: r.log.frontier(),
+                    book: &r.book,
+                    rules: &r.rules,
+                    unpaid,
+                    tags: &r.tags,
+                };
+                let count = crate::state::part_count(&state);
+                (part < count).then(|| {
+                    (
+                        crate::state::seal_part(&r.secrets.state_key(), &origin, &state, part),
+                        count,
+                    )
+                })
+            }
+            None => None,
+        };
+        let Some((sealed, count)) = sealed else {
             r.sealing = None;
             return err(EnclaveError::StateInvalid(
                 "no such part of the state being sealed; ask again from part 0".into(),
             ));
-        }
-        let started = std::time::Instant::now();
-        let sealed = crate::state::seal_part(
-            &r.secrets.state_key(),
-            &origin,
-            r.log.frontier(),
-            &r.book,
-            &r.rules,
-            &r.tags,
-            part,
-        );
+        };
         if part + 1 == count {
             r.sealing = None;
         }

@@ -20,9 +20,10 @@
 //! settlement window): the escrow's withdrawal delay is chosen longer than an auction plus
 //! that window, so past it the deposit check no longer protects that payment anyway.
 //!
-//! Across a restart the book starts empty: bids logged before it are not counted until their
-//! auctions close (`docs/settlement.md` §6 says what that allows and why it cannot release an
-//! unpaid lead).
+//! Across a restart nothing is forgotten (`docs/settlement.md` §6): the unpaid wins are in
+//! the sealed state ([`crate::state`]) and the replay adds the sales logged after it; the
+//! open bids are counted again from the bids the host must give back for every open auction
+//! (`LoadBids`, checked against the log) before the enclave starts.
 
 use std::collections::HashMap;
 
@@ -65,6 +66,10 @@ struct Read {
 
 /// An unpaid win: auction, price (token units), close time (Unix ms).
 type Unpaid = (AuctionId, u64, u64);
+
+/// An unpaid win with its buyer, as the sealed state keeps it: account, auction, price
+/// (token units), close time (Unix ms).
+pub type UnpaidWin = (Account, AuctionId, u64, u64);
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -213,6 +218,32 @@ impl Deposits {
         e.open += u128::from(amount);
         e.open_bids += 1;
         Ok(())
+    }
+
+    /// Counts a bid logged before this process started (given back at boot, `LoadBids`)
+    /// against `account`'s deposit, with no check: it was checked when it was logged.
+    ///
+    /// # Errors
+    /// [`DepositRefusal::Full`] when the account is new and every tracked one has commitments.
+    pub fn count_logged(&mut self, account: &Account, amount: u64) -> Result<(), DepositRefusal> {
+        self.make_room(account)?;
+        let e = self.accounts.entry(*account).or_default();
+        e.open += u128::from(amount);
+        e.open_bids += 1;
+        Ok(())
+    }
+
+    /// The unpaid wins tracked: account, auction, price (token units), close time (Unix ms),
+    /// in no particular order.
+    pub fn unpaid_wins(&self) -> Vec<UnpaidWin> {
+        self.accounts
+            .iter()
+            .flat_map(|(account, e)| {
+                e.unpaid
+                    .iter()
+                    .map(move |(id, price, closed)| (*account, *id, *price, *closed))
+            })
+            .collect()
     }
 
     /// Frees a bid committed with [`Deposits::commit`]: its auction closed, or its append

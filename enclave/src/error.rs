@@ -201,6 +201,10 @@ pub enum EnclaveError {
     /// not open. `boot.rules_missing`.
     #[error("{0}")]
     RulesMissing(String),
+    /// `Start` on a settling enclave while an open auction's bids were not given, or a given
+    /// auction is not open, not as logged, or given twice. `boot.bids_missing`.
+    #[error("{0}")]
+    BidsMissing(String),
     /// The bids made under rule sets fill the `Submit` answer. `enclave.batch_full`.
     #[error("the bids made under buyers' rule sets fill this batch's answer; send the lead again")]
     BatchFull,
@@ -288,6 +292,7 @@ impl EnclaveError {
                 crate::autobid::RuleRefusal::Full => ErrorCode::EnclaveRuleBookFull,
             },
             EnclaveError::RulesMissing(_) => ErrorCode::BootRulesMissing,
+            EnclaveError::BidsMissing(_) => ErrorCode::BootBidsMissing,
             EnclaveError::BatchFull => ErrorCode::EnclaveBatchFull,
             EnclaveError::ReleaseLeadMismatch(_) => ErrorCode::ReleaseLeadMismatch,
             EnclaveError::Sealing(e) => e.code(),

@@ -18,6 +18,7 @@ use leadgate_verifier::merkle::{leaf_hash, Frontier};
 use crate::auctions::{auction_key, AuctionBook};
 use crate::autobid::RuleBook;
 use crate::dedup::EmailTags;
+use crate::deposits::Deposits;
 use crate::error::EnclaveError;
 use crate::log::SignedTree;
 
@@ -75,8 +76,10 @@ impl Restore {
         self.frontier.size()
     }
 
-    /// Applies replayed leaves to `book`, `tags` and `rules` (the rule sets' commitments and
-    /// budgets; their rules come with `LoadRules`).
+    /// Applies replayed leaves to `book`, `tags`, `rules` (the rule sets' commitments and
+    /// budgets; their rules come with `LoadRules`) and, on a settling gateway, `deposits`
+    /// (each sale with a settlement is an unpaid win until a chain read shows it paid; the
+    /// open bids come with `LoadBids`).
     ///
     /// # Errors
     /// `boot.replay_invalid` for a leaf that is not an event, or whose ids or hashes are
@@ -88,6 +91,7 @@ impl Restore {
         book: &mut AuctionBook,
         tags: &mut EmailTags,
         rules: &mut RuleBook,
+        mut deposits: Option<&mut Deposits>,
     ) -> Result<(), EnclaveError> {
         for leaf in leaves {
             let leaf = leaf.as_ref();
@@ -133,7 +137,11 @@ impl Restore {
                         })?;
                 }
                 Event::AuctionClosed(e) => {
-                    book.close(&key(&e.auction_id)?);
+                    let id = key(&e.auction_id)?;
+                    book.close(&id);
+                    if let (Some(d), Some(s)) = (deposits.as_deref_mut(), &e.settlement) {
+                        d.won(s.buyer.0, id, e.price.units(), e.time);
+                    }
                 }
                 Event::AuctionUnsold(e) => {
                     book.close(&key(&e.auction_id)?);

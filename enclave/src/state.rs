@@ -3,34 +3,43 @@
 //!
 //! The state at log size `n` is a function of the log's first `n` leaves: the frontier, the
 //! open auctions' records ([`crate::auctions`]), the rule book's commitments and budgets
-//! ([`crate::autobid`]; the opened rules are not in it, the host gives them back at boot) and
-//! the duplicate-email filter ([`crate::dedup`]). States are written as
-//! `leadgate.state.v2`; a `v1` state (before auto-bid rules) loads with an empty rule book. The submission and bid replay filters are not in it (they start empty
-//! at every boot, as they always did). Plaintext layout, integers big-endian:
+//! ([`crate::autobid`]; the opened rules are not in it, the host gives them back at boot), a
+//! settling enclave's unpaid wins ([`crate::deposits`]: the sales of the last settlement
+//! window less those a chain read showed paid) and the duplicate-email filter
+//! ([`crate::dedup`]). The version is in the AAD, so a state an older enclave wrote (`v1`
+//! before auto-bid rules, `v2` before unpaid wins) does not open (`boot.state_invalid`) and
+//! the host restores from leaf 0 instead.
+//! The submission and bid replay filters are not in it (they start empty at every boot, as
+//! they always did), nor are open bids' amounts (secret; the host gives the sealed bids back,
+//! `LoadBids`). Plaintext layout, integers big-endian:
 //!
 //! ```text
-//! "leadgate.state.v1\n"   18 bytes
+//! "leadgate.state.v3\n"   18 bytes
 //! size u64, peak count u8, peaks 32 bytes each
 //! open count u64, then per open auction: key 16, chain 32, closes_at u64, bids u32 (60 bytes)
 //! rule book count u64, then per buyer: buyer 32, active u8, commitment 32 (zeros when
-//!   cancelled), issued_at u64, day u64, bids_today u32 (85 bytes)        [v2 only]
+//!   cancelled), issued_at u64, day u64, bids_today u32 (85 bytes)
+//! unpaid count u64, then per win: account 20, auction 16, price u64, closed_at u64
+//!   (52 bytes)
 //! tag filter: bits_log2 u8, insertions u64, the filter's words (u64 little-endian)
 //! ```
 //!
 //! Split into parts of [`leadgate_protocol::STATE_PART_BYTES`], made one at a time (only one
 //! part's plaintext is in memory), each sealed with AES-256-GCM (random 96-bit nonce) under a key derived from the enclave's secrets
 //! ([`crate::secrets::Secrets::state_key`]), with AAD
-//! `"leadgate.state.v1\n" ‖ origin ‖ "\n" ‖ size u64 ‖ root ‖ index u32 ‖ count u32`. So a
+//! `"leadgate.state.v3\n" ‖ origin ‖ "\n" ‖ size u64 ‖ root ‖ index u32 ‖ count u32`. So a
 //! part opens only in an enclave holding the same secrets, only at its place, and only with
 //! the size and root it was sealed at. Nothing in the plaintext is secret (it is a function of
-//! the public log); the seal is for its authenticity, AES-GCM because the enclave already
-//! seals with it.
+//! the public log and of public chain reads); the seal is for its authenticity, AES-GCM
+//! because the enclave already seals with it.
 //!
 //! Why an old or withheld state is harmless: the host may hand back any state it stored (or
 //! none), but the restore then replays every leaf from that state's size to the tip onto the
 //! state's frontier, and `Start` requires the result to be exactly the tip the enclave booted
 //! from. The state at `n` plus leaves `n..tip` is the state at the tip, whichever `n`; a
-//! state of another branch (leaves later voided) ends at another root and is refused.
+//! state of another branch (leaves later voided) ends at another root and is refused. An old
+//! state's unpaid wins may include some paid since: they count until the first chain read of
+//! their buyer drops them, which only delays a bid, never lets one through.
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -42,11 +51,12 @@ use crate::auctions::{AuctionBook, OpenAuction};
 use crate::autobid::{RuleBook, RuleRecord};
 use crate::bloom::HashFilter;
 use crate::dedup::EmailTags;
+use crate::deposits::UnpaidWin;
 use leadgate_protocol::{StatePart, STATE_PART_BYTES};
 
-const MAGIC: &[u8] = b"leadgate.state.v2\n";
-const MAGIC_V1: &[u8] = b"leadgate.state.v1\n";
+const MAGIC: &[u8] = b"leadgate.state.v3\n";
 const RULE_RECORD_LEN: usize = 85;
+const UNPAID_RECORD_LEN: usize = 52;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const RECORD_LEN: usize = 60;
@@ -70,6 +80,22 @@ pub struct LoadedState {
     pub tags: EmailTags,
     /// The rule book's records (rules to be supplied).
     pub rules: Vec<RuleRecord>,
+    /// The unpaid wins.
+    pub unpaid: Vec<UnpaidWin>,
+}
+
+/// What a sealed state holds, borrowed from the running enclave at one log size.
+pub struct Snapshot<'a> {
+    /// The log's frontier.
+    pub frontier: &'a Frontier,
+    /// The open auctions.
+    pub book: &'a AuctionBook,
+    /// The rule book.
+    pub rules: &'a RuleBook,
+    /// The unpaid wins (empty on a gateway that does not settle).
+    pub unpaid: &'a [UnpaidWin],
+    /// The duplicate-email filter.
+    pub tags: &'a EmailTags,
 }
 
 fn aad(origin: &str, size: u64, root: &Hash, index: u32, count: u32) -> Vec<u8> {
@@ -107,13 +133,14 @@ impl RangeWriter {
 }
 
 /// Writes the plaintext of the state (see the module docs) through `w`.
-fn serialize(
-    w: &mut RangeWriter,
-    frontier: &Frontier,
-    book: &AuctionBook,
-    rules: &RuleBook,
-    tags: &EmailTags,
-) {
+fn serialize(w: &mut RangeWriter, state: &Snapshot<'_>) {
+    let Snapshot {
+        frontier,
+        book,
+        rules,
+        unpaid,
+        tags,
+    } = state;
     w.write(MAGIC);
     w.write(&frontier.size().to_be_bytes());
     w.write(&[frontier.peaks().len() as u8]);
@@ -146,6 +173,18 @@ fn serialize(
     } else {
         w.pos = rules_end;
     }
+    w.write(&(unpaid.len() as u64).to_be_bytes());
+    let unpaid_end = w.pos + UNPAID_RECORD_LEN * unpaid.len();
+    if w.pos < w.end && unpaid_end > w.start {
+        for (account, auction, price, closed_at) in unpaid.iter() {
+            w.write(account);
+            w.write(auction);
+            w.write(&price.to_be_bytes());
+            w.write(&closed_at.to_be_bytes());
+        }
+    } else {
+        w.pos = unpaid_end;
+    }
     let filter = tags.filter();
     w.write(&[filter.bits_log2() as u8]);
     w.write(&filter.len().to_be_bytes());
@@ -162,33 +201,25 @@ fn serialize(
 }
 
 /// The plaintext length of the state, bytes.
-fn plaintext_len(
-    frontier: &Frontier,
-    book: &AuctionBook,
-    rules: &RuleBook,
-    tags: &EmailTags,
-) -> usize {
+fn plaintext_len(state: &Snapshot<'_>) -> usize {
     MAGIC.len()
         + 8
         + 1
-        + 32 * frontier.peaks().len()
+        + 32 * state.frontier.peaks().len()
         + 8
-        + RECORD_LEN * book.open_count()
+        + RECORD_LEN * state.book.open_count()
         + 8
-        + RULE_RECORD_LEN * rules.len()
+        + RULE_RECORD_LEN * state.rules.len()
+        + 8
+        + UNPAID_RECORD_LEN * state.unpaid.len()
         + 1
         + 8
-        + 8 * tags.filter().words().len()
+        + 8 * state.tags.filter().words().len()
 }
 
 /// How many parts the state has.
-pub fn part_count(
-    frontier: &Frontier,
-    book: &AuctionBook,
-    rules: &RuleBook,
-    tags: &EmailTags,
-) -> u32 {
-    plaintext_len(frontier, book, rules, tags).div_ceil(STATE_PART_BYTES) as u32
+pub fn part_count(state: &Snapshot<'_>) -> u32 {
+    plaintext_len(state).div_ceil(STATE_PART_BYTES) as u32
 }
 
 /// Seals part `index` of the state at `frontier` (see the module docs). Only that part's
@@ -197,16 +228,8 @@ pub fn part_count(
 ///
 /// # Panics
 /// If `index` is not below [`part_count`].
-pub fn seal_part(
-    key: &[u8; 32],
-    origin: &str,
-    frontier: &Frontier,
-    book: &AuctionBook,
-    rules: &RuleBook,
-    tags: &EmailTags,
-    index: u32,
-) -> StatePart {
-    let count = part_count(frontier, book, rules, tags);
+pub fn seal_part(key: &[u8; 32], origin: &str, state: &Snapshot<'_>, index: u32) -> StatePart {
+    let count = part_count(state);
     assert!(index < count, "part {index} of {count}");
     let start = index as usize * STATE_PART_BYTES;
     let mut w = RangeWriter {
@@ -218,9 +241,9 @@ pub fn seal_part(
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     w.out.extend_from_slice(&nonce);
-    serialize(&mut w, frontier, book, rules, tags);
+    serialize(&mut w, state);
     let mut blob = w.out;
-    let (size, root) = (frontier.size(), frontier.root());
+    let (size, root) = (state.frontier.size(), state.frontier.root());
     let tag = Aes256Gcm::new(key.into())
         .encrypt_in_place_detached(
             Nonce::from_slice(&nonce),
@@ -316,11 +339,9 @@ impl StateLoad {
             return Err(bad("parts are missing"));
         }
         let mut r = Reader(&self.plain);
-        let v2 = match r.take(MAGIC.len())? {
-            m if m == MAGIC => true,
-            m if m == MAGIC_V1 => false,
-            _ => return Err(bad("not a sealed state")),
-        };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err(bad("not a sealed state"));
+        }
         let size = r.u64()?;
         let n = r.take(1)?[0] as usize;
         let peaks = (0..n).map(|_| r.hash()).collect::<Result<Vec<_>, _>>()?;
@@ -348,31 +369,39 @@ impl StateLoad {
                 },
             );
         }
-        let mut rules = Vec::new();
-        if v2 {
-            let n = r.u64()?;
-            if n > (r.0.len() / RULE_RECORD_LEN) as u64 {
-                return Err(bad("rule book count beyond the data"));
-            }
-            for _ in 0..n {
-                let buyer = r.hash()?;
-                let active = r.take(1)?[0];
-                let commitment = r.hash()?;
-                let issued_at = r.u64()?;
-                let day = r.u64()?;
-                let bids_today = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
-                rules.push(RuleRecord {
-                    buyer,
-                    commitment: match active {
-                        0 => None,
-                        1 => Some(commitment),
-                        _ => return Err(bad("a rule record's active flag is not 0 or 1")),
-                    },
-                    issued_at,
-                    day,
-                    bids_today,
-                });
-            }
+        let n = r.u64()?;
+        if n > (r.0.len() / RULE_RECORD_LEN) as u64 {
+            return Err(bad("rule book count beyond the data"));
+        }
+        let mut rules = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let buyer = r.hash()?;
+            let active = r.take(1)?[0];
+            let commitment = r.hash()?;
+            let issued_at = r.u64()?;
+            let day = r.u64()?;
+            let bids_today = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
+            rules.push(RuleRecord {
+                buyer,
+                commitment: match active {
+                    0 => None,
+                    1 => Some(commitment),
+                    _ => return Err(bad("a rule record's active flag is not 0 or 1")),
+                },
+                issued_at,
+                day,
+                bids_today,
+            });
+        }
+        let n = r.u64()?;
+        if n > (r.0.len() / UNPAID_RECORD_LEN) as u64 {
+            return Err(bad("unpaid win count beyond the data"));
+        }
+        let mut unpaid = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let account: [u8; 20] = r.take(20)?.try_into().expect("20 bytes");
+            let auction: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
+            unpaid.push((account, auction, r.u64()?, r.u64()?));
         }
         let bits_log2 = u32::from(r.take(1)?[0]);
         if bits_log2 != tag_bits_log2 {
@@ -397,6 +426,7 @@ impl StateLoad {
             book,
             tags: EmailTags::from_filter(filter),
             rules,
+            unpaid,
         })
     }
 }
@@ -436,6 +466,7 @@ mod tests {
         origin: &str,
         frontier: &Frontier,
         book: &AuctionBook,
+        unpaid: &[UnpaidWin],
         tags: &EmailTags,
     ) -> Vec<StatePart> {
         let mut rules = RuleBook::new(10, 1_000);
@@ -443,8 +474,15 @@ mod tests {
         rules.record_bid(&[9; 32], &[8; 32], 5 * 86_400_000 + 1);
         rules.set([10; 32], [11; 32], 78, None);
         rules.cancel(&[10; 32], &[11; 32], 79).unwrap();
-        (0..part_count(frontier, book, &rules, tags))
-            .map(|i| seal_part(key, origin, frontier, book, &rules, tags, i))
+        let state = Snapshot {
+            frontier,
+            book,
+            rules: &rules,
+            unpaid,
+            tags,
+        };
+        (0..part_count(&state))
+            .map(|i| seal_part(key, origin, &state, i))
             .collect()
     }
 
@@ -475,9 +513,14 @@ mod tests {
     fn round_trip_and_every_tamper_refused() {
         let (f, book, tags) = state();
         let key = [3u8; 32];
-        let parts = seal(&key, "o", &f, &book, &tags);
+        let unpaid = [
+            ([1; 20], [2; 16], 3_000_000, 1_700_000_000_000),
+            ([4; 20], [5; 16], 6, 7),
+        ];
+        let parts = seal(&key, "o", &f, &book, &unpaid, &tags);
         assert_eq!(parts.len(), 1);
         let s = load(&parts, &key, "o").unwrap();
+        assert_eq!(s.unpaid, unpaid);
         assert_eq!((s.frontier.size(), s.frontier.root()), (f.size(), f.root()));
         assert_eq!(s.book.open_count(), 50);
         assert_eq!(s.book.get(&[4; 16]), book.get(&[4; 16]));
@@ -537,8 +580,12 @@ mod tests {
         for i in 0..1_000 {
             tags.record(&tag(i));
         }
+        // 20,000 unpaid wins (1 MB) straddle a part boundary too.
+        let unpaid: Vec<UnpaidWin> = (0..20_000u64)
+            .map(|i| ([(i % 251) as u8; 20], [(i % 13) as u8; 16], i, i * 7))
+            .collect();
         let key = [5u8; 32];
-        let parts = seal(&key, "o", &f, &book, &tags);
+        let parts = seal(&key, "o", &f, &book, &unpaid, &tags);
         assert_eq!(parts.len(), 3);
         let mut l = None;
         for p in &parts {
@@ -546,6 +593,7 @@ mod tests {
         }
         let s = l.unwrap().finish(25).unwrap();
         assert_eq!(s.book.open_count(), 100_000);
+        assert_eq!(s.unpaid, unpaid);
         assert_eq!(
             s.book.get(&book.iter().next().unwrap().0.clone()),
             book.iter().next().map(|(_, a)| a)

@@ -631,3 +631,86 @@ fn rule_bids_are_backed_by_the_deposit_and_instant_sales_carry_their_settlement(
         "signed by the anchor key"
     );
 }
+
+/// What a settling enclave counts against deposits survives a restart: the unpaid wins (in
+/// the sealed state, or from the replayed closes) and the open bids (given back by the host,
+/// checked against the log). A host that withholds or alters the open bids cannot start it.
+#[test]
+fn open_bids_and_unpaid_wins_are_counted_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let account = EthAddress([0xa1; 20]);
+    ledger.deposit(account, 12, 0);
+    let mut host = Host::default();
+    let (mut e, keys) = host.boot_with(dir.path(), T0, settling_config(&ledger));
+    let x = list(&mut host, &mut e, &keys, 0, T0);
+    let y = list(&mut host, &mut e, &keys, 1, T0 + 30_000);
+    let z = list(&mut host, &mut e, &keys, 2, T0 + 45_000);
+    let one = |auction: &str, amount: u64| vec![bid(&keys, 1, auction, amount, Some(account))];
+    assert_eq!(host.bid(&mut e, one(&x, 6), T0 + 31_000), ["ok"]);
+    assert_eq!(host.bid(&mut e, one(&y, 4), T0 + 31_000), ["ok"]);
+    // X sells at 6, unpaid; Y's 4 is open: 2 of the 12 are free.
+    let closed = host.tick(&mut e, T0 + 61_000);
+    assert!(matches!(&closed[..], [Event::AuctionClosed(c)] if c.auction_id == x));
+    assert!(host.seal_state(&mut e, true, T0 + 61_000).is_some());
+    let at_kill = host.clone();
+    drop(e);
+
+    let now = T0 + 65_000;
+    let over = "bid.over_deposit";
+    // From the sealed state (the unpaid win) plus the open bids given back.
+    let mut h = at_kill.clone();
+    let (mut e, _) = h.boot_with(dir.path(), now, settling_config(&ledger));
+    assert_eq!(h.bid(&mut e, one(&z, 3), now), [over]);
+    assert_eq!(h.bid(&mut e, one(&z, 2), now), ["ok"]);
+    // From leaf 0: the replayed close is the unpaid win.
+    let mut h = at_kill.clone();
+    h.state = None;
+    let (mut e, _) = h.boot_with(dir.path(), now, settling_config(&ledger));
+    assert_eq!(h.bid(&mut e, one(&z, 3), now), [over]);
+    // Once X is paid (the price leaves the balance) a read drops it: still 2 free.
+    ledger.settle(&x, account, 6);
+    assert_eq!(h.bid(&mut e, one(&z, 3), now + 3_000), [over]);
+    assert_eq!(h.bid(&mut e, one(&z, 2), now + 3_000), ["ok"]);
+    // Y closes: its loaded bid is freed once and its win counted: 12 − 6 − 4 − 2 = 0.
+    let closed = h.tick(&mut e, T0 + 91_000);
+    assert!(closed
+        .iter()
+        .any(|c| matches!(c, Event::AuctionClosed(c) if c.auction_id == y)));
+    assert_eq!(h.bid(&mut e, one(&z, 1), T0 + 91_000), [over]);
+    drop(e);
+
+    // A host that withholds the open bids cannot start a settling enclave, nor one that gives
+    // them altered, twice, or for an auction that is closed.
+    let mut h = at_kill.clone();
+    h.withhold_bids = true;
+    let (mut e, _) = h.boot_unstarted(dir.path(), now, settling_config(&ledger));
+    let refused = |resp: Response| match resp {
+        Response::Error(e) => e.code.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(refused(e.handle(Request::Start, now)), "boot.bids_missing");
+    let mut short = h.close_input(&y);
+    short.bids.clear();
+    let load = |inputs: Vec<leadgate_protocol::CloseInput>| Request::LoadBids { auctions: inputs };
+    assert_eq!(
+        refused(e.handle(load(vec![short]), now)),
+        "boot.bids_missing"
+    );
+    assert_eq!(
+        refused(e.handle(load(vec![h.close_input(&x)]), now)),
+        "boot.bids_missing",
+        "X is closed"
+    );
+    assert_eq!(e.handle(load(vec![h.close_input(&y)]), now), Response::Ok);
+    assert_eq!(
+        refused(e.handle(load(vec![h.close_input(&y)]), now)),
+        "boot.bids_missing",
+        "given twice"
+    );
+    let Response::Started { appended } = e.handle(Request::Start, now) else {
+        panic!("every open auction's bids are back")
+    };
+    h.store(&appended);
+    assert_eq!(h.bid(&mut e, one(&z, 3), now), [over]);
+}

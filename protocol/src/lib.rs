@@ -10,7 +10,9 @@
 //! `Replay`: the leaves from that state's size, or from leaf 0, to the tip, from which the
 //! enclave rebuilds its open auctions, duplicate-email filter and the buyers' rule book;
 //! required when there is a tip) → `LoadRules`* (the sealed rule sets the rule book names
-//! active; `Start` is refused while one is missing) → `Start` (appends `log.epoch`).
+//! active; `Start` is refused while one is missing) → `LoadBids`* (a settling enclave only:
+//! the stored bids of every open auction, counted against deposits again; `Start` is refused
+//! while one is missing) → `Start` (appends `log.epoch`).
 //!
 //! Words: *restore* is rebuilding the enclave's state from the log at start-up; *replay*
 //! is a client sending the same submission or bid again, which the enclave refuses

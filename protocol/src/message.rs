@@ -167,6 +167,18 @@ pub enum Request {
         /// The sealed rule sets, as the buyers posted them.
         sets: Vec<SealedRuleSet>,
     },
+    /// On a settling gateway (`Booted { settling: true }`), after the replay: the stored
+    /// entries of every open auction with bids, as for a `Close` (its `lead.accepted` and
+    /// every `bid.sealed` with its sealed bid, checked against the running hash the replay
+    /// rebuilt). The enclave opens the bids and counts each against its bidder's deposit
+    /// again, so a restart does not forget what the deposits back. `Start` is refused
+    /// (`boot.bids_missing`) while an open auction with bids was not given, or gained bids
+    /// since. At most [`crate::MAX_CLOSES_PER_TICK`] auctions and, past the first,
+    /// [`crate::MAX_CLOSE_BYTES`] per request. Answer: `Ok`.
+    LoadBids {
+        /// One input per open auction.
+        auctions: Vec<CloseInput>,
+    },
     /// Finish start-up: append `log.epoch`.
     Start,
     /// An attestation document binding the enclave keys and `nonce` (≤ 1024 bytes).
@@ -389,6 +401,10 @@ pub enum Response {
         keys: ByteBuf,
         /// The dev attestation root (PEM), in dev mode.
         dev_root_pem: Option<String>,
+        /// Whether the enclave settles sales (started with an escrow): the host then sends
+        /// `LoadBids` after the replay.
+        #[serde(default)]
+        settling: bool,
     },
     /// Generic success.
     Ok,
@@ -482,6 +498,31 @@ impl CloseInput {
                 })
                 .sum::<usize>()
     }
+}
+
+/// Packs close inputs, in order, into the `Close` (or `LoadBids`) requests the host sends:
+/// at most [`crate::MAX_CLOSES_PER_TICK`] auctions and, past each request's first,
+/// [`crate::MAX_CLOSE_BYTES`] by [`CloseInput::weight`].
+pub fn pack_close_inputs(inputs: Vec<CloseInput>) -> Vec<Vec<CloseInput>> {
+    let mut out: Vec<Vec<CloseInput>> = Vec::new();
+    let mut bytes = 0;
+    for input in inputs {
+        let w = input.weight();
+        match out.last_mut() {
+            Some(last)
+                if last.len() < crate::MAX_CLOSES_PER_TICK
+                    && bytes + w <= crate::MAX_CLOSE_BYTES =>
+            {
+                bytes += w;
+                last.push(input);
+            }
+            _ => {
+                bytes = w;
+                out.push(vec![input]);
+            }
+        }
+    }
+    out
 }
 
 impl JournalEntry {

@@ -259,7 +259,8 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
         PAYOUT_1.to_string(),
     ];
 
-    // Two sellers list 3 accepted corpus leads each, in 15-second auctions.
+    // Two sellers list 3 accepted corpus leads each, in 20-second auctions (time for the
+    // bids and an enclave restart).
     let leads: Vec<Value> = corpus()
         .into_iter()
         .filter(|l| l["expect"] == "accept")
@@ -288,7 +289,7 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             "--reserve",
             "1000000",
             "--duration-ms",
-            "15000",
+            "20000",
             "--payout",
             payout,
             &p(&format!("leads-{s}.jsonl")),
@@ -306,6 +307,8 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
     // Buyer k bids on every auction, in order, highest on auction i when k = i % 3. Buyer 2's
     // bids add up to 25.03 USDC: its last, on auction 5, is over what its 20 USDC still cover
     // and is refused, so buyer 1 wins auction 5. First price: a winner pays its own amount.
+    // The enclave is killed (`kill -9`) before that last bid: the restarted one counts the
+    // five open bids again from the ones the host gives back, and still refuses it.
     let winner = |i: usize| if i == 5 { 1 } else { i % 3 };
     let amount = |i: usize, k: usize| {
         if k == i % 3 {
@@ -320,39 +323,54 @@ fn every_sale_is_paid_once_for_its_logged_price_even_when_the_host_withholds_it(
             .enumerate()
             .map(|(i, (id, _))| json!({"auction": id, "amount": amount(i, k)}).to_string())
             .collect();
-        std::fs::write(p(&format!("plan-{k}.jsonl")), plan.join("\n")).unwrap();
         cli(&["buyer", "keygen", "--out", &p(&format!("buyer-{k}.key"))]);
-        let args = [
-            "buyer",
-            "bid",
-            "--gateway",
-            &gw,
-            "--allow-debug",
-            "--root",
-            root,
-            "--key",
-            &p(&format!("buyer-{k}.key")),
-            "--plan",
-            &p(&format!("plan-{k}.jsonl")),
-            "--account",
-            &account_text(k),
-            "--out",
-            &p(&format!("bids-{k}.jsonl")),
-            "--concurrency",
-            "1",
-        ];
-        if k < 2 {
-            cli(&args);
+        let plans = if k < 2 {
+            vec![plan.join("\n")]
         } else {
+            vec![plan[..5].join("\n"), plan[5].clone()]
+        };
+        for (part, plan) in plans.iter().enumerate() {
+            let plan_file = p(&format!("plan-{k}-{part}.jsonl"));
+            std::fs::write(&plan_file, plan).unwrap();
+            let args = [
+                "buyer",
+                "bid",
+                "--gateway",
+                &gw,
+                "--allow-debug",
+                "--root",
+                root,
+                "--key",
+                &p(&format!("buyer-{k}.key")),
+                "--plan",
+                &plan_file,
+                "--account",
+                &account_text(k),
+                "--out",
+                &p(&format!("bids-{k}.jsonl")),
+                "--concurrency",
+                "1",
+            ];
+            if part == 0 {
+                cli(&args);
+                continue;
+            }
+            stack.kill_enclave();
+            stack.start_enclave();
             let why = cli_fails(&args);
             assert!(
                 why.contains(&format!("bid on {} refused", ids[5].0))
                     && why.contains("bid.over_deposit"),
                 "{why}"
             );
-            assert!(why.contains("5 bids placed, 1 refused"), "{why}");
+            assert!(why.contains("0 bids placed, 1 refused"), "{why}");
         }
     }
+    let host_log = std::fs::read_to_string(stack.dir.path().join("host.log")).unwrap();
+    assert!(
+        host_log.contains("open auctions' bids given back to the enclave"),
+        "the host gave the open auctions' bids back"
+    );
 
     // Every auction closes with a logged settlement, and the host (not settling) pays none.
     let mut closes: Vec<Value> = Vec::new();

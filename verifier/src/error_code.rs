@@ -336,6 +336,9 @@ error_codes! {
     /// `Start` before the host gave every active auto-bid rule set (as the replayed log names
     /// them), or a rule set given is not the active one of its buyer or does not open.
     BootRulesMissing = "boot.rules_missing" => 502,
+    /// `Start` on a settling enclave before the host gave the stored bids of every open
+    /// auction with bids, or a given auction is not open, not as logged, or given twice.
+    BootBidsMissing = "boot.bids_missing" => 502,
     /// The log is for another origin than the enclave's.
     BootBadOrigin = "boot.bad_origin" => 502,
     /// The enclave no longer holds the journal entry asked for.

@@ -314,13 +314,14 @@ impl Enclave {
                     self.config.deposit_max_age_ms,
                     self.config.settlement_window_ms,
                 ),
-                started_ms: now_ms,
+                bids_loaded: std::collections::HashMap::new(),
             }),
         };
         Response::Booted {
             sealed_secrets: ByteBuf::from(sealed),
             keys: ByteBuf::from(keys),
             dev_root_pem: self.config.dev_root_pem.clone(),
+            settling: self.config.settlement.is_some(),
         }
     }
 
@@ -368,6 +369,9 @@ impl Enclave {
                 for record in state.rules {
                     r.rules.insert_record(record);
                 }
+                for (account, auction, price, closed_at) in state.unpaid {
+                    r.deposits.won(account, auction, price, closed_at);
+                }
                 r.sealed_size = state.frontier.size();
                 match Restore::new(state.frontier).expecting(floor) {
                     Ok(rs) => {
@@ -385,6 +389,7 @@ impl Enclave {
     /// [`crate::restore`]).
     pub(super) fn restore(&mut self, from: u64, leaves: Vec<ByteBuf>) -> Response {
         let floor = self.floor.clone();
+        let settling = self.config.settlement.is_some();
         let Some(Restoring {
             running: r,
             restore: slot,
@@ -413,7 +418,8 @@ impl Enclave {
                 "replay chunk starts at {from}; the next leaf is {want}"
             )));
         }
-        if let Err(e) = restore.apply(&leaves, &mut r.book, &mut r.tags, &mut r.rules) {
+        let deposits = settling.then_some(&mut r.deposits);
+        if let Err(e) = restore.apply(&leaves, &mut r.book, &mut r.tags, &mut r.rules, deposits) {
             // The book may be half-built: only a new boot may continue.
             self.phase = Phase::Unbooted;
             return err(e);
@@ -468,6 +474,7 @@ impl Enclave {
 
     pub(super) fn start(&mut self, now_ms: u64) -> Response {
         let origin = self.config.origin.clone();
+        let settling = self.config.settlement.is_some();
         let Some(Restoring {
             running: r,
             restore: slot,
@@ -484,6 +491,24 @@ impl Enclave {
                 missing.len(),
                 hex::encode(missing[0])
             )));
+        }
+        // A settling enclave counts every open bid against its bidder's deposit: each open
+        // auction's bids must be back, as logged up to the tip.
+        if settling {
+            let loaded = &r.bids_loaded;
+            let mut missing = r
+                .book
+                .iter()
+                .filter(|(key, a)| a.bids > 0 && loaded.get(*key) != Some(&a.bids));
+            if let Some((key, a)) = missing.next() {
+                return err(EnclaveError::BidsMissing(format!(
+                    "the bids of {} open auctions were not given as logged, e.g. auction {} with {} bids",
+                    1 + missing.count(),
+                    hex::encode(key),
+                    a.bids
+                )));
+            }
+            r.bids_loaded = std::collections::HashMap::new();
         }
         // With a tip, the state must have been rebuilt up to it.
         let replay_from = match slot.take() {

@@ -404,7 +404,6 @@ impl Enclave {
             sealed: p.sealed,
             unsigned,
             closing: ClosingBid {
-                time: now_ms,
                 buyer,
                 commitment: p.commitment,
                 amount: p.bid.rules.max_bid,

@@ -39,8 +39,6 @@ enum LoggedBid {
 /// A bid of an auction being closed, opened.
 #[derive(Clone)]
 pub(super) struct ClosingBid {
-    /// The `bid.sealed` entry's time, Unix ms.
-    pub time: u64,
     /// The buyer's key.
     pub buyer: [u8; 32],
     /// The sealed bid's commitment.
@@ -223,59 +221,64 @@ impl Enclave {
         input: &CloseInput,
         now_ms: u64,
     ) -> Result<crate::log::Appended, EnclaveError> {
-        let Ok(Event::LeadAccepted(accepted)) = Event::from_leaf(&input.accepted) else {
-            return Err(close_invalid("the first entry is not a lead.accepted"));
-        };
-        let key: AuctionKey = auction_key(&accepted.lead_id)
-            .ok_or_else(|| close_invalid("the lead.accepted has a bad lead id"))?;
-        let record = *r
-            .book
-            .get(&key)
-            .ok_or_else(|| close_invalid("no open auction with this id"))?;
+        let (accepted, key, record) = logged_auction(r, input)?;
         if now_ms < record.closes_at {
             return Err(close_invalid("the auction is not due"));
         }
-        // The entries must be exactly the ones the book folded in, in log order.
-        let chain = input.bids.iter().fold(leaf_hash(&input.accepted), |c, b| {
-            chain_next(&c, &leaf_hash(&b.leaf))
-        });
-        if chain != record.chain || input.bids.len() as u64 != u64::from(record.bids) {
-            return Err(close_invalid(format!(
-                "{} bid entries given, {} logged, or not the logged ones in log order",
-                input.bids.len(),
-                record.bids
-            )));
-        }
-        let intake = r.secrets.intake_key();
-        let id = accepted.lead_id.as_str();
-        let opened: Vec<Result<ClosingBid, EnclaveError>> = par_map(
-            input.bids.iter().enumerate().collect(),
-            workers,
-            |(i, b): (usize, &leadgate_protocol::LoggedBid)| {
-                let Ok(Event::BidSealed(e)) = Event::from_leaf(&b.leaf) else {
-                    return Err(close_invalid(format!("bid entry {i} is not a bid.sealed")));
-                };
-                let (Some(buyer), Some(commitment)) = (hex32(&e.buyer), hex32(&e.commitment))
-                else {
-                    return Err(close_invalid(format!("bid entry {i} is malformed")));
-                };
-                let content = b
-                    .sealed
-                    .decode()
-                    .and_then(|d| open_logged_bid(intake, origin, &d, &commitment, id, &buyer))
-                    .map_err(|e| close_invalid(format!("sealed bid {i}: {e}")))?;
-                Ok(ClosingBid {
-                    time: e.time,
-                    buyer,
-                    commitment,
-                    amount: content.amount,
-                    buyer_hpke: content.buyer_hpke,
-                    account: content.account,
-                })
-            },
-        );
-        let bids: Vec<ClosingBid> = opened.into_iter().collect::<Result<_, _>>()?;
+        let bids = open_logged_bids(r, origin, workers, &accepted.lead_id, input)?;
         Self::decide_and_log(r, origin, settlement, &accepted, key, bids, now_ms)
+    }
+
+    /// Takes back, at start-up on a settling gateway, the stored bids of open auctions
+    /// (`LoadBids`): each input must be exactly the auction's logged entries, as for a close;
+    /// its bids are opened and counted against their bidders' deposits. An input that is not
+    /// an open auction's logged entries, or an auction given twice, is refused
+    /// (`boot.bids_missing`) and the others of the request are kept.
+    pub(super) fn load_bids(&mut self, inputs: &[CloseInput]) -> Response {
+        if inputs.len() > MAX_CLOSES_PER_TICK {
+            return err(EnclaveError::BatchTooLarge {
+                max: MAX_CLOSES_PER_TICK,
+                what: "auctions",
+            });
+        }
+        if self.config.settlement.is_none() {
+            return err(EnclaveError::BadState(
+                "bids are given back only to a settling enclave",
+            ));
+        }
+        let origin = self.config.origin.clone();
+        let workers = self.config.workers;
+        let Some(super::Restoring { running: r, .. }) = self.phase.restoring() else {
+            return err(EnclaveError::BadState(
+                "bids are given back between Boot and Start",
+            ));
+        };
+        let mut refused = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let loaded = logged_auction(r, input).and_then(|(accepted, key, record)| {
+                if r.bids_loaded.contains_key(&key) {
+                    return Err(close_invalid("given twice"));
+                }
+                let bids = open_logged_bids(r, &origin, workers, &accepted.lead_id, input)?;
+                for b in &bids {
+                    if let Some(account) = b.account {
+                        r.deposits
+                            .count_logged(&account.0, b.amount.units())
+                            .map_err(|e| close_invalid(e.to_string()))?;
+                    }
+                }
+                r.bids_loaded.insert(key, record.bids);
+                Ok(())
+            });
+            if let Err(e) = loaded {
+                refused.push(format!("auction {i}: {e}"));
+            }
+        }
+        if refused.is_empty() {
+            Response::Ok
+        } else {
+            err(EnclaveError::BidsMissing(refused.join("; ")))
+        }
     }
 
     /// Decides an auction from its opened bids, in log order, and appends `auction.closed`
@@ -350,10 +353,10 @@ impl Enclave {
         };
         let appended = r.log.append(r.secrets.log_key(), &event)?;
         r.book.close(&key);
-        // The bids this process counted against deposits are free now; the win is counted
-        // until a read shows it paid.
+        // The bids counted against deposits (as logged, or given back at start-up) are free
+        // now; the win is counted until a read shows it paid.
         if settlement.is_some() {
-            for b in bids.iter().filter(|b| b.time >= r.started_ms) {
+            for b in &bids {
                 if let Some(a) = b.account {
                     r.deposits.uncommit(&a.0, b.amount.units());
                 }
@@ -507,6 +510,78 @@ impl Enclave {
             )),
         }
     }
+}
+
+/// The open auction `input` closes (or gives back at start-up): its `lead.accepted` must be
+/// an open auction's and its `bid.sealed` entries exactly the ones the book folded in, in log
+/// order.
+///
+/// # Errors
+/// `close.invalid` (as [`EnclaveError::CloseInvalid`]) otherwise.
+fn logged_auction(
+    r: &Running,
+    input: &CloseInput,
+) -> Result<(LeadAccepted, AuctionKey, crate::auctions::OpenAuction), EnclaveError> {
+    let Ok(Event::LeadAccepted(accepted)) = Event::from_leaf(&input.accepted) else {
+        return Err(close_invalid("the first entry is not a lead.accepted"));
+    };
+    let key: AuctionKey = auction_key(&accepted.lead_id)
+        .ok_or_else(|| close_invalid("the lead.accepted has a bad lead id"))?;
+    let record = *r
+        .book
+        .get(&key)
+        .ok_or_else(|| close_invalid("no open auction with this id"))?;
+    let chain = input.bids.iter().fold(leaf_hash(&input.accepted), |c, b| {
+        chain_next(&c, &leaf_hash(&b.leaf))
+    });
+    if chain != record.chain || input.bids.len() as u64 != u64::from(record.bids) {
+        return Err(close_invalid(format!(
+            "{} bid entries given, {} logged, or not the logged ones in log order",
+            input.bids.len(),
+            record.bids
+        )));
+    }
+    Ok((accepted, key, record))
+}
+
+/// Opens the sealed bids of auction `id`'s logged entries, in log order, on `workers`
+/// threads; each must open with the intake key to the commitment its `bid.sealed` names.
+///
+/// # Errors
+/// `close.invalid` for an entry that is not a `bid.sealed` or a sealed bid that does not open.
+fn open_logged_bids(
+    r: &Running,
+    origin: &str,
+    workers: usize,
+    id: &str,
+    input: &CloseInput,
+) -> Result<Vec<ClosingBid>, EnclaveError> {
+    let intake = r.secrets.intake_key();
+    let opened: Vec<Result<ClosingBid, EnclaveError>> = par_map(
+        input.bids.iter().enumerate().collect(),
+        workers,
+        |(i, b): (usize, &leadgate_protocol::LoggedBid)| {
+            let Ok(Event::BidSealed(e)) = Event::from_leaf(&b.leaf) else {
+                return Err(close_invalid(format!("bid entry {i} is not a bid.sealed")));
+            };
+            let (Some(buyer), Some(commitment)) = (hex32(&e.buyer), hex32(&e.commitment)) else {
+                return Err(close_invalid(format!("bid entry {i} is malformed")));
+            };
+            let content = b
+                .sealed
+                .decode()
+                .and_then(|d| open_logged_bid(intake, origin, &d, &commitment, id, &buyer))
+                .map_err(|e| close_invalid(format!("sealed bid {i}: {e}")))?;
+            Ok(ClosingBid {
+                buyer,
+                commitment,
+                amount: content.amount,
+                buyer_hpke: content.buyer_hpke,
+                account: content.account,
+            })
+        },
+    );
+    opened.into_iter().collect()
 }
 
 /// Reads, in one batch at one block, the deposits of those of `accounts` whose last read is

@@ -43,6 +43,10 @@ pub struct Host {
     pub leads: HashMap<String, SealedLead>,
     /// Sealed rule sets by the leaf index of their `rules.set`.
     pub rule_sets: Vec<(u64, SealedRuleSet)>,
+    /// Whether the enclave booted last said it settles (then it takes `LoadBids`).
+    pub settling: bool,
+    /// A host that does not give a settling enclave its open bids back at boot.
+    pub withhold_bids: bool,
 }
 
 impl NodeStore for Host {
@@ -164,6 +168,29 @@ impl Host {
         }
     }
 
+    /// The `LoadBids` requests a settling enclave takes at start-up: every open auction with
+    /// bids, packed as the host packs them.
+    pub fn bids_requests(&self) -> Vec<Request> {
+        let open: Vec<String> = self
+            .events()
+            .filter_map(|(_, e)| match e {
+                Event::LeadAccepted(a)
+                    if self.close_index(&a.lead_id).is_none()
+                        && self.events().any(
+                            |(_, b)| matches!(b, Event::BidSealed(b) if b.auction_id == a.lead_id),
+                        ) =>
+                {
+                    Some(a.lead_id)
+                }
+                _ => None,
+            })
+            .collect();
+        leadgate_protocol::pack_close_inputs(open.iter().map(|id| self.close_input(id)).collect())
+            .into_iter()
+            .map(|auctions| Request::LoadBids { auctions })
+            .collect()
+    }
+
     /// The sale proof of lead `id` in the tree of the last stored receipt.
     pub fn sale_proof(&self, id: &str) -> SaleProof {
         self.sale_proof_of(id, self.close_index(id).unwrap())
@@ -207,9 +234,11 @@ impl Host {
             Response::Booted {
                 sealed_secrets,
                 keys,
+                settling,
                 ..
             } => {
                 self.sealed = Some(sealed_secrets);
+                self.settling = settling;
                 EnclaveKeys::from_attested(Some(&keys), None).unwrap()
             }
             other => panic!("{other:?}"),
@@ -224,6 +253,11 @@ impl Host {
             }
             for req in self.rules_requests() {
                 assert_eq!(e.handle(req, now), Response::Ok);
+            }
+            if self.settling && !self.withhold_bids {
+                for req in self.bids_requests() {
+                    assert_eq!(e.handle(req, now), Response::Ok);
+                }
             }
         }
         (e, keys)
@@ -456,13 +490,16 @@ impl Host {
             },
             now,
         );
-        if !matches!(booted, Response::Booted { .. }) {
+        let Response::Booted { settling, .. } = booted else {
             return booted;
-        }
+        };
         let (load, from) = self.state_requests();
         let mut requests = load;
         requests.extend(self.restore_requests(from, 500));
         requests.extend(self.rules_requests());
+        if settling && !self.withhold_bids {
+            requests.extend(self.bids_requests());
+        }
         for req in requests {
             let resp = e.handle(req, now);
             if resp != Response::Ok {

@@ -162,6 +162,7 @@ impl Gateway {
             Response::Booted {
                 sealed_secrets,
                 keys,
+                settling,
                 ..
             } => {
                 if sealed.as_deref() != Some(sealed_secrets.as_slice()) {
@@ -177,6 +178,9 @@ impl Gateway {
                         })
                         .await?,
                     )?;
+                }
+                if settling {
+                    self.load_bids(conn).await?;
                 }
                 match conn.call(&Request::Start).await? {
                     Response::Started { appended } => {
@@ -207,6 +211,27 @@ impl Gateway {
         let keys = EnclaveKeys::from_attested(Some(&keys), None)
             .map_err(|e| LinkError::Protocol(e.to_string()))?;
         Ok(EnclaveInfo { keys })
+    }
+
+    /// Gives a settling enclave the stored bids of every open auction (`LoadBids`), packed as
+    /// a close packs them, so it counts them against deposits again.
+    async fn load_bids(&self, conn: &mut EnclaveConn) -> Result<(), LinkError> {
+        let ids = self.store.open_auctions_with_bids().await?;
+        let mut loaded = 0;
+        for ids in ids.chunks(leadgate_protocol::MAX_CLOSES_PER_TICK) {
+            let inputs = self.store.close_inputs(ids).await?;
+            for chunk in leadgate_protocol::pack_close_inputs(inputs) {
+                loaded += chunk.len();
+                expect_ok(conn.call(&Request::LoadBids { auctions: chunk }).await?)?;
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(
+                auctions = loaded,
+                "open auctions' bids given back to the enclave"
+            );
+        }
+        Ok(())
     }
 
     /// A running enclave met on (re)connect: returns its keys once the store holds exactly its

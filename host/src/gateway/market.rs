@@ -5,7 +5,7 @@ use leadgate_verifier::ErrorCode;
 
 use leadgate_protocol::{
     BidOutcome, CloseInput, CloseOutcome, Request, Response, WireAppended, WireError,
-    MAX_CLOSES_PER_TICK, MAX_CLOSE_BYTES,
+    MAX_CLOSES_PER_TICK,
 };
 use leadgate_verifier::bid::SealedBid;
 use leadgate_verifier::release::{ReleaseRequest, ReleasedLead};
@@ -187,17 +187,7 @@ impl Gateway {
             }
             let inputs = self.store.close_inputs(&due).await?;
             let mut closed = 0;
-            let mut inputs = inputs.into_iter().peekable();
-            while inputs.peek().is_some() {
-                let mut chunk = Vec::new();
-                let mut bytes = 0;
-                while let Some(next) = inputs.peek() {
-                    if !chunk.is_empty() && bytes + next.weight() > MAX_CLOSE_BYTES {
-                        break;
-                    }
-                    bytes += next.weight();
-                    chunk.extend(inputs.next());
-                }
+            for chunk in leadgate_protocol::pack_close_inputs(inputs) {
                 closed += self.close(chunk).await?;
             }
             total += closed;

@@ -185,6 +185,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The open auctions with at least one stored bid, in log order of their
+    /// `lead.accepted`: what a settling enclave needs back at start-up (`LoadBids`).
+    ///
+    /// # Errors
+    /// sqlx errors.
+    pub async fn open_auctions_with_bids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.auction_id FROM auctions a WHERE a.status = 'open' \
+             AND EXISTS (SELECT 1 FROM bids b WHERE b.auction_id = a.auction_id) \
+             ORDER BY a.open_idx",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Where auction `id` stands for a release: its status (`open`, `sold`, `unsold`) and the
     /// leaf indexes of its `lead.accepted` and close.
     ///
