@@ -635,6 +635,7 @@ fn rule_bids_are_backed_by_the_deposit_and_instant_sales_carry_their_settlement(
 /// What a settling enclave counts against deposits survives a restart: the unpaid wins (in
 /// the sealed state, or from the replayed closes) and the open bids (given back by the host,
 /// checked against the log). A host that withholds or alters the open bids cannot start it.
+/// The restarted epoch signs with the same anchor key, so earlier settlements still pay.
 #[test]
 fn open_bids_and_unpaid_wins_are_counted_again_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -660,9 +661,31 @@ fn open_bids_and_unpaid_wins_are_counted_again_after_a_restart() {
     let over = "bid.over_deposit";
     // From the sealed state (the unpaid win) plus the open bids given back.
     let mut h = at_kill.clone();
-    let (mut e, _) = h.boot_with(dir.path(), now, settling_config(&ledger));
+    let (mut e, restarted) = h.boot_with(dir.path(), now, settling_config(&ledger));
     assert_eq!(h.bid(&mut e, one(&z, 3), now), [over]);
     assert_eq!(h.bid(&mut e, one(&z, 2), now), ["ok"]);
+    // The new epoch signs with the same anchor key, so X's settlement, signed before the
+    // kill, still pays: no re-signing is ever needed within a log.
+    let anchor = address_of_sec1(&keys.anchor_key).unwrap();
+    assert_eq!(restarted.anchor_key, keys.anchor_key);
+    let epoch = h
+        .leaves
+        .iter()
+        .rev()
+        .find_map(|l| match Event::from_leaf(l).unwrap() {
+            Event::LogEpoch(ep) => Some(ep),
+            _ => None,
+        });
+    assert_eq!(
+        epoch.map(|ep| (ep.epoch, ep.anchor_key)),
+        Some((2, hex::encode(keys.anchor_key)))
+    );
+    let Event::AuctionClosed(sold) = &closed[0] else {
+        unreachable!()
+    };
+    let id = leadgate_enclave::auctions::auction_key(&x).unwrap();
+    let settlement = sold.settlement.clone().expect("a settlement");
+    assert_eq!(settlement.signer(id, 6).unwrap(), anchor);
     // From leaf 0: the replayed close is the unpaid win.
     let mut h = at_kill.clone();
     h.state = None;
