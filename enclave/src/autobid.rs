@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leadgate_verifier::autobid::{budget_day, Rules};
+use leadgate_verifier::autobid::{budget_day, LeadFacts, Rules};
 use leadgate_verifier::event::LeadAccepted;
 use leadgate_verifier::merkle::Hash;
 
@@ -232,16 +232,19 @@ impl RuleBook {
     /// [`RuleBook::record_bid`] for each bid made.
     pub fn bids_for(&self, lead: &LeadAccepted) -> Vec<RuleBid> {
         let day = budget_day(lead.time);
+        let facts = LeadFacts::of(lead);
         self.buyers
             .iter()
             .filter_map(|(buyer, e)| match e {
                 Entry::Active(a) => {
                     let rules = a.rules.as_ref()?;
                     let today = if a.day == day { a.bids_today } else { 0 };
-                    (rules.matches(lead) && rules.budget_allows(today)).then(|| RuleBid {
-                        buyer: *buyer,
-                        commitment: a.commitment,
-                        rules: rules.clone(),
+                    (rules.budget_allows(today) && rules.matches_with(lead, &facts)).then(|| {
+                        RuleBid {
+                            buyer: *buyer,
+                            commitment: a.commitment,
+                            rules: rules.clone(),
+                        }
                     })
                 }
                 Entry::Cancelled { .. } => None,

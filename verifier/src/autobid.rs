@@ -450,45 +450,75 @@ impl RuleSet {
     }
 }
 
+/// What the gates read from a lead that takes work to derive, derived once per lead and
+/// shared by every rule set evaluated on it: the region's USPS state (upper case), the
+/// listing's country, the industry and sub-industry in lower case, and whether the lead is
+/// verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadFacts {
+    state: Option<String>,
+    country: Option<&'static str>,
+    industry: String,
+    sub_industry: String,
+    verified: bool,
+}
+
+impl LeadFacts {
+    /// The facts of `lead`.
+    pub fn of(lead: &LeadAccepted) -> Self {
+        let state = region_state(&lead.listing.region);
+        let country = state
+            .as_deref()
+            .and_then(|st| US_STATES.contains(&st).then_some("US"));
+        Self {
+            state,
+            country,
+            industry: lead.listing.industry.to_lowercase(),
+            sub_industry: lead.listing.sub_industry.to_lowercase(),
+            verified: lead.reasons.iter().any(|r| r == VERIFIED_REASON),
+        }
+    }
+}
+
 impl Rules {
     /// Whether `lead` passes all seven gates (see [`RuleSet`]).
     pub fn matches(&self, lead: &LeadAccepted) -> bool {
+        self.matches_with(lead, &LeadFacts::of(lead))
+    }
+
+    /// [`Rules::matches`] with `facts` already derived from `lead` ([`LeadFacts::of`]), for
+    /// evaluating many rule sets on one lead.
+    pub fn matches_with(&self, lead: &LeadAccepted, facts: &LeadFacts) -> bool {
         if lead.score < self.min_score
             || (lead.auction.off_site && !self.off_site)
-            || (self.verified_only && !lead.reasons.iter().any(|r| r == VERIFIED_REASON))
+            || (self.verified_only && !facts.verified)
         {
             return false;
         }
-        let l = &lead.listing;
-        let eq = |a: &str, b: &str| {
-            a.eq_ignore_ascii_case(b) || (!a.is_ascii() && a.to_lowercase() == b)
-        };
         if !self.verticals.iter().any(|v| match v {
             Vertical::Any => true,
-            Vertical::Industry(i) => eq(&l.industry, i),
-            Vertical::Exact(i, s) => eq(&l.industry, i) && eq(&l.sub_industry, s),
+            Vertical::Industry(i) => facts.industry == *i,
+            Vertical::Exact(i, s) => facts.industry == *i && facts.sub_industry == *s,
         }) {
             return false;
         }
-        let state = region_state(&l.region);
         if !self.countries.is_empty()
-            && !listing_country(l).is_some_and(|c| self.countries.iter().any(|x| x == c))
+            && !facts
+                .country
+                .is_some_and(|c| self.countries.iter().any(|x| x == c))
         {
             return false;
         }
+        let state = facts.state.as_ref();
         if !self.states_include.is_empty()
-            && !state
-                .as_ref()
-                .is_some_and(|s| self.states_include.contains(s))
+            && !state.is_some_and(|s| self.states_include.contains(s))
         {
             return false;
         }
-        if state
-            .as_ref()
-            .is_some_and(|s| self.states_exclude.contains(s))
-        {
+        if state.is_some_and(|s| self.states_exclude.contains(s)) {
             return false;
         }
+        let l = &lead.listing;
         self.fields.iter().all(|f| match f {
             Filter::Text {
                 field,
