@@ -232,19 +232,20 @@ impl RuleBook {
     /// [`RuleBook::record_bid`] for each bid made.
     pub fn bids_for(&self, lead: &LeadAccepted) -> Vec<RuleBid> {
         let day = budget_day(lead.time);
-        let facts = LeadFacts::of(lead);
+        // Derived at the first rule set with budget left, so a book with none costs nothing.
+        let facts = std::cell::OnceCell::new();
         self.buyers
             .iter()
             .filter_map(|(buyer, e)| match e {
                 Entry::Active(a) => {
                     let rules = a.rules.as_ref()?;
                     let today = if a.day == day { a.bids_today } else { 0 };
-                    (rules.budget_allows(today) && rules.matches_with(lead, &facts)).then(|| {
-                        RuleBid {
-                            buyer: *buyer,
-                            commitment: a.commitment,
-                            rules: rules.clone(),
-                        }
+                    (rules.budget_allows(today)
+                        && rules.matches_with(lead, facts.get_or_init(|| LeadFacts::of(lead))))
+                    .then(|| RuleBid {
+                        buyer: *buyer,
+                        commitment: a.commitment,
+                        rules: rules.clone(),
                     })
                 }
                 Entry::Cancelled { .. } => None,

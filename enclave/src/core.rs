@@ -323,9 +323,6 @@ struct Running {
     sealed_size: u64,
     /// What each bidder has committed against its deposit (settling gateways).
     deposits: crate::deposits::Deposits,
-    /// During start-up on a settling gateway: the open auctions whose logged bids the host
-    /// gave back (`LoadBids`) and counted in `deposits`, with how many. Emptied at `Start`.
-    bids_loaded: std::collections::HashMap<crate::auctions::AuctionKey, u32>,
 }
 
 impl Running {
@@ -344,6 +341,8 @@ impl Running {
 
 /// Where the enclave is in the start-up sequence (`leadgate_protocol`'s crate docs): one
 /// state, so no request can see a half-started enclave.
+// One per enclave, so the size of its largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Waiting for `Boot` (at first, after `Reset`, and after a failed replay or `Start`).
     Unbooted,
@@ -355,6 +354,9 @@ enum Phase {
         restore: Option<Restore>,
         /// Sealed state parts received so far.
         loading: Option<crate::state::StateLoad>,
+        /// On a settling gateway: the open auctions whose logged bids the host gave back
+        /// (`LoadBids`) and `deposits` counts, with how many.
+        bids_loaded: std::collections::HashMap<crate::auctions::AuctionKey, u32>,
     },
     /// Started (`log.epoch` appended): serves every other request.
     Serving(Box<Running>),
@@ -374,10 +376,12 @@ impl Phase {
                 running,
                 restore,
                 loading,
+                bids_loaded,
             } => Some(Restoring {
                 running,
                 restore,
                 loading,
+                bids_loaded,
             }),
             _ => None,
         }
@@ -389,6 +393,7 @@ struct Restoring<'a> {
     running: &'a mut Running,
     restore: &'a mut Option<Restore>,
     loading: &'a mut Option<crate::state::StateLoad>,
+    bids_loaded: &'a mut std::collections::HashMap<crate::auctions::AuctionKey, u32>,
 }
 
 /// The enclave.

@@ -282,12 +282,6 @@ pub fn region_state(region: &str) -> Option<String> {
     (st.len() == 2 && st.bytes().all(|b| b.is_ascii_alphabetic())).then(|| st.to_ascii_uppercase())
 }
 
-/// The ISO 3166-1 alpha-2 country of a listing: `US` for a region ending in a USPS code.
-pub fn listing_country(listing: &Listing) -> Option<&'static str> {
-    let st = region_state(&listing.region)?;
-    US_STATES.contains(&st.as_str()).then_some("US")
-}
-
 fn list(name: &str, items: &[String]) -> Result<(), RulesError> {
     if items.len() > MAX_GATE_ITEMS {
         return Err(invalid(format!("{name}: at most {MAX_GATE_ITEMS} entries")));

@@ -314,8 +314,8 @@ impl Enclave {
                     self.config.deposit_max_age_ms,
                     self.config.settlement_window_ms,
                 ),
-                bids_loaded: std::collections::HashMap::new(),
             }),
+            bids_loaded: std::collections::HashMap::new(),
         };
         Response::Booted {
             sealed_secrets: ByteBuf::from(sealed),
@@ -337,6 +337,7 @@ impl Enclave {
             running: r,
             restore,
             loading,
+            ..
         }) = self.phase.restoring()
         else {
             return err(EnclaveError::BadState(
@@ -394,6 +395,7 @@ impl Enclave {
             running: r,
             restore: slot,
             loading,
+            ..
         }) = self.phase.restoring()
         else {
             return err(EnclaveError::BadState(
@@ -478,6 +480,7 @@ impl Enclave {
         let Some(Restoring {
             running: r,
             restore: slot,
+            bids_loaded,
             ..
         }) = self.phase.restoring()
         else {
@@ -495,11 +498,10 @@ impl Enclave {
         // A settling enclave counts every open bid against its bidder's deposit: each open
         // auction's bids must be back, as logged up to the tip.
         if settling {
-            let loaded = &r.bids_loaded;
             let mut missing = r
                 .book
                 .iter()
-                .filter(|(key, a)| a.bids > 0 && loaded.get(*key) != Some(&a.bids));
+                .filter(|(key, a)| a.bids > 0 && bids_loaded.get(*key) != Some(&a.bids));
             if let Some((key, a)) = missing.next() {
                 return err(EnclaveError::BidsMissing(format!(
                     "the bids of {} open auctions were not given as logged, e.g. auction {} with {} bids",
@@ -508,7 +510,6 @@ impl Enclave {
                     a.bids
                 )));
             }
-            r.bids_loaded = std::collections::HashMap::new();
         }
         // With a tip, the state must have been rebuilt up to it.
         let replay_from = match slot.take() {

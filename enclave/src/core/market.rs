@@ -248,7 +248,12 @@ impl Enclave {
         }
         let origin = self.config.origin.clone();
         let workers = self.config.workers;
-        let Some(super::Restoring { running: r, .. }) = self.phase.restoring() else {
+        let Some(super::Restoring {
+            running: r,
+            bids_loaded,
+            ..
+        }) = self.phase.restoring()
+        else {
             return err(EnclaveError::BadState(
                 "bids are given back between Boot and Start",
             ));
@@ -256,7 +261,7 @@ impl Enclave {
         let mut refused = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             let loaded = logged_auction(r, input).and_then(|(accepted, key, record)| {
-                if r.bids_loaded.contains_key(&key) {
+                if bids_loaded.contains_key(&key) {
                     return Err(close_invalid("given twice"));
                 }
                 let bids = open_logged_bids(r, &origin, workers, &accepted.lead_id, input)?;
@@ -267,7 +272,7 @@ impl Enclave {
                             .map_err(|e| close_invalid(e.to_string()))?;
                     }
                 }
-                r.bids_loaded.insert(key, record.bids);
+                bids_loaded.insert(key, record.bids);
                 Ok(())
             });
             if let Err(e) = loaded {
